@@ -1,0 +1,171 @@
+"""Atomic publish: data is written in `_staging`, renamed into place, and its `_meta` record written last."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from warehouse.contract import SchemaViolation, conform
+from warehouse.layout import Layout
+from warehouse.provenance import base_provenance
+from warehouse.tables import Table
+
+ROW_GROUP_SIZE = 128_000
+ZSTD_LEVEL = 3
+
+
+class AlreadyPublished(RuntimeError):
+    """The date is published already and `force` was not given."""
+
+
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def is_published(layout: Layout, table: Table, day: dt.date) -> bool:
+    """Whether `day` of `table` has its data and its `_meta` record."""
+    return layout.meta_file(table, day).is_file() and layout.partition_file(table, day).is_file()
+
+
+def read_meta(layout: Layout, table: Table, day: dt.date) -> dict[str, Any] | None:
+    """The `_meta` record of a partition, or None when it is not published."""
+    path = layout.meta_file(table, day)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def staging_file(layout: Layout, table: Table, day: dt.date) -> Path:
+    """A fresh file path in `_staging`, outside every reader's glob, on the warehouse's filesystem."""
+    folder = layout.staging / "publish"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{table.name}-{day.isoformat()}-{uuid.uuid4().hex}.parquet"
+
+
+def write_parquet(frame: pl.DataFrame, path: Path) -> None:
+    """Write zstd Parquet and flush it to disk."""
+    frame.write_parquet(path, compression="zstd", compression_level=ZSTD_LEVEL, row_group_size=ROW_GROUP_SIZE)
+    _fsync(path)
+
+
+def publish_frame(
+    layout: Layout,
+    table: Table,
+    day: dt.date,
+    frame: pl.DataFrame,
+    provenance: dict[str, Any],
+    *,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Check `frame` against `table`, publish it as the `day` partition and return its `_meta` record."""
+    if is_published(layout, table, day) and not force:
+        raise AlreadyPublished(f"{table.name} {day} is already published (use --force to replace it)")
+    conformed = conform(frame, table)
+    staged = staging_file(layout, table, day)
+    try:
+        write_parquet(conformed, staged)
+        return publish_staged(layout, table, day, staged, provenance, rows=conformed.height, force=force)
+    finally:
+        staged.unlink(missing_ok=True)
+
+
+def check_staged(table: Table, staged: Path) -> int:
+    """Validate a staged Parquet file against `table` without loading it whole; return its row count."""
+    scan = pl.scan_parquet(staged)
+    schema = dict(scan.collect_schema())
+    if list(schema) != table.columns:
+        extra = [c for c in schema if c not in table.schema] or [c for c in table.schema if c not in schema]
+        raise SchemaViolation(table.name, extra[0] if extra else "?", 0, "columns differ from the declared schema")
+    for name, dtype in table.schema.items():
+        if schema[name] != dtype:
+            raise SchemaViolation(table.name, name, 0, f"type {schema[name]} is not the declared {dtype}")
+    stats = scan.select(
+        pl.len().alias("rows"),
+        *[pl.col(c).null_count().alias(f"null:{c}") for c in table.not_null],
+        (pl.len() - pl.struct(table.key).n_unique()).alias("duplicates"),
+    ).collect()
+    row = stats.row(0, named=True)
+    for name in table.not_null:
+        if row[f"null:{name}"]:
+            raise SchemaViolation(table.name, name, row[f"null:{name}"], "null in a required column")
+    if row["duplicates"]:
+        raise SchemaViolation(table.name, ",".join(table.key), row["duplicates"], "duplicate key")
+    return int(row["rows"])
+
+
+def publish_staged(
+    layout: Layout,
+    table: Table,
+    day: dt.date,
+    staged: Path,
+    provenance: dict[str, Any],
+    *,
+    rows: int | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Move a validated staged file into its partition atomically, then write `_meta` last."""
+    if is_published(layout, table, day) and not force:
+        raise AlreadyPublished(f"{table.name} {day} is already published (use --force to replace it)")
+    if rows is None:
+        rows = check_staged(table, staged)
+    meta = {
+        **base_provenance(),
+        **provenance,
+        "table": table.name,
+        "snapshot_date": day.isoformat(),
+        "rows": rows,
+        "file": str(layout.partition_file(table, day).relative_to(layout.root)),
+        "sha256": sha256_of(staged),
+        "published_at": _now(),
+    }
+    target = layout.partition_file(table, day)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(staged, target)  # readers see the old file or the new one, never a mix
+    _fsync_dir(target.parent)
+    write_json_atomic(layout.meta_file(table, day), meta)
+    return meta
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    """Write JSON through a temporary sibling and a rename, so the file is whole or absent."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with tmp.open("w") as handle:
+            json.dump(payload, handle, indent=2, sort_keys=True, default=str)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,68 @@
+"""Read-only, confined DuckDB over the published partitions: one view per table."""
+
+from __future__ import annotations
+
+import duckdb
+import polars as pl
+
+from warehouse.layout import Layout
+from warehouse.tables import TABLES
+
+READ_ONLY_STATEMENTS = {"SELECT", "EXPLAIN"}
+
+
+class QueryRefused(ValueError):
+    """The SQL asks for something other than reading the warehouse."""
+
+
+def _sql_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def connect(layout: Layout) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with a view per table over every published date, confined to the warehouse."""
+    con = duckdb.connect(":memory:")
+    for table in TABLES.values():
+        files = layout.published_files(table)
+        if files:
+            listing = ", ".join(_sql_literal(str(f)) for f in files)
+            con.execute(
+                f"CREATE VIEW {table.name} AS SELECT * FROM read_parquet([{listing}], "
+                "hive_partitioning = true, union_by_name = true)"
+            )
+        else:
+            empty = table.empty().with_columns(pl.lit(None, pl.Date).alias("snapshot_date"))
+            con.from_arrow(empty.to_arrow()).create_view(table.name)
+    con.execute(f"SET allowed_directories = [{_sql_literal(str(layout.root) + '/')}]")
+    for setting in ("enable_external_access", "autoinstall_known_extensions", "autoload_known_extensions"):
+        con.execute(f"SET {setting} = false")
+    con.execute("SET lock_configuration = true")
+    return con
+
+
+def check_read_only(sql: str) -> None:
+    """Refuse anything but SELECT/EXPLAIN statements, naming what was refused."""
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as error:
+        raise QueryRefused(f"cannot parse the query: {error}") from None
+    if not statements:
+        raise QueryRefused("the query is empty")
+    for statement in statements:
+        kind = statement.type.name
+        if kind not in READ_ONLY_STATEMENTS:
+            raise QueryRefused(
+                f"{kind} statements are refused: `multipolar sql` only reads the warehouse (SELECT, EXPLAIN)"
+            )
+
+
+def run_sql(layout: Layout, sql: str) -> pl.DataFrame:
+    """The result of a read-only query over the warehouse's views."""
+    check_read_only(sql)
+    con = connect(layout)
+    try:
+        return con.sql(sql).pl()
+    except duckdb.PermissionException as error:
+        raise QueryRefused(f"refused: {str(error).splitlines()[0]} (only the warehouse's own files can be read)") from None
+    finally:
+        con.close()

@@ -1,0 +1,148 @@
+"""Every table of the warehouse: its columns, types, key and place, declared once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+UTC_TIME = pl.Datetime("us", "UTC")
+
+
+@dataclass(frozen=True)
+class Table:
+    """A dated, hive-partitioned table: `<root>/<location>/snapshot_date=YYYY-MM-DD/part-00000.parquet`."""
+
+    name: str
+    location: str
+    schema: dict[str, pl.DataType]
+    key: tuple[str, ...]
+    not_null: tuple[str, ...] = ()
+    description: str = ""
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.schema)
+
+    def empty(self) -> pl.DataFrame:
+        """An empty frame of this table's schema."""
+        return pl.DataFrame(schema=self.schema)
+
+
+MODELS = Table(
+    name="models",
+    location="models",
+    schema={
+        "model_id": pl.String(),
+        "author": pl.String(),
+        "created_at": UTC_TIME,
+        "last_modified": UTC_TIME,
+        "downloads_30d": pl.Int64(),
+        "downloads_all_time": pl.Int64(),
+        "likes": pl.Int64(),
+        "trending_score": pl.Float64(),
+        "pipeline_tag": pl.String(),
+        "library_name": pl.String(),
+        "tags": pl.List(pl.String()),
+        "base_models": pl.List(pl.String()),
+        "base_relation": pl.String(),
+        "params_total": pl.Int64(),
+        "gated": pl.String(),
+    },
+    key=("model_id",),
+    not_null=("model_id", "author"),
+    description="One row per public model listed by the Hub on the snapshot date.",
+)
+
+ATTRIBUTIONS = Table(
+    name="attributions",
+    location="attributions",
+    schema={
+        "model_id": pl.String(),
+        "rule": pl.String(),
+        "credited_namespace": pl.String(),
+        "lab": pl.String(),
+        "country": pl.String(),
+        "region": pl.String(),
+        "developer_type": pl.String(),
+        "reviewed": pl.Boolean(),
+        "lineage_depth": pl.Int32(),
+        "weight": pl.Float64(),
+        "evidence": pl.String(),
+    },
+    key=("model_id", "rule", "credited_namespace"),
+    not_null=("model_id", "rule", "weight", "reviewed"),
+    description="Who each model is credited to, under each attribution rule (weights of a model sum to 1).",
+)
+
+SHARES = Table(
+    name="shares",
+    location="metrics/shares",
+    schema={
+        "time_window": pl.String(),
+        "population": pl.String(),
+        "rule": pl.String(),
+        "dimension": pl.String(),
+        "actor": pl.String(),
+        "downloads": pl.Float64(),
+        "share": pl.Float64(),
+    },
+    key=("time_window", "population", "rule", "dimension", "actor"),
+    not_null=("time_window", "population", "rule", "dimension", "actor", "downloads"),
+    description="Downloads and share of each actor, per window, population, rule and dimension.",
+)
+
+CONCENTRATION = Table(
+    name="concentration",
+    location="metrics/concentration",
+    schema={
+        "time_window": pl.String(),
+        "population": pl.String(),
+        "rule": pl.String(),
+        "dimension": pl.String(),
+        "downloads": pl.Float64(),
+        "hhi": pl.Float64(),
+        "effective_poles": pl.Float64(),
+        "entropy": pl.Float64(),
+        "exp_entropy": pl.Float64(),
+        "gini": pl.Float64(),
+        "cr1": pl.Float64(),
+        "cr3": pl.Float64(),
+        "cr5": pl.Float64(),
+        "actors": pl.Int64(),
+    },
+    key=("time_window", "population", "rule", "dimension"),
+    not_null=("time_window", "population", "rule", "dimension", "actors"),
+    description="Concentration of downloads over actors (known actors only), per window, population, rule, dimension.",
+)
+
+CROSSOVERS = Table(
+    name="crossovers",
+    location="metrics/crossovers",
+    schema={
+        "time_window": pl.String(),
+        "population": pl.String(),
+        "rule": pl.String(),
+        "dimension": pl.String(),
+        "challenger": pl.String(),
+        "incumbent": pl.String(),
+        "status": pl.String(),
+        "crossover_date": pl.Date(),
+        "margin": pl.Float64(),
+        "first_date": pl.Date(),
+        "dates": pl.Int64(),
+    },
+    key=("time_window", "population", "rule", "dimension", "challenger", "incumbent"),
+    not_null=("time_window", "population", "rule", "dimension", "challenger", "incumbent", "status"),
+    description="As of the snapshot date: the first date from which the challenger stays ahead, or none.",
+)
+
+TABLES: dict[str, Table] = {t.name: t for t in (MODELS, ATTRIBUTIONS, SHARES, CONCENTRATION, CROSSOVERS)}
+
+
+def table(name: str) -> Table:
+    """The table named `name`, or a clear error listing the known ones."""
+    try:
+        return TABLES[name]
+    except KeyError:
+        raise KeyError(f"unknown table {name!r}; known tables: {', '.join(TABLES)}") from None
