@@ -1,0 +1,156 @@
+"""A resumable crawl: listing pages stream into `_staging`, with the cursor checkpointed after each page."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from flows import hub
+from flows.rows import RowReport, model_rows
+from flows.scope import Scope
+from warehouse.layout import Layout
+from warehouse.publish import staging_file, write_json_atomic, write_parquet
+from warehouse.tables import MODELS
+
+CHECKPOINT = "checkpoint.json"
+
+
+@dataclass
+class CrawlState:
+    """The checkpoint: which listing, which page, and the URL of the next page to fetch."""
+
+    endpoint: str
+    scope: str
+    started_at: str
+    listing: int = 0
+    next_url: str | None = None
+    pages: int = 0
+    items: int = 0
+    requests: int = 0
+    done: bool = False
+    resumed: int = 0
+    report: dict[str, dict[str, int]] = field(default_factory=lambda: {"dropped": {}, "blanked": {}})
+
+    @classmethod
+    def load(cls, path: Path) -> CrawlState | None:
+        try:
+            return cls(**json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+
+@dataclass
+class CrawlResult:
+    """What the crawl staged: the page files, counts and the checkpointed state."""
+
+    staging: Path
+    state: CrawlState
+    seconds: float
+
+
+ProgressFn = Callable[[CrawlState, int], None]
+
+
+def crawl_to_staging(
+    layout: Layout,
+    day: dt.date,
+    scope: Scope,
+    endpoint: str,
+    *,
+    token: str | None = None,
+    progress: ProgressFn | None = None,
+) -> CrawlResult:
+    """Fetch every page of `scope` into `_staging/crawl/<day>`, resuming a checkpoint of the same query."""
+    hub.configure_client()
+    folder = layout.crawl_staging(day)
+    state = CrawlState.load(folder / CHECKPOINT)
+    if state is None or (state.endpoint, state.scope) != (endpoint, scope.text):
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        state = CrawlState(endpoint=endpoint, scope=scope.text, started_at=_now())
+        _save(folder, state)
+    elif not state.done:
+        state.resumed += 1
+
+    began = time.monotonic()
+    headers = hub.request_headers(token)
+    report = RowReport()
+    report.dropped.update(state.report["dropped"])
+    report.blanked.update(state.report["blanked"])
+    while not state.done:
+        listing = scope.listings[state.listing]
+        before = hub.REQUESTS.value
+        for page in hub.pages(endpoint, listing, headers, start_url=state.next_url):
+            items = page.items
+            if listing.limit is not None:
+                items = items[: max(listing.limit - _listing_items(folder, state.listing), 0)]
+            frame = model_rows(items, report)
+            write_parquet(frame, _page_file(folder, state.listing, state.pages))
+            state.pages += 1
+            state.items += len(items)
+            state.requests += hub.REQUESTS.value - before
+            before = hub.REQUESTS.value
+            state.report = report.as_dict()
+            limit_reached = listing.limit is not None and _listing_items(folder, state.listing) >= listing.limit
+            state.next_url = None if limit_reached else page.next_url
+            _save(folder, state)
+            if progress:
+                progress(state, len(scope.listings))
+            if state.next_url is None:
+                break
+        state.listing += 1
+        state.next_url = None
+        state.done = state.listing >= len(scope.listings)
+        _save(folder, state)
+    return CrawlResult(folder, state, time.monotonic() - began)
+
+
+def assemble(layout: Layout, day: dt.date, result: CrawlResult) -> tuple[Path, int]:
+    """One staged `models` file from the page files: first sighting of each id wins, crawl order kept."""
+    pages = sorted(result.staging.glob("page-*.parquet"))
+    target = staging_file(layout, MODELS, day)
+    if not pages:
+        write_parquet(MODELS.empty(), target)
+        return target, 0
+    scan = pl.scan_parquet(pages, schema=MODELS.schema).unique(subset=["model_id"], keep="first", maintain_order=True)
+    scan.sink_parquet(target, compression="zstd", compression_level=3, row_group_size=128_000)
+    rows = pl.scan_parquet(target).select(pl.len()).collect().item()
+    return target, int(rows)
+
+
+def discard(result: CrawlResult) -> None:
+    """Remove a crawl's staging once its snapshot is published."""
+    shutil.rmtree(result.staging, ignore_errors=True)
+
+
+def crawl_summary(result: CrawlResult) -> dict[str, Any]:
+    """The crawl's figures for `_meta` and the run summary."""
+    state = asdict(result.state)
+    state.pop("next_url", None)
+    state.pop("listing", None)
+    return state
+
+
+def _listing_items(folder: Path, listing: int) -> int:
+    files = sorted(folder.glob(f"page-{listing:05d}-*.parquet"))
+    return sum(pl.scan_parquet(f).select(pl.len()).collect().item() for f in files) if files else 0
+
+
+def _page_file(folder: Path, listing: int, page: int) -> Path:
+    return folder / f"page-{listing:05d}-{page:07d}.parquet"
+
+
+def _save(folder: Path, state: CrawlState) -> None:
+    write_json_atomic(folder / CHECKPOINT, asdict(state))
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

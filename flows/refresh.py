@@ -1,0 +1,112 @@
+"""The refresh flow: crawl → snapshot → attribute → metrics → dashboard, a thin Prefect shell."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NONE
+
+from flows import hub, progress
+from flows.crawl import crawl_to_staging
+from flows.scope import parse_scope
+from flows.snapshot import publish_models
+from flows.steps import downstream_steps
+from warehouse.layout import Layout
+from warehouse.lock import writer_lock
+from warehouse.publish import is_published, read_meta
+from warehouse.tables import MODELS
+
+
+@task(name="crawl", cache_policy=NONE)
+def crawl(warehouse: str, day: dt.date, scope: str, endpoint: str) -> dict[str, Any]:
+    """Crawl the Hub into staging, resuming from the last completed page (the client retries each request)."""
+    layout = Layout.at(warehouse)
+    result = crawl_to_staging(layout, day, parse_scope(scope), endpoint, progress=progress.report_crawl)
+    return {"pages": result.state.pages, "items": result.state.items, "requests": result.state.requests}
+
+
+@task(name="publish-models", cache_policy=NONE)
+def publish(warehouse: str, day: dt.date, scope: str, endpoint: str, force: bool) -> dict[str, Any]:
+    """Publish the staged crawl as the dated `models` partition."""
+    layout = Layout.at(warehouse)
+    from flows.crawl import CrawlResult, CrawlState
+
+    folder = layout.crawl_staging(day)
+    state = CrawlState.load(folder / "checkpoint.json")
+    if state is None or not state.done:
+        raise RuntimeError(f"no completed crawl is staged for {day}")
+    return publish_models(layout, day, parse_scope(scope), CrawlResult(folder, state, 0.0), force=force)
+
+
+@flow(name="refresh", log_prints=False, validate_parameters=True)
+def refresh(
+    day: dt.date | None = None,
+    scope: str = "full",
+    endpoint: str | None = None,
+    warehouse: str | None = None,
+    force: bool = False,
+    wait_seconds: float = 0.0,
+    dashboard: bool = True,
+) -> dict[str, Any]:
+    """Publish one dated snapshot of the Hub and everything derived from it."""
+    logger = get_run_logger()
+    began = time.monotonic()
+    day = day or dt.datetime.now(dt.UTC).date()
+    layout = Layout.at(warehouse)
+    endpoint = hub.resolve_endpoint(endpoint)
+    parse_scope(scope)  # fail before taking the lock on a bad scope
+    summary: dict[str, Any] = {"date": day.isoformat(), "warehouse": str(layout.root), "scope": scope}
+    with writer_lock(layout, f"refresh {day}", wait_seconds=wait_seconds):
+        if is_published(layout, MODELS, day) and not force:
+            summary["models"] = "already published"
+            logger.info("models %s already published; not crawled again (use --force to replace)", day)
+        else:
+            summary["crawl"] = crawl(str(layout.root), day, scope, endpoint)
+            meta = publish(str(layout.root), day, scope, endpoint, force)
+            summary["models"] = "published"
+            logger.info("published models %s: %s rows", day, meta["rows"])
+        summary["steps"] = downstream_steps(layout, day, force=force, dashboard=dashboard)
+    meta = read_meta(layout, MODELS, day) or {}
+    summary.update(
+        rows=meta.get("rows"), requests=meta.get("requests"), seconds=round(time.monotonic() - began, 2)
+    )
+    create_markdown_artifact(key="refresh-summary", markdown=summary_markdown(layout, day, summary))
+    return summary
+
+
+def summary_markdown(layout: Layout, day: dt.date, summary: dict[str, Any]) -> str:
+    """The run's artifact: rows, requests, duration and the largest authors by 30-day downloads."""
+    import polars as pl
+
+    lines = [
+        f"# Multipolar refresh {day}",
+        "",
+        "| figure | value |",
+        "|---|---|",
+        f"| models | {summary.get('models')} |",
+        f"| rows | {summary.get('rows')} |",
+        f"| requests | {summary.get('requests')} |",
+        f"| seconds | {summary.get('seconds')} |",
+    ]
+    for step, outcome in (summary.get("steps") or {}).items():
+        lines.append(f"| {step} | {outcome} |")
+    if is_published(layout, MODELS, day):
+        top = (
+            pl.scan_parquet(layout.partition_file(MODELS, day))
+            .group_by("author")
+            .agg(pl.col("downloads_30d").sum().alias("downloads_30d"), pl.len().alias("models"))
+            .sort("downloads_30d", descending=True, nulls_last=True)
+            .head(10)
+            .collect()
+        )
+        lines += ["", "## Top authors by 30-day downloads", "", "| author | models | downloads_30d |", "|---|---|---|"]
+        lines += [f"| {_cell(r['author'])} | {r['models']} | {r['downloads_30d']} |" for r in top.iter_rows(named=True)]
+    return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")[:80]

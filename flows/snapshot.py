@@ -1,0 +1,47 @@
+"""Publishing a crawl as the dated `models` snapshot, with its provenance."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from flows.crawl import CrawlResult, assemble, crawl_summary, discard
+from flows.scope import EXPAND, Scope
+from warehouse.layout import Layout
+from warehouse.publish import publish_staged
+from warehouse.tables import MODELS
+
+
+def publish_models(
+    layout: Layout, day: dt.date, scope: Scope, result: CrawlResult, *, force: bool = False
+) -> dict[str, Any]:
+    """Assemble the staged pages into one deduplicated file and publish it; return its `_meta` record."""
+    staged, rows = assemble(layout, day, result)
+    summary = crawl_summary(result)
+    provenance = {
+        "source_kind": "hub",
+        "endpoint": summary["endpoint"],
+        "scope": scope.text,
+        "query": [
+            {"path": "/api/models", "params": listing.params(), "description": listing.describe()}
+            for listing in scope.listings[:50]
+        ],
+        "listings": len(scope.listings),
+        "expand": list(EXPAND),
+        "started_at": summary["started_at"],
+        "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "requests": summary["requests"],
+        "pages": summary["pages"],
+        "items_listed": summary["items"],
+        "duplicates_removed": summary["items"] - rows - sum(summary["report"]["dropped"].values()),
+        "resumed": summary["resumed"],
+        "dropped_items": summary["report"]["dropped"],
+        "blanked_values": summary["report"]["blanked"],
+        "crawl_seconds": round(result.seconds, 3),
+    }
+    try:
+        meta = publish_staged(layout, MODELS, day, staged, provenance, force=force)
+    finally:
+        staged.unlink(missing_ok=True)
+    discard(result)
+    return meta
