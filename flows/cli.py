@@ -6,7 +6,6 @@ import datetime as dt
 import logging
 import os
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -91,8 +90,13 @@ def refresh(
     try:
         with crawl_progress(expected):
             summary = refresh_flow(
-                day=day, scope=parsed.text, endpoint=chosen, warehouse=warehouse, force=force,
-                wait_seconds=wait, dashboard=not no_dashboard,
+                day=day,
+                scope=parsed.text,
+                endpoint=chosen,
+                warehouse=warehouse,
+                force=force,
+                wait_seconds=wait,
+                dashboard=not no_dashboard,
             )
     except WarehouseLocked as error:
         raise fail(str(error), 3) from None
@@ -120,6 +124,8 @@ def sql(
     limit: Annotated[int, typer.Option(help="Rows shown in table format.")] = 50,
 ) -> None:
     """Run read-only DuckDB SQL over every published date (views: models, attributions, shares, …)."""
+    import duckdb
+
     from warehouse.layout import Layout
     from warehouse.query import QueryRefused, run_sql
 
@@ -129,10 +135,8 @@ def sql(
         frame = run_sql(Layout.at(warehouse), query)
     except QueryRefused as error:
         raise fail(str(error), 2) from None
-    except Exception as error:  # DuckDB's own errors: show the message, not a traceback
-        if type(error).__module__.startswith("duckdb") or "duckdb" in type(error).__module__:
-            raise fail(str(error).splitlines()[0]) from None
-        raise
+    except duckdb.Error as error:
+        raise fail(str(error).splitlines()[0]) from None
     if format == "csv":
         sys.stdout.write(frame.write_csv())
     elif format == "json":

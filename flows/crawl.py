@@ -37,6 +37,7 @@ class CrawlState:
     requests: int = 0
     done: bool = False
     resumed: int = 0
+    seconds: float = 0.0
     report: dict[str, dict[str, int]] = field(default_factory=lambda: {"dropped": {}, "blanked": {}})
 
     @classmethod
@@ -99,6 +100,8 @@ def crawl_to_staging(
             state.requests += hub.REQUESTS.value - before
             before = hub.REQUESTS.value
             state.report = report.as_dict()
+            state.seconds = round(state.seconds + time.monotonic() - began, 3)
+            began = time.monotonic()
             limit_reached = listing.limit is not None and _listing_items(folder, state.listing) >= listing.limit
             state.next_url = None if limit_reached else page.next_url
             _save(folder, state)
@@ -110,7 +113,7 @@ def crawl_to_staging(
         state.next_url = None
         state.done = state.listing >= len(scope.listings)
         _save(folder, state)
-    return CrawlResult(folder, state, time.monotonic() - began)
+    return CrawlResult(folder, state, state.seconds)
 
 
 def assemble(layout: Layout, day: dt.date, result: CrawlResult) -> tuple[Path, int]:

@@ -56,7 +56,12 @@ class _Reporter:
                 eta = f", ETA {max(self.expected - state.items, 0) / rate:,.0f}s"
             log.info(
                 "crawl: %d pages, %d models, %.0f models/s, listing %d/%d%s",
-                state.pages, state.items, rate, min(state.listing + 1, listings), listings, eta,
+                state.pages,
+                state.items,
+                rate,
+                min(state.listing + 1, listings),
+                listings,
+                eta,
             )
 
     def close(self) -> None:

@@ -71,9 +71,7 @@ def refresh(
             logger.info("published models %s: %s rows", day, meta["rows"])
         summary["steps"] = downstream_steps(layout, day, force=force, dashboard=dashboard)
     meta = read_meta(layout, MODELS, day) or {}
-    summary.update(
-        rows=meta.get("rows"), requests=meta.get("requests"), seconds=round(time.monotonic() - began, 2)
-    )
+    summary.update(rows=meta.get("rows"), requests=meta.get("requests"), seconds=round(time.monotonic() - began, 2))
     create_markdown_artifact(key="refresh-summary", markdown=summary_markdown(layout, day, summary))
     return summary
 

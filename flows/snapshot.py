@@ -37,7 +37,7 @@ def publish_models(
         "resumed": summary["resumed"],
         "dropped_items": summary["report"]["dropped"],
         "blanked_values": summary["report"]["blanked"],
-        "crawl_seconds": round(result.seconds, 3),
+        "crawl_seconds": summary["seconds"],
     }
     try:
         meta = publish_staged(layout, MODELS, day, staged, provenance, force=force)

@@ -63,6 +63,8 @@ def run_sql(layout: Layout, sql: str) -> pl.DataFrame:
     try:
         return con.sql(sql).pl()
     except duckdb.PermissionException as error:
-        raise QueryRefused(f"refused: {str(error).splitlines()[0]} (only the warehouse's own files can be read)") from None
+        raise QueryRefused(
+            f"refused: {str(error).splitlines()[0]} (only the warehouse's own files can be read)"
+        ) from None
     finally:
         con.close()
