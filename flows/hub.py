@@ -121,7 +121,8 @@ def _fetch(endpoint: str, url: str, params: list | None, headers: dict[str, str]
             items = response.json()
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             kind = response.headers.get("content-type", "?")
-            last = f"HTTP {response.status_code} with an unreadable body ({kind}: {error.msg if hasattr(error, 'msg') else error})"
+            reason = getattr(error, "msg", str(error))
+            last = f"HTTP {response.status_code} with an unreadable body ({kind}: {reason})"
             continue
         if not isinstance(items, list):
             last = f"HTTP {response.status_code} with a body that is not a list of models"
