@@ -1,0 +1,145 @@
+"""The storage layer: schemas enforced on write, atomic publish, the lock, confined SQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import multiprocessing
+import time
+
+import polars as pl
+import pytest
+
+from warehouse.contract import SchemaViolation, conform
+from warehouse.layout import Layout
+from warehouse.lock import WarehouseLocked, writer_lock
+from warehouse.publish import AlreadyPublished, publish_frame, sha256_of
+from warehouse.query import QueryRefused, run_sql
+from warehouse.tables import MODELS
+
+DAY = dt.date(2026, 5, 12)
+
+
+def models_frame(ids: list[str], downloads: list[int | None] | None = None) -> pl.DataFrame:
+    frame = MODELS.empty().extend(
+        pl.DataFrame(
+            {"model_id": ids, "author": [i.split("/")[0] for i in ids], "tags": [[] for _ in ids]},
+            schema={"model_id": pl.String, "author": pl.String, "tags": pl.List(pl.String)},
+        )
+        .with_columns(
+            [
+                pl.lit(None, dtype).alias(name)
+                for name, dtype in MODELS.schema.items()
+                if name not in ("model_id", "author", "tags")
+            ]
+        )
+        .select(MODELS.columns)
+    )
+    if downloads is not None:
+        frame = frame.with_columns(pl.Series("downloads_30d", downloads, pl.Int64))
+    return frame
+
+
+def test_conform_names_the_column_and_count_of_rows_that_cannot_be_cast() -> None:
+    frame = models_frame(["a/x", "a/y", "a/z"]).with_columns(pl.Series("downloads_30d", ["1", "many", "lots"]))
+    with pytest.raises(SchemaViolation) as caught:
+        conform(frame, MODELS)
+    assert caught.value.column == "downloads_30d" and caught.value.bad_rows == 2
+
+
+def test_conform_refuses_duplicate_keys_extra_columns_and_missing_ids() -> None:
+    with pytest.raises(SchemaViolation, match="duplicate key"):
+        conform(models_frame(["a/x", "a/x"]), MODELS)
+    with pytest.raises(SchemaViolation, match="not in the declared schema"):
+        conform(models_frame(["a/x"]).with_columns(pl.lit(1).alias("secret")), MODELS)
+    with pytest.raises(SchemaViolation, match="null in a required column"):
+        conform(models_frame(["a/x"]).with_columns(pl.lit(None, pl.String).alias("model_id")), MODELS)
+
+
+def test_publish_writes_data_then_meta_with_checksum_and_refuses_a_second_time(tmp_path) -> None:
+    layout = Layout.at(tmp_path)
+    meta = publish_frame(layout, MODELS, DAY, models_frame(["a/x", "b/y"], [3, 4]), {"source_kind": "test"})
+    path = layout.partition_file(MODELS, DAY)
+    assert meta["rows"] == 2 and meta["sha256"] == sha256_of(path)
+    assert json.loads(layout.meta_file(MODELS, DAY).read_text())["sha256"] == meta["sha256"]
+    assert path.name == "part-00000.parquet" and path.parent.name == "snapshot_date=2026-05-12"
+    with pytest.raises(AlreadyPublished):
+        publish_frame(layout, MODELS, DAY, models_frame(["c/z"]), {})
+    publish_frame(layout, MODELS, DAY, models_frame(["c/z"]), {}, force=True)
+    assert pl.read_parquet(path)["model_id"].to_list() == ["c/z"]
+    assert not list((layout.staging / "publish").iterdir())
+
+
+def test_a_failed_publish_leaves_the_published_partition_untouched(tmp_path) -> None:
+    layout = Layout.at(tmp_path)
+    publish_frame(layout, MODELS, DAY, models_frame(["a/x"]), {})
+    before = sha256_of(layout.partition_file(MODELS, DAY))
+    with pytest.raises(SchemaViolation):
+        publish_frame(layout, MODELS, DAY, models_frame(["a/x", "a/x"]), {}, force=True)
+    assert sha256_of(layout.partition_file(MODELS, DAY)) == before
+
+
+def test_readers_ignore_a_partition_whose_meta_was_never_written(tmp_path) -> None:
+    layout = Layout.at(tmp_path)
+    publish_frame(layout, MODELS, DAY, models_frame(["a/x"]), {})
+    orphan = layout.partition_file(MODELS, DAY + dt.timedelta(days=1))
+    orphan.parent.mkdir(parents=True)
+    models_frame(["b/y"]).write_parquet(orphan)
+    assert layout.published_dates(MODELS) == [DAY]
+    assert run_sql(layout, "SELECT count(*) AS n FROM models")["n"].item() == 1
+
+
+def _hold_lock(root: str, ready, release) -> None:
+    with writer_lock(Layout.at(root), "test holder"):
+        ready.set()
+        release.wait(30)
+
+
+def test_a_second_writer_is_refused_with_a_clear_message_and_a_dead_holder_frees_the_lock(tmp_path) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    ready, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold_lock, args=(str(tmp_path), ready, release))
+    holder.start()
+    assert ready.wait(30)
+    with pytest.raises(WarehouseLocked, match=r"pid \d+ .*test holder"), writer_lock(Layout.at(tmp_path), "second"):
+        pass
+    holder.kill()  # a dead process leaves its lock file behind, but not the lock
+    holder.join()
+    began = time.monotonic()
+    with writer_lock(Layout.at(tmp_path), "after a crash"):
+        assert time.monotonic() - began < 5
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "COPY (SELECT 1) TO 'out.csv'",
+        "ATTACH 'other.db'",
+        "INSTALL httpfs",
+        "LOAD httpfs",
+        "CREATE TABLE t AS SELECT 1",
+        "SELECT 1; DROP VIEW models",
+        "SET enable_external_access = true",
+    ],
+)
+def test_sql_refuses_everything_but_reading(tmp_path, query: str) -> None:
+    with pytest.raises(QueryRefused, match="refused"):
+        run_sql(Layout.at(tmp_path), query)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT * FROM read_csv('/etc/passwd')",
+        "SELECT * FROM read_parquet('/etc/*.parquet')",
+        "SELECT * FROM read_text('/etc/hosts')",
+    ],
+)
+def test_sql_cannot_read_files_outside_the_warehouse(tmp_path, query: str) -> None:
+    with pytest.raises(QueryRefused, match="warehouse"):
+        run_sql(Layout.at(tmp_path), query)
+
+
+def test_sql_views_exist_and_are_typed_before_anything_is_published(tmp_path) -> None:
+    frame = run_sql(Layout.at(tmp_path), "SELECT * FROM models")
+    assert frame.height == 0 and "downloads_30d" in frame.columns and "snapshot_date" in frame.columns
