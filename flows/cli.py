@@ -6,6 +6,7 @@ import datetime as dt
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -83,6 +84,9 @@ def refresh(
         chosen = hub.resolve_endpoint(endpoint)
     except (ScopeError, hub.HubError) as error:
         raise fail(str(error), 2) from None
+    if not force and _nothing_to_do(warehouse, day, dashboard=not no_dashboard):
+        out.print(f"{day} is already published in {_root(warehouse)}; nothing to do (use --force to replace it).")
+        return
     expected = parsed.listings[0].limit if len(parsed.listings) == 1 else None
     from flows.refresh import refresh as refresh_flow
 
@@ -114,6 +118,23 @@ def refresh(
     )
     for step, outcome in summary.get("steps", {}).items():
         out.print(f"  {step}: {outcome}", highlight=False)
+
+
+def _root(warehouse: str | None) -> Path:
+    from warehouse.layout import Layout
+
+    return Layout.at(warehouse).root
+
+
+def _nothing_to_do(warehouse: str | None, day: dt.date, *, dashboard: bool) -> bool:
+    """Whether every table of `day` is published already, so a refresh would change nothing."""
+    from flows.steps import pending_steps
+    from warehouse.layout import Layout
+    from warehouse.publish import is_published
+    from warehouse.tables import MODELS
+
+    layout = Layout.at(warehouse)
+    return is_published(layout, MODELS, day) and not pending_steps(layout, day, dashboard=dashboard)
 
 
 @app.command()
