@@ -20,6 +20,8 @@ from flows.scope import Listing
 DEFAULT_ENDPOINT = "https://huggingface.co"
 REQUEST_TIMEOUT = 30.0  # the client has none by default (stack notes 1.3)
 BODY_RETRIES = 3  # a malformed or truncated page is fetched again this many times
+# The client's own schedule: 5 retries waiting 1, 2, 4, 8, 8 s, or what a 429's RateLimit header says.
+BACKOFF = {"max_retries": 5, "base_wait_time": 1.0, "max_wait_time": 8.0}
 
 
 class HubError(RuntimeError):
@@ -108,7 +110,7 @@ def _fetch(endpoint: str, url: str, params: list | None, headers: dict[str, str]
     last = "no response"
     for _attempt in range(BODY_RETRIES + 1):
         try:
-            response = http_backoff("GET", url, params=params, headers=headers)
+            response = http_backoff("GET", url, params=params, headers=headers, **BACKOFF)
             hf_raise_for_status(response)
         except OfflineModeIsEnabled:
             raise HubError(f"{endpoint}: offline mode is on (HF_HUB_OFFLINE); unset it to crawl") from None

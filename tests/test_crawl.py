@@ -1,0 +1,157 @@
+"""The crawl drives the real huggingface_hub client against the stand-in Hub."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+import pytest
+from huggingface_hub import HfApi
+
+from flows import standin_faults as faults
+from flows.crawl import assemble, crawl_to_staging
+from flows.hub import HubError, pages, request_headers
+from flows.scope import parse_scope
+from flows.standin_hub import StandinHub
+from tests.worlds import model, world
+from warehouse.layout import Layout
+
+DAY = dt.date(2026, 5, 12)
+pytestmark = pytest.mark.usefixtures("hub_online")
+
+
+def crawled(tmp_path, hub: StandinHub, scope: str = "full") -> pl.DataFrame:
+    layout = Layout.at(tmp_path / "wh")
+    result = crawl_to_staging(layout, DAY, parse_scope(scope), hub.url)
+    staged, rows = assemble(layout, DAY, result)
+    frame = pl.read_parquet(staged)
+    assert frame.height == rows
+    return frame
+
+
+def test_a_full_crawl_pages_through_every_model_once_per_page(tmp_path) -> None:
+    with StandinHub(world(2_345), page_size=500) as hub:
+        frame = crawled(tmp_path, hub)
+        assert frame.height == 2_345 and frame["model_id"].n_unique() == 2_345
+        assert len(hub.listing_requests()) == 5  # ceil(2345 / 500): one request per page, none per model
+        assert hub.listing_requests()[0].param("sort") == ["createdAt"]
+
+
+def test_the_crawl_asks_exactly_what_list_models_asks(tmp_path) -> None:
+    with StandinHub(world(10), page_size=500) as hub:
+        from flows.scope import EXPAND
+
+        list(HfApi(endpoint=hub.url, token=False).list_models(sort="created_at", expand=list(EXPAND)))
+        crawled(tmp_path, hub)
+        theirs, ours = hub.listing_requests()
+        assert sorted(ours.query) == sorted(theirs.query)
+
+
+def test_top_n_sorts_by_downloads_and_stops_at_n(tmp_path) -> None:
+    with StandinHub(world(1_000), page_size=100) as hub:
+        frame = crawled(tmp_path, hub, "top:250")
+        assert frame.height == 250
+        assert frame["downloads_30d"].to_list() == sorted(frame["downloads_30d"].to_list(), reverse=True)
+        assert len(hub.listing_requests()) == 3
+
+
+def test_orgs_lists_each_author(tmp_path) -> None:
+    with StandinHub(world(600), page_size=40) as hub:
+        frame = crawled(tmp_path, hub, "orgs:Qwen,mistralai")
+        assert set(frame["author"]) == {"Qwen", "mistralai"} and frame.height == 200
+        assert {r.param("author")[0] for r in hub.listing_requests()} == {"Qwen", "mistralai"}
+
+
+def test_models_repeated_across_pages_are_kept_once(tmp_path) -> None:
+    with StandinHub(world(900), page_size=300, faults=[faults.duplicate_ids(count=7, times=2)]) as hub:
+        frame = crawled(tmp_path, hub)
+        assert frame.height == 900 and frame["model_id"].n_unique() == 900
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        faults.rate_limit(times=2, reset=0),
+        faults.server_error(500),
+        faults.server_error(502),
+        faults.server_error(503),
+        faults.server_error(504),
+        faults.dropped_connection(),
+        faults.malformed_json(),
+        faults.truncated_body(),
+        faults.html_page(),
+    ],
+    ids=lambda f: f"{f.kind}-{f.status}" if f.kind == "server_error" else f.kind,
+)
+def test_a_transient_fault_is_retried_and_the_crawl_completes(tmp_path, fault) -> None:
+    with StandinHub(world(1_200), page_size=500, faults=[fault]) as hub:
+        assert crawled(tmp_path, hub).height == 1_200
+
+
+def test_a_lasting_server_error_fails_with_the_endpoint_and_last_status(tmp_path) -> None:
+    with StandinHub(world(10), faults=[faults.server_error(502, times=None)]) as hub:
+        with pytest.raises(HubError, match=rf"{hub.url} answered HTTP 502"):
+            crawled(tmp_path, hub)
+
+
+def test_a_body_that_stays_malformed_fails_clearly(tmp_path) -> None:
+    with StandinHub(world(10), faults=[faults.malformed_json(times=None)]) as hub:
+        with pytest.raises(HubError, match="unreadable body.*4 times"):
+            crawled(tmp_path, hub)
+
+
+def test_a_next_link_to_another_host_or_back_to_itself_is_refused(tmp_path) -> None:
+    with StandinHub(world(30), page_size=10, faults=[faults.foreign_link(times=None)]) as hub:
+        with pytest.raises(HubError, match="another host"):
+            crawled(tmp_path, hub)
+    with StandinHub(world(30), page_size=10, faults=[faults.looping_link(times=None)]) as hub:
+        with pytest.raises(HubError, match="loops back"):
+            crawled(tmp_path / "loop", hub)
+
+
+def test_a_crawl_interrupted_mid_way_resumes_from_its_checkpoint(tmp_path, monkeypatch) -> None:
+    from flows import hub as hub_module
+
+    monkeypatch.setitem(hub_module.BACKOFF, "base_wait_time", 0.05)
+    monkeypatch.setitem(hub_module.BACKOFF, "max_wait_time", 0.1)
+    layout = Layout.at(tmp_path / "wh")
+    with StandinHub(world(1_000), page_size=100, faults=[faults.server_error(500, times=None, pages={6})]) as hub:
+        with pytest.raises(HubError):
+            crawl_to_staging(layout, DAY, parse_scope("full"), hub.url)
+        served_before = len(hub.listing_requests())
+        hub.set_faults()
+        hub.reset_log()
+        result = crawl_to_staging(layout, DAY, parse_scope("full"), hub.url)
+        assert result.state.resumed == 1 and served_before > 5
+        assert [r.page for r in hub.listing_requests()] == [6, 7, 8, 9, 10]
+        staged, rows = assemble(layout, DAY, result)
+    with StandinHub(world(1_000), page_size=100) as clean:
+        expected = crawled(tmp_path / "clean", clean)
+    assert pl.read_parquet(staged).equals(expected)
+
+
+def test_a_token_is_sent_when_set(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("HF_TOKEN", "hf_canary_crawl_token")
+    with StandinHub([model("a/x")]) as hub:
+        crawled(tmp_path, hub)
+        assert hub.received_token("hf_canary_crawl_token")
+    monkeypatch.delenv("HF_TOKEN")
+    with StandinHub([model("a/x")]) as hub:
+        crawled(tmp_path / "anon", hub)
+        assert not hub.listing_requests()[0].authorized
+
+
+def test_every_request_has_a_timeout(tmp_path, monkeypatch) -> None:
+    from flows import hub as hub_module
+
+    hub_module._configured = None
+    monkeypatch.setattr(hub_module, "REQUEST_TIMEOUT", 0.5)
+    hub_module.configure_client(0.5)
+    try:
+        with StandinHub(world(20), faults=[faults.read_timeout(3.0, times=1)]) as hub:
+            items = [p for p in pages(hub.url, parse_scope("full").listings[0], request_headers(None))]
+            assert sum(len(p.items) for p in items) == 20
+            assert hub.listing_requests()[0].page == hub.listing_requests()[1].page == 1  # timed out, retried
+    finally:
+        hub_module._configured = None
+        hub_module.configure_client()
