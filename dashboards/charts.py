@@ -1,0 +1,396 @@
+"""One chart per function, each named after what it draws, all driven by the population and window switches.
+
+The switches are Vega-Lite parameters bound to radio inputs; every view filters its own data with them,
+so one spec serves every combination. Charts never see raw metric tables, only `frames.ViewFrames`.
+"""
+
+from __future__ import annotations
+
+import altair as alt
+import polars as pl
+
+from dashboards.frames import POPULATIONS, REGIONS, RULES, SIZE_CLASSES, WINDOWS, ViewFrames
+
+POPULATION = "population"  # parameter names, referenced by every view's filter
+WINDOW = "window"
+POPULATION_LABELS = {"all": "All models", "llm": "LLMs"}
+WINDOW_LABELS = {"30d": "Last 30 days", "all_time": "All time"}
+VIEWS = (
+    "region_share_lines",
+    "country_share_lines",
+    "effective_poles_lines",
+    "hhi_lines",
+    "rule_comparison_bars",
+    "lab_share_bars",
+    "lab_change_bars",
+    "developer_type_areas",
+    "size_class_bars",
+)
+WIDTH, HEIGHT = 460, 230
+REGION_COLORS = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#b0b0b0")
+SHARE = alt.Tooltip("share:Q", title="Share", format=".2%")
+DOWNLOADS = alt.Tooltip("downloads:Q", title="Downloads", format=",.0f")
+
+
+def switches() -> list[alt.Parameter]:
+    """The population and window switches, bound to radio buttons."""
+    return [
+        alt.param(
+            name=POPULATION,
+            value=POPULATIONS[0],
+            bind=alt.binding_radio(
+                options=list(POPULATIONS), labels=[POPULATION_LABELS[p] for p in POPULATIONS], name="Population "
+            ),
+        ),
+        alt.param(
+            name=WINDOW,
+            value=WINDOWS[0],
+            bind=alt.binding_radio(options=list(WINDOWS), labels=[WINDOW_LABELS[w] for w in WINDOWS], name="Window "),
+        ),
+    ]
+
+
+def fixed_switches() -> list[alt.Parameter]:
+    """The switches at their defaults, unbound: for static images."""
+    return [alt.param(name=POPULATION, value=POPULATIONS[0]), alt.param(name=WINDOW, value=WINDOWS[0])]
+
+
+def switch_filter(population: str | None = "population", window: str = "time_window") -> str:
+    """A filter expression that keeps the rows selected by the switches."""
+    window_test = f"datum[{window!r}] === {WINDOW}"
+    return window_test if population is None else f"datum[{population!r}] === {POPULATION} && {window_test}"
+
+
+def records(frame: pl.DataFrame) -> list[dict]:
+    """Rows as JSON-ready records without null fields (the views treat a missing field as no value)."""
+    return [{k: v for k, v in row.items() if v is not None} for row in frame.to_dicts()]
+
+
+def datasets(frames: ViewFrames) -> dict[str, list[dict]]:
+    """The named datasets every view draws from, to be placed once at the top of the spec.
+
+    Views refer to them by name (`alt.NamedData`), so the rows are embedded once however many views
+    use them, and Altair never copies or validates thousands of rows while composing the charts.
+    """
+    return {
+        "series": records(frames.series),
+        "keys": records(frames.keys),
+        "crossovers": records(frames.crossovers),
+        "rules": records(frames.rules),
+        "labs": records(frames.labs),
+        "sizes": records(frames.sizes),
+    }
+
+
+def data(name: str) -> alt.NamedData:
+    return alt.NamedData(name=name)
+
+
+def region_scale(frames: ViewFrames) -> alt.Scale:
+    """Fixed colours per region, so China and the United States look the same in every view."""
+    actors = frames.actors("region")
+    colors = [REGION_COLORS[REGIONS.index(a)] if a in REGIONS else "#8c564b" for a in actors]
+    return alt.Scale(domain=actors, range=colors)
+
+
+def title(text: str, *subtitle: str) -> alt.Title:
+    return alt.Title(text, subtitle=list(subtitle), anchor="start")
+
+
+def folded_series(frames: ViewFrames, dimension: str, value: str) -> alt.Chart:
+    """The wide series, switched, then folded back to one row per date and actor of `dimension`."""
+    return (
+        alt.Chart(data("series"))
+        .transform_filter(switch_filter("p", "w"))
+        .transform_fold(frames.series_keys(dimension), as_=["key", value])
+        .transform_filter(f"isValid(datum[{value!r}])")
+        .transform_lookup(lookup="key", from_=alt.LookupData(data=data("keys"), key="key", fields=["actor"]))
+    )
+
+
+def date_axis(frames: ViewFrames) -> alt.X:
+    """Dates on a UTC scale, ticked by week or month depending on the span of the series."""
+    days = (frames.latest - frames.dates[0]).days
+    if days > 180:
+        ticks, fmt = {"interval": "month", "step": 2}, "%b %Y"
+    elif days > 60:
+        ticks, fmt = {"interval": "month", "step": 1}, "%b %Y"
+    elif days > 14:
+        ticks, fmt = {"interval": "week", "step": 1}, "%b %d"
+    else:
+        ticks, fmt = {"interval": "day", "step": 1}, "%b %d"
+    return alt.X(
+        "date:T", title=None, scale=alt.Scale(type="utc"), axis=alt.Axis(format=fmt, tickCount=ticks, labelOverlap=True)
+    )
+
+
+def share_lines(frames: ViewFrames, dimension: str, color: alt.Color) -> alt.Chart:
+    """Shares over time, one line per actor of `dimension`."""
+    total = "t" + {"region": "r", "country": "c", "developer_type": "k"}[dimension]
+    return (
+        folded_series(frames, dimension, "downloads")
+        .transform_calculate(share=f"datum.downloads / datum.{total}")
+        .mark_line(point=alt.OverlayMarkDef(size=14, opacity=0), strokeWidth=2)
+        .encode(
+            x=date_axis(frames),
+            y=alt.Y("share:Q", title="Share of downloads", axis=alt.Axis(format="%")),
+            color=color,
+            tooltip=[
+                alt.Tooltip("date:N", title="Date"),
+                alt.Tooltip("actor:N", title=dimension.title()),
+                SHARE,
+                DOWNLOADS,
+            ],
+        )
+    )
+
+
+def crossover_layers(frames: ViewFrames, dimension: str) -> list[alt.Chart]:
+    """A dashed rule at each crossover date and its label, left or right of the rule to stay in view."""
+    marks = frames.crossovers.filter(pl.col("dimension") == dimension)
+    base = (
+        alt.Chart(data("crossovers"))
+        .transform_filter(f"datum.dimension === {dimension!r}")
+        .transform_filter(switch_filter())
+    )
+    tooltip = [
+        alt.Tooltip("label:N", title="Crossover"),
+        alt.Tooltip("margin:Q", title="Margin on the latest date", format="+.2%"),
+    ]
+    rule = base.mark_rule(strokeDash=[5, 3], color="#333").encode(x=date_axis(frames), tooltip=tooltip)
+    labels = [
+        base.transform_filter(f"{'' if late else '!'}datum.late")
+        .mark_text(align="right" if late else "left", dx=-4 if late else 4, baseline="top", fontSize=11)
+        .encode(x=date_axis(frames), y=alt.value(4), text="label:N", tooltip=tooltip)
+        for late in (False, True)
+        if late in marks["late"].to_list()
+    ]
+    return [rule, *labels] if marks.height else []
+
+
+def region_share_lines(frames: ViewFrames) -> alt.LayerChart:
+    """Region shares of downloads over time, with the China/United States crossover marked."""
+    color = alt.Color("actor:N", title="Region", scale=region_scale(frames))
+    return alt.layer(share_lines(frames, "region", color), *crossover_layers(frames, "region")).properties(
+        name="region_share_lines",
+        width=WIDTH,
+        height=HEIGHT,
+        title=title(
+            "Share of downloads by region",
+            f"Each line is a region's share of the window's downloads ({frames.rule} rule).",
+            "The dashed rule marks the date from which China stays ahead of the United States.",
+        ),
+    )
+
+
+def country_share_lines(frames: ViewFrames) -> alt.LayerChart:
+    """Country shares over time for the top countries on the latest date."""
+    color = alt.Color("actor:N", title="Country", sort=frames.actors("country"), scale=alt.Scale(scheme="tableau10"))
+    return alt.layer(share_lines(frames, "country", color), *crossover_layers(frames, "country")).properties(
+        name="country_share_lines",
+        width=WIDTH,
+        height=HEIGHT,
+        title=title(
+            "Share of downloads by country",
+            f"The {len(frames.actors('country'))} countries with the most downloads on {frames.latest}.",
+            "Countries are ISO 3166 codes; Unknown is downloads no registry row explains.",
+        ),
+    )
+
+
+def concentration_lines(frames: ViewFrames, view: str, measure: str, fmt: str) -> alt.Chart:
+    """One concentration measure over time, by country and by lab."""
+    return (
+        folded_series(frames, view, "value")
+        .mark_line(point=alt.OverlayMarkDef(size=14, opacity=0), strokeWidth=2)
+        .encode(
+            x=date_axis(frames),
+            y=alt.Y("value:Q", title=measure),
+            strokeDash=alt.StrokeDash("actor:N", title="Over"),
+            color=alt.Color("actor:N", title="Over", scale=alt.Scale(range=["#264653", "#e76f51"])),
+            tooltip=[
+                alt.Tooltip("date:N", title="Date"),
+                alt.Tooltip("actor:N", title="Over"),
+                alt.Tooltip("value:Q", title=measure, format=fmt),
+            ],
+        )
+    )
+
+
+def effective_poles_lines(frames: ViewFrames) -> alt.LayerChart:
+    """The effective number of poles (1 / HHI) over time."""
+    lines = concentration_lines(frames, "effective_poles", "Effective number of poles", ".2f")
+    return alt.layer(lines).properties(
+        name="effective_poles_lines",
+        width=WIDTH,
+        height=HEIGHT,
+        title=title(
+            "Effective number of poles",
+            "1 / HHI over known countries and labs: how many equal poles would give the same concentration.",
+            "Higher is more multipolar.",
+        ),
+    )
+
+
+def hhi_lines(frames: ViewFrames) -> alt.LayerChart:
+    """The Herfindahl-Hirschman index of downloads over time."""
+    return alt.layer(concentration_lines(frames, "hhi", "HHI (0 to 1)", ".4f")).properties(
+        name="hhi_lines",
+        width=WIDTH,
+        height=HEIGHT,
+        title=title(
+            "Concentration (HHI)",
+            "Sum of squared shares over known countries and labs; 1 means one actor has every download.",
+        ),
+    )
+
+
+def rule_comparison_bars(frames: ViewFrames) -> alt.LayerChart:
+    """China and the United States under each attribution rule on the latest date."""
+    base = (
+        alt.Chart(data("rules"))
+        .transform_filter(switch_filter())
+        .encode(
+            x=alt.X("rule:N", title="Attribution rule", sort=list(RULES), axis=alt.Axis(labelAngle=0)),
+            xOffset=alt.XOffset("actor:N", sort=["China", "United States"]),
+            y=alt.Y("share:Q", title="Share of downloads", axis=alt.Axis(format="%")),
+            tooltip=[
+                alt.Tooltip("rule:N", title="Rule"),
+                alt.Tooltip("actor:N", title="Region"),
+                SHARE,
+                DOWNLOADS,
+                alt.Tooltip("crossover:N", title="Crossover"),
+            ],
+        )
+    )
+    bars = base.mark_bar().encode(color=alt.Color("actor:N", title="Region", scale=region_scale(frames)))
+    labels = base.mark_text(baseline="bottom", dy=-2, fontSize=10).encode(text=alt.Text("share:Q", format=".1%"))
+    return alt.layer(bars, labels).properties(
+        name="rule_comparison_bars",
+        width=WIDTH,
+        height=HEIGHT,
+        title=title(
+            f"Three attribution rules on {frames.latest}",
+            "uploader: the account hosting the repo; official: registered labs' own repos only;",
+            "lineage: follow base_model tags to the root model's lab.",
+        ),
+    )
+
+
+def lab_y() -> alt.Y:
+    return alt.Y("label:N", title=None, sort=alt.EncodingSortField("rank", op="min", order="ascending"))
+
+
+LAB_TOOLTIP = [
+    alt.Tooltip("lab:N", title="Lab"),
+    alt.Tooltip("rank:Q", title="Rank"),
+    SHARE,
+    DOWNLOADS,
+    alt.Tooltip("previous_share:Q", title="Previous share", format=".2%"),
+    alt.Tooltip("change_pp:Q", title="Change (pp)", format="+.2f"),
+]
+
+
+def lab_share_bars(frames: ViewFrames) -> alt.Chart:
+    """The top labs' shares on the latest date."""
+    return (
+        alt.Chart(data("labs"))
+        .transform_filter(switch_filter())
+        .mark_bar(color="#4c78a8")
+        .encode(
+            x=alt.X("share:Q", title="Share of downloads", axis=alt.Axis(format="%")), y=lab_y(), tooltip=LAB_TOOLTIP
+        )
+        .properties(
+            name="lab_share_bars",
+            width=WIDTH - 170,
+            height=HEIGHT,
+            title=title(f"Top labs on {frames.latest}", f"Share of downloads ({frames.rule} rule)."),
+        )
+    )
+
+
+def lab_change_bars(frames: ViewFrames, labelled: bool = False) -> alt.Chart:
+    """The top labs' share change since the previous snapshot, in percentage points.
+
+    Beside `lab_share_bars` the lab names are not repeated; `labelled` shows them (for a standalone image).
+    """
+    since = f"since {frames.previous}" if frames.previous else "(no previous snapshot)"
+    return (
+        alt.Chart(data("labs"))
+        .transform_filter(switch_filter())
+        .transform_filter("isValid(datum.change_pp)")
+        .mark_bar()
+        .encode(
+            x=alt.X("change_pp:Q", title="Change (percentage points)"),
+            y=lab_y() if labelled else lab_y().axis(labels=False, ticks=False, title=None),
+            color=alt.when(alt.datum.change_pp >= 0).then(alt.value("#2a9d8f")).otherwise(alt.value("#e76f51")),
+            tooltip=LAB_TOOLTIP,
+        )
+        .properties(
+            name="lab_change_bars",
+            width=WIDTH - 170 if labelled else WIDTH - 290,
+            height=HEIGHT,
+            title=title("Change", since),
+        )
+    )
+
+
+def developer_type_areas(frames: ViewFrames) -> alt.Chart:
+    """The mix of developer types over time, as stacked shares."""
+    return (
+        folded_series(frames, "developer_type", "downloads")
+        .transform_calculate(share="datum.downloads / datum.tk")
+        .mark_area(opacity=0.85)
+        .encode(
+            x=date_axis(frames),
+            y=alt.Y("share:Q", title="Share of downloads", stack="zero", axis=alt.Axis(format="%")),
+            color=alt.Color(
+                "actor:N", title="Developer type", sort=frames.actors("developer_type"), scale=alt.Scale(scheme="set2")
+            ),
+            tooltip=[
+                alt.Tooltip("date:N", title="Date"),
+                alt.Tooltip("actor:N", title="Developer type"),
+                SHARE,
+                DOWNLOADS,
+            ],
+        )
+        .properties(
+            name="developer_type_areas",
+            width=WIDTH,
+            height=HEIGHT,
+            title=title(
+                "Who develops what is downloaded",
+                "Share of downloads by developer type; intermediaries re-upload and quantize others' models.",
+            ),
+        )
+    )
+
+
+def size_class_bars(frames: ViewFrames) -> alt.Chart:
+    """Region shares within each model size class on the latest date."""
+    return (
+        alt.Chart(data("sizes"))
+        .transform_filter(switch_filter(None))
+        .mark_bar()
+        .encode(
+            x=alt.X("size:N", title="Parameters", sort=list(SIZE_CLASSES), axis=alt.Axis(labelAngle=0)),
+            y=alt.Y("share:Q", title="Share of downloads", stack="zero", axis=alt.Axis(format="%")),
+            color=alt.Color("actor:N", title="Region", scale=region_scale(frames)),
+            tooltip=[
+                alt.Tooltip("size:N", title="Size class"),
+                alt.Tooltip("actor:N", title="Region"),
+                SHARE,
+                DOWNLOADS,
+            ],
+        )
+        .properties(
+            name="size_class_bars",
+            width=WIDTH,
+            height=HEIGHT,
+            title=title(
+                f"By model size on {frames.latest}",
+                "Region shares within each size class; the window switch applies, the population switch",
+                "does not (each bar is its own population).",
+            ),
+        )
+    )

@@ -1,0 +1,346 @@
+"""Assemble the views into one self-contained HTML page (plus one PNG per view) and write it.
+
+The page is Altair's inline template (the Vega bundle is embedded, so it works from file:// with no
+network) with a header, an honest data label, a provenance footer and a render-status element that a
+headless browser reads to check that every view drew its marks.
+
+Provenance keys read by the page (all optional; missing ones show as "not recorded"):
+    source            where the numbers come from: the Hub endpoint URL, or the import file
+    source_kind       "hub" | "standin" | "synthetic" | "import"; anything but "hub" is labelled on the page
+    dates             the snapshot dates (ISO strings); taken from the shares when absent
+    rows              rows of metric data behind the page
+    registry_version  version of the attribution registry used
+    generated_at      when the metrics were generated (ISO 8601)
+    code_version      the code that computed them
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import altair as alt
+import polars as pl
+import vl_convert as vlc
+from altair.utils import spec_to_html
+
+from dashboards import charts
+from dashboards.frames import LABEL_CHARS, POPULATIONS, WINDOWS, ViewFrames, view_frames
+
+PROVENANCE_KEYS = ("source", "source_kind", "dates", "rows", "registry_version", "generated_at", "code_version")
+DATA_LABELS = {
+    "standin": "Stand-in Hub data — not the real Hub",
+    "synthetic": "Synthetic data — not the real Hub",
+    "import": "Imported data — not crawled from the Hub by this project",
+}
+UNRECORDED_LABEL = "Data source not recorded — treat these numbers as unverified"
+OUTPUT_DIV = "dashboard"
+EMBED_OPTIONS = {"actions": False, "renderer": "svg"}
+VL_CONVERT_VERSION = ".".join(alt.VEGALITE_VERSION.split(".")[:2])  # the Vega-Lite Altair writes
+
+
+@dataclass(frozen=True)
+class DashboardResult:
+    """What `write_dashboard` wrote."""
+
+    html: Path
+    pngs: dict[str, Path]
+    page_bytes: int
+    charts: tuple[str, ...]
+
+
+class ScriptSafeEncoder(json.JSONEncoder):
+    """JSON that cannot close the <script> element it is embedded in, whatever the names inside."""
+
+    def encode(self, o: Any) -> str:
+        # `<`, `>` and `&` only occur inside JSON strings, where \u escapes mean the same characters.
+        return super().encode(o).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def data_label(provenance: Mapping[str, Any]) -> str | None:
+    """The visible warning for data that is not a crawl of the real Hub (None for the real Hub)."""
+    kind = provenance.get("source_kind")
+    if kind == "hub":
+        return None
+    return DATA_LABELS.get(str(kind), UNRECORDED_LABEL)
+
+
+def view_charts(frames: ViewFrames, *, standalone: bool = False) -> dict[str, alt.TopLevelMixin]:
+    """Every view, by name; `standalone` views carry their own axis labels (for images)."""
+    views = {name: getattr(charts, name)(frames) for name in charts.VIEWS}
+    if standalone:
+        views["lab_change_bars"] = charts.lab_change_bars(frames, labelled=True)
+    return views
+
+
+def styled(chart: alt.TopLevelMixin) -> alt.TopLevelMixin:
+    """The house style, applied once at the top level."""
+    return (
+        chart.configure_view(stroke=None)
+        .configure_title(fontSize=14, subtitleFontSize=11, subtitleColor="#555", offset=8)
+        .configure_axis(labelFontSize=11, titleFontSize=11, gridColor="#eee")
+        .configure_legend(labelLimit=180, titleFontSize=11)
+    )
+
+
+def dashboard_chart(frames: ViewFrames) -> alt.VConcatChart:
+    """All views in one spec, sharing the population and window switches."""
+    v = view_charts(frames)
+
+    def row(*views: alt.TopLevelMixin, spacing: int = 40) -> alt.HConcatChart:
+        # Each view keeps its own colours: "actor" means a region in one view and a lab in another.
+        return alt.hconcat(*views, spacing=spacing).resolve_scale(color="independent", strokeDash="independent")
+
+    grid = alt.vconcat(
+        row(v["region_share_lines"], v["country_share_lines"]),
+        row(v["effective_poles_lines"], v["hhi_lines"]),
+        row(v["rule_comparison_bars"], v["size_class_bars"]),
+        row(row(v["lab_share_bars"], v["lab_change_bars"], spacing=6), v["developer_type_areas"]),
+        spacing=36,
+    )
+    grid = grid.add_params(*charts.switches()).resolve_scale(color="independent", strokeDash="independent")
+    return styled(grid)
+
+
+def dashboard_spec(frames: ViewFrames) -> dict[str, Any]:
+    """The whole dashboard as one Vega-Lite spec, with its named datasets attached."""
+    spec = dashboard_chart(frames).to_dict()
+    spec["datasets"] = spec.get("datasets", {}) | charts.datasets(frames)
+    return spec
+
+
+def default_frames(frames: ViewFrames) -> ViewFrames:
+    """Only the rows the default switch setting shows: what a static image draws."""
+    default = (pl.col("population") == POPULATIONS[0]) & (pl.col("time_window") == WINDOWS[0])
+    return replace(
+        frames,
+        series=frames.series.filter((pl.col("p") == POPULATIONS[0]) & (pl.col("w") == WINDOWS[0])),
+        crossovers=frames.crossovers.filter(default),
+        rules=frames.rules.filter(default),
+        labs=frames.labs.filter(default),
+        sizes=frames.sizes.filter(pl.col("time_window") == WINDOWS[0]),
+    )
+
+
+def static_chart(chart: alt.TopLevelMixin, frames: ViewFrames, provenance: Mapping[str, Any]) -> alt.TopLevelMixin:
+    """One view as a standalone image: switches at their defaults, saying so, and the data label."""
+    setting = " · ".join(
+        [charts.POPULATION_LABELS["all"], charts.WINDOW_LABELS["30d"], f"{frames.rule} rule", f"{frames.latest}"]
+    )
+    label = data_label(provenance)
+    heading = alt.Title(
+        label or "Multipolar", subtitle=[setting], color="#b00020" if label else "#222", anchor="start", fontSize=13
+    )
+    return styled(alt.vconcat(chart).properties(title=heading).add_params(*charts.fixed_switches()))
+
+
+def _text(value: Any) -> str:
+    return html.escape("not recorded" if value is None or value == "" else str(value), quote=True)
+
+
+def _short(value: str, limit: int = LABEL_CHARS) -> str:
+    """An escaped one-line label, cut to `limit` characters, with the full text as its title."""
+    flat = " ".join(value.split())
+    shown = flat if len(flat) <= limit else flat[: limit - 1] + "…"
+    return f'<span title="{html.escape(value, quote=True)}">{html.escape(shown)}</span>'
+
+
+def headline(frames: ViewFrames) -> str:
+    """One sentence with the default view's numbers: China and the United States, and the top lab."""
+    default = (pl.col("population") == "all") & (pl.col("time_window") == "30d")
+    rules = frames.rules.filter(default & (pl.col("rule") == frames.rule))
+    shares = {row["actor"]: row for row in rules.iter_rows(named=True)}
+    parts = [f"On {frames.latest} (all models, last 30 days, {html.escape(frames.rule)} rule):"]
+    for actor in ("China", "United States"):
+        if actor in shares:
+            parts.append(f"{actor} {shares[actor]['share']:.1%} of downloads;")
+    if shares:
+        parts.append(f"{html.escape(next(iter(shares.values()))['crossover'])}.")
+    top = frames.labs.filter(default & (pl.col("rank") == 1))
+    if top.height:
+        lab = top.row(0, named=True)
+        parts.append(f"Top lab: {_short(lab['lab'])} ({lab['share']:.1%}).")
+    return " ".join(parts)
+
+
+def provenance_footer(frames: ViewFrames, provenance: Mapping[str, Any]) -> str:
+    """The provenance footer: snapshot dates, rows, registry version, data source, generation time."""
+    dates = sorted(str(d) for d in provenance.get("dates") or [d.isoformat() for d in frames.dates])
+    rows = provenance.get("rows")
+    items = {
+        "Snapshots": f"{_text(dates[0])} – {_text(dates[-1])} ({len(dates)} snapshots)" if dates else _text(None),
+        "Rows": f"{rows:,}" if isinstance(rows, int) else _text(rows),
+        "Registry version": _text(provenance.get("registry_version")),
+        "Data source": f"{_text(provenance.get('source'))} ({_text(provenance.get('source_kind'))})",
+        "Generated at": _text(provenance.get("generated_at")),
+        "Code version": _text(provenance.get("code_version")),
+        "Rule over time": f"{_text(frames.rule)} (the rule comparison shows all three)",
+    }
+    entries = "\n".join(f"    <dt>{k}</dt><dd>{v}</dd>" for k, v in items.items())
+    return (
+        '<footer id="provenance">\n  <h2>Provenance</h2>\n  <dl>\n'
+        f"{entries}\n  </dl>\n"
+        '  <pre id="render-status" hidden></pre>\n</footer>\n'
+    )
+
+
+def page_header(frames: ViewFrames, provenance: Mapping[str, Any]) -> str:
+    """Title, data label, headline and how to use the switches."""
+    label = data_label(provenance)
+    banner = f'  <p class="data-label" role="status">{html.escape(label)}</p>\n' if label else ""
+    return (
+        "<header>\n"
+        "  <h1>Multipolar: whose open models does the world download?</h1>\n"
+        f"{banner}"
+        "  <p>Shares and concentration of Hugging Face Hub downloads by region, country, lab and developer"
+        f" type, over {len(frames.dates)} dated snapshots.</p>\n"
+        f'  <p class="headline">{headline(frames)}</p>\n'
+        '  <p class="how">The switches set the population and window of every view; hover a mark for'
+        " exact numbers.</p>\n"
+        "</header>\n"
+    )
+
+
+STYLE = """
+  <title>Multipolar dashboard</title>
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+  <style>
+    body { font-family: system-ui, sans-serif; margin: 1.5rem; color: #222; }
+    h1 { font-size: 1.5rem; margin: 0 0 .4rem; }
+    h2 { font-size: 1rem; }
+    .data-label { display: inline-block; background: #b00020; color: #fff; font-weight: 600;
+                  padding: .3rem .7rem; border-radius: 4px; margin: .2rem 0; }
+    .headline { font-size: 1.05rem; }
+    .how { color: #555; }
+    #dashboard.vega-embed { flex-direction: column; }
+    #dashboard .vega-bindings { order: -1; position: sticky; top: 0; z-index: 1; background: #fff;
+                                padding: .4rem 0; border-bottom: 1px solid #ddd; margin-bottom: .8rem; }
+    #dashboard .vega-bind { display: inline-block; margin-right: 2rem; }
+    footer dl { display: grid; grid-template-columns: max-content auto; gap: .2rem 1rem; }
+    footer dt { color: #555; }
+    footer dd { margin: 0; overflow-wrap: anywhere; }
+  </style>
+"""
+
+# Replaces Altair's bare `vegaEmbed(...)` call: records which views drew marks (first with the default
+# switches, then under every switch combination), errors, and the time until the first full render.
+STATUS_SCRIPT = """
+  const views = %(views)s;
+  const switches = %(switches)s;
+  const status = {views: views.length, rendered: [], empty: [], marks: {}, switches: {}, errors: [], ms: null};
+  const note = (message) => status.errors.push(String(message));
+  window.addEventListener("error", (event) => note(event.message));
+  window.addEventListener("unhandledrejection", (event) => note(event.reason));
+  const dataMarks = (mark) => mark.marktype === "group"
+    ? mark.items.reduce((n, group) => n + (group.items || []).reduce((m, child) => m + dataMarks(child), 0), 0)
+    : (mark.role === "mark" ? mark.items.length : 0);
+  const findMark = (mark, name) => {
+    if (mark.name === name) return mark;
+    if (mark.marktype !== "group") return null;
+    for (const group of mark.items) for (const child of group.items || []) {
+      const found = findMark(child, name);
+      if (found) return found;
+    }
+    return null;
+  };
+  const marksPerView = (view) => Object.fromEntries(views.map((name) => {
+    const group = findMark(view.scenegraph().root, name + "_group");
+    return [name, group ? dataMarks(group) : 0];
+  }));
+  const painted = () => new Promise((resolve) => { requestAnimationFrame(() => resolve()); setTimeout(resolve, 500); });
+  vegaEmbed('#%(div)s', spec, embedOpt)
+    .then(async (result) => {
+      const view = result.view;
+      await view.runAsync();
+      await painted();
+      status.ms = Math.round(performance.now());
+      status.marks = marksPerView(view);
+      for (const name of views) (status.marks[name] > 0 ? status.rendered : status.empty).push(name);
+      const initial = Object.fromEntries(Object.keys(switches).map((name) => [name, view.signal(name)]));
+      for (const population of switches.population) for (const timeWindow of switches.window) {
+        await view.signal("population", population).signal("window", timeWindow).runAsync();
+        const marks = marksPerView(view);
+        status.switches[population + " / " + timeWindow] = views.filter((name) => marks[name] === 0);
+      }
+      for (const [name, value] of Object.entries(initial)) view.signal(name, value);
+      await view.runAsync();
+    })
+    .catch((error) => { note(error); console.error(error); })
+    .finally(() => {
+      const element = document.getElementById("render-status");
+      element.textContent = JSON.stringify(status);
+      element.dataset.done = "1";
+    });
+"""
+
+
+def _replace_once(page: str, old: str, new: str) -> str:
+    if page.count(old) != 1:
+        raise RuntimeError(f"the Altair page template changed: expected {old!r} exactly once")
+    return page.replace(old, new)
+
+
+def dashboard_html(frames: ViewFrames, provenance: Mapping[str, Any]) -> str:
+    """The whole page as one string: inline Vega bundle, spec, header, footer and render status."""
+    # What `Chart.to_html(inline=True)` does, on the spec with its datasets attached.
+    page = spec_to_html(
+        dashboard_spec(frames),
+        mode="vega-lite",
+        vega_version=alt.VEGA_VERSION,
+        vegaembed_version=alt.VEGAEMBED_VERSION,
+        vegalite_version=alt.VEGALITE_VERSION,
+        output_div=OUTPUT_DIV,
+        embed_options=dict(EMBED_OPTIONS),
+        json_kwds={"cls": ScriptSafeEncoder},
+        template="inline",
+    )
+    page = _replace_once(page, '<meta charset="UTF-8">', '<meta charset="UTF-8">' + STYLE)
+    page = _replace_once(page, "<body>\n", "<body>\n" + page_header(frames, provenance))
+    page = _replace_once(
+        page,
+        f"vegaEmbed('#{OUTPUT_DIV}', spec, embedOpt).catch(console.error);",
+        STATUS_SCRIPT
+        % {
+            "views": json.dumps(list(charts.VIEWS)),
+            "switches": json.dumps({charts.POPULATION: list(POPULATIONS), charts.WINDOW: list(WINDOWS)}),
+            "div": OUTPUT_DIV,
+        },
+    )
+    container = f'<div class="vega-visualization" id="{OUTPUT_DIV}"></div>\n'
+    return _replace_once(page, container, container + provenance_footer(frames, provenance))
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    staging = path.with_name(f".{path.name}.tmp")
+    staging.write_text(text, encoding="utf-8")
+    os.replace(staging, path)
+
+
+def write_dashboard(
+    shares: pl.DataFrame,
+    concentration: pl.DataFrame,
+    crossovers: pl.DataFrame,
+    provenance: Mapping[str, Any],
+    out_dir: Path,
+    *,
+    rule: str = "uploader",
+    png_scale: float = 1.0,
+) -> DashboardResult:
+    """Write `index.html` and one PNG per view into `out_dir` from the metric series (with `snapshot_date`)."""
+    frames = view_frames(shares, concentration, crossovers, rule=rule)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    page = out_dir / "index.html"
+    _write_atomically(page, dashboard_html(frames, provenance))
+    pngs = {name: out_dir / f"{name}.png" for name in charts.VIEWS}
+    still = default_frames(frames)
+    rows = charts.datasets(still)
+    for name, chart in view_charts(still, standalone=True).items():
+        spec = static_chart(chart, still, provenance).to_dict() | {"datasets": rows}
+        pngs[name].write_bytes(vlc.vegalite_to_png(spec, vl_version=VL_CONVERT_VERSION, scale=png_scale))
+    return DashboardResult(html=page, pngs=pngs, page_bytes=page.stat().st_size, charts=charts.VIEWS)

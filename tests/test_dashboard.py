@@ -1,0 +1,334 @@
+"""The dashboard: every chart builds from fixture metrics, the page is self-contained, honest and safe."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from datetime import date
+from pathlib import Path
+
+import altair as alt
+import polars as pl
+import pytest
+
+from dashboards import charts, frames
+from dashboards.page import DashboardResult, dashboard_chart, data_label, view_charts, write_dashboard
+
+HOSTILE = "<script>alert(1)</script>"
+LONG_NAME = "deep-lab-" + "x" * 10_000
+
+# lab → (country, region, developer type, downloads on day 0, daily growth)
+LABS = {
+    "Qwen": ("CN", "China", "industry", 9.0e6, 1.004),
+    "DeepSeek": ("CN", "China", "industry", 5.0e6, 1.003),
+    "Moonshot": ("CN", "China", "industry", 1.0e6, 1.004),
+    "Zhipu": ("CN", "China", "industry", 1.2e6, 1.002),
+    "BAAI": ("CN", "China", "non-profit", 2.0e6, 1.001),
+    "Meta": ("US", "United States", "industry", 16.0e6, 0.999),
+    "Google": ("US", "United States", "industry", 9.0e6, 1.0),
+    "Microsoft": ("US", "United States", "industry", 4.0e6, 1.0),
+    "OpenAI": ("US", "United States", "industry", 2.0e6, 1.002),
+    "AllenAI": ("US", "United States", "non-profit", 1.0e6, 1.0),
+    "Mistral": ("FR", "Europe", "industry", 3.0e6, 1.001),
+    "HuggingFace": ("FR", "Europe", "industry", 1.5e6, 1.0),
+    "Stability": ("GB", "Europe", "industry", 1.0e6, 0.998),
+    "DFKI": ("DE", "Europe", "academia", 0.3e6, 1.0),
+    "Cohere": ("CA", "Rest of world", "industry", 0.8e6, 1.0),
+    "LG": ("KR", "Rest of world", "industry", 0.5e6, 1.001),
+    "Sakana": ("JP", "Rest of world", "industry", 0.3e6, 1.001),
+    "TII": ("AE", "Rest of world", "government", 0.6e6, 0.999),
+    "AI21": ("IL", "Rest of world", "industry", 0.2e6, 1.0),
+    "TheBloke": ("Unknown", "Unknown", "intermediary", 2.5e6, 0.998),
+}
+POPULATION_FACTOR = {
+    "all": 1.0,
+    "llm": 0.7,
+    "size:<1B": 0.15,
+    "size:1-9B": 0.45,
+    "size:10-99B": 0.2,
+    "size:100B+": 0.1,
+    "size:unknown": 0.1,
+}
+RULE_FACTOR = {"uploader": 0.0, "official": 0.1, "lineage": 0.2}  # how much each rule tilts towards China
+
+
+def synthetic_metrics(days: int, labs: dict = LABS, start: date = date(2025, 6, 1)) -> dict[str, pl.DataFrame]:
+    """Shares, concentration and crossovers for `days` daily snapshots of a small synthetic world."""
+    lab_rows = pl.DataFrame(
+        [
+            {"lab": k, "country": v[0], "region": v[1], "developer_type": v[2], "base": v[3], "growth": v[4]}
+            for k, v in labs.items()
+        ]
+    )
+    grid = (
+        pl.DataFrame({"day": list(range(days))})
+        .join(lab_rows, how="cross")
+        .join(pl.DataFrame({"time_window": ["30d", "all_time"], "scale": [1.0, 12.0]}), how="cross")
+        .join(
+            pl.DataFrame({"population": list(POPULATION_FACTOR), "pf": list(POPULATION_FACTOR.values())}), how="cross"
+        )
+        .join(pl.DataFrame({"rule": list(RULE_FACTOR), "tilt": list(RULE_FACTOR.values())}), how="cross")
+        .with_columns(
+            (pl.lit(start) + pl.duration(days=pl.col("day"))).alias("snapshot_date"),
+            (
+                pl.col("base")
+                * pl.col("growth").pow(pl.col("day") * 365 / days)
+                * pl.col("scale")
+                * pl.col("pf")
+                * pl.when(pl.col("region") == "China").then(1 + pl.col("tilt")).otherwise(1 - pl.col("tilt") / 2)
+                * (1 + 0.05 * (pl.col("day") * 0.7 + pl.col("base") / 1e6).sin())
+            ).alias("downloads"),
+        )
+    )
+    keys = ["snapshot_date", "time_window", "population", "rule"]
+    shares = pl.concat(
+        grid.group_by(*keys, dimension)
+        .agg(pl.col("downloads").sum())
+        .rename({dimension: "actor"})
+        .with_columns(pl.lit(dimension).alias("dimension"))
+        for dimension in ("lab", "country", "region", "developer_type")
+    ).with_columns((pl.col("downloads") / pl.col("downloads").sum().over(*keys, "dimension")).alias("share"))
+    shares = shares.select(
+        "snapshot_date", "time_window", "population", "rule", "dimension", "actor", "downloads", "share"
+    )
+    known = shares.filter(pl.col("actor") != "Unknown").with_columns(
+        (pl.col("downloads") / pl.col("downloads").sum().over(*keys, "dimension")).alias("s")
+    )
+    concentration = (
+        known.sort("s", descending=True)
+        .group_by(*keys, "dimension")
+        .agg(
+            pl.col("downloads").sum(),
+            (pl.col("s") ** 2).sum().alias("hhi"),
+            (-(pl.col("s") * pl.col("s").log())).sum().alias("entropy"),
+            pl.col("s").first().alias("cr1"),
+            pl.col("s").head(3).sum().alias("cr3"),
+            pl.col("s").head(5).sum().alias("cr5"),
+            pl.len().cast(pl.Int64).alias("actors"),
+        )
+        .with_columns(
+            (1 / pl.col("hhi")).alias("effective_poles"),
+            pl.col("entropy").exp().alias("exp_entropy"),
+            pl.lit(0.5).alias("gini"),
+        )
+    )
+    region = shares.filter(pl.col("dimension") == "region").pivot(
+        on="actor", index=[*keys, "dimension"], values="share"
+    )
+    crossovers = (
+        region.sort("snapshot_date")
+        .with_columns((pl.col("China") > pl.col("United States")).alias("ahead"))
+        .with_columns(
+            (pl.col("ahead") != pl.col("ahead").shift(1))
+            .fill_null(True)
+            .cum_sum()
+            .over("time_window", "population", "rule")
+            .alias("run")
+        )
+        .with_columns(
+            pl.col("snapshot_date").min().over("time_window", "population", "rule", "run").alias("run_start"),
+            pl.col("snapshot_date").min().over("time_window", "population", "rule").alias("first_date"),
+            pl.int_range(1, pl.len() + 1).over("time_window", "population", "rule").alias("dates"),
+        )
+        .select(
+            *keys,
+            "dimension",
+            pl.lit("China").alias("challenger"),
+            pl.lit("United States").alias("incumbent"),
+            pl.when(pl.col("ahead") & (pl.col("run_start") > pl.col("first_date")))
+            .then(pl.lit("crossed"))
+            .otherwise(pl.lit("none"))
+            .alias("status"),
+            pl.when(pl.col("ahead") & (pl.col("run_start") > pl.col("first_date")))
+            .then(pl.col("run_start"))
+            .alias("crossover_date"),
+            (pl.col("China") - pl.col("United States")).alias("margin"),
+            "first_date",
+            pl.col("dates").cast(pl.Int64),
+        )
+    )
+    return {"shares": shares, "concentration": concentration, "crossovers": crossovers}
+
+
+def provenance(metrics: dict[str, pl.DataFrame], **overrides: object) -> dict:
+    dates = sorted({d.isoformat() for d in metrics["shares"]["snapshot_date"].to_list()})
+    return {
+        "source": "synthetic world (tests)",
+        "source_kind": "synthetic",
+        "dates": dates,
+        "rows": metrics["shares"].height,
+        "registry_version": "registry-test-1",
+        "generated_at": "2026-05-02T06:00:00+00:00",
+    } | overrides
+
+
+@pytest.fixture(scope="module")
+def small() -> dict[str, pl.DataFrame]:
+    return synthetic_metrics(days=6 * 7)
+
+
+@pytest.fixture(scope="module")
+def small_dashboard(small: dict[str, pl.DataFrame], tmp_path_factory: pytest.TempPathFactory) -> DashboardResult:
+    out = tmp_path_factory.mktemp("dashboard")
+    return write_dashboard(**small, provenance=provenance(small), out_dir=out)
+
+
+def _walk(spec: object):
+    """Every dict inside a Vega-Lite spec."""
+    if isinstance(spec, dict):
+        yield spec
+        for value in spec.values():
+            yield from _walk(value)
+    elif isinstance(spec, list):
+        for value in spec:
+            yield from _walk(value)
+
+
+def _outside_spec(page: str) -> str:
+    """The page with its inline JavaScript (bundle and spec) cut out: the HTML a reader sees."""
+    return re.sub(r"<script\b.*?</script>", "", page, flags=re.S)
+
+
+def test_every_chart_builds_from_fixture_metrics(small: dict[str, pl.DataFrame]) -> None:
+    drawn = frames.view_frames(**small)
+    assert list(view_charts(drawn)) == list(charts.VIEWS)
+    spec = dashboard_chart(drawn).to_dict()
+    names = {d.get("name") for d in _walk(spec)}
+    assert set(charts.VIEWS) <= names
+    params = {p["name"]: p for p in spec["params"]}
+    assert params["population"]["bind"]["input"] == "radio"
+    assert params["population"]["bind"]["options"] == ["all", "llm"]
+    assert params["window"]["bind"]["options"] == ["30d", "all_time"]
+    filters = [t["filter"] for d in _walk(spec) for t in d.get("transform", []) if "filter" in t]
+    assert any("population" in str(f) and "window" in str(f) for f in filters)
+    for name in charts.VIEWS:
+        view = next(d for d in _walk(spec) if d.get("name") == name)
+        assert any("tooltip" in d.get("encoding", {}) for d in _walk(view)), name
+
+
+def test_views_are_not_duplicated_per_switch_combination(small: dict[str, pl.DataFrame]) -> None:
+    spec = dashboard_chart(frames.view_frames(**small)).to_dict()
+    units = [d for d in _walk(spec) if "mark" in d]
+    assert len(units) < 3 * len(charts.VIEWS)
+
+
+def test_tooltips_format_shares_as_percent_and_downloads_with_separators(small: dict[str, pl.DataFrame]) -> None:
+    spec = dashboard_chart(frames.view_frames(**small)).to_dict()
+    tooltips = [t for d in _walk(spec) for t in d.get("encoding", {}).get("tooltip", []) if isinstance(t, dict)]
+    assert {t.get("format") for t in tooltips if t.get("field") == "share"} == {".2%"}
+    assert {t.get("format") for t in tooltips if t.get("field") == "downloads"} == {",.0f"}
+
+
+def test_series_shares_rebuild_from_downloads_and_totals(small: dict[str, pl.DataFrame]) -> None:
+    views = frames.view_frames(**small)
+    latest = views.series.filter((pl.col("p") == "all") & (pl.col("w") == "30d")).tail(1).row(0, named=True)
+    china_key = views.keys.filter((pl.col("dimension") == "region") & (pl.col("actor") == "China"))["key"][0]
+    expected = small["shares"].filter(
+        (pl.col("snapshot_date") == views.latest)
+        & (pl.col("population") == "all")
+        & (pl.col("time_window") == "30d")
+        & (pl.col("rule") == "uploader")
+        & (pl.col("dimension") == "region")
+        & (pl.col("actor") == "China")
+    )["share"][0]
+    assert math.isclose(latest[china_key] / latest["tr"], expected, rel_tol=1e-6)
+
+
+def test_crossover_is_marked_with_its_date(small_dashboard: DashboardResult, small: dict) -> None:
+    views = frames.view_frames(**small)
+    region = views.crossovers.filter(
+        (pl.col("dimension") == "region") & (pl.col("population") == "all") & (pl.col("time_window") == "30d")
+    )
+    assert region.height == 1
+    label = region["label"][0]
+    assert re.fullmatch(r"China ahead of United States from \d{4}-\d{2}-\d{2}", label)
+    assert label in small_dashboard.html.read_text()
+
+
+def test_lab_change_is_in_percentage_points_since_the_previous_snapshot(small: dict) -> None:
+    views = frames.view_frames(**small)
+    qwen = views.labs.filter(
+        (pl.col("lab") == "Qwen") & (pl.col("population") == "all") & (pl.col("time_window") == "30d")
+    ).row(0, named=True)
+    assert math.isclose(qwen["change_pp"], (qwen["share"] - qwen["previous_share"]) * 100, abs_tol=1e-3)
+    assert views.labs.group_by("population", "time_window").len()["len"].max() <= frames.TOP_LABS
+
+
+def test_page_is_self_contained_with_one_png_per_view(small_dashboard: DashboardResult) -> None:
+    page = small_dashboard.html.read_text()
+    assert small_dashboard.html.name == "index.html"
+    assert not re.search(r"<script[^>]+src=", page)
+    assert "cdn.jsdelivr.net" not in _outside_spec(page)
+    assert small_dashboard.charts == charts.VIEWS
+    assert set(small_dashboard.pngs) == set(charts.VIEWS)
+    for png in small_dashboard.pngs.values():
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert small_dashboard.page_bytes == small_dashboard.html.stat().st_size
+
+
+def test_provenance_footer_and_synthetic_label_are_shown(small_dashboard: DashboardResult, small: dict) -> None:
+    visible = _outside_spec(small_dashboard.html.read_text())
+    dates = sorted(small["shares"]["snapshot_date"].unique().to_list())
+    assert "Synthetic data — not the real Hub" in visible
+    footer = visible[visible.index("<footer") :]
+    for text in (
+        dates[0].isoformat(),
+        dates[-1].isoformat(),
+        f"{len(dates)} snapshots",
+        f"{small['shares'].height:,}",
+        "registry-test-1",
+        "synthetic world (tests)",
+        "2026-05-02T06:00:00+00:00",
+    ):
+        assert text in footer, text
+
+
+@pytest.mark.parametrize(
+    ("kind", "label"),
+    [
+        ("standin", "Stand-in Hub data — not the real Hub"),
+        ("synthetic", "Synthetic data — not the real Hub"),
+        ("import", "Imported data — not crawled from the Hub by this project"),
+        (None, "Data source not recorded — treat these numbers as unverified"),
+        ("hub", None),
+    ],
+)
+def test_data_label_says_where_the_numbers_come_from(kind: str | None, label: str | None) -> None:
+    assert data_label({"source_kind": kind}) == label
+
+
+def test_hostile_names_are_shown_as_text(small: dict, tmp_path: Path) -> None:
+    labs = {
+        HOSTILE: ("CN", "China", "industry", 60e6, 1.0),
+        'He said "hi" & left': LABS["Meta"],
+        LONG_NAME: LABS["Qwen"],
+    } | LABS
+    metrics = synthetic_metrics(days=5, labs=labs)
+    result = write_dashboard(**metrics, provenance=provenance(metrics, source=f"file:{HOSTILE}"), out_dir=tmp_path)
+    page = result.html.read_text()
+    assert "<script>alert" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in _outside_spec(page)
+    spec = json.loads(re.search(r"const spec = (\{.*?\});\n", page, flags=re.S).group(1))
+    labels = {d["label"] for d in _walk(spec) if "lab" in d and "label" in d}
+    assert HOSTILE in labels
+    assert max(len(label) for label in labels) <= frames.LABEL_CHARS + 6
+    assert any(d.get("lab") == LONG_NAME for d in _walk(spec))
+
+
+def test_a_year_of_daily_snapshots_stays_under_two_megabytes(tmp_path: Path) -> None:
+    metrics = synthetic_metrics(days=365)
+    result = write_dashboard(**metrics, provenance=provenance(metrics), out_dir=tmp_path)
+    assert result.page_bytes < 2_000_000
+    assert metrics["shares"]["snapshot_date"].n_unique() == 365
+
+
+def test_an_empty_series_fails_loudly(small: dict, tmp_path: Path) -> None:
+    empty = {name: frame.clear() for name, frame in small.items()}
+    with pytest.raises(ValueError, match="no snapshot dates"):
+        write_dashboard(**empty, provenance={}, out_dir=tmp_path)
+
+
+def test_charts_are_altair_charts(small: dict) -> None:
+    for chart in view_charts(frames.view_frames(**small)).values():
+        assert isinstance(chart, alt.TopLevelMixin)

@@ -1,0 +1,64 @@
+"""The dashboard opened in headless Chromium from file://, with networking cut."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_dashboard import HOSTILE, LABS, provenance, synthetic_metrics
+
+from dashboards import charts
+from dashboards.browser import BrowserReport, check_in_browser, chromium_path
+from dashboards.page import write_dashboard
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        chromium_path() is None, reason="needs Chromium at /usr/bin/chromium (apt-get install -y chromium)"
+    ),
+]
+
+
+def rendered(days: int, out: Path, labs: dict = LABS) -> BrowserReport:
+    metrics = synthetic_metrics(days=days, labs=labs)
+    result = write_dashboard(**metrics, provenance=provenance(metrics), out_dir=out)
+    return check_in_browser(result.html, out / "screenshot.png", timeout=90)
+
+
+def test_every_view_renders_offline_without_console_errors(tmp_path: Path) -> None:
+    report = rendered(days=21, out=tmp_path)
+    assert report.console_errors == ()
+    assert report.page_errors == ()
+    assert report.console_warnings == ()
+    assert report.external_requests == ()
+    assert report.views == len(charts.VIEWS)
+    assert set(report.rendered) == set(charts.VIEWS)
+    assert all(report.marks[name] > 0 for name in charts.VIEWS)
+    assert report.ok
+
+
+def test_every_switch_setting_draws_every_view(tmp_path: Path) -> None:
+    report = rendered(days=10, out=tmp_path)
+    assert set(report.empty_by_switch) == {"all / 30d", "all / all_time", "llm / 30d", "llm / all_time"}
+    assert not any(report.empty_by_switch.values()), report.empty_by_switch
+
+
+def test_screenshot_is_written(tmp_path: Path) -> None:
+    report = rendered(days=7, out=tmp_path)
+    assert report.screenshot is not None
+    assert report.screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert report.screenshot.stat().st_size > 20_000
+    assert report.render_ms is not None and report.render_ms > 0
+
+
+def test_hostile_names_do_not_run_as_script(tmp_path: Path) -> None:
+    labs = {HOSTILE: ("CN", "China", "industry", 60e6, 1.0), "x" * 10_000: LABS["Meta"]} | LABS
+    report = rendered(days=5, out=tmp_path, labs=labs)
+    assert report.ok, report
+    assert not any("alert" in message for message in report.console_errors)
+
+
+def test_a_year_of_daily_snapshots_renders(tmp_path: Path) -> None:
+    report = rendered(days=365, out=tmp_path)
+    assert report.ok, report
+    assert report.marks["region_share_lines"] >= 365
