@@ -1,0 +1,255 @@
+"""Attribution rules on tiny named snapshots, and coverage of the real download panel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from analytics.attribution import MAX_DEPTH, attribute, graph_of, lineage_walks, registry_gaps
+from analytics.registry import COLUMNS, load_registry
+from warehouse.contract import conform
+from warehouse.tables import ATTRIBUTIONS, MODELS
+
+REGISTRY = pl.DataFrame(
+    [
+        ("Qwen", "Alibaba", "CN", "China", "industry", "ATOM: china"),
+        ("meta-llama", "Meta", "US", "United States", "industry", "ATOM: us"),
+        ("mistralai", "Mistral AI", "FR", "Europe", "industry", "ATOM: eu"),
+        ("unsloth", "Unsloth AI", "US", "United States", "intermediary", "re-uploader of quantized models"),
+        ("bartowski", "bartowski", None, None, "intermediary", "re-uploader of quantized models"),
+        ("openai-community", "OpenAI", "US", "United States", "industry", "legacy GPT-2 repos"),
+    ],
+    schema=dict.fromkeys(COLUMNS, pl.String()),
+    orient="row",
+)
+
+
+def snapshot(*models: tuple[str, list[str], str | None] | str, downloads: dict[str, int] | None = None) -> pl.DataFrame:
+    """A MODELS-shaped frame: each model is an id, or (id, base models, base relation)."""
+    rows = []
+    for model in models:
+        model_id, bases, relation = (model, [], None) if isinstance(model, str) else model
+        rows.append(
+            {
+                "model_id": model_id,
+                "author": model_id.split("/")[0] if "/" in model_id else "openai-community",
+                "base_models": bases,
+                "base_relation": relation,
+                "downloads_30d": (downloads or {}).get(model_id, 0),
+            }
+        )
+    frame = pl.DataFrame(rows, schema_overrides={"base_models": pl.List(pl.String())})
+    return pl.concat([MODELS.empty(), frame], how="diagonal_relaxed").select(MODELS.columns)
+
+
+def credits(models: pl.DataFrame, rule: str) -> dict[str, list[tuple]]:
+    """model_id -> sorted (credited_namespace, weight, lineage_depth) under `rule`."""
+    rows = attribute(models, REGISTRY).filter(pl.col("rule") == rule).sort("model_id", "credited_namespace")
+    out: dict[str, list[tuple]] = {}
+    for model_id, namespace, weight, depth in rows.select(
+        "model_id", "credited_namespace", "weight", "lineage_depth"
+    ).iter_rows():
+        out.setdefault(model_id, []).append((namespace, round(weight, 6), depth))
+    return out
+
+
+def row(models: pl.DataFrame, rule: str, model_id: str) -> dict:
+    frame = attribute(models, REGISTRY).filter((pl.col("rule") == rule) & (pl.col("model_id") == model_id))
+    assert frame.height == 1
+    return frame.row(0, named=True)
+
+
+def test_the_output_fits_the_attributions_table_with_one_uploader_and_official_row_per_model() -> None:
+    models = snapshot("Qwen/Qwen3-8B", ("unsloth/Qwen3-8B-GGUF", ["Qwen/Qwen3-8B"], "quantized"), "gpt2")
+    out = conform(attribute(models, REGISTRY), ATTRIBUTIONS)
+    counts = out.group_by("rule").agg(pl.col("model_id").n_unique(), pl.len()).sort("rule")
+    assert counts.rows() == [("lineage", 3, 3), ("official", 3, 3), ("uploader", 3, 3)]
+
+
+def test_the_uploader_rule_credits_the_hosting_namespace() -> None:
+    models = snapshot("Qwen/Qwen3-8B", ("unsloth/Qwen3-8B-GGUF", ["Qwen/Qwen3-8B"], "quantized"))
+    hosted = row(models, "uploader", "unsloth/Qwen3-8B-GGUF")
+    assert (hosted["credited_namespace"], hosted["lab"], hosted["developer_type"]) == (
+        "unsloth",
+        "Unsloth AI",
+        "intermediary",
+    )
+    assert hosted["reviewed"] and hosted["weight"] == 1.0 and hosted["lineage_depth"] == 0
+    assert hosted["evidence"] == "uploader:unsloth; re-uploader of quantized models"
+
+
+def test_a_bare_legacy_id_is_credited_to_its_author() -> None:
+    hosted = row(snapshot("gpt2"), "uploader", "gpt2")
+    assert (hosted["credited_namespace"], hosted["lab"], hosted["country"]) == ("openai-community", "OpenAI", "US")
+
+
+def test_an_unknown_namespace_stays_unknown() -> None:
+    models = snapshot("someone/tiny-model")
+    for rule in ("uploader", "lineage"):
+        unknown = row(models, rule, "someone/tiny-model")
+        assert unknown["credited_namespace"] == "someone" and unknown["reviewed"] is False
+        assert unknown["lab"] is None and unknown["country"] is None and unknown["region"] is None
+        assert unknown["weight"] == 1.0 and "unreviewed namespace" in unknown["evidence"]
+
+
+def test_the_official_rule_keeps_registered_labs_and_zero_weights_the_rest() -> None:
+    models = snapshot("Qwen/Qwen3-8B", ("unsloth/Qwen3-8B-GGUF", ["Qwen/Qwen3-8B"], "quantized"), "someone/tiny-model")
+    lab = row(models, "official", "Qwen/Qwen3-8B")
+    assert (lab["lab"], lab["country"], lab["weight"]) == ("Alibaba", "CN", 1.0)
+    quantized = row(models, "official", "unsloth/Qwen3-8B-GGUF")
+    assert (quantized["credited_namespace"], quantized["lab"], quantized["weight"]) == ("unsloth", None, 0.0)
+    assert quantized["reviewed"] and quantized["evidence"] == "excluded: not a registered lab repo (intermediary)"
+    stranger = row(models, "official", "someone/tiny-model")
+    assert (stranger["weight"], stranger["reviewed"]) == (0.0, False)
+    assert stranger["evidence"] == "excluded: not a registered lab repo (unreviewed namespace)"
+
+
+def test_lineage_credits_the_root_lab_through_a_finetune_chain() -> None:
+    models = snapshot(
+        "meta-llama/Llama-3.1-8B",
+        ("someone/llama-sft", ["meta-llama/Llama-3.1-8B"], "finetune"),
+        ("other/llama-sft-dpo", ["someone/llama-sft"], "finetune"),
+    )
+    assert credits(models, "lineage")["other/llama-sft-dpo"] == [("meta-llama", 1.0, 2)]
+    chained = row(models, "lineage", "other/llama-sft-dpo")
+    assert chained["lab"] == "Meta" and chained["reviewed"]
+    assert chained["evidence"].startswith(
+        "lineage: other/llama-sft-dpo -> someone/llama-sft -> meta-llama/Llama-3.1-8B (root, finetune); "
+    )
+
+
+def test_a_model_without_parents_is_its_own_root() -> None:
+    root = row(snapshot("Qwen/Qwen3-8B"), "lineage", "Qwen/Qwen3-8B")
+    assert (root["credited_namespace"], root["lineage_depth"], root["weight"]) == ("Qwen", 0, 1.0)
+    assert root["evidence"] == "lineage: own root; ATOM: china"
+
+
+@pytest.mark.parametrize("relation", ["quantized", "adapter"])
+def test_quantizations_and_adapters_count_for_the_base_models_lab(relation: str) -> None:
+    models = snapshot("Qwen/Qwen3-8B", ("bartowski/Qwen3-8B-GGUF", ["Qwen/Qwen3-8B"], relation))
+    derived = row(models, "lineage", "bartowski/Qwen3-8B-GGUF")
+    assert (derived["credited_namespace"], derived["lab"], derived["region"]) == ("Qwen", "Alibaba", "China")
+    assert f"(root, {relation})" in derived["evidence"]
+
+
+def test_a_merge_splits_credit_equally_among_its_roots() -> None:
+    models = snapshot(
+        "Qwen/Qwen3-8B",
+        "meta-llama/Llama-3.1-8B",
+        "mistralai/Mistral-7B",
+        ("someone/merge", ["Qwen/Qwen3-8B", "meta-llama/Llama-3.1-8B", "mistralai/Mistral-7B"], "merge"),
+    )
+    assert credits(models, "lineage")["someone/merge"] == [
+        ("Qwen", 0.333333, 1),
+        ("meta-llama", 0.333333, 1),
+        ("mistralai", 0.333333, 1),
+    ]
+
+
+def test_two_merge_parents_from_the_same_root_combine_into_one_row() -> None:
+    models = snapshot(
+        "Qwen/Qwen3-8B",
+        "meta-llama/Llama-3.1-8B",
+        ("unsloth/Qwen3-8B-bnb", ["Qwen/Qwen3-8B"], "quantized"),
+        ("someone/half", ["unsloth/Qwen3-8B-bnb", "meta-llama/Llama-3.1-8B"], "merge"),
+        ("someone/merge", ["Qwen/Qwen3-8B", "someone/half"], "merge"),
+    )
+    # Qwen directly (1/2) and via the half merge's quantized parent (1/4); Llama via the half merge (1/4).
+    assert credits(models, "lineage")["someone/merge"] == [("Qwen", 0.75, 1), ("meta-llama", 0.25, 2)]
+
+
+def test_weights_of_every_model_sum_to_one_under_uploader_and_lineage() -> None:
+    models = snapshot(
+        "Qwen/Qwen3-8B",
+        "meta-llama/Llama-3.1-8B",
+        ("a/m", ["Qwen/Qwen3-8B", "meta-llama/Llama-3.1-8B", "gone/base"], "merge"),
+        ("b/m", ["a/m", "Qwen/Qwen3-8B"], "merge"),
+    )
+    sums = (
+        attribute(models, REGISTRY)
+        .filter(pl.col("rule") != "official")
+        .group_by("model_id", "rule")
+        .agg(pl.col("weight").sum())
+    )
+    assert sums.get_column("weight").round(9).to_list() == [1.0] * sums.height
+
+
+def test_a_cycle_stops_at_the_last_model_before_the_repeat() -> None:
+    models = snapshot(("a/one", ["b/two"], "finetune"), ("b/two", ["a/one"], "finetune"))
+    assert credits(models, "lineage") == {"a/one": [("b", 1.0, 1)], "b/two": [("a", 1.0, 1)]}
+    assert "(cycle at a/one, finetune)" in row(models, "lineage", "a/one")["evidence"]
+
+
+def test_a_self_reference_credits_the_model_itself() -> None:
+    models = snapshot(("a/loop", ["a/loop"], "finetune"))
+    assert credits(models, "lineage") == {"a/loop": [("a", 1.0, 0)]}
+    assert row(models, "lineage", "a/loop")["evidence"].startswith("lineage: a/loop (cycle at a/loop, finetune)")
+
+
+def test_a_parent_outside_the_snapshot_is_credited_by_its_namespace() -> None:
+    models = snapshot(("someone/llama-sft", ["meta-llama/Llama-2-7b"], "finetune"))
+    credited = row(models, "lineage", "someone/llama-sft")
+    assert (credited["credited_namespace"], credited["lab"], credited["lineage_depth"]) == ("meta-llama", "Meta", 1)
+    assert "(outside snapshot, finetune)" in credited["evidence"]
+
+
+def test_a_malformed_parent_credits_the_last_valid_model() -> None:
+    models = snapshot(("someone/odd", ["not-a-repo-id", ""], "finetune"))
+    credited = row(models, "lineage", "someone/odd")
+    assert (credited["credited_namespace"], credited["lineage_depth"]) == ("someone", 0)
+    assert "malformed parent" in credited["evidence"]
+
+
+def test_a_malformed_parent_beside_a_valid_one_is_ignored() -> None:
+    models = snapshot("Qwen/Qwen3-8B", ("someone/merge", ["Qwen/Qwen3-8B", "bad id"], "merge"))
+    assert credits(models, "lineage")["someone/merge"] == [("Qwen", 1.0, 1)]
+
+
+def test_a_walk_longer_than_the_depth_limit_stops_there() -> None:
+    chain = ["r/0"] + [(f"r/{i}", [f"r/{i - 1}"], "finetune") for i in range(1, 6)]
+    walks = lineage_walks(graph_of(snapshot(*chain)), max_depth=2)
+    names = snapshot(*chain).get_column("model_id")
+    last = walks.filter(pl.col("origin") == 5)
+    assert last.select("depth", "status").row(0) == (2, "depth limit")
+    assert names[last.get_column("node")[0]] == "r/3"
+    assert MAX_DEPTH >= 16
+
+
+def test_registry_gaps_rank_unreviewed_namespaces_by_downloads() -> None:
+    models = snapshot(
+        "Qwen/Qwen3-8B",
+        "someone/a",
+        "someone/b",
+        "other/c",
+        downloads={"Qwen/Qwen3-8B": 60, "someone/a": 20, "someone/b": 10, "other/c": 10},
+    )
+    gaps = registry_gaps(models, attribute(models, REGISTRY))
+    assert gaps.rows() == [("someone", 2, 30.0, 0.3), ("other", 1, 10.0, 0.1)]
+
+
+def panel_snapshot(shared_data: Path) -> pl.DataFrame:
+    """The llmfit panel's last date as a MODELS-shaped frame (the panel carries no lineage tags)."""
+    panel = pl.read_csv(
+        shared_data / "llmfit-panel" / "llmfit_hf_downloads_timeseries_2026-02_to_2026-05.csv", try_parse_dates=True
+    ).with_columns(date=pl.col("snapshot_time").dt.date())
+    last = panel.filter(pl.col("date") == pl.col("date").max()).sort("snapshot_time").unique("model_id", keep="last")
+    frame = last.select(
+        "model_id",
+        pl.col("model_id").str.split("/").list.first().alias("author"),
+        pl.col("hf_downloads").alias("downloads_30d"),
+    )
+    return pl.concat([MODELS.empty(), frame], how="diagonal_relaxed").select(MODELS.columns)
+
+
+def test_reviewed_namespaces_hold_95_percent_of_panel_downloads_under_every_rule(shared_data: Path) -> None:
+    models = panel_snapshot(shared_data)
+    out = conform(attribute(models, load_registry()), ATTRIBUTIONS)
+    credited = out.join(models.select("model_id", "downloads_30d"), on="model_id").with_columns(
+        held=pl.col("downloads_30d") * pl.when(pl.col("rule") == "official").then(1.0).otherwise(pl.col("weight"))
+    )
+    reviewed = credited.group_by("rule").agg(pl.col("held").filter("reviewed").sum() / pl.col("held").sum())
+    shares = dict(reviewed.iter_rows())
+    assert shares["uploader"] >= 0.95
+    assert shares["lineage"] == pytest.approx(shares["uploader"])  # no lineage tags in the panel

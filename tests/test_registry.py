@@ -1,0 +1,185 @@
+"""The curated attribution registry: valid as shipped, complete for ATOM, and loud about broken files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from analytics.registry import (
+    COLUMNS,
+    ISO_COUNTRIES,
+    RegistryError,
+    check_registry,
+    load_registry,
+    region_of,
+    registry_version,
+)
+
+HEADER = ",".join(COLUMNS)
+GOOD = "Qwen,Alibaba,CN,China,industry,ATOM: china"
+
+
+def write(tmp_path: Path, *lines: str) -> Path:
+    path = tmp_path / "registry.csv"
+    path.write_text("\n".join([HEADER, *lines]) + "\n", encoding="utf-8")
+    return path
+
+
+def reasons_at(path: Path) -> dict[int, list[str]]:
+    found: dict[int, list[str]] = {}
+    for problem in check_registry(path):
+        found.setdefault(problem.line, []).append(problem.reason)
+    return found
+
+
+def test_the_shipped_registry_is_valid_and_has_hundreds_of_rows() -> None:
+    assert check_registry() == []
+    registry = load_registry()
+    assert registry.columns == list(COLUMNS)
+    assert registry.height >= 300
+    assert registry.get_column("namespace").is_unique().all()
+    assert registry.get_column("evidence").str.len_chars().min() > 0
+
+
+def test_every_known_country_has_the_region_its_code_implies() -> None:
+    known = load_registry().filter(pl.col("country").is_not_null())
+    for country, region in known.select("country", "region").unique().iter_rows():
+        assert country in ISO_COUNTRIES
+        assert region == region_of(country), country
+
+
+def test_regions_follow_the_agreed_mapping() -> None:
+    assert [region_of(c) for c in ("CN", "HK", "US", "GB", "CH", "FR", "RU", "KR", "AE")] == [
+        "China",
+        "China",
+        "United States",
+        "Europe",
+        "Europe",
+        "Europe",
+        "Rest of world",
+        "Rest of world",
+        "Rest of world",
+    ]
+
+
+def test_the_intermediaries_named_in_the_design_are_intermediaries() -> None:
+    registry = load_registry()
+    types = dict(registry.select("namespace", "developer_type").iter_rows())
+    for namespace in ("unsloth", "bartowski", "TheBloke", "mlx-community", "lmstudio-community", "Xenova"):
+        assert types[namespace] == "intermediary", namespace
+    assert types["RedHatAI"] == "industry"
+    assert types["hf-internal-testing"] == "industry"
+
+
+def test_every_atom_namespace_is_in_the_registry(shared_data: Path) -> None:
+    atom = pl.read_csv(shared_data / "atom" / "organization_regions.csv")
+    registry = load_registry()
+    missing = set(atom.get_column("hf_org")) - set(registry.get_column("namespace"))
+    assert missing == set()
+
+
+def test_atom_regions_agree_with_the_registry_apart_from_documented_cases(shared_data: Path) -> None:
+    atom = pl.read_csv(shared_data / "atom" / "organization_regions.csv")
+    ours = {"china": "China", "us": "United States", "eu": "Europe", "other": "Rest of world"}
+    joined = atom.join(load_registry(), left_on="hf_org", right_on="namespace")
+    disagree = {
+        ns
+        for ns, atom_region, region in joined.select("hf_org", "region", "region_right").iter_rows()
+        if atom_region in ours and ours[atom_region] != region
+    }
+    # AI21 Labs is Israeli: ATOM files it under us, the registry under its real country.
+    assert disagree == {"ai21labs"}
+
+
+def test_the_namespaces_holding_95_percent_of_panel_downloads_are_registered(shared_data: Path) -> None:
+    panel = pl.read_csv(
+        shared_data / "llmfit-panel" / "llmfit_hf_downloads_timeseries_2026-02_to_2026-05.csv", try_parse_dates=True
+    )
+    day = panel.with_columns(date=pl.col("snapshot_time").dt.date())
+    last = day.filter(pl.col("date") == pl.col("date").max()).sort("snapshot_time").unique("model_id", keep="last")
+    held = (
+        last.group_by(pl.col("model_id").str.split("/").list.first().alias("namespace"))
+        .agg(pl.col("hf_downloads").sum())
+        .sort("hf_downloads", descending=True)
+        .with_columns(before=pl.col("hf_downloads").cum_sum().shift(1, fill_value=0) / pl.col("hf_downloads").sum())
+    )
+    top = set(held.filter(pl.col("before") < 0.95).get_column("namespace"))
+    assert top - set(load_registry().get_column("namespace")) == set()
+
+
+def test_each_defect_is_reported_with_its_line(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        GOOD,  # line 2
+        "Qwen,Alibaba,CN,China,industry,again",  # 3 duplicate
+        "acme,Acme,XX,Rest of world,industry,made up",  # 4 unknown country
+        "acme2,Acme,US,Mars,industry,made up",  # 5 unknown region
+        "acme3,Acme,US,United States,startup,made up",  # 6 unknown developer type
+        "acme4,Acme,US,United States,industry,",  # 7 missing evidence
+        "acme5,,US,United States,industry,why",  # 8 missing lab
+        "acme6,Acme,CN,United States,industry,why",  # 9 region inconsistent with country
+        "acme7,Acme,US,United States,industry",  # 10 wrong column count
+        "acme8,Ac\x07me,US,United States,industry,why",  # 11 control character
+        "acme9,Acme,US,United States,industry," + "x" * 501,  # 12 over-long cell
+        "acme10,=HYPERLINK(1),US,United States,industry,why",  # 13 formula injection
+        "bad namespace,Acme,US,United States,industry,why",  # 14 malformed namespace
+    )
+    found = reasons_at(path)
+    assert 2 not in found
+    assert any("duplicate namespace 'Qwen' (first at line 2)" in r for r in found[3])
+    assert any("unknown country code 'XX'" in r for r in found[4])
+    assert any("unknown region 'Mars'" in r for r in found[5])
+    assert any("unknown developer type 'startup'" in r for r in found[6])
+    assert found[7] == ["missing evidence"]
+    assert found[8] == ["missing lab"]
+    assert any("inconsistent with country CN" in r for r in found[9])
+    assert found[10] == ["malformed CSV: 5 columns, expected 6"]
+    assert any("control character in lab" in r for r in found[11])
+    assert any("501 characters" in r for r in found[12])
+    assert any("formula character" in r for r in found[13])
+    assert any("malformed namespace" in r for r in found[14])
+
+
+def test_a_country_needs_its_region_and_an_unknown_country_may_stay_empty(tmp_path: Path) -> None:
+    path = write(tmp_path, "acme,Acme,DE,,industry,why", "someone,someone,,,intermediary,re-uploads")
+    assert reasons_at(path) == {2: ["missing region for country DE (expected 'Europe')"]}
+
+
+def test_unparsable_and_misheaded_files_are_reported(tmp_path: Path) -> None:
+    quoted = write(tmp_path, GOOD, 'acme,"Acme,US,United States,industry,why')
+    assert any("unparsable" in p.reason or "malformed CSV" in p.reason for p in check_registry(quoted))
+    headed = tmp_path / "headed.csv"
+    headed.write_text("namespace,lab\nQwen,Alibaba\n", encoding="utf-8")
+    assert [p.line for p in check_registry(headed)] == [1]
+    binary = tmp_path / "binary.csv"
+    binary.write_bytes(HEADER.encode() + b"\nQwen,Ali\xffbaba,CN,China,industry,why\n")
+    assert [(p.line, p.reason.startswith("unparsable")) for p in check_registry(binary)] == [(2, True)]
+
+
+def test_loading_a_broken_registry_raises_and_lists_the_problems(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD, "Qwen,Alibaba,CN,China,industry,again")
+    with pytest.raises(RegistryError, match="line 3: duplicate namespace"):
+        load_registry(path)
+
+
+def test_unknown_country_loads_as_null(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD, "someone,someone,,,intermediary,re-uploads quantized models")
+    registry = load_registry(path)
+    assert registry.filter(pl.col("namespace") == "someone").row(0) == (
+        "someone",
+        "someone",
+        None,
+        None,
+        "intermediary",
+        "re-uploads quantized models",
+    )
+
+
+def test_the_version_names_the_content_hash_and_row_count(tmp_path: Path) -> None:
+    one = registry_version(write(tmp_path, GOOD))
+    assert one.startswith("sha256:") and one.endswith("/1 rows")
+    two = registry_version(write(tmp_path, GOOD, "acme,Acme,US,United States,industry,why"))
+    assert two.endswith("/2 rows") and two.split("/")[0] != one.split("/")[0]
+    assert registry_version().endswith(f"/{load_registry().height} rows")
