@@ -1,0 +1,106 @@
+"""Crossover detection: the first snapshot from which a challenger's share stays ahead of an incumbent's.
+
+The rule, on each (time_window, population, rule) series of one dimension, over its ordered available
+dates (gaps are fine; an actor missing on a date has share 0; "ahead" means a strictly larger share):
+- the challenger is ahead on the latest date (a dip on the latest date reads `none` until a later
+  snapshot shows it was isolated, which restores the original crossover date);
+- from the crossover date onward the challenger is never behind (or tied) on two consecutive dates:
+  an isolated one-snapshot dip does not undo a crossover, two in a row do;
+- the crossover date starts a run of at least `persistence` consecutive dates ahead, or, when fewer
+  dates remain, is ahead on all of them;
+- the crossover date is the earliest date meeting all three. It equals `first_date` when the
+  challenger has led since the series began (the crossing itself is then not observed).
+`margin` is the challenger's share minus the incumbent's on the latest date, for either status.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+SERIES = ["time_window", "population", "rule", "dimension"]
+OUTPUT = [*SERIES, "challenger", "incumbent", "status", "crossover_date", "margin", "first_date", "dates"]
+
+
+def actor_share(actor: str) -> pl.Expr:
+    """The summed share of one actor among a group's rows (0 when absent)."""
+    return pl.col("share").filter(pl.col("actor") == actor).sum().fill_null(0.0)
+
+
+def head_to_head(shares_series: pl.DataFrame, challenger: str, incumbent: str, dimension: str) -> pl.LazyFrame:
+    """Per series and date: both actors' shares, whether the challenger is ahead, and the date's position."""
+    return (
+        shares_series.lazy()
+        .filter(pl.col("dimension") == dimension)
+        .with_columns(pl.col("snapshot_date").cast(pl.Date))
+        .group_by(*SERIES, "snapshot_date")
+        .agg(actor_share(challenger).alias("challenger_share"), actor_share(incumbent).alias("incumbent_share"))
+        .sort(*SERIES, "snapshot_date")
+        .with_columns(
+            (pl.col("challenger_share") > pl.col("incumbent_share")).alias("ahead"),
+            pl.int_range(pl.len()).over(SERIES).alias("position"),
+            pl.len().over(SERIES).alias("dates"),
+        )
+    )
+
+
+def run_ahead_from_here(ahead: pl.Expr, position: pl.Expr) -> pl.Expr:
+    """How many consecutive dates, from this one on, the challenger is ahead (0 when it is not)."""
+    starts_run = (ahead != ahead.shift(1)).fill_null(True).over(SERIES)
+    run = starts_run.cum_sum().over(SERIES)
+    return pl.when(ahead).then(position.max().over([*SERIES, run]) - position + 1).otherwise(0)
+
+
+def last_double_dip(ahead: pl.Expr, position: pl.Expr) -> pl.Expr:
+    """Position of the latest date that is the second of two consecutive dates not ahead (−1 if none)."""
+    double = ~ahead & ~ahead.shift(1).over(SERIES).fill_null(True)
+    return position.filter(double).max().over(SERIES).fill_null(-1)
+
+
+def crossover_candidates(frame: pl.LazyFrame, persistence: int) -> pl.LazyFrame:
+    """The series' dates, each flagged when the challenger's lead from it on counts as a crossover."""
+    ahead, position, dates = pl.col("ahead"), pl.col("position"), pl.col("dates")
+    remaining = dates - position
+    return frame.with_columns(
+        (
+            ahead
+            & (position > last_double_dip(ahead, position))
+            & (run_ahead_from_here(ahead, position) >= pl.min_horizontal(pl.lit(persistence), remaining))
+            & ahead.sort_by(position).last().over(SERIES)
+        ).alias("crossing")
+    )
+
+
+def crossovers(
+    shares_series: pl.DataFrame,
+    *,
+    challenger: str = "China",
+    incumbent: str = "United States",
+    dimension: str = "region",
+    persistence: int = 2,
+) -> pl.DataFrame:
+    """One CROSSOVERS row per (time_window, population, rule) of `dimension`: crossed or none, and when."""
+    if persistence < 1:
+        raise ValueError(f"persistence must be at least 1 snapshot, got {persistence}")
+    margin = pl.col("challenger_share") - pl.col("incumbent_share")
+    crossing_date = pl.col("snapshot_date").filter(pl.col("crossing")).min()
+    return (
+        crossover_candidates(head_to_head(shares_series, challenger, incumbent, dimension), persistence)
+        .group_by(SERIES)
+        .agg(
+            crossing_date.alias("crossover_date"),
+            margin.sort_by("snapshot_date").last().alias("margin"),
+            pl.col("snapshot_date").min().alias("first_date"),
+            pl.len().cast(pl.Int64).alias("dates"),
+        )
+        .with_columns(
+            pl.lit(challenger).alias("challenger"),
+            pl.lit(incumbent).alias("incumbent"),
+            pl.when(pl.col("crossover_date").is_null())
+            .then(pl.lit("none"))
+            .otherwise(pl.lit("crossed"))
+            .alias("status"),
+        )
+        .select(OUTPUT)
+        .sort(SERIES)
+        .collect()
+    )

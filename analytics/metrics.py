@@ -1,0 +1,189 @@
+"""Credited downloads, actor shares and concentration for one snapshot date.
+
+Choices, in one place:
+- Windows: `30d` (downloads_30d), `all_time` (downloads_all_time) and, when the previous snapshot is
+  given, `between` (all-time downloads gained since it; a model new since then counts its whole
+  all-time total). The Hub's all-time counter can go down (recounts, repo resets): such negative deltas
+  are kept as they are in `model_deltas`, summarised by `negative_deltas`, and count as 0 in shares
+  and concentration, so one shrinking repo never offsets another actor's real downloads.
+- Populations: `all`; `llm` (pipeline_tag text-generation or image-text-to-text); one size class per
+  model from params_total (`size:<1B`, `size:1-9B`, `size:10-99B`, `size:100B+`, and `size:unknown`
+  when the count is missing or not positive).
+- Dimensions: country (ISO code), region, lab, developer_type; a null attribute is the actor `Unknown`.
+- Attribution rows with weight 0 (models the `official` rule excludes) are dropped, so an excluded
+  model counts in no denominator whether it is listed with weight 0 or absent.
+- Shares include `Unknown` with its share of all credited downloads; concentration (see
+  `analytics.concentration`) is over known actors only.
+- Null download counts count as 0; models that disappeared since the previous snapshot are not in
+  this snapshot and credit nothing.
+"""
+
+from __future__ import annotations
+
+from functools import reduce
+
+import polars as pl
+
+from analytics.concentration import GROUP, UNKNOWN, concentration_of, share_of_group
+
+WINDOWS = ("30d", "all_time", "between")
+LLM_PIPELINES = ("text-generation", "image-text-to-text")
+SIZE_CLASSES = ("size:<1B", "size:1-9B", "size:10-99B", "size:100B+", "size:unknown")
+POPULATIONS = ("all", "llm", *SIZE_CLASSES)
+DIMENSIONS = ("country", "region", "lab", "developer_type")
+
+Frame = pl.DataFrame | pl.LazyFrame
+
+
+def size_class(params: pl.Expr) -> pl.Expr:
+    """The size-class population of a parameter count; unknown when missing or not positive."""
+    return (
+        pl.when(params.is_null() | (params <= 0))
+        .then(pl.lit("size:unknown"))
+        .when(params < 1_000_000_000)
+        .then(pl.lit("size:<1B"))
+        .when(params < 10_000_000_000)
+        .then(pl.lit("size:1-9B"))
+        .when(params < 100_000_000_000)
+        .then(pl.lit("size:10-99B"))
+        .otherwise(pl.lit("size:100B+"))
+    )
+
+
+def is_llm(pipeline_tag: pl.Expr) -> pl.Expr:
+    """Whether a pipeline tag marks a language model (text or image-text to text)."""
+    return pipeline_tag.is_in(LLM_PIPELINES).fill_null(False)
+
+
+def populations(llm: pl.Expr, size: pl.Expr) -> pl.Expr:
+    """The populations a model belongs to: all, llm when it is one, and its size class (nulls to drop)."""
+    return pl.concat_list(pl.lit("all"), pl.when(llm).then(pl.lit("llm")), size)
+
+
+def windows(previous_models: Frame | None) -> list[str]:
+    """The windows a snapshot supports: `between` only with a previous snapshot."""
+    return list(WINDOWS) if previous_models is not None else [w for w in WINDOWS if w != "between"]
+
+
+def all_time_gain(now: pl.Expr, previous: pl.Expr) -> pl.Expr:
+    """All-time downloads gained since the previous snapshot; a model absent then gains its whole total."""
+    return now.fill_null(0) - previous.fill_null(0)
+
+
+def previous_all_time(previous_models: Frame) -> pl.LazyFrame:
+    """Each model's all-time downloads at the previous snapshot."""
+    return previous_models.lazy().select("model_id", pl.col("downloads_all_time").alias("previous_all_time"))
+
+
+def model_deltas(models: Frame, previous_models: Frame) -> pl.LazyFrame:
+    """Per model: all-time downloads now, at the previous snapshot (null if new) and the change, negatives kept."""
+    return (
+        models.lazy()
+        .select("model_id", "downloads_all_time")
+        .join(previous_all_time(previous_models), on="model_id", how="left")
+        .with_columns(all_time_gain(pl.col("downloads_all_time"), pl.col("previous_all_time")).alias("delta"))
+    )
+
+
+def negative_deltas(models: Frame, previous_models: Frame) -> pl.DataFrame:
+    """How many models' all-time downloads fell since the previous snapshot, and the summed fall (≤ 0)."""
+    return (
+        model_deltas(models, previous_models)
+        .filter(pl.col("delta") < 0)
+        .select(pl.len().cast(pl.Int64).alias("models"), pl.col("delta").sum().cast(pl.Int64).alias("downloads"))
+        .collect()
+    )
+
+
+def model_downloads(models: Frame, previous_models: Frame | None = None) -> pl.LazyFrame:
+    """Per model: downloads in each window (negative gains clipped to 0), LLM flag and size class."""
+    frame = models.lazy()
+    between = []
+    if previous_models is not None:
+        frame = frame.join(previous_all_time(previous_models), on="model_id", how="left")
+        gain = all_time_gain(pl.col("downloads_all_time"), pl.col("previous_all_time"))
+        between = [gain.clip(0).alias("between")]
+    return frame.select(
+        "model_id",
+        pl.col("downloads_30d").fill_null(0).alias("30d"),
+        pl.col("downloads_all_time").fill_null(0).alias("all_time"),
+        *between,
+        is_llm(pl.col("pipeline_tag")).alias("llm"),
+        size_class(pl.col("params_total")).alias("size"),
+    )
+
+
+def credited_downloads(models: Frame, attributions: Frame, *, previous_models: Frame | None = None) -> pl.LazyFrame:
+    """Downloads credited to each actor, one row per time_window, population, rule, dimension and actor."""
+    window_names = windows(previous_models)
+    weight = pl.col("weight")
+    # Collapse models sharing rule, population keys and attributes first: every later step is small.
+    buckets = (
+        attributions.lazy()
+        .filter(weight > 0)
+        .select("model_id", "rule", "weight", *DIMENSIONS)
+        .join(model_downloads(models, previous_models), on="model_id", how="inner")
+        .group_by("rule", "llm", "size", *DIMENSIONS)
+        .agg([(pl.col(w) * weight).sum() for w in window_names])
+    )
+    return pl.concat([actor_downloads(buckets, dimension, window_names) for dimension in DIMENSIONS])
+
+
+def actor_downloads(buckets: pl.LazyFrame, dimension: str, window_names: list[str]) -> pl.LazyFrame:
+    """Credited downloads along one dimension, one row per time_window, population, rule and actor."""
+    summed = pl.col(window_names).sum()
+    return (
+        buckets.group_by("rule", "llm", "size", pl.col(dimension).fill_null(UNKNOWN).alias("actor"))
+        .agg(summed)
+        .with_columns(populations(pl.col("llm"), pl.col("size")).alias("population"))
+        .explode("population")
+        .drop_nulls("population")
+        .group_by("rule", "population", "actor")
+        .agg(summed)
+        .unpivot(
+            window_names, index=["rule", "population", "actor"], variable_name="time_window", value_name="downloads"
+        )
+        .with_columns(pl.lit(dimension).alias("dimension"), pl.col("downloads").cast(pl.Float64))
+        .select(*GROUP, "actor", "downloads")
+    )
+
+
+def metric_groups(attributions: Frame, previous_models: Frame | None = None) -> pl.LazyFrame:
+    """Every (time_window, population, rule, dimension) a snapshot reports, whether or not it has downloads."""
+    axes = [
+        pl.LazyFrame({"time_window": windows(previous_models)}),
+        pl.LazyFrame({"population": POPULATIONS}),
+        attributions.lazy().select(pl.col("rule").unique()),
+        pl.LazyFrame({"dimension": DIMENSIONS}),
+    ]
+    return reduce(lambda grid, axis: grid.join(axis, how="cross"), axes).select(GROUP)
+
+
+def shares_of(credited: pl.LazyFrame) -> pl.LazyFrame:
+    """Each actor's downloads and share of its group's credited downloads, Unknown included."""
+    return credited.with_columns(share_of_group(pl.col("downloads"), GROUP).alias("share")).select(
+        *GROUP, "actor", "downloads", "share"
+    )
+
+
+def shares(models: Frame, attributions: Frame, *, previous_models: Frame | None = None) -> pl.DataFrame:
+    """The SHARES table of one snapshot: every actor's downloads and share, Unknown included."""
+    credited = credited_downloads(models, attributions, previous_models=previous_models)
+    return shares_of(credited).sort(*GROUP, "actor").collect()
+
+
+def concentration(models: Frame, attributions: Frame, *, previous_models: Frame | None = None) -> pl.DataFrame:
+    """The CONCENTRATION table of one snapshot, over known actors only (null metrics when none)."""
+    credited = credited_downloads(models, attributions, previous_models=previous_models)
+    groups = metric_groups(attributions, previous_models)
+    return concentration_of(credited, groups).sort(GROUP).collect()
+
+
+def metric_tables(models: Frame, attributions: Frame, previous_models: Frame | None = None) -> dict[str, pl.DataFrame]:
+    """The shares and concentration tables of one snapshot date, from one pass over the models."""
+    credited = credited_downloads(models, attributions, previous_models=previous_models).collect().lazy()
+    groups = metric_groups(attributions, previous_models)
+    return {
+        "shares": shares_of(credited).sort(*GROUP, "actor").collect(),
+        "concentration": concentration_of(credited, groups).sort(GROUP).collect(),
+    }

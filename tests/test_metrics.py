@@ -1,0 +1,294 @@
+"""Credited downloads, shares and concentration, checked against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import polars as pl
+import pytest
+
+from analytics.metrics import (
+    concentration,
+    credited_downloads,
+    metric_tables,
+    model_deltas,
+    negative_deltas,
+    shares,
+    size_class,
+)
+from warehouse.contract import conform
+from warehouse.tables import ATTRIBUTIONS, CONCENTRATION, MODELS, SHARES
+
+LAB_COUNTRY = {"Qwen": ("CN", "China"), "Meta": ("US", "United States"), "Mistral": ("FR", "Europe")}
+
+
+def model(model_id: str, d30: int = 0, all_time: int = 0, pipeline: str | None = None, params: int | None = None):
+    """One MODELS row with the columns the metrics read."""
+    return {
+        "model_id": model_id,
+        "author": model_id.split("/")[0],
+        "downloads_30d": d30,
+        "downloads_all_time": all_time,
+        "pipeline_tag": pipeline,
+        "params_total": params,
+    }
+
+
+def credit(model_id: str, lab: str | None, rule: str = "uploader", weight: float = 1.0, **overrides):
+    """One ATTRIBUTIONS row crediting `model_id` to `lab` (and the lab's country and region)."""
+    country, region = LAB_COUNTRY.get(lab, (None, None))
+    row = {
+        "model_id": model_id,
+        "rule": rule,
+        "credited_namespace": lab or model_id.split("/")[0],
+        "lab": lab,
+        "country": country,
+        "region": region,
+        "developer_type": "industry" if lab else None,
+        "reviewed": True,
+        "weight": weight,
+    }
+    return row | overrides
+
+
+def models_frame(*rows) -> pl.DataFrame:
+    return conform(pl.DataFrame(list(rows)).with_columns(_missing(MODELS, rows)), MODELS)
+
+
+def attributions_frame(*rows) -> pl.DataFrame:
+    return conform(pl.DataFrame(list(rows)).with_columns(_missing(ATTRIBUTIONS, rows)), ATTRIBUTIONS)
+
+
+def _missing(table, rows) -> list[pl.Expr]:
+    present = set(rows[0])
+    return [pl.lit(None, dtype).alias(name) for name, dtype in table.schema.items() if name not in present]
+
+
+def one(frame: pl.DataFrame, **where) -> dict:
+    """The single row of `frame` matching `where`."""
+    rows = frame.filter(**where).to_dicts()
+    assert len(rows) == 1, f"{len(rows)} rows match {where}"
+    return rows[0]
+
+
+def actor_shares(frame: pl.DataFrame, **where) -> dict[str, float]:
+    """actor → share for the rows of `frame` matching `where`."""
+    rows = frame.filter(**where)
+    return dict(zip(rows["actor"], rows["share"], strict=True))
+
+
+ALL_30D_LAB = {"time_window": "30d", "population": "all", "rule": "uploader", "dimension": "lab"}
+ALL_30D_REGION = ALL_30D_LAB | {"dimension": "region"}
+
+
+def test_one_actor_is_a_single_pole():
+    table = concentration(models_frame(model("Qwen/a", d30=7)), attributions_frame(credit("Qwen/a", "Qwen")))
+    row = one(table, **ALL_30D_LAB)
+    assert row["hhi"] == 1.0
+    assert row["effective_poles"] == 1.0
+    assert row["entropy"] == 0.0
+    assert row["exp_entropy"] == 1.0
+    assert row["gini"] == 0.0
+    assert (row["cr1"], row["cr3"], row["cr5"]) == (1.0, 1.0, 1.0)
+    assert (row["actors"], row["downloads"]) == (1, 7.0)
+
+
+def test_two_equal_actors_are_two_poles():
+    models = models_frame(model("Qwen/a", d30=5), model("Meta/b", d30=5))
+    table = concentration(models, attributions_frame(credit("Qwen/a", "Qwen"), credit("Meta/b", "Meta")))
+    row = one(table, **ALL_30D_LAB)
+    assert row["hhi"] == pytest.approx(0.5)
+    assert row["effective_poles"] == pytest.approx(2.0)
+    assert row["entropy"] == pytest.approx(math.log(2))
+    assert row["exp_entropy"] == pytest.approx(2.0)
+    assert row["gini"] == pytest.approx(0.0)
+    assert (row["cr1"], row["cr3"]) == (pytest.approx(0.5), pytest.approx(1.0))
+    assert row["actors"] == 2
+
+
+def test_three_unequal_actors_have_the_textbook_gini():
+    models = models_frame(model("Mistral/a", d30=1), model("Meta/b", d30=2), model("Qwen/c", d30=3))
+    attributions = attributions_frame(
+        credit("Mistral/a", "Mistral"), credit("Meta/b", "Meta"), credit("Qwen/c", "Qwen")
+    )
+    row = one(concentration(models, attributions), **ALL_30D_LAB)
+    shares_ = [1 / 6, 2 / 6, 3 / 6]
+    # Sorted ascending 1, 2, 3: Σ(2i − n − 1)x = −2·1 + 0·2 + 2·3 = 4; n Σx = 18.
+    assert row["gini"] == pytest.approx(4 / 18)
+    assert row["hhi"] == pytest.approx(14 / 36)
+    assert row["effective_poles"] == pytest.approx(36 / 14)
+    assert row["entropy"] == pytest.approx(-sum(s * math.log(s) for s in shares_))
+    assert (row["cr1"], row["cr3"], row["cr5"]) == (pytest.approx(0.5), pytest.approx(1.0), pytest.approx(1.0))
+
+
+def test_a_group_without_downloads_has_zero_shares_and_null_concentration():
+    models = models_frame(model("Qwen/a"), model("Meta/b"))
+    attributions = attributions_frame(credit("Qwen/a", "Qwen"), credit("Meta/b", "Meta"))
+    assert actor_shares(shares(models, attributions), **ALL_30D_LAB) == {"Meta": 0.0, "Qwen": 0.0}
+    row = one(concentration(models, attributions), **ALL_30D_LAB)
+    assert (row["downloads"], row["actors"]) == (0.0, 0)
+    assert all(row[m] is None for m in ("hhi", "effective_poles", "entropy", "exp_entropy", "gini", "cr1", "cr5"))
+
+
+def test_unknown_actors_are_in_shares_but_not_in_concentration():
+    models = models_frame(model("Meta/a", d30=30), model("Qwen/b", d30=10), model("someone/c", d30=60))
+    attributions = attributions_frame(credit("Meta/a", "Meta"), credit("Qwen/b", "Qwen"), credit("someone/c", None))
+    assert actor_shares(shares(models, attributions), **ALL_30D_REGION) == pytest.approx(
+        {"United States": 0.3, "China": 0.1, "Unknown": 0.6}
+    )
+    row = one(concentration(models, attributions), **ALL_30D_REGION)
+    assert row["downloads"] == 40.0
+    assert row["actors"] == 2
+    assert row["hhi"] == pytest.approx(0.75**2 + 0.25**2)
+    assert row["cr1"] == pytest.approx(0.75)
+
+
+def test_a_null_developer_type_is_the_unknown_actor():
+    models = models_frame(model("Qwen/a", d30=4))
+    attributions = attributions_frame(credit("Qwen/a", "Qwen", developer_type=None))
+    table = shares(models, attributions)
+    assert actor_shares(table, **ALL_30D_LAB | {"dimension": "developer_type"}) == {"Unknown": 1.0}
+    assert actor_shares(table, **ALL_30D_LAB) == {"Qwen": 1.0}
+
+
+def test_split_weights_credit_each_lab_its_fraction():
+    models = models_frame(model("someone/merge", d30=100), model("Qwen/base", d30=100))
+    attributions = attributions_frame(
+        credit("someone/merge", "Qwen", rule="lineage", weight=0.5),
+        credit("someone/merge", "Meta", rule="lineage", weight=0.5),
+        credit("Qwen/base", "Qwen", rule="lineage"),
+    )
+    table = shares(models, attributions).filter(rule="lineage", time_window="30d", population="all")
+    assert dict(zip(*table.filter(dimension="lab").select("actor", "downloads"), strict=True)) == {
+        "Meta": 50.0,
+        "Qwen": 150.0,
+    }
+    assert actor_shares(table, dimension="country") == {"CN": 0.75, "US": 0.25}
+
+
+def test_two_namespaces_of_one_country_add_up():
+    models = models_frame(model("someone/merge", d30=10))
+    attributions = attributions_frame(
+        credit("someone/merge", "Qwen", rule="lineage", weight=0.5, credited_namespace="Qwen"),
+        credit("someone/merge", "Qwen", rule="lineage", weight=0.5, credited_namespace="Qwen-mirror"),
+    )
+    assert actor_shares(shares(models, attributions), **ALL_30D_LAB | {"rule": "lineage"}) == {"Qwen": 1.0}
+
+
+def test_official_exclusions_count_in_no_denominator():
+    models = models_frame(model("Qwen/a", d30=10), model("bartowski/a-GGUF", d30=90), model("Meta/b", d30=30))
+    listed_with_weight_zero = attributions_frame(
+        credit("Qwen/a", "Qwen", rule="official"),
+        credit("bartowski/a-GGUF", None, rule="official", weight=0.0),
+        credit("Meta/b", "Meta", rule="official"),
+    )
+    left_out = listed_with_weight_zero.filter(pl.col("weight") > 0)
+    official = ALL_30D_REGION | {"rule": "official"}
+    expected = {"China": 0.25, "United States": 0.75}
+    assert actor_shares(shares(models, listed_with_weight_zero), **official) == expected
+    assert actor_shares(shares(models, left_out), **official) == expected
+    assert concentration(models, listed_with_weight_zero).equals(concentration(models, left_out))
+
+
+def test_between_window_counts_gains_since_the_previous_snapshot():
+    previous = models_frame(model("Qwen/grows", all_time=100), model("Meta/shrinks", all_time=200))
+    now = models_frame(
+        model("Qwen/grows", all_time=150), model("Meta/shrinks", all_time=180), model("Mistral/new", all_time=30)
+    )
+    attributions = attributions_frame(
+        credit("Qwen/grows", "Qwen"), credit("Meta/shrinks", "Meta"), credit("Mistral/new", "Mistral")
+    )
+    table = shares(now, attributions, previous_models=previous).filter(**ALL_30D_LAB | {"time_window": "between"})
+    assert dict(zip(*table.select("actor", "downloads"), strict=True)) == {"Meta": 0.0, "Mistral": 30.0, "Qwen": 50.0}
+    assert actor_shares(table) == pytest.approx({"Meta": 0.0, "Mistral": 30 / 80, "Qwen": 50 / 80})
+
+
+def test_negative_deltas_are_kept_per_model_and_counted_apart():
+    previous = models_frame(model("Qwen/grows", all_time=100), model("Meta/shrinks", all_time=200))
+    now = models_frame(
+        model("Qwen/grows", all_time=150), model("Meta/shrinks", all_time=180), model("new/one", all_time=5)
+    )
+    deltas = model_deltas(now, previous).collect()
+    assert dict(zip(*deltas.select("model_id", "delta"), strict=True)) == {
+        "Qwen/grows": 50,
+        "Meta/shrinks": -20,
+        "new/one": 5,
+    }
+    assert negative_deltas(now, previous).to_dicts() == [{"models": 1, "downloads": -20}]
+
+
+def test_without_a_previous_snapshot_there_is_no_between_window():
+    tables = metric_tables(models_frame(model("Qwen/a", d30=1)), attributions_frame(credit("Qwen/a", "Qwen")))
+    assert set(tables["shares"]["time_window"]) == {"30d", "all_time"}
+    assert set(tables["concentration"]["time_window"]) == {"30d", "all_time"}
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        (999_999_999, "size:<1B"),
+        (1_000_000_000, "size:1-9B"),
+        (9_999_999_999, "size:1-9B"),
+        (10_000_000_000, "size:10-99B"),
+        (99_999_999_999, "size:10-99B"),
+        (100_000_000_000, "size:100B+"),
+        (None, "size:unknown"),
+        (0, "size:unknown"),
+    ],
+)
+def test_size_classes_split_at_exact_boundaries(params, expected):
+    frame = pl.DataFrame({"params_total": [params]}, schema={"params_total": pl.Int64})
+    assert frame.select(size_class(pl.col("params_total"))).item() == expected
+
+
+def test_each_model_counts_in_all_and_in_its_size_class():
+    models = models_frame(
+        model("Qwen/small", d30=1, params=999_999_999), model("Qwen/big", d30=2, params=1_000_000_000)
+    )
+    credited = credited_downloads(models, attributions_frame(credit("Qwen/small", "Qwen"), credit("Qwen/big", "Qwen")))
+    lab_30d = credited.filter(time_window="30d", dimension="lab").collect()
+    assert dict(zip(*lab_30d.select("population", "downloads"), strict=True)) == {
+        "all": 3.0,
+        "size:<1B": 1.0,
+        "size:1-9B": 2.0,
+    }
+
+
+def test_llm_population_holds_text_and_image_text_generation():
+    models = models_frame(
+        model("Qwen/chat", d30=1, pipeline="text-generation"),
+        model("Qwen/vision", d30=2, pipeline="image-text-to-text"),
+        model("Qwen/embed", d30=4, pipeline="feature-extraction"),
+        model("Qwen/untagged", d30=8),
+    )
+    attributions = attributions_frame(*(credit(m, "Qwen") for m in models["model_id"]))
+    table = shares(models, attributions).filter(**ALL_30D_LAB | {"population": "llm"})
+    assert table["downloads"].to_list() == [3.0]
+
+
+def test_tables_fit_the_warehouse_schemas():
+    previous = models_frame(model("Qwen/a", all_time=1))
+    models = models_frame(model("Qwen/a", d30=1, all_time=3), model("x/b", d30=2, all_time=2))
+    attributions = attributions_frame(
+        credit("Qwen/a", "Qwen"), credit("x/b", None), credit("Qwen/a", "Qwen", rule="official")
+    )
+    tables = metric_tables(models, attributions, previous_models=previous)
+    conform(tables["shares"], SHARES)
+    conform(tables["concentration"], CONCENTRATION)
+    assert tables["shares"].equals(shares(models, attributions, previous_models=previous))
+    assert tables["concentration"].equals(concentration(models, attributions, previous_models=previous))
+
+
+def test_concentration_reports_every_group_even_without_models():
+    models = models_frame(model("Qwen/a", d30=1))
+    attributions = attributions_frame(credit("Qwen/a", "Qwen"), credit("Qwen/a", "Qwen", rule="lineage"))
+    table = concentration(models, attributions, previous_models=models)
+    # 3 windows × 7 populations × 2 rules × 4 dimensions.
+    assert table.height == 3 * 7 * 2 * 4
+    assert one(table, **ALL_30D_LAB | {"population": "size:100B+"})["actors"] == 0
+
+
+def test_an_empty_snapshot_gives_empty_tables():
+    tables = metric_tables(MODELS.empty(), ATTRIBUTIONS.empty(), previous_models=MODELS.empty())
+    assert conform(tables["shares"], SHARES).is_empty()
+    assert conform(tables["concentration"], CONCENTRATION).is_empty()
