@@ -44,17 +44,34 @@ def parse_day(text: str | None) -> dt.date:
         raise fail(f"--date {text!r} is not a date of the form YYYY-MM-DD", 2) from None
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Log lines to whatever `sys.stderr` is at the time of each line."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def quiet_prefect(verbose: bool = False) -> None:
-    """Keep Prefect's own logs and telemetry out of the command's output (set before prefect is imported)."""
-    level = "INFO" if verbose else "WARNING"
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", level)
+    """Keep Prefect's console logs and telemetry out of the command's output (set before prefect is imported)."""
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "INFO" if verbose else "CRITICAL")
     os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
+    own = logging.getLogger("multipolar")
+    if not own.handlers:
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+        own.addHandler(handler)
+        own.setLevel(logging.INFO)
+        own.propagate = False
     for name in ("huggingface_hub", "httpx", "httpx2"):
-        logging.getLogger(name).setLevel(logging.ERROR if not verbose else logging.WARNING)
+        logging.getLogger(name).setLevel(logging.WARNING if verbose else logging.ERROR)
 
 
 @app.command()
@@ -87,6 +104,10 @@ def refresh(
     if not force and _nothing_to_do(warehouse, day, dashboard=not no_dashboard):
         out.print(f"{day} is already published in {_root(warehouse)}; nothing to do (use --force to replace it).")
         return
+    try:
+        hub.check_reachable(chosen)
+    except hub.HubError as error:
+        raise fail(str(error)) from None
     expected = parsed.listings[0].limit if len(parsed.listings) == 1 else None
     from flows.refresh import refresh as refresh_flow
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -78,6 +80,23 @@ def resolve_endpoint(endpoint: str | None) -> str:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise HubError(f"endpoint {chosen!r} is not an http(s) URL")
     return chosen
+
+
+def check_reachable(endpoint: str, *, attempts: int = 4, timeout: float = 5.0) -> None:
+    """Fail fast, with one clear line, when nothing answers at the endpoint's host and port."""
+    parts = urlsplit(endpoint)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    wait = 1.0
+    for attempt in range(attempts):
+        try:
+            with socket.create_connection((parts.hostname, port), timeout=timeout):
+                return
+        except OSError as error:
+            reason = error.strerror or type(error).__name__
+            if attempt + 1 == attempts:
+                raise HubError(f"cannot reach {endpoint}: {reason} (tried {attempts} times)") from None
+            time.sleep(wait)
+            wait *= 2
 
 
 def request_headers(token: str | None) -> dict[str, str]:

@@ -1,0 +1,179 @@
+"""`multipolar refresh` end to end: the Prefect flow, publish, re-runs, the lock, kill and resume, secrets."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from flows import standin_faults as faults
+from flows.cli import app
+from flows.standin_hub import StandinHub
+from tests.worlds import world
+from warehouse.layout import Layout
+from warehouse.lock import writer_lock
+from warehouse.publish import sha256_of
+from warehouse.tables import MODELS
+
+pytestmark = pytest.mark.usefixtures("hub_online")
+DATE = "2026-05-12"
+DAY = dt.date(2026, 5, 12)
+runner = CliRunner()
+
+
+def refresh(hub: StandinHub, warehouse: Path, *extra: str):
+    args = ["refresh", "--date", DATE, "--endpoint", hub.url, "--warehouse", str(warehouse), "--no-dashboard", *extra]
+    return runner.invoke(app, args)
+
+
+def published(warehouse: Path) -> pl.DataFrame:
+    layout = Layout.at(warehouse)
+    return pl.read_parquet(layout.partition_file(MODELS, layout.published_dates(MODELS)[0]))
+
+
+def test_refresh_publishes_a_dated_snapshot_with_provenance(tmp_path) -> None:
+    with StandinHub(world(1_500), page_size=400) as hub:
+        result = refresh(hub, tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "published 2026-05-12: 1500 models, 4 requests" in result.output
+    layout = Layout.at(tmp_path)
+    meta = json.loads(layout.meta_file(MODELS, DAY).read_text())
+    assert meta["rows"] == 1500 and meta["requests"] == 4 and meta["endpoint"] == hub.url and meta["scope"] == "full"
+    assert meta["sha256"] == sha256_of(layout.partition_file(MODELS, DAY))
+    assert meta["libraries"]["huggingface_hub"] == "2.4.0" and meta["code_version"]
+    assert not any(layout.staging.joinpath("crawl").iterdir())
+
+
+def test_a_second_refresh_of_a_published_date_is_a_no_op_unless_forced(tmp_path) -> None:
+    with StandinHub(world(300)) as hub:
+        assert refresh(hub, tmp_path).exit_code == 0
+        first = sha256_of(Layout.at(tmp_path).partition_file(MODELS, DAY))
+        hub.reset_log()
+        again = refresh(hub, tmp_path)
+        assert again.exit_code == 0 and "already published" in again.output and "nothing to do" in again.output
+        assert hub.listing_requests() == []
+        hub.replace_world(world(350))
+        forced = refresh(hub, tmp_path, "--force")
+        assert forced.exit_code == 0 and "350 models" in forced.output
+    assert published(tmp_path).height == 350
+    assert sha256_of(Layout.at(tmp_path).partition_file(MODELS, DAY)) != first
+
+
+def test_a_second_refresh_on_a_locked_warehouse_exits_clearly(tmp_path) -> None:
+    with StandinHub(world(10)) as hub, writer_lock(Layout.at(tmp_path), "refresh 2026-05-12"):
+        result = refresh(hub, tmp_path)
+    assert result.exit_code == 3
+    assert "another Multipolar process is writing" in result.output and "refresh 2026-05-12" in result.output
+
+
+def test_a_failing_hub_publishes_nothing_and_says_why_in_one_line(tmp_path, monkeypatch) -> None:
+    from flows import hub as hub_module
+
+    monkeypatch.setitem(hub_module.BACKOFF, "base_wait_time", 0.05)
+    with StandinHub(world(10), faults=[faults.server_error(503, times=None)]) as hub:
+        result = refresh(hub, tmp_path)
+    assert result.exit_code == 1
+    assert f"error: {hub.url} answered HTTP 503 after retries" in result.output
+    assert "Traceback" not in result.output
+    assert Layout.at(tmp_path).published_dates(MODELS) == []
+
+
+def cli(*args: str, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, so a kill takes its Prefect server with it
+    )
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "0", **extra}
+    env.pop("HF_TOKEN", None)
+    return {**env, **extra}
+
+
+def test_an_unreachable_endpoint_fails_within_a_minute_with_one_line(tmp_path) -> None:
+    began = time.monotonic()
+    proc = cli(
+        "refresh", "--endpoint", "http://127.0.0.1:9", "--warehouse", str(tmp_path), "--no-dashboard", env=child_env()
+    )
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    assert time.monotonic() - began < 60
+    errors = [line for line in (stdout + stderr).splitlines() if line.startswith("error:")]
+    assert errors == [errors[0]] and "cannot reach http://127.0.0.1:9" in errors[0]
+    assert "Traceback" not in stdout + stderr
+
+
+@pytest.mark.slow
+def test_a_killed_refresh_resumes_and_equals_an_uninterrupted_one(tmp_path) -> None:
+    models = world(6_000)
+    with StandinHub(models, page_size=200, faults=[faults.latency(0.15)]) as hub:
+        env = child_env()
+        interrupted, clean = tmp_path / "interrupted", tmp_path / "clean"
+        proc = cli(
+            "refresh", "--date", DATE, "--endpoint", hub.url, "--warehouse", str(interrupted), "--no-dashboard", env=env
+        )
+        checkpoint = Layout.at(interrupted).crawl_staging(DAY) / "checkpoint.json"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if json.loads(checkpoint.read_text())["pages"] >= 8:
+                    break
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=30)
+        pages_before = json.loads(checkpoint.read_text())["pages"]
+        assert 8 <= pages_before < 30 and Layout.at(interrupted).published_dates(MODELS) == []
+        hub.set_faults()
+        hub.reset_log()
+        resumed = cli(
+            "refresh", "--date", DATE, "--endpoint", hub.url, "--warehouse", str(interrupted), "--no-dashboard", env=env
+        )
+        out, err = resumed.communicate(timeout=300)
+        assert resumed.returncode == 0, err
+        assert min(r.page for r in hub.listing_requests()) == pages_before + 1
+        assert refresh(hub, clean).exit_code == 0
+    a, b = published(interrupted), published(clean)
+    assert a.height == 6_000 and a.equals(b)
+    meta = json.loads(Layout.at(interrupted).meta_file(MODELS, DAY).read_text())
+    assert meta["resumed"] == 1
+
+
+def test_a_canary_token_is_sent_but_appears_in_no_file_log_or_artifact(tmp_path) -> None:
+    canary = "hf_CANARY_d0n0tl34k_7f3a9c"
+    prefect_home = tmp_path / "prefect"
+    env = child_env(HF_TOKEN=canary, PREFECT_HOME=str(prefect_home))
+    with StandinHub(world(500), page_size=100, faults=[faults.rate_limit(times=1), faults.server_error(500)]) as hub:
+        proc = cli(
+            "refresh",
+            "--date",
+            DATE,
+            "--endpoint",
+            hub.url,
+            "--warehouse",
+            str(tmp_path / "wh"),
+            "--no-dashboard",
+            "--verbose",
+            env=env,
+        )
+        stdout, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 0, stderr
+        assert hub.received_token(canary)
+    assert canary not in stdout + stderr
+    leaks = [p for p in tmp_path.rglob("*") if p.is_file() and canary.encode() in p.read_bytes()]
+    assert leaks == []
