@@ -127,18 +127,15 @@ def refresh(
         raise fail(str(error), 3) from None
     except (hub.HubError, SchemaViolation, OSError) as error:
         raise fail(str(error)) from None
-    if summary.get("models") == "already published" and all(
-        v == "already published" for v in summary.get("steps", {}).values()
-    ):
-        out.print(f"{day} is already published in {summary['warehouse']}; nothing to do (use --force to replace it).")
-        return
+    from flows.refresh import describe
+
     out.print(
         f"published {day}: {summary.get('rows')} models, {summary.get('requests')} requests, "
         f"{summary.get('seconds')} s → {summary['warehouse']}",
         highlight=False,
     )
     for step, outcome in summary.get("steps", {}).items():
-        out.print(f"  {step}: {outcome}", highlight=False)
+        out.print(f"  {step}: {describe(outcome)}", highlight=False)
 
 
 def _root(warehouse: str | None) -> Path:

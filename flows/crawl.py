@@ -116,6 +116,13 @@ def crawl_to_staging(
     return CrawlResult(folder, state, state.seconds)
 
 
+def staged_crawl(layout: Layout, day: dt.date) -> CrawlResult | None:
+    """The completed crawl staged for `day`, or None."""
+    folder = layout.crawl_staging(day)
+    state = CrawlState.load(folder / CHECKPOINT)
+    return CrawlResult(folder, state, state.seconds) if state is not None and state.done else None
+
+
 def assemble(layout: Layout, day: dt.date, result: CrawlResult) -> tuple[Path, int]:
     """One staged `models` file from the page files: first sighting of each id wins, crawl order kept."""
     pages = sorted(result.staging.glob("page-*.parquet"))

@@ -10,11 +10,10 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
-from flows import hub, progress
-from flows.crawl import crawl_to_staging
+from flows import hub, progress, steps
+from flows.crawl import crawl_to_staging, staged_crawl
 from flows.scope import parse_scope
 from flows.snapshot import publish_models
-from flows.steps import downstream_steps
 from warehouse.layout import Layout
 from warehouse.lock import writer_lock
 from warehouse.publish import is_published, read_meta
@@ -30,16 +29,37 @@ def crawl(warehouse: str, day: dt.date, scope: str, endpoint: str) -> dict[str, 
 
 
 @task(name="publish-models", cache_policy=NONE)
-def publish(warehouse: str, day: dt.date, scope: str, endpoint: str, force: bool) -> dict[str, Any]:
+def publish(warehouse: str, day: dt.date, scope: str, force: bool, source_kind: str | None) -> dict[str, Any]:
     """Publish the staged crawl as the dated `models` partition."""
     layout = Layout.at(warehouse)
-    from flows.crawl import CrawlResult, CrawlState
-
-    folder = layout.crawl_staging(day)
-    state = CrawlState.load(folder / "checkpoint.json")
-    if state is None or not state.done:
+    result = staged_crawl(layout, day)
+    if result is None:
         raise RuntimeError(f"no completed crawl is staged for {day}")
-    return publish_models(layout, day, parse_scope(scope), CrawlResult(folder, state, 0.0), force=force)
+    return publish_models(layout, day, parse_scope(scope), result, force=force, source_kind=source_kind)
+
+
+@task(name="attribute", cache_policy=NONE)
+def attribute(warehouse: str, day: dt.date, force: bool) -> dict[str, Any]:
+    """Credit every model of the snapshot under each rule."""
+    return steps.attribute_date(Layout.at(warehouse), day, force=force)
+
+
+@task(name="metrics", cache_policy=NONE)
+def metrics(warehouse: str, day: dt.date, force: bool) -> dict[str, Any]:
+    """Shares and concentration of the snapshot."""
+    return steps.metrics_date(Layout.at(warehouse), day, force=force)
+
+
+@task(name="crossovers", cache_policy=NONE)
+def crossovers(warehouse: str, day: dt.date, force: bool) -> dict[str, Any]:
+    """Crossovers over the series up to the snapshot."""
+    return steps.crossovers_date(Layout.at(warehouse), day, force=force)
+
+
+@task(name="dashboard", cache_policy=NONE)
+def dashboard_task(warehouse: str, force: bool) -> dict[str, Any]:
+    """The dashboard page and PNGs."""
+    return steps.dashboard_step(Layout.at(warehouse), force=force)
 
 
 @flow(name="refresh", log_prints=False, validate_parameters=True)
@@ -51,6 +71,7 @@ def refresh(
     force: bool = False,
     wait_seconds: float = 0.0,
     dashboard: bool = True,
+    source_kind: str | None = None,
 ) -> dict[str, Any]:
     """Publish one dated snapshot of the Hub and everything derived from it."""
     logger = get_run_logger()
@@ -66,10 +87,17 @@ def refresh(
             logger.info("models %s already published; not crawled again (use --force to replace)", day)
         else:
             summary["crawl"] = crawl(str(layout.root), day, scope, endpoint)
-            meta = publish(str(layout.root), day, scope, endpoint, force)
+            meta = publish(str(layout.root), day, scope, force, source_kind)
             summary["models"] = "published"
             logger.info("published models %s: %s rows", day, meta["rows"])
-        summary["steps"] = downstream_steps(layout, day, force=force, dashboard=dashboard)
+        root = str(layout.root)
+        summary["steps"] = {
+            "attribute": attribute(root, day, force),
+            "metrics": metrics(root, day, force),
+            "crossovers": crossovers(root, day, force),
+        }
+        if dashboard:
+            summary["steps"]["dashboard"] = dashboard_task(root, force)
     meta = read_meta(layout, MODELS, day) or {}
     summary.update(rows=meta.get("rows"), requests=meta.get("requests"), seconds=round(time.monotonic() - began, 2))
     create_markdown_artifact(key="refresh-summary", markdown=summary_markdown(layout, day, summary))
@@ -91,7 +119,7 @@ def summary_markdown(layout: Layout, day: dt.date, summary: dict[str, Any]) -> s
         f"| seconds | {summary.get('seconds')} |",
     ]
     for step, outcome in (summary.get("steps") or {}).items():
-        lines.append(f"| {step} | {outcome} |")
+        lines.append(f"| {step} | {_cell(describe(outcome))} |")
     if is_published(layout, MODELS, day):
         top = (
             pl.scan_parquet(layout.partition_file(MODELS, day))
@@ -104,6 +132,12 @@ def summary_markdown(layout: Layout, day: dt.date, summary: dict[str, Any]) -> s
         lines += ["", "## Top authors by 30-day downloads", "", "| author | models | downloads_30d |", "|---|---|---|"]
         lines += [f"| {_cell(r['author'])} | {r['models']} | {r['downloads_30d']} |" for r in top.iter_rows(named=True)]
     return "\n".join(lines)
+
+
+def describe(outcome: dict[str, Any]) -> str:
+    """A step's outcome in one line: its status, then its figures."""
+    rest = ", ".join(f"{k} {v}" for k, v in outcome.items() if k != "status")
+    return f"{outcome.get('status')}" + (f" ({rest})" if rest else "")
 
 
 def _cell(text: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
+from urllib.parse import urlsplit
 
 from flows.crawl import CrawlResult, assemble, crawl_summary, discard
 from flows.scope import EXPAND, Scope
@@ -12,14 +13,26 @@ from warehouse.publish import publish_staged
 from warehouse.tables import MODELS
 
 
+def source_kind_of(endpoint: str) -> str:
+    """`standin` for a Hub served on this machine (tests, demos), else `hub`."""
+    host = urlsplit(endpoint).hostname or ""
+    return "standin" if host in ("127.0.0.1", "localhost", "::1") else "hub"
+
+
 def publish_models(
-    layout: Layout, day: dt.date, scope: Scope, result: CrawlResult, *, force: bool = False
+    layout: Layout,
+    day: dt.date,
+    scope: Scope,
+    result: CrawlResult,
+    *,
+    force: bool = False,
+    source_kind: str | None = None,
 ) -> dict[str, Any]:
     """Assemble the staged pages into one deduplicated file and publish it; return its `_meta` record."""
     staged, rows = assemble(layout, day, result)
     summary = crawl_summary(result)
     provenance = {
-        "source_kind": "hub",
+        "source_kind": source_kind or source_kind_of(summary["endpoint"]),
         "endpoint": summary["endpoint"],
         "scope": scope.text,
         "query": [

@@ -1,18 +1,236 @@
-"""The steps after the crawl, each publishing its own tables for one date unless already published."""
+"""The steps after the crawl, each publishing its tables for one date, redone when their inputs change.
+
+Every derived partition records the sha256 of the partitions it was computed from (and the registry
+version); a step is pending when its output is missing or those inputs have changed since.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import time
 from typing import Any
 
+import polars as pl
+
 from warehouse.layout import Layout
+from warehouse.publish import publish_frame, read_meta, write_json_atomic
+from warehouse.tables import ATTRIBUTIONS, CONCENTRATION, CROSSOVERS, MODELS, SHARES, Table
+
+# The head-to-head comparisons recorded in `crossovers` (challenger, incumbent, dimension).
+MATCHUPS = (("China", "United States", "region"), ("CN", "US", "country"))
+
+
+def _sha(layout: Layout, table: Table, day: dt.date | None) -> str | None:
+    meta = read_meta(layout, table, day) if day else None
+    return meta["sha256"] if meta else None
+
+
+def previous_date(layout: Layout, day: dt.date) -> dt.date | None:
+    """The latest published `models` date before `day`."""
+    earlier = [d for d in layout.published_dates(MODELS) if d < day]
+    return earlier[-1] if earlier else None
+
+
+def attribution_inputs(layout: Layout, day: dt.date) -> dict[str, Any]:
+    """What the attributions of `day` are computed from."""
+    from analytics.registry import registry_version
+
+    return {"models_sha256": _sha(layout, MODELS, day), "registry_version": registry_version()}
+
+
+def metric_inputs(layout: Layout, day: dt.date) -> dict[str, Any]:
+    """What the metrics of `day` are computed from: its models and attributions, and the previous models."""
+    previous = previous_date(layout, day)
+    return {
+        "models_sha256": _sha(layout, MODELS, day),
+        "attributions_sha256": _sha(layout, ATTRIBUTIONS, day),
+        "previous_date": previous.isoformat() if previous else None,
+        "previous_models_sha256": _sha(layout, MODELS, previous),
+    }
+
+
+def crossover_inputs(layout: Layout, day: dt.date) -> dict[str, Any]:
+    """What the crossovers as of `day` are computed from: every shares partition up to `day`."""
+    dates = [d for d in layout.published_dates(SHARES) if d <= day]
+    return {"shares_sha256": {d.isoformat(): _sha(layout, SHARES, d) for d in dates}}
+
+
+def _current(layout: Layout, table: Table, day: dt.date, inputs: dict[str, Any]) -> bool:
+    meta = read_meta(layout, table, day)
+    return meta is not None and layout.partition_file(table, day).is_file() and meta.get("inputs") == inputs
+
+
+def pending_steps(layout: Layout, day: dt.date, *, dashboard: bool = True) -> list[str]:
+    """The steps whose output for `day` is missing or computed from inputs that have changed."""
+    pending = []
+    if not _current(layout, ATTRIBUTIONS, day, attribution_inputs(layout, day)):
+        return ["attribute", "metrics", "crossovers"] + (["dashboard"] if dashboard else [])
+    inputs = metric_inputs(layout, day)
+    if not (_current(layout, SHARES, day, inputs) and _current(layout, CONCENTRATION, day, inputs)):
+        return ["metrics", "crossovers"] + (["dashboard"] if dashboard else [])
+    if not _current(layout, CROSSOVERS, day, crossover_inputs(layout, day)):
+        pending.append("crossovers")
+    if dashboard and (pending or not dashboard_current(layout)):
+        pending.append("dashboard")
+    return pending
+
+
+def attribute_date(layout: Layout, day: dt.date, *, force: bool = False) -> dict[str, Any]:
+    """Attribute the `day` snapshot under every rule and publish `attributions`."""
+    from analytics.attribution import attribute
+    from analytics.registry import load_registry
+
+    inputs = attribution_inputs(layout, day)
+    if not force and _current(layout, ATTRIBUTIONS, day, inputs):
+        return {"status": "already published"}
+    began = time.monotonic()
+    models = pl.scan_parquet(layout.partition_file(MODELS, day))
+    frame = attribute(models, load_registry())
+    meta = publish_frame(
+        layout, ATTRIBUTIONS, day, frame, {"inputs": inputs, "registry_version": inputs["registry_version"]}, force=True
+    )
+    return {"status": "published", "rows": meta["rows"], "seconds": round(time.monotonic() - began, 2)}
+
+
+def metrics_date(layout: Layout, day: dt.date, *, force: bool = False) -> dict[str, Any]:
+    """Compute and publish `shares` and `concentration` for `day`."""
+    from analytics.metrics import metric_tables, negative_deltas
+
+    inputs = metric_inputs(layout, day)
+    if not force and _current(layout, SHARES, day, inputs) and _current(layout, CONCENTRATION, day, inputs):
+        return {"status": "already published"}
+    began = time.monotonic()
+    models = pl.scan_parquet(layout.partition_file(MODELS, day))
+    attributions = pl.scan_parquet(layout.partition_file(ATTRIBUTIONS, day))
+    previous = previous_date(layout, day)
+    previous_models = pl.scan_parquet(layout.partition_file(MODELS, previous)) if previous else None
+    tables = metric_tables(models, attributions, previous_models)
+    provenance: dict[str, Any] = {"inputs": inputs, "registry_version": _registry_of(layout, day)}
+    if previous_models is not None:
+        provenance["negative_all_time_deltas"] = negative_deltas(models, previous_models).row(0, named=True)
+    publish_frame(layout, SHARES, day, tables["shares"], provenance, force=True)
+    publish_frame(layout, CONCENTRATION, day, tables["concentration"], provenance, force=True)
+    return {
+        "status": "published",
+        "shares": tables["shares"].height,
+        "seconds": round(time.monotonic() - began, 2),
+    }
+
+
+def crossovers_date(layout: Layout, day: dt.date, *, force: bool = False) -> dict[str, Any]:
+    """Detect crossovers over every shares partition up to `day` and publish them as of `day`."""
+    from analytics.crossover import crossovers
+
+    inputs = crossover_inputs(layout, day)
+    if not force and _current(layout, CROSSOVERS, day, inputs):
+        return {"status": "already published"}
+    series = shares_series(layout, until=day)
+    frame = pl.concat(
+        [crossovers(series, challenger=c, incumbent=i, dimension=d) for c, i, d in MATCHUPS], how="vertical"
+    )
+    publish_frame(layout, CROSSOVERS, day, frame, {"inputs": inputs}, force=True)
+    crossed = frame.filter(
+        (pl.col("status") == "crossed")
+        & (pl.col("dimension") == "region")
+        & (pl.col("time_window") == "30d")
+        & (pl.col("population") == "llm")
+    )
+    return {"status": "published", "crossed (30d, llm, region)": sorted(crossed["rule"].to_list())}
+
+
+def series(layout: Layout, table: Table, *, until: dt.date | None = None) -> pl.DataFrame:
+    """Every published partition of `table` (up to `until`), with its `snapshot_date`."""
+    dates = [d for d in layout.published_dates(table) if until is None or d <= until]
+    if not dates:
+        return table.empty().with_columns(pl.lit(None, pl.Date).alias("snapshot_date"))
+    frames = [
+        pl.scan_parquet(layout.partition_file(table, d)).with_columns(pl.lit(d, pl.Date).alias("snapshot_date"))
+        for d in dates
+    ]
+    return pl.concat(frames, how="vertical").collect()
+
+
+def shares_series(layout: Layout, *, until: dt.date | None = None) -> pl.DataFrame:
+    """The `shares` of every published date, with `snapshot_date`."""
+    return series(layout, SHARES, until=until)
+
+
+def _registry_of(layout: Layout, day: dt.date) -> str | None:
+    meta = read_meta(layout, ATTRIBUTIONS, day)
+    return meta.get("registry_version") if meta else None
+
+
+def dashboard_inputs(layout: Layout) -> dict[str, Any]:
+    """The metric partitions the dashboard is drawn from."""
+    return {
+        table.name: {d.isoformat(): _sha(layout, table, d) for d in layout.published_dates(table)}
+        for table in (SHARES, CONCENTRATION, CROSSOVERS)
+    }
+
+
+def dashboard_current(layout: Layout) -> bool:
+    """Whether the published dashboard was drawn from the metric partitions published now."""
+    record = layout.dashboard_dir / "dashboard.json"
+    try:
+        return json.loads(record.read_text()).get("inputs") == dashboard_inputs(layout)
+    except (OSError, ValueError):
+        return False
+
+
+def dashboard_provenance(layout: Layout) -> dict[str, Any]:
+    """What the dashboard's footer and labels say about the data behind it."""
+    dates = layout.published_dates(SHARES)
+    latest = read_meta(layout, MODELS, dates[-1]) if dates else None
+    latest = latest or {}
+    kinds = {(read_meta(layout, MODELS, d) or {}).get("source_kind", "hub") for d in dates}
+    kind = "hub" if kinds == {"hub"} else next((k for k in ("synthetic", "import", "standin") if k in kinds), "hub")
+    return {
+        "source": latest.get("endpoint") or latest.get("source_file"),
+        "source_kind": kind,
+        "dates": [d.isoformat() for d in dates],
+        "rows": latest.get("rows"),
+        "registry_version": _registry_of(layout, dates[-1]) if dates else None,
+        "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "code_version": latest.get("code_version"),
+    }
+
+
+def dashboard_step(layout: Layout, *, force: bool = False) -> dict[str, Any]:
+    """Draw the dashboard from every published metric partition into `<root>/dashboard`."""
+    from dashboards.page import write_dashboard
+
+    if not layout.published_dates(SHARES):
+        return {"status": "skipped: no metrics published"}
+    if not force and dashboard_current(layout):
+        return {"status": "already published"}
+    began = time.monotonic()
+    inputs = dashboard_inputs(layout)
+    crossovers = series(layout, CROSSOVERS)
+    latest = crossovers["snapshot_date"].max()
+    result = write_dashboard(
+        shares_series(layout),
+        series(layout, CONCENTRATION),
+        crossovers.filter(pl.col("snapshot_date") == latest),
+        dashboard_provenance(layout),
+        layout.dashboard_dir,
+    )
+    write_json_atomic(layout.dashboard_dir / "dashboard.json", {"inputs": inputs, "html": str(result.html)})
+    return {
+        "status": "published",
+        "html": str(result.html),
+        "bytes": result.page_bytes,
+        "seconds": round(time.monotonic() - began, 2),
+    }
 
 
 def downstream_steps(layout: Layout, day: dt.date, *, force: bool = False, dashboard: bool = True) -> dict[str, Any]:
     """Attribute, measure and chart the `day` snapshot; return what each step did."""
-    return {}
-
-
-def pending_steps(layout: Layout, day: dt.date, *, dashboard: bool = True) -> list[str]:
-    """The steps whose output for `day` is not published yet."""
-    return []
+    done: dict[str, Any] = {
+        "attribute": attribute_date(layout, day, force=force),
+        "metrics": metrics_date(layout, day, force=force),
+        "crossovers": crossovers_date(layout, day, force=force),
+    }
+    if dashboard:
+        done["dashboard"] = dashboard_step(layout, force=force)
+    return done
