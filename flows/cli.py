@@ -193,6 +193,170 @@ def sql(
             out.print(f"… {frame.height - limit} more rows (use --limit or --format csv)")
 
 
+def _published_day(warehouse: str | None, date: str | None):
+    """The `--date` to work on: the given one, else the latest published snapshot; with its layout."""
+    from warehouse.layout import Layout
+    from warehouse.tables import MODELS
+
+    layout = Layout.at(warehouse)
+    dates = layout.published_dates(MODELS)
+    if date is None:
+        if not dates:
+            raise fail(f"no snapshot is published in {layout.root}; run `multipolar refresh` first")
+        return layout, dates[-1]
+    day = parse_day(date)
+    if day not in dates:
+        raise fail(f"no snapshot is published for {day} in {layout.root}")
+    return layout, day
+
+
+def _print_outcomes(outcomes: dict) -> None:
+    from flows.refresh import describe
+
+    for step, outcome in outcomes.items():
+        out.print(f"{step}: {describe(outcome)}", highlight=False)
+
+
+@app.command()
+def attribute(
+    date: Annotated[str | None, typer.Option("--date", help="Snapshot date (default: the latest published).")] = None,
+    warehouse: WarehouseOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Recompute even if up to date.")] = False,
+) -> None:
+    """Credit every model of a snapshot to a lab, country, region and developer type under each rule."""
+    from analytics.registry import RegistryError
+    from flows.steps import attribute_date
+    from warehouse.lock import WarehouseLocked, writer_lock
+
+    layout, day = _published_day(warehouse, date)
+    try:
+        with writer_lock(layout, f"attribute {day}"):
+            _print_outcomes({f"attribute {day}": attribute_date(layout, day, force=force)})
+    except (RegistryError, WarehouseLocked) as error:
+        raise fail(str(error)) from None
+
+
+@app.command()
+def metrics(
+    date: Annotated[str | None, typer.Option("--date", help="Snapshot date (default: every published date).")] = None,
+    warehouse: WarehouseOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Recompute even if up to date.")] = False,
+) -> None:
+    """Recompute shares, concentration and crossovers (attributing first where needed)."""
+    from analytics.registry import RegistryError
+    from flows.steps import attribute_date, crossovers_date, metrics_date
+    from warehouse.lock import WarehouseLocked, writer_lock
+    from warehouse.tables import MODELS
+
+    layout, day = _published_day(warehouse, date)
+    days = [day] if date else layout.published_dates(MODELS)
+    try:
+        with writer_lock(layout, "metrics"):
+            for d in days:
+                attribute_date(layout, d)
+                _print_outcomes({f"metrics {d}": metrics_date(layout, d, force=force)})
+            for d in days:
+                _print_outcomes({f"crossovers {d}": crossovers_date(layout, d, force=force)})
+    except (RegistryError, WarehouseLocked) as error:
+        raise fail(str(error)) from None
+
+
+@app.command()
+def dashboard(
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Folder (default: <warehouse>/dashboard).")] = None,
+    warehouse: WarehouseOpt = None,
+    check: Annotated[bool, typer.Option("--check", help="Open it in headless Chromium and screenshot it.")] = False,
+) -> None:
+    """Write the dashboard (index.html and one PNG per view) from every published metric."""
+    import polars as pl
+
+    from dashboards.page import write_dashboard
+    from flows.steps import dashboard_provenance, series, shares_series
+    from warehouse.layout import Layout
+    from warehouse.tables import CONCENTRATION, CROSSOVERS, SHARES
+
+    layout = Layout.at(warehouse)
+    if not layout.published_dates(SHARES):
+        raise fail(f"no metrics are published in {layout.root}; run `multipolar refresh` or `multipolar metrics`")
+    crossovers = series(layout, CROSSOVERS)
+    result = write_dashboard(
+        shares_series(layout),
+        series(layout, CONCENTRATION),
+        crossovers.filter(pl.col("snapshot_date") == crossovers["snapshot_date"].max()),
+        dashboard_provenance(layout),
+        out_dir or layout.dashboard_dir,
+    )
+    out.print(f"dashboard: {result.html} ({result.page_bytes:,} bytes, {len(result.pngs)} PNGs)", highlight=False)
+    if check:
+        from dashboards.browser import check_in_browser
+
+        report = check_in_browser(result.html, result.html.with_name("screenshot.png"))
+        out.print(
+            f"browser: {len(report.rendered)}/{report.views} views drew marks in {report.render_ms:.0f} ms, "
+            f"{len(report.console_errors)} console errors, {len(report.external_requests)} network requests, "
+            f"screenshot {report.screenshot}",
+            highlight=False,
+        )
+        if report.empty:
+            out.print(f"views without marks (no data for them yet): {', '.join(report.empty)}", highlight=False)
+        if report.console_errors or report.page_errors or report.external_requests:
+            raise fail("the dashboard did not render cleanly in headless Chromium")
+
+
+registry_app = typer.Typer(help="Check the attribution registry and list what it is missing.", no_args_is_help=True)
+app.add_typer(registry_app, name="registry")
+
+
+@registry_app.command("check")
+def registry_check(
+    path: Annotated[Path | None, typer.Argument(help="Registry CSV (default: the packaged one).")] = None,
+) -> None:
+    """Validate the registry: duplicates, country codes, regions, developer types, evidence."""
+    from analytics.registry import REGISTRY_PATH, check_registry, registry_version
+
+    target = path or REGISTRY_PATH
+    if not target.is_file():
+        raise fail(f"no registry file at {target}", 2)
+    problems = check_registry(target)
+    for problem in problems:
+        err.print(f"{target}:{problem.line}: {problem.reason}", highlight=False, markup=False)
+    if problems:
+        raise fail(f"{len(problems)} problem(s) in {target}")
+    out.print(f"{target}: valid ({registry_version(target)})", highlight=False)
+
+
+@registry_app.command("gaps")
+def registry_gaps_cmd(
+    date: Annotated[str | None, typer.Option("--date", help="Snapshot date (default: the latest published).")] = None,
+    top: Annotated[int, typer.Option(help="How many namespaces to list.")] = 30,
+    rule: Annotated[str, typer.Option(help="uploader | lineage")] = "uploader",
+    warehouse: WarehouseOpt = None,
+) -> None:
+    """Unreviewed namespaces ranked by the 30-day downloads they hold: the curator's to-do list."""
+    import polars as pl
+    from rich.table import Table as RichTable
+
+    from analytics.attribution import registry_gaps
+    from warehouse.tables import ATTRIBUTIONS, MODELS
+
+    layout, day = _published_day(warehouse, date)
+    if day not in layout.published_dates(ATTRIBUTIONS):
+        raise fail(f"{day} is not attributed yet; run `multipolar attribute --date {day}`")
+    gaps = registry_gaps(
+        pl.scan_parquet(layout.partition_file(MODELS, day)),
+        pl.scan_parquet(layout.partition_file(ATTRIBUTIONS, day)),
+        rule=rule,
+        top=top,
+    )
+    table = RichTable(title=f"Unreviewed namespaces on {day} ({rule})", show_edge=False, header_style="bold")
+    for name in ("namespace", "models", "downloads_30d", "share"):
+        table.add_column(name, justify="left" if name == "namespace" else "right")
+    for row in gaps.iter_rows(named=True):
+        share = "" if row["share"] is None else f"{row['share']:.2%}"
+        table.add_row(row["credited_namespace"], f"{row['models']:,}", f"{row['downloads_30d']:,.0f}", share)
+    out.print(table)
+
+
 def main() -> None:
     app()
 
