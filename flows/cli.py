@@ -357,6 +357,12 @@ def registry_gaps_cmd(
     out.print(table)
 
 
+# Commands kept in modules of their own register themselves on `app` when imported.
+from flows import cli_backfill  # noqa: E402, F401
+from flows import cli_scale  # noqa: E402, F401
+from flows import cli_serve  # noqa: E402, F401
+
+
 def main() -> None:
     app()
 

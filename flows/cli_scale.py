@@ -1,0 +1,5 @@
+"""Scale commands: `demo` and `bench`."""
+
+from __future__ import annotations
+
+from flows.cli import app  # noqa: F401
