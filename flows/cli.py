@@ -358,9 +358,7 @@ def registry_gaps_cmd(
 
 
 # Commands kept in modules of their own register themselves on `app` when imported.
-from flows import cli_backfill  # noqa: E402, F401
-from flows import cli_scale  # noqa: E402, F401
-from flows import cli_serve  # noqa: E402, F401
+from flows import cli_backfill, cli_scale, cli_serve  # noqa: E402, F401, I001
 
 
 def main() -> None:
