@@ -115,12 +115,13 @@ def pages(endpoint: str, listing: Listing, headers: dict[str, str], start_url: s
     url, params = (start_url, None) if start_url else (first, listing.params())
     seen = set()
     while url is not None:
-        if url in seen:
-            raise HubError(f"{endpoint}: the listing's next-page link loops back to {_redact(url)}")
-        seen.add(url)
+        full_url = url if params is None else _with_params(url, params)
+        if full_url in seen:
+            raise HubError(f"{endpoint}: the listing's next-page link loops back to {_redact(full_url)}")
+        seen.add(full_url)
         _check_same_origin(endpoint, url)
         items, next_url = _fetch(endpoint, url, params, headers)
-        yield Page(items, url if params is None else _with_params(url, params), next_url)
+        yield Page(items, full_url, next_url)
         url, params = next_url, None
 
 

@@ -104,9 +104,10 @@ def test_a_next_link_to_another_host_or_back_to_itself_is_refused(tmp_path) -> N
     with StandinHub(world(30), page_size=10, faults=[faults.foreign_link(times=None)]) as hub:
         with pytest.raises(HubError, match="another host"):
             crawled(tmp_path, hub)
-    with StandinHub(world(30), page_size=10, faults=[faults.looping_link(times=None)]) as hub:
-        with pytest.raises(HubError, match="loops back"):
-            crawled(tmp_path / "loop", hub)
+    for loop in (faults.looping_link(times=None), faults.looping_link(times=1, pages={1})):
+        with StandinHub(world(30), page_size=10, faults=[loop]) as hub:
+            with pytest.raises(HubError, match="loops back"):
+                crawled(tmp_path / f"loop-{loop.times}", hub)
 
 
 def test_a_crawl_interrupted_mid_way_resumes_from_its_checkpoint(tmp_path, monkeypatch) -> None:
