@@ -131,7 +131,7 @@ def publish_staged(
     target = layout.partition_file(table, day)
     target.parent.mkdir(parents=True, exist_ok=True)
     os.replace(staged, target)  # readers see the old file or the new one, never a mix
-    _fsync_dir(target.parent)
+    _fsync(target.parent)
     write_json_atomic(layout.meta_file(table, day), meta)
     return meta
 
@@ -146,7 +146,7 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        _fsync(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -156,14 +156,7 @@ def _now() -> str:
 
 
 def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
+    """Flush a file, or a directory's entries, to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

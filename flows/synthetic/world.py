@@ -10,27 +10,13 @@ from pathlib import Path
 
 import polars as pl
 
+from flows.scope import EXPAND
 from flows.synthetic.catalogue import LLM_PIPELINES
 from flows.synthetic.ecosystem import PLACEHOLDER_CREATED, Ecosystem, SeriesSpec, advance
 from flows.synthetic.ecosystem import start as start_ecosystem
 
 # Field order of one listing item, as /api/models returns it with every expand below.
-HUB_FIELDS = (
-    "id",
-    "author",
-    "createdAt",
-    "lastModified",
-    "downloads",
-    "downloadsAllTime",
-    "likes",
-    "trendingScore",
-    "tags",
-    "pipeline_tag",
-    "library_name",
-    "gated",
-    "safetensors",
-    "private",
-)
+HUB_FIELDS = ("id", *EXPAND, "private")
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%.3fZ"
 CHUNK_ROWS = 250_000
 
