@@ -177,3 +177,19 @@ def test_a_canary_token_is_sent_but_appears_in_no_file_log_or_artifact(tmp_path)
     assert canary not in stdout + stderr
     leaks = [p for p in tmp_path.rglob("*") if p.is_file() and canary.encode() in p.read_bytes()]
     assert leaks == []
+
+
+def test_a_refresh_leaves_a_markdown_summary_artifact(tmp_path) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with StandinHub(world(120)) as hub:
+        assert refresh(hub, tmp_path).exit_code == 0
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["refresh-summary"]))
+        )
+    latest = max(artifacts, key=lambda a: a.created)
+    assert latest.type == "markdown"
+    assert "# Multipolar refresh 2026-05-12" in latest.data and "| rows | 120 |" in latest.data
+    assert "Top authors by 30-day downloads" in latest.data and "| Qwen |" in latest.data
