@@ -2,4 +2,111 @@
 
 from __future__ import annotations
 
-from flows.cli import app  # noqa: F401
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from flows.cli import WarehouseOpt, app, err, fail, out
+
+REPORT_FORMATS = ("md", "html", "json")
+
+
+@app.command("import")
+def import_(
+    path: Annotated[
+        Path, typer.Argument(help="A snapshot file (CSV, Parquet, JSONL, or the llmfit panel CSV) or a folder of them.")
+    ],
+    warehouse: WarehouseOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace dates that are already published.")] = False,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for another writer's lock.")] = 0.0,
+    no_dashboard: Annotated[bool, typer.Option("--no-dashboard", help="Skip writing the dashboard.")] = False,
+) -> None:
+    """Backfill dated snapshot files as `models` snapshots, then attribute and measure them."""
+    from analytics.registry import RegistryError
+    from flows.backfill import ImportRejected, import_snapshots
+    from warehouse.layout import Layout
+    from warehouse.lock import WarehouseLocked
+
+    layout = Layout.at(warehouse)
+
+    def say(message: str) -> None:
+        err.print(message, highlight=False, markup=False)
+
+    try:
+        report = import_snapshots(layout, path, force=force, dashboard=not no_dashboard, wait_seconds=wait, log=say)
+    except ImportRejected as rejected:
+        for problem in rejected.problems:
+            err.print(str(problem), highlight=False, markup=False, soft_wrap=True)
+        raise fail(f"{len(rejected.problems)} problem(s) in {path}; nothing was published") from None
+    except WarehouseLocked as error:
+        raise fail(str(error), 3) from None
+    except (RegistryError, OSError) as error:
+        raise fail(str(error)) from None
+    for source in report.files:
+        out.print(
+            f"read {source['source_file']}: {source['source_format']}, {source['source_rows']:,} rows, "
+            f"{source['dates']} dates",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if report.published:
+        span = f"{report.published[0]} … {report.published[-1]}"
+        out.print(
+            f"imported {len(report.published)} dates ({span}), {report.rows:,} rows → {layout.root}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if report.skipped:
+        out.print(f"skipped {len(report.skipped)} already published dates (use --force to replace them)")
+    timings = ", ".join(f"{step} {seconds:.2f} s" for step, seconds in report.seconds.items())
+    out.print(f"time: {timings}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def reproduce(
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Folder (default: <warehouse>/reports).")] = None,
+    format: Annotated[str, typer.Option("--format", help="md | html | json")] = "md",
+    warehouse: WarehouseOpt = None,
+    window: Annotated[str, typer.Option(help="Window of the per-date table: 30d | all_time | between.")] = "30d",
+) -> None:
+    """Set Multipolar's numbers beside each published claim, under the matching rule, window and population."""
+    from analytics import reproduction
+    from flows.steps import series
+    from warehouse.layout import Layout
+    from warehouse.publish import read_meta
+    from warehouse.tables import CONCENTRATION, CROSSOVERS, MODELS, SHARES
+
+    if format not in REPORT_FORMATS:
+        raise fail(f"--format {format!r}: use md, html or json", 2)
+    layout = Layout.at(warehouse)
+    if not layout.published_dates(SHARES):
+        raise fail(f"no metrics are published in {layout.root}; run `multipolar import` or `multipolar refresh`")
+    coverage = reproduction.coverage_frame(
+        [(d, read_meta(layout, MODELS, d) or {}) for d in layout.published_dates(MODELS)]
+    )
+    report = reproduction.reproduce(
+        series(layout, SHARES), series(layout, CONCENTRATION), series(layout, CROSSOVERS), coverage, window=window
+    )
+    target = (out_dir or layout.root / "reports") / f"reproduction.{format}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    render = {"md": reproduction.to_markdown, "html": reproduction.to_html, "json": reproduction.to_json}[format]
+    target.write_text(render(report), encoding="utf-8")
+    _artifact(reproduction.to_markdown(report))
+    if format == "md":
+        sys.stdout.write(reproduction.to_markdown(report) + "\n")
+        err.print(f"reproduction report: {target}", highlight=False, soft_wrap=True)
+    else:
+        out.print(f"reproduction report: {target}", highlight=False, soft_wrap=True)
+
+
+def _artifact(markdown: str) -> None:
+    """Attach the report to the Prefect flow run, when there is one."""
+    if "prefect" not in sys.modules:  # never imported: certainly not inside a flow run
+        return
+    from prefect.artifacts import create_markdown_artifact
+    from prefect.context import FlowRunContext
+
+    if FlowRunContext.get() is not None:
+        create_markdown_artifact(key="reproduction", markdown=markdown)

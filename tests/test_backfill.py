@@ -1,0 +1,344 @@
+"""`multipolar import`: dated snapshot files backfilled as `models` snapshots, attributed and measured."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from flows.backfill import ImportRejected, import_snapshots, llmfit_panel_snapshots, read_snapshot_file
+from flows.cli import app
+from warehouse.layout import Layout
+from warehouse.lock import writer_lock
+from warehouse.publish import read_meta, sha256_of
+from warehouse.tables import ATTRIBUTIONS, CONCENTRATION, CROSSOVERS, MODELS, SHARES
+
+runner = CliRunner()
+PANEL = "llmfit-panel/llmfit_hf_downloads_timeseries_2026-02_to_2026-05.csv"
+
+TINY_CSV = """snapshot_date,model_id,downloads_30d,downloads_all_time,pipeline_tag,tags
+2026-03-01,Qwen/Qwen3-8B,900,5000,text-generation,
+2026-03-01,meta-llama/Llama-3.1-8B,600,9000,text-generation,
+2026-03-01,unsloth/Qwen3-8B-GGUF,300,800,text-generation,base_model:quantized:Qwen/Qwen3-8B|gguf
+2026-03-08,Qwen/Qwen3-8B,1000,6000,text-generation,
+2026-03-08,meta-llama/Llama-3.1-8B,500,9500,text-generation,
+"""
+
+
+def run_import(path: Path, warehouse: Path, *extra: str):
+    return runner.invoke(app, ["import", str(path), "--warehouse", str(warehouse), "--no-dashboard", *extra])
+
+
+def published(warehouse: Path, table=MODELS) -> list[dt.date]:
+    return Layout.at(warehouse).published_dates(table)
+
+
+def write(path: Path, text: str | bytes) -> Path:
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+def tiny_frame() -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "snapshot_date": [dt.date(2026, 3, 1), dt.date(2026, 3, 1), dt.date(2026, 3, 8)],
+            "model_id": ["Qwen/Qwen3-8B", "meta-llama/Llama-3.1-8B", "Qwen/Qwen3-8B"],
+            "downloads_30d": [900, 600, 1000],
+            "tags": [["base_model:Qwen/Qwen3-8B-Base"], [], None],
+        }
+    )
+
+
+# --- good files ----------------------------------------------------------------------------------------
+
+
+def test_a_csv_backfill_publishes_each_date_with_its_provenance_and_metrics(tmp_path) -> None:
+    source = write(tmp_path / "snapshots.csv", TINY_CSV)
+    result = run_import(source, tmp_path / "wh")
+    assert result.exit_code == 0, result.output
+    assert "imported 2 dates (2026-03-01 … 2026-03-08), 5 rows" in result.output
+    layout = Layout.at(tmp_path / "wh")
+    days = [dt.date(2026, 3, 1), dt.date(2026, 3, 8)]
+    for table in (MODELS, ATTRIBUTIONS, SHARES, CONCENTRATION, CROSSOVERS):
+        assert layout.published_dates(table) == days, table.name
+    meta = read_meta(layout, MODELS, days[0])
+    assert meta["source_kind"] == "import" and meta["source_file"] == str(source.resolve())
+    assert meta["source_sha256"] == sha256_of(source) and meta["rows"] == 3 and meta["source_format"] == "csv"
+    assert meta["columns"] == [
+        "snapshot_date",
+        "model_id",
+        "downloads_30d",
+        "downloads_all_time",
+        "pipeline_tag",
+        "tags",
+    ]
+    assert meta["import_options"] == {"path": str(source), "force": False, "dashboard": False}
+    models = pl.read_parquet(layout.partition_file(MODELS, days[0])).sort("model_id")
+    gguf = models.row(by_predicate=pl.col("model_id") == "unsloth/Qwen3-8B-GGUF", named=True)
+    assert gguf["base_models"] == ["Qwen/Qwen3-8B"] and gguf["base_relation"] == "quantized"
+    assert gguf["author"] == "unsloth" and gguf["downloads_all_time"] == 800
+
+
+def test_parquet_and_jsonl_files_import_like_csv(tmp_path) -> None:
+    tiny_frame().write_parquet(tmp_path / "a.parquet")
+    rows = tiny_frame().with_columns(pl.col("snapshot_date").cast(pl.String)).to_dicts()
+    write(tmp_path / "b.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n")
+    for name in ("a.parquet", "b.jsonl"):
+        frame = read_snapshot_file(tmp_path / name)
+        assert frame["model_id"].to_list() == ["Qwen/Qwen3-8B", "meta-llama/Llama-3.1-8B", "Qwen/Qwen3-8B"]
+        assert frame["snapshot_date"].to_list() == ["2026-03-01", "2026-03-01", "2026-03-08"]
+    result = run_import(tmp_path / "a.parquet", tmp_path / "wh")
+    assert result.exit_code == 0, result.output
+    models = pl.read_parquet(Layout.at(tmp_path / "wh").partition_file(MODELS, dt.date(2026, 3, 1)))
+    assert models.filter(pl.col("model_id") == "Qwen/Qwen3-8B")["base_models"].to_list() == [["Qwen/Qwen3-8B-Base"]]
+    result = run_import(tmp_path / "b.jsonl", tmp_path / "wh2")
+    assert result.exit_code == 0, result.output
+    assert published(tmp_path / "wh2") == [dt.date(2026, 3, 1), dt.date(2026, 3, 8)]
+
+
+def test_a_folder_imports_every_file_and_leaves_other_files_alone(tmp_path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write(folder / "march.csv", TINY_CSV)
+    write(folder / "README.md", "not a snapshot")
+    pl.DataFrame(
+        {"snapshot_date": ["2026-03-15"], "model_id": ["google/gemma-3-1b-it"], "downloads_30d": [7]}
+    ).write_parquet(folder / "mid.parquet")
+    result = run_import(folder, tmp_path / "wh")
+    assert result.exit_code == 0, result.output
+    assert published(tmp_path / "wh", SHARES) == [dt.date(2026, 3, 1), dt.date(2026, 3, 8), dt.date(2026, 3, 15)]
+
+
+def test_reimporting_is_a_no_op_and_force_replaces(tmp_path) -> None:
+    source = write(tmp_path / "s.csv", TINY_CSV)
+    warehouse = tmp_path / "wh"
+    assert run_import(source, warehouse).exit_code == 0
+    layout = Layout.at(warehouse)
+    day = dt.date(2026, 3, 1)
+    before = read_meta(layout, MODELS, day)
+    again = run_import(source, warehouse)
+    assert again.exit_code == 0, again.output
+    assert "2026-03-01 is already published; skipped (use --force to replace it)" in again.output
+    assert "skipped 2 already published dates" in again.output
+    assert read_meta(layout, MODELS, day) == before
+    write(source, TINY_CSV.replace("Qwen/Qwen3-8B,900", "Qwen/Qwen3-8B,4242"))
+    forced = run_import(source, warehouse, "--force")
+    assert forced.exit_code == 0, forced.output
+    assert read_meta(layout, MODELS, day)["sha256"] != before["sha256"]
+    models = pl.read_parquet(layout.partition_file(MODELS, day))
+    assert models.filter(pl.col("model_id") == "Qwen/Qwen3-8B")["downloads_30d"].item() == 4242
+    shares = pl.read_parquet(layout.partition_file(SHARES, day))
+    china = shares.filter(
+        (pl.col("rule") == "uploader") & (pl.col("dimension") == "region") & (pl.col("time_window") == "30d")
+    ).filter((pl.col("population") == "all") & (pl.col("actor") == "China"))
+    assert china["downloads"].item() == 4242  # the metrics follow the replaced snapshot
+
+
+def test_import_waits_for_no_one_while_another_writer_holds_the_lock(tmp_path) -> None:
+    source = write(tmp_path / "s.csv", TINY_CSV)
+    layout = Layout.at(tmp_path / "wh")
+    with writer_lock(layout, "another writer"):
+        result = run_import(source, tmp_path / "wh")
+    assert result.exit_code == 3
+    assert published(tmp_path / "wh") == []
+
+
+def test_a_date_imported_before_others_updates_their_between_window(tmp_path) -> None:
+    later = write(
+        tmp_path / "later.csv", TINY_CSV.replace("2026-03-01", "2026-03-20").replace("2026-03-08", "2026-03-27")
+    )
+    earlier = write(tmp_path / "earlier.csv", TINY_CSV)
+    warehouse = tmp_path / "wh"
+    assert run_import(later, warehouse).exit_code == 0
+    assert run_import(earlier, warehouse).exit_code == 0
+    layout = Layout.at(warehouse)
+    meta = read_meta(layout, SHARES, dt.date(2026, 3, 20))
+    assert meta["inputs"]["previous_date"] == "2026-03-08"
+
+
+# --- bad files: rejected with line and reason, nothing published ---------------------------------------
+
+HEADER = "snapshot_date,model_id,downloads_30d\n"
+BAD_FILES = {
+    "unknown format": ("s.xlsx", HEADER, "s.xlsx: unknown format .xlsx"),
+    "missing column": (
+        "s.csv",
+        "snapshot_date,model_id\n2026-03-01,a/b\n",
+        "s.csv:1: missing required column downloads_30d",
+    ),
+    "unparsable date": (
+        "s.csv",
+        HEADER + "2026-03-01,a/b,1\n03/02/2026,a/c,1\n",
+        "s.csv:3: snapshot_date 03/02/2026 is not a date",
+    ),
+    "impossible date": ("s.csv", HEADER + "2026-02-30,a/b,1\n", "s.csv:2: snapshot_date 2026-02-30 is not a date"),
+    "non-numeric downloads": ("s.csv", HEADER + "2026-03-01,a/b,many\n", "s.csv:2: downloads_30d many is not a number"),
+    "negative downloads": (
+        "s.csv",
+        HEADER + "2026-03-01,a/b,1\n2026-03-01,a/c,-5\n",
+        "s.csv:3: downloads_30d -5 is negative",
+    ),
+    "empty downloads": ("s.csv", HEADER + "2026-03-01,a/b,\n", "s.csv:2: downloads_30d is empty"),
+    "duplicate key": (
+        "s.csv",
+        HEADER + "2026-03-01,a/b,1\n2026-03-02,a/b,1\n2026-03-01,a/b,2\n",
+        "s.csv:4: duplicate (snapshot_date, model_id) of line 2",
+    ),
+    "bare model id": (
+        "s.csv",
+        HEADER + "2026-03-01,gpt2,1\n",
+        "s.csv:2: model_id gpt2 is not of the form namespace/name",
+    ),
+    "path traversal": ("s.csv", HEADER + "2026-03-01,../../etc,1\n", "s.csv:2: model_id looks like a path traversal"),
+    "overlong id": (
+        "s.csv",
+        HEADER + f"2026-03-01,a/{'x' * 300},1\n",
+        "s.csv:2: model_id is longer than 256 characters",
+    ),
+    "control characters": (
+        "s.jsonl",
+        '{"snapshot_date":"2026-03-01","model_id":"a/b\\u001b[31m","downloads_30d":1}\n',
+        "s.jsonl:1: model_id contains control characters",
+    ),
+    "csv named parquet": ("s.parquet", HEADER + "2026-03-01,a/b,1\n", "s.parquet: not a Parquet file (no PAR1 magic)"),
+    "parquet named csv": ("s.csv", b"PAR1\x00\x00garbagePAR1", "s.csv: a Parquet file, not CSV"),
+    "csv named jsonl": ("s.jsonl", HEADER + "2026-03-01,a/b,1\n", "s.jsonl:1: not valid JSON: not a JSON Lines file"),
+    "json named csv": ("s.csv", '{"snapshot_date": "2026-03-01"}\n', "s.csv:1: JSON content, not CSV"),
+    "binary content": (
+        "s.csv",
+        HEADER.encode() + b"2026-03-01,a/b,1\n\x00\x01\x02",
+        "s.csv:3: binary content (NUL byte)",
+    ),
+    "not utf-8": ("s.csv", HEADER.encode() + b"2026-03-01,a/\xff\xfe,1\n", "s.csv:2: not UTF-8 text"),
+    "nested json": (
+        "s.jsonl",
+        '{"snapshot_date":"2026-03-01","model_id":{"$gt":""},"downloads_30d":1}\n',
+        "s.jsonl:1: model_id holds a nested JSON value",
+    ),
+    "formula tag": (
+        "s.csv",
+        'snapshot_date,model_id,downloads_30d,tags\n2026-03-01,a/b,1,=HYPERLINK("x")\n',
+        "s.csv:2: a tag has control characters, a formula prefix",
+    ),
+    "huge field": ("s.csv", HEADER + "2026-03-01,a/b," + "9" * 70_000 + "\n", "s.csv:2: unreadable CSV row"),
+    "ragged row": ("s.csv", HEADER + "2026-03-01,a/b,1,extra\n", "s.csv:2: 4 fields where the header has 3"),
+    "boolean downloads": (
+        "s.jsonl",
+        '{"snapshot_date":"2026-03-01","model_id":"a/b","downloads_30d":true}\n',
+        "s.jsonl:1: downloads_30d true is not a number",
+    ),
+    "fractional downloads": (
+        "s.csv",
+        HEADER + "2026-03-01,a/b,1.5\n",
+        "s.csv:2: downloads_30d 1.5 is not a whole number",
+    ),
+    "future date": ("s.csv", HEADER + "2999-01-01,a/b,1\n", "s.csv:2: snapshot_date 2999-01-01 is in the future"),
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_FILES))
+def test_each_kind_of_bad_file_is_rejected_with_its_line_and_reason_and_publishes_nothing(tmp_path, kind) -> None:
+    name, content, expected = BAD_FILES[kind]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    source = write(folder / name, content)
+    result = runner.invoke(app, ["import", str(source), "--warehouse", str(tmp_path / "wh"), "--no-dashboard"])
+    assert result.exit_code == 1, result.output
+    assert expected in result.output.replace(str(folder) + "/", ""), result.output
+    assert "nothing was published" in result.output
+    assert published(tmp_path / "wh") == []
+    assert not (tmp_path / "wh" / "_meta").exists()
+
+
+def test_a_bad_file_in_a_folder_stops_the_good_ones_too(tmp_path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write(folder / "a-good.csv", TINY_CSV)
+    write(folder / "b-bad.csv", HEADER + "2026-04-01,a/b,-1\n")
+    with pytest.raises(ImportRejected) as rejected:
+        import_snapshots(Layout.at(tmp_path / "wh"), folder, dashboard=False)
+    assert [str(p).replace(str(folder) + "/", "") for p in rejected.value.problems] == [
+        "b-bad.csv:2: downloads_30d -1 is negative"
+    ]
+    assert published(tmp_path / "wh") == []
+
+
+def test_the_same_model_and_date_in_two_files_is_a_duplicate(tmp_path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write(folder / "a.csv", TINY_CSV)
+    write(folder / "b.csv", HEADER + "2026-03-08,Qwen/Qwen3-8B,3\n")
+    with pytest.raises(ImportRejected) as rejected:
+        import_snapshots(Layout.at(tmp_path / "wh"), folder, dashboard=False)
+    assert "b.csv:2: duplicate (snapshot_date, model_id): also in" in str(rejected.value.problems[0])
+    assert published(tmp_path / "wh") == []
+
+
+def test_a_parquet_problem_names_its_row(tmp_path) -> None:
+    frame = tiny_frame().with_columns(pl.Series("downloads_30d", [1, -2, 3]))
+    frame.write_parquet(tmp_path / "s.parquet")
+    with pytest.raises(ImportRejected) as rejected:
+        import_snapshots(Layout.at(tmp_path / "wh"), tmp_path / "s.parquet", dashboard=False)
+    assert str(rejected.value.problems[0]).endswith("s.parquet: row 2: downloads_30d -2 is negative")
+
+
+# --- the llmfit panel ----------------------------------------------------------------------------------
+
+PANEL_CSV = """model_id,provider,snapshot_time,commit,source_path,hf_downloads,hf_likes,models_in_snapshot
+Qwen/Qwen3-8B,Alibaba,2026-02-15T10:00:00+00:00,c1,data/hf_models.json,100,5,2
+Qwen/Qwen3-8B,Alibaba,2026-02-15T16:00:00+00:00,c2,data/hf_models.json,120,0,2
+BAAI/bge-m3,BAAI,2026-02-15T16:00:00+00:00,c2,data/hf_models.json,50,0,2
+Qwen/Qwen3-8B,Alibaba,2026-02-16T09:00:00+00:00,c3,data/hf_models.json,120,0,2
+"""
+CATALOGUE_CSV = """model_id,provider,parameters_raw,architecture,pipeline_tag,use_case
+Qwen/Qwen3-8B,Alibaba,8190735360,qwen3,unknown,General purpose
+BAAI/bge-m3,BAAI,567754752,xlm-roberta,unknown,Text embeddings for RAG
+"""
+
+
+def test_the_llmfit_panel_keeps_each_days_last_value_and_reads_the_catalogue(tmp_path) -> None:
+    panel = write(tmp_path / "panel.csv", PANEL_CSV)
+    write(tmp_path / "llmfit_hf_models_2026-05-12.csv", CATALOGUE_CSV)
+    frame = llmfit_panel_snapshots(panel)
+    assert frame.select("snapshot_date", "model_id", "downloads_30d", "pipeline_tag", "params_total").rows() == [
+        ("2026-02-15", "Qwen/Qwen3-8B", "120", "text-generation", "8190735360"),
+        ("2026-02-15", "BAAI/bge-m3", "50", "feature-extraction", "567754752"),
+        ("2026-02-16", "Qwen/Qwen3-8B", "120", "text-generation", "8190735360"),
+    ]
+    result = run_import(panel, tmp_path / "wh")
+    assert result.exit_code == 0, result.output
+    meta = read_meta(Layout.at(tmp_path / "wh"), MODELS, dt.date(2026, 2, 15))
+    assert meta["source_format"] == "llmfit-panel" and meta["llmfit"]["same_day_rows_dropped"] == 1
+    assert meta["llmfit"]["repeated_values"] == 1 and meta["llmfit"]["catalogue_file"].endswith("2026-05-12.csv")
+
+
+def test_a_bad_llmfit_time_is_rejected_with_its_line(tmp_path) -> None:
+    panel = write(tmp_path / "panel.csv", PANEL_CSV.replace("2026-02-16T09:00:00+00:00", "yesterday"))
+    result = run_import(panel, tmp_path / "wh")
+    assert result.exit_code == 1
+    assert "panel.csv:5: snapshot_time 'yesterday' is not an ISO time" in result.output
+    assert published(tmp_path / "wh") == []
+
+
+def test_the_real_llmfit_panel_backfills_every_date_and_china_leads_among_llms(shared_data, tmp_path) -> None:
+    warehouse = tmp_path / "wh"
+    result = run_import(shared_data / PANEL, warehouse)
+    assert result.exit_code == 0, result.output
+    layout = Layout.at(warehouse)
+    days = layout.published_dates(MODELS)
+    assert len(days) == 22 and days[0] == dt.date(2026, 2, 15) and days[-1] == dt.date(2026, 5, 12)
+    for table in (ATTRIBUTIONS, SHARES, CONCENTRATION, CROSSOVERS):
+        assert layout.published_dates(table) == days, table.name
+    latest = pl.read_parquet(layout.partition_file(SHARES, days[-1])).filter(
+        (pl.col("population") == "llm") & (pl.col("dimension") == "region") & (pl.col("time_window") == "30d")
+    )
+    for rule in ("uploader", "official", "lineage"):
+        share = dict(latest.filter(pl.col("rule") == rule).select("actor", "share").iter_rows())
+        assert share["China"] > share["United States"], rule
