@@ -73,22 +73,16 @@ def reproduce(
 ) -> None:
     """Set Multipolar's numbers beside each published claim, under the matching rule, window and population."""
     from analytics import reproduction
-    from flows.steps import series
+    from flows.steps import reproduction_of
     from warehouse.layout import Layout
-    from warehouse.publish import read_meta
-    from warehouse.tables import CONCENTRATION, CROSSOVERS, MODELS, SHARES
+    from warehouse.tables import SHARES
 
     if format not in REPORT_FORMATS:
         raise fail(f"--format {format!r}: use md, html or json", 2)
     layout = Layout.at(warehouse)
     if not layout.published_dates(SHARES):
         raise fail(f"no metrics are published in {layout.root}; run `multipolar import` or `multipolar refresh`")
-    coverage = reproduction.coverage_frame(
-        [(d, read_meta(layout, MODELS, d) or {}) for d in layout.published_dates(MODELS)]
-    )
-    report = reproduction.reproduce(
-        series(layout, SHARES), series(layout, CONCENTRATION), series(layout, CROSSOVERS), coverage, window=window
-    )
+    report = reproduction_of(layout, window=window)
     target = (out_dir or layout.root / "reports") / f"reproduction.{format}"
     target.parent.mkdir(parents=True, exist_ok=True)
     render = {"md": reproduction.to_markdown, "html": reproduction.to_html, "json": reproduction.to_json}[format]

@@ -62,6 +62,16 @@ def dashboard_task(warehouse: str, force: bool) -> dict[str, Any]:
     return steps.dashboard_step(Layout.at(warehouse), force=force)
 
 
+@task(name="reproduce", cache_policy=NONE)
+def reproduce(warehouse: str) -> dict[str, Any]:
+    """Our numbers beside each published claim, as a report file and the run's artifact."""
+    outcome = steps.reproduction_step(Layout.at(warehouse))
+    markdown = outcome.pop("markdown", None)
+    if markdown:
+        create_markdown_artifact(key="reproduction", markdown=markdown)
+    return outcome
+
+
 @flow(name="refresh", log_prints=False, validate_parameters=True)
 def refresh(
     day: dt.date | None = None,
@@ -95,6 +105,7 @@ def refresh(
             "attribute": attribute(root, day, force),
             "metrics": metrics(root, day, force),
             "crossovers": crossovers(root, day, force),
+            "reproduce": reproduce(root),
         }
         if dashboard:
             summary["steps"]["dashboard"] = dashboard_task(root, force)

@@ -224,6 +224,31 @@ def dashboard_step(layout: Layout, *, force: bool = False) -> dict[str, Any]:
     }
 
 
+def reproduction_of(layout: Layout, *, window: str = "30d"):
+    """The reproduction report of every published metric: our numbers beside each published claim."""
+    from analytics import reproduction
+
+    coverage = reproduction.coverage_frame(
+        [(d, read_meta(layout, MODELS, d) or {}) for d in layout.published_dates(MODELS)]
+    )
+    return reproduction.reproduce(
+        series(layout, SHARES), series(layout, CONCENTRATION), series(layout, CROSSOVERS), coverage, window=window
+    )
+
+
+def reproduction_step(layout: Layout) -> dict[str, Any]:
+    """Write `<root>/reports/reproduction.md` and return its markdown for the run's artifact."""
+    from analytics.reproduction import to_markdown
+
+    if not layout.published_dates(SHARES):
+        return {"status": "skipped: no metrics published"}
+    markdown = to_markdown(reproduction_of(layout))
+    target = layout.root / "reports" / "reproduction.md"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(markdown, encoding="utf-8")
+    return {"status": "published", "report": str(target), "markdown": markdown}
+
+
 def downstream_steps(layout: Layout, day: dt.date, *, force: bool = False, dashboard: bool = True) -> dict[str, Any]:
     """Attribute, measure and chart the `day` snapshot; return what each step did."""
     done: dict[str, Any] = {
