@@ -5,10 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from queue import Full, Queue
 from typing import Any
 
 import polars as pl
@@ -88,8 +90,9 @@ def crawl_to_staging(
     report.blanked.update(state.report["blanked"])
     while not state.done:
         listing = scope.listings[state.listing]
-        before = hub.REQUESTS.value
-        for page in hub.pages(endpoint, listing, headers, start_url=state.next_url):
+        listed = hub.pages(endpoint, listing, headers, start_url=state.next_url)
+        # A listing with a limit may stop before its last page: fetch it page by page, never one too many.
+        for page, requests in counted(listed) if listing.limit is not None else prefetched(listed):
             items = page.items
             if listing.limit is not None:
                 items = items[: max(listing.limit - _listing_items(folder, state.listing), 0)]
@@ -97,8 +100,7 @@ def crawl_to_staging(
             write_parquet(frame, _page_file(folder, state.listing, state.pages))
             state.pages += 1
             state.items += len(items)
-            state.requests += hub.REQUESTS.value - before
-            before = hub.REQUESTS.value
+            state.requests += requests
             state.report = report.as_dict()
             state.seconds = round(state.seconds + time.monotonic() - began, 3)
             began = time.monotonic()
@@ -114,6 +116,61 @@ def crawl_to_staging(
         state.done = state.listing >= len(scope.listings)
         _save(folder, state)
     return CrawlResult(folder, state, state.seconds)
+
+
+def counted(listed: Iterator[hub.Page]) -> Iterator[tuple[hub.Page, int]]:
+    """Each page with the requests its fetch took (retries included)."""
+    while True:
+        before = hub.REQUESTS.value
+        page = next(listed, None)
+        if page is None:
+            return
+        yield page, hub.REQUESTS.value - before
+
+
+def prefetched(listed: Iterator[hub.Page], ahead: int = 1) -> Iterator[tuple[hub.Page, int]]:
+    """`counted(listed)`, fetched by a background thread while the caller converts and writes each page.
+
+    The Hub's latency, not CPU, bounds a crawl: overlapping the two makes a crawl take about the sum of
+    its requests' latencies. Pages arrive in order and a fetch error is raised where its page would have
+    been, so the caller still writes and checkpoints every page before it. Only this thread sends requests
+    while it runs, so each page's request count is exact.
+    """
+    queue: Queue[tuple[str, Any]] = Queue(maxsize=ahead)
+    stop = threading.Event()
+
+    def put(entry: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                queue.put(entry, timeout=0.1)
+                return True
+            except Full:
+                continue
+        return False
+
+    def fetch() -> None:
+        try:
+            for entry in counted(listed):
+                if not put(("page", entry)):
+                    return
+        except BaseException as error:  # handed to the caller, raised in its thread
+            put(("error", error))
+            return
+        put(("end", None))
+
+    worker = threading.Thread(target=fetch, name="crawl-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, value = queue.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        worker.join(timeout=hub.REQUEST_TIMEOUT * 2)
 
 
 def staged_crawl(layout: Layout, day: dt.date) -> CrawlResult | None:

@@ -552,13 +552,14 @@ class _Handler(BaseHTTPRequestHandler):
             hub.page_requests[page_number or 0] += 1
             hub.latency_injected += plan.latency
             hub.stall_injected += plan.stall
+        replaced = plan.replacement is not None and plan.replacement.kind != "truncated_body"
+        # The page is built while the latency runs, as a real server's latency includes building its answer.
+        body, link = (b"", None) if replaced else self.page_of(hub, Listing.parse(query), plan)
         if plan.latency or plan.stall:
-            time.sleep(plan.latency + plan.stall)
-        if plan.replacement is not None and plan.replacement.kind != "truncated_body":
+            time.sleep(max(0.0, plan.latency + plan.stall - (time.monotonic() - self.record.at)))
+        if replaced:
             self.replace(plan.replacement)
             return
-        listing = Listing.parse(query)
-        body, link = self.page_of(hub, listing, plan)
         if plan.replacement is not None:  # truncated: a valid start, cut off
             self.send(200, body[: len(body) // 2])
             return
