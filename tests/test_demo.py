@@ -1,0 +1,45 @@
+"""`multipolar demo`: a synthetic Hub refreshed day by day through the real flow, offline, labelled synthetic."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+from warehouse.layout import Layout
+from warehouse.publish import read_meta
+from warehouse.tables import CROSSOVERS, MODELS, SHARES
+
+runner = CliRunner()
+
+
+def test_a_tiny_demo_publishes_a_synthetic_dashboard_and_its_crossover(tmp_path) -> None:
+    result = runner.invoke(app, ["demo", "--days", "3", "--models", "2000", "--warehouse", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    layout = Layout.at(tmp_path)
+    days = layout.published_dates(MODELS)
+    assert len(days) == 3
+    assert {read_meta(layout, MODELS, d)["source_kind"] for d in days} == {"synthetic"}
+    assert layout.published_dates(SHARES) == days and layout.published_dates(CROSSOVERS) == days
+    page = (layout.dashboard_dir / "index.html").read_text()
+    assert "Synthetic data — not the real Hub" in page
+    assert f"dashboard: {layout.dashboard_dir / 'index.html'}" in result.output
+    assert "China passed the US on 2026-04-02" in result.output  # the series' crossover day
+    assert not (tmp_path / "_staging" / "crawl").exists() or not any((tmp_path / "_staging" / "crawl").iterdir())
+
+
+def test_the_demo_never_writes_into_a_warehouse_of_real_snapshots(tmp_path) -> None:
+    layout = Layout.at(tmp_path)
+    layout.partition_file(MODELS, __import__("datetime").date(2026, 5, 1)).parent.mkdir(parents=True)
+    layout.partition_file(MODELS, __import__("datetime").date(2026, 5, 1)).write_bytes(b"")
+    layout.meta_dir(MODELS).mkdir(parents=True)
+    layout.meta_file(MODELS, __import__("datetime").date(2026, 5, 1)).write_text(json.dumps({"source_kind": "hub"}))
+    result = runner.invoke(app, ["demo", "--days", "1", "--models", "100", "--warehouse", str(tmp_path)])
+    assert result.exit_code == 2 and "not synthetic" in result.output
+
+
+@pytest.mark.parametrize("args", [["--days", "0"], ["--models", "0"]])
+def test_the_demo_refuses_an_empty_series(args, tmp_path) -> None:
+    assert runner.invoke(app, ["demo", *args, "--warehouse", str(tmp_path)]).exit_code == 2
