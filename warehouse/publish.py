@@ -92,7 +92,7 @@ def check_staged(table: Table, staged: Path) -> int:
     stats = scan.select(
         pl.len().alias("rows"),
         *[pl.col(c).null_count().alias(f"null:{c}") for c in table.not_null],
-        (pl.len() - pl.struct(table.key).n_unique()).alias("duplicates"),
+        (pl.len() - _key(table).n_unique()).alias("duplicates"),
     ).collect()
     row = stats.row(0, named=True)
     for name in table.not_null:
@@ -101,6 +101,11 @@ def check_staged(table: Table, staged: Path) -> int:
     if row["duplicates"]:
         raise SchemaViolation(table.name, ",".join(table.key), row["duplicates"], "duplicate key")
     return int(row["rows"])
+
+
+def _key(table: Table) -> pl.Expr:
+    """The key as one expression: the column itself when it is one (a struct of it costs far more memory)."""
+    return pl.col(table.key[0]) if len(table.key) == 1 else pl.struct(table.key)
 
 
 def publish_staged(
