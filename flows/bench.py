@@ -1,0 +1,824 @@
+"""Benchmarks against DESIGN.md's Scale section, measured side by side in one run, written to BENCHMARKS.md.
+
+1. Crawl: a synthetic world served by the stand-in Hub in a process of its own (its memory is not the
+   crawler's), a latency injected on every page; the crawl runs in a second process whose peak RSS is
+   the crawler's. Requests against ceil(models / page size); wall time against the summed latency;
+   the same first pages fetched one after another and with the next page prefetched.
+2. Analytics: attribution plus every metric of the crawled snapshot against one bare polars read of the
+   columns they use, and the metrics against a plain pandas implementation of the same tables.
+3. History: `days` daily partitions of models, attributions and metrics, written through the warehouse
+   (models: the crawled snapshot with drifted downloads; attributions: the same file each day), then an
+   analyst's country-share series in DuckDB from the metric tables and from the raw tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import itertools
+import json
+import math
+import os
+import platform
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from warehouse.layout import Layout
+from warehouse.tables import ATTRIBUTIONS, CONCENTRATION, MODELS, SHARES
+
+FULL_MODELS = 3_000_000
+FULL_DAYS = 90
+QUICK_MODELS = 300_000
+QUICK_DAYS = 5
+PAGE_SIZE = 1000
+AB_PAGES = 100  # pages crawled twice, one after another and prefetched, to compare the two
+CRAWL_DAY = dt.date(2026, 4, 30)
+HISTORY_START = dt.date(2026, 1, 1)
+# Columns of `models` that attribution and metrics read.
+MODEL_COLUMNS = ["model_id", "author", "base_models", "downloads_30d", "downloads_all_time", "pipeline_tag"]
+MODEL_COLUMNS += ["params_total"]
+LIBRARIES = ("polars", "pyarrow", "duckdb", "pandas", "numpy", "huggingface_hub", "prefect", "psutil")
+Say = Callable[[str], None]
+
+
+@dataclass
+class BenchPlan:
+    """What to measure and where."""
+
+    models: int
+    days: int
+    latency: float
+    out: Path
+    quick: bool = False
+    page_size: int = PAGE_SIZE
+    seed: int = 0
+    work: Path | None = None
+    repeat: int = 2
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        models: int | None,
+        days: int | None,
+        quick: bool,
+        latency: float,
+        out: Path,
+        work: Path | None = None,
+    ) -> BenchPlan:
+        """The plan for the command's options: quick sizes, full ones, or what was given."""
+        return cls(
+            models=models or (QUICK_MODELS if quick else FULL_MODELS),
+            days=days or (QUICK_DAYS if quick else FULL_DAYS),
+            latency=latency,
+            out=out,
+            quick=quick,
+            work=work,
+            repeat=3 if quick else 2,
+        )
+
+
+@dataclass
+class Figures:
+    """Every figure of one run, by section, in the order they were measured."""
+
+    sections: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def put(self, section: str, **values: Any) -> None:
+        self.sections.setdefault(section, {}).update(values)
+
+
+def run_bench(plan: BenchPlan, say: Say = print) -> Path:
+    """Run every benchmark of `plan` and write its report; return the report's path."""
+    figures = Figures()
+    started = dt.datetime.now(dt.UTC)
+    figures.put("run", load_before=os.getloadavg())
+    with _work_dir(plan.work) as work:
+        crawl_section(plan, work, figures, say)
+        analytics_section(plan, work, figures, say)
+        history_section(plan, work, figures, say)
+    figures.put("run", load_after=os.getloadavg(), seconds=round((dt.datetime.now(dt.UTC) - started).seconds, 1))
+    write_report(plan, figures, started)
+    return plan.out
+
+
+@contextlib.contextmanager
+def _work_dir(given: Path | None) -> Iterator[Path]:
+    if given is not None:
+        given.mkdir(parents=True, exist_ok=True)
+        yield given
+        return
+    folder = Path(tempfile.mkdtemp(prefix="multipolar-bench-", dir=os.environ.get("MULTIPOLAR_BENCH_TMP")))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def timed(fn: Callable[[], Any], repeat: int = 1) -> tuple[float, Any]:
+    """The best wall time of `repeat` calls of `fn`, and the last result."""
+    best, result = math.inf, None
+    for _ in range(repeat):
+        began = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - began)
+    return best, result
+
+
+# -- 1. crawl --------------------------------------------------------------------------------------------
+
+
+def crawl_section(plan: BenchPlan, work: Path, figures: Figures, say: Say) -> None:
+    """World, stand-in process, then the crawl processes: A/B of prefetching, then the whole crawl."""
+    from flows.synthetic import series_spec, start, world_name, write_world
+
+    say(f"world: generating {plan.models:,} synthetic models")
+    seconds, eco = timed(lambda: start(series_spec(plan.models, 1, CRAWL_DAY, plan.seed)))
+    world = write_world(eco, work / world_name(CRAWL_DAY))
+    listed = int(eco.alive.sum())
+    del eco
+    figures.put("world", models=listed, generate_seconds=round(seconds, 1), jsonl_bytes=world.stat().st_size)
+    pages_min = math.ceil(listed / plan.page_size)
+    ab_pages = min(AB_PAGES if not plan.quick else AB_PAGES // 2, pages_min)
+    with standin_process(world, plan.latency, plan.page_size) as hub:
+        figures.put("standin", load_seconds=hub["load_seconds"], rss=hub["rss"])
+        for mode in ("sequential", "prefetched"):
+            say(f"crawl: first {ab_pages} pages, {mode}")
+            run = crawl_process(hub["url"], work / f"ab-{mode}", mode=mode, max_pages=ab_pages)
+            figures.put(
+                "crawl_ab",
+                **{
+                    f"{mode}_seconds": run["crawl_seconds"],
+                    f"{mode}_requests": run["requests"],
+                    f"{mode}_ratio": run["crawl_seconds"] / (run["requests"] * plan.latency),
+                },
+            )
+        figures.put("crawl_ab", pages=ab_pages)
+        say(f"crawl: all {pages_min:,} pages, prefetched, then published")
+        run = crawl_process(hub["url"], work / "warehouse", mode="prefetched")
+        served = hub["process"]
+    standin_log = served.stderr.read() if served.stderr else ""
+    match = re.search(r"served (\d+) requests, (\d+) pages", standin_log)
+    injected = run["requests"] * plan.latency
+    figures.put(
+        "crawl",
+        models=run["rows"],
+        page_size=plan.page_size,
+        requests=run["requests"],
+        standin_requests=int(match.group(1)) if match else None,
+        requests_min=pages_min,
+        latency=plan.latency,
+        latency_injected=round(injected, 1),
+        crawl_seconds=round(run["crawl_seconds"], 1),
+        wall_ratio=run["crawl_seconds"] / injected,
+        cpu_seconds=round(run["cpu_seconds"], 1),
+        publish_seconds=round(run["publish_seconds"], 1),
+        peak_rss=run["peak_rss"],
+        peak_rss_crawl=run["peak_rss_crawl"],
+        models_bytes=run["bytes"],
+    )
+    figures.put("rows", **page_conversion(world, plan.page_size))
+
+
+@contextlib.contextmanager
+def standin_process(world: Path, latency: float, page_size: int) -> Iterator[dict[str, Any]]:
+    """`python -m flows.standin_hub` serving `world` with `latency` on every page, until the block ends."""
+    import psutil
+
+    began = time.monotonic()
+    command = [sys.executable, "-m", "flows.standin_hub", "--world", str(world), "--warm"]
+    command += ["--latency", str(latency), "--page-size", str(page_size)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=_root())
+    try:
+        url = process.stdout.readline().strip() if process.stdout else ""
+        if not url.startswith("http"):
+            raise RuntimeError(f"the stand-in Hub did not start: {process.stderr.read() if process.stderr else ''}")
+        info = {"url": url, "process": process, "load_seconds": round(time.monotonic() - began, 1)}
+        info["rss"] = psutil.Process(process.pid).memory_info().rss
+        yield info
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def crawl_process(url: str, warehouse: Path, *, mode: str, max_pages: int | None = None) -> dict[str, Any]:
+    """Run `crawl_worker` in a process of its own and return what it measured."""
+    command = [sys.executable, "-m", "flows.bench", "crawl", "--endpoint", url, "--warehouse", str(warehouse)]
+    command += ["--mode", mode] + (["--max-pages", str(max_pages)] if max_pages else [])
+    env = {**os.environ, "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_TELEMETRY": "1"}  # requests go to 127.0.0.1 only
+    env.pop("HF_TOKEN", None)
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=_root(), check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"the crawl process failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+class _Enough(Exception):
+    """Raised from the progress callback to stop a crawl after a number of pages."""
+
+
+class RssSampler:
+    """Peak resident memory of this process, sampled every few milliseconds in a thread."""
+
+    def __init__(self, every: float = 0.02) -> None:
+        import psutil
+
+        self._process = psutil.Process()
+        self._every = every
+        self._stop = threading.Event()
+        self.peak = self._process.memory_info().rss
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every):
+            self.peak = max(self.peak, self._process.memory_info().rss)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._process.memory_info().rss)
+
+
+def crawl_worker(endpoint: str, warehouse: Path, *, mode: str, max_pages: int | None) -> dict[str, Any]:
+    """Crawl `endpoint` (and publish it, when whole) into `warehouse`; time it and watch the memory."""
+    from flows import crawl
+    from flows.scope import parse_scope
+    from flows.snapshot import publish_models
+
+    if mode == "sequential":
+        crawl.prefetched = lambda listed, ahead=1: crawl.counted(listed)
+    layout = Layout.at(warehouse)
+    scope = parse_scope("full")
+    seen: dict[str, Any] = {}
+
+    def progress(state: crawl.CrawlState, _listings: int) -> None:
+        seen.update(requests=state.requests, items=state.items)
+        if max_pages is not None and state.pages >= max_pages:
+            raise _Enough
+
+    cpu = time.process_time()
+    with RssSampler() as memory:
+        began = time.perf_counter()
+        try:
+            result = crawl.crawl_to_staging(layout, CRAWL_DAY, scope, endpoint, progress=progress)
+        except _Enough:
+            result = None
+        crawl_seconds = time.perf_counter() - began
+        peak_crawl = memory.peak
+        published = {}
+        if result is not None:
+            began = time.perf_counter()
+            published = publish_models(layout, CRAWL_DAY, scope, result, force=True, source_kind="synthetic")
+        publish_seconds = time.perf_counter() - began if result is not None else 0.0
+    file = layout.partition_file(MODELS, CRAWL_DAY)
+    return {
+        "crawl_seconds": crawl_seconds,
+        "publish_seconds": publish_seconds,
+        "cpu_seconds": time.process_time() - cpu,
+        "requests": result.state.requests if result else seen["requests"],
+        "rows": published.get("rows", seen.get("items")),
+        "peak_rss": max(memory.peak, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024),
+        "peak_rss_crawl": peak_crawl,
+        "bytes": file.stat().st_size if file.is_file() else None,
+    }
+
+
+def page_conversion(world: Path, page_size: int, pages: int = 20) -> dict[str, Any]:
+    """Milliseconds to turn one page of listing items into a `models` frame and write it."""
+    from flows.rows import model_rows
+    from warehouse.publish import write_parquet
+
+    with world.open() as lines:
+        text = list(itertools.islice(lines, page_size * pages))
+    bodies = ["[" + ",".join(text[i : i + page_size]) + "]" for i in range(0, len(text), page_size)]
+    parse, items = timed(lambda: [json.loads(b) for b in bodies])
+    convert, frames = timed(lambda: [model_rows(page) for page in items], 2)
+    target = world.with_name("page.parquet")
+    write, _ = timed(lambda: [write_parquet(f, target) for f in frames], 2)
+    target.unlink(missing_ok=True)
+    return {
+        "parse_ms": 1000 * parse / len(bodies),
+        "convert_ms": 1000 * convert / len(bodies),
+        "write_ms": 1000 * write / len(bodies),
+    }
+
+
+# -- 2. analytics ------------------------------------------------------------------------------------------
+
+
+def previous_snapshot(models: pl.DataFrame, seed: int, days_back: int = 1) -> pl.DataFrame:
+    """The snapshot `days_back` days earlier, approximately: all-time downloads lower by that many days' worth."""
+    return drifted(models, -days_back, seed)
+
+
+def drifted(models: pl.DataFrame, offset: int, seed: int) -> pl.DataFrame:
+    """`models` moved by `offset` days: 30-day downloads drift (±5 %/day), all-time ones move by a day's worth."""
+    rng = np.random.default_rng([seed, abs(offset), int(offset < 0)])
+    noise = rng.lognormal(0.0, 0.05 * math.sqrt(abs(offset) or 1), models.height)
+    d30 = pl.col("downloads_30d")
+    per_day = (d30.fill_null(0) / 30).round().cast(pl.Int64)
+    return models.with_columns(
+        downloads_30d=(d30 * pl.Series(noise)).round().cast(pl.Int64),
+        downloads_all_time=(pl.col("downloads_all_time") + per_day * offset).clip(0),
+    )
+
+
+def analytics_section(plan: BenchPlan, work: Path, figures: Figures, say: Say) -> None:
+    """Attribution plus metrics of the crawled snapshot against a bare read and against pandas."""
+    from analytics.attribution import attribute
+    from analytics.metrics import metric_tables
+    from analytics.registry import load_registry
+    from warehouse.publish import publish_frame
+
+    layout = Layout.at(work / "warehouse")
+    models_file = layout.partition_file(MODELS, CRAWL_DAY)
+    before = CRAWL_DAY - dt.timedelta(days=1)
+    full = pl.read_parquet(models_file)
+    publish_frame(layout, MODELS, before, previous_snapshot(full, plan.seed), {"source_kind": "synthetic"}, force=True)
+    del full
+    previous_file = layout.partition_file(MODELS, before)
+    registry = load_registry()
+    say("analytics: bare read of the columns used")
+
+    def bare() -> tuple[pl.DataFrame, pl.DataFrame]:
+        return (
+            pl.read_parquet(models_file, columns=MODEL_COLUMNS),
+            pl.read_parquet(previous_file, columns=["model_id", "downloads_all_time"]),
+        )
+
+    read_s, _ = timed(bare, plan.repeat)
+    say("analytics: attribution")
+    attribute_s, attributions = timed(lambda: attribute(pl.scan_parquet(models_file), registry), plan.repeat)
+    publish_frame(layout, ATTRIBUTIONS, CRAWL_DAY, attributions, {"source_kind": "synthetic"}, force=True)
+    attributions_file = layout.partition_file(ATTRIBUTIONS, CRAWL_DAY)
+    del attributions
+    say("analytics: metrics")
+
+    def polars_metrics() -> dict[str, pl.DataFrame]:
+        scan = pl.scan_parquet
+        return metric_tables(scan(models_file), scan(attributions_file), scan(previous_file))
+
+    metrics_s, tables = timed(polars_metrics, plan.repeat)
+    say("analytics: the same metrics in pandas")
+    pandas_s, theirs = timed(lambda: pandas_metrics(models_file, attributions_file, previous_file), plan.repeat)
+    figures.put(
+        "analytics",
+        models=pl.scan_parquet(models_file).select(pl.len()).collect().item(),
+        read_seconds=read_s,
+        attribute_seconds=attribute_s,
+        metrics_seconds=metrics_s,
+        pipeline_ratio=(attribute_s + metrics_s) / read_s,
+        pandas_seconds=pandas_s,
+        pandas_ratio=pandas_s / metrics_s,
+        shares_rows=tables["shares"].height,
+        concentration_rows=tables["concentration"].height,
+        pandas_max_share_diff=max_difference(tables["shares"], theirs["shares"], "share"),
+        pandas_max_hhi_diff=max_difference(tables["concentration"], theirs["concentration"], "hhi"),
+        pandas_max_gini_diff=max_difference(tables["concentration"], theirs["concentration"], "gini"),
+    )
+
+
+def max_difference(ours: pl.DataFrame, theirs: pl.DataFrame, column: str) -> float | None:
+    """The largest absolute difference of `column` between two tables, over the rows of `theirs`."""
+    keys = [c for c in theirs.columns if c in ("time_window", "population", "rule", "dimension", "actor")]
+    joined = theirs.join(ours, on=keys, how="left", suffix="_ours")
+    missing = joined.get_column(f"{column}_ours").is_null() & joined.get_column(column).is_not_null()
+    if missing.any():
+        return math.inf
+    return joined.select((pl.col(column) - pl.col(f"{column}_ours")).abs().max()).item()
+
+
+def pandas_metrics(models_file: Path, attributions_file: Path, previous_file: Path) -> dict[str, pl.DataFrame]:
+    """The `shares` and `concentration` tables in plain pandas: merges, a groupby per population and dimension.
+
+    It covers what `analytics.metrics.metric_tables` computes: windows 30d, all_time and between, every
+    population and rule, the four dimensions; shares with Unknown, and over known actors HHI, effective
+    poles, entropy, exp(entropy), Gini and CR1/3/5. It reads the same Parquet files.
+    """
+    import pandas as pd
+
+    from analytics.metrics import DIMENSIONS, LLM_PIPELINES, SIZE_CLASSES, WINDOWS
+
+    models = pd.read_parquet(models_file, columns=MODEL_COLUMNS[:1] + MODEL_COLUMNS[3:])
+    previous = pd.read_parquet(previous_file, columns=["model_id", "downloads_all_time"])
+    attributions = pd.read_parquet(attributions_file, columns=["model_id", "rule", "weight", *DIMENSIONS])
+    models = models.merge(previous.rename(columns={"downloads_all_time": "previous"}), on="model_id", how="left")
+    models["30d"] = models["downloads_30d"].fillna(0).astype("float64")
+    models["all_time"] = models["downloads_all_time"].fillna(0).astype("float64")
+    gained = models["all_time"] - models["previous"].fillna(0).astype("float64")
+    models["between"] = gained.clip(lower=0)
+    models["llm"] = models["pipeline_tag"].isin(LLM_PIPELINES)
+    params = models["params_total"].astype("float64")
+    models["size"] = np.select(
+        [params.isna() | (params <= 0), params < 1e9, params < 1e10, params < 1e11],
+        list(SIZE_CLASSES[-1:]) + list(SIZE_CLASSES[:3]),
+        default=SIZE_CLASSES[3],
+    )
+    credited = attributions[attributions["weight"] > 0].merge(models, on="model_id", how="inner")
+    for window in WINDOWS:
+        credited[window] = credited[window] * credited["weight"]
+    shares, concentration = [], []
+    populations = {"all": None, "llm": credited["llm"], **{s: credited["size"] == s for s in SIZE_CLASSES}}
+    for population, mask in populations.items():
+        subset = credited if mask is None else credited[mask]
+        for dimension in DIMENSIONS:
+            actor = subset[dimension].fillna("Unknown").rename("actor")
+            sums = subset.groupby([subset["rule"], actor])[list(WINDOWS)].sum().reset_index()
+            long = sums.melt(id_vars=["rule", "actor"], var_name="time_window", value_name="downloads")
+            total = long.groupby(["rule", "time_window"])["downloads"].transform("sum")
+            long["share"] = np.where(total > 0, long["downloads"] / total.where(total > 0, 1), 0.0)
+            long["population"], long["dimension"] = population, dimension
+            shares.append(long)
+            known = long[(long["actor"] != "Unknown") & (long["downloads"] > 0)].copy()
+            known["share"] = known["downloads"] / known.groupby(["rule", "time_window"])["downloads"].transform("sum")
+            for (rule, window), group in known.groupby(["rule", "time_window"]):
+                values = np.sort(group["downloads"].to_numpy())
+                share = group["share"].to_numpy()
+                n = len(values)
+                ranks = np.arange(1, n + 1)
+                top = np.sort(share)[::-1]
+                hhi = float((share**2).sum())
+                entropy = float(-(share[share > 0] * np.log(share[share > 0])).sum())
+                concentration.append(
+                    {
+                        "time_window": window,
+                        "population": population,
+                        "rule": rule,
+                        "dimension": dimension,
+                        "downloads": float(values.sum()),
+                        "hhi": hhi,
+                        "effective_poles": 1 / hhi,
+                        "entropy": entropy,
+                        "exp_entropy": math.exp(entropy),
+                        "gini": float(((2 * ranks - n - 1) * values).sum() / (n * values.sum())),
+                        "cr1": float(top[:1].sum()),
+                        "cr3": float(top[:3].sum()),
+                        "cr5": float(top[:5].sum()),
+                        "actors": n,
+                    }
+                )
+    return {
+        "shares": pl.from_pandas(pd.concat(shares, ignore_index=True)),
+        "concentration": pl.DataFrame(concentration),
+    }
+
+
+# -- 3. history ------------------------------------------------------------------------------------------
+
+
+def history_section(plan: BenchPlan, work: Path, figures: Figures, say: Say) -> None:
+    """`days` daily partitions of every table, their bytes, and an analyst's series over them in DuckDB."""
+    from flows.steps import metrics_date
+    from warehouse.publish import publish_frame, publish_staged, staging_file
+
+    source = Layout.at(work / "warehouse")
+    base = pl.read_parquet(source.partition_file(MODELS, CRAWL_DAY))
+    attributions_file = source.partition_file(ATTRIBUTIONS, CRAWL_DAY)
+    attribution_rows = pl.scan_parquet(attributions_file).select(pl.len()).collect().item()
+    layout = Layout.at(work / "history")
+    say(f"history: writing {plan.days} daily partitions of {base.height:,} models")
+    began = time.perf_counter()
+    write = {"models": 0.0, "attributions": 0.0, "metrics": 0.0}
+    for index in range(plan.days):
+        day = HISTORY_START + dt.timedelta(days=index)
+        t0 = time.perf_counter()
+        frame = drifted(base, index - plan.days + 1, plan.seed)
+        publish_frame(layout, MODELS, day, frame, {"source_kind": "synthetic"}, force=True)
+        t1 = time.perf_counter()
+        staged = staging_file(layout, ATTRIBUTIONS, day)
+        shutil.copyfile(attributions_file, staged)
+        publish_staged(
+            layout, ATTRIBUTIONS, day, staged, {"source_kind": "synthetic"}, rows=attribution_rows, force=True
+        )
+        t2 = time.perf_counter()
+        metrics_date(layout, day, force=True)
+        t3 = time.perf_counter()
+        write["models"] += t1 - t0
+        write["attributions"] += t2 - t1
+        write["metrics"] += t3 - t2
+        if (index + 1) % 10 == 0:
+            say(f"history: {index + 1} days written")
+    del base
+    sizes = partition_bytes(layout)
+    figures.put(
+        "history",
+        days=plan.days,
+        models=figures.sections["analytics"]["models"],
+        write_seconds=round(time.perf_counter() - began, 1),
+        **{f"write_{k}_seconds_per_day": v / plan.days for k, v in write.items()},
+        **sizes,
+    )
+    figures.put("columns", **column_bytes(layout, HISTORY_START))
+    say("history: country shares in DuckDB, from the metric tables and from the raw tables")
+    figures.put("queries", **country_share_queries(layout))
+
+
+def partition_bytes(layout: Layout) -> dict[str, float]:
+    """Mean bytes on disk per snapshot day of each table, and their total."""
+    out: dict[str, float] = {}
+    for table in (MODELS, ATTRIBUTIONS, SHARES, CONCENTRATION):
+        files = layout.published_files(table)
+        out[f"bytes_{table.name}"] = sum(f.stat().st_size for f in files) / len(files)
+    out["bytes_per_day"] = sum(out.values())
+    out["bytes_total"] = sum(f.stat().st_size for f in layout.root.rglob("*.parquet"))
+    return out
+
+
+def column_bytes(layout: Layout, day: dt.date) -> dict[str, int]:
+    """Compressed bytes of each column of one day's models and attributions files."""
+    import pyarrow.parquet as pq
+
+    out: dict[str, int] = {}
+    for table in (MODELS, ATTRIBUTIONS):
+        meta = pq.ParquetFile(layout.partition_file(table, day)).metadata
+        for group in range(meta.num_row_groups):
+            row_group = meta.row_group(group)
+            for c in range(row_group.num_columns):
+                column = row_group.column(c)
+                name = f"{table.name}.{column.path_in_schema.split('.')[0]}"
+                out[name] = out.get(name, 0) + column.total_compressed_size
+    return out
+
+
+METRIC_QUERY = """
+SELECT snapshot_date, actor AS country, share
+FROM shares
+WHERE time_window = '30d' AND population = 'all' AND rule = 'uploader' AND dimension = 'country'
+ORDER BY snapshot_date, country
+"""
+RAW_QUERY = """
+WITH credited AS (
+    SELECT m.snapshot_date, coalesce(a.country, 'Unknown') AS country,
+           sum(coalesce(m.downloads_30d, 0) * a.weight) AS downloads
+    FROM models m JOIN attributions a ON a.snapshot_date = m.snapshot_date AND a.model_id = m.model_id
+    WHERE a.rule = 'uploader' AND a.weight > 0
+    GROUP BY ALL
+)
+SELECT snapshot_date, country,
+       CASE WHEN sum(downloads) OVER (PARTITION BY snapshot_date) > 0
+            THEN downloads / sum(downloads) OVER (PARTITION BY snapshot_date) ELSE 0 END AS share
+FROM credited
+ORDER BY snapshot_date, country
+"""
+
+
+def country_share_queries(layout: Layout) -> dict[str, Any]:
+    """The same country-share series from the metric tables and from the raw tables, timed cold and warm."""
+    from warehouse.query import connect
+
+    out: dict[str, Any] = {}
+    results = {}
+    for name, sql in (("metrics", METRIC_QUERY), ("raw", RAW_QUERY)):
+        con = connect(layout)
+        try:
+            cold, results[name] = timed(lambda sql=sql, con=con: con.sql(sql).pl())
+            warm, _ = timed(lambda sql=sql, con=con: con.sql(sql).pl())
+        finally:
+            con.close()
+        out[f"{name}_cold_seconds"], out[f"{name}_warm_seconds"] = cold, warm
+        out[f"{name}_rows"] = results[name].height
+    joined = results["metrics"].join(results["raw"], on=["snapshot_date", "country"], how="full", suffix="_raw")
+    out["max_share_diff"] = joined.select((pl.col("share") - pl.col("share_raw")).abs().max()).item()
+    out["raw_over_metrics"] = out["raw_warm_seconds"] / out["metrics_warm_seconds"]
+    return out
+
+
+# -- the report ------------------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, cores and memory from /proc, the OS and Python."""
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        found = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
+        cpu = found.group(1).strip() if found else cpu
+    memory = None
+    with contextlib.suppress(OSError, AttributeError):
+        found = re.search(r"^MemTotal:\s+(\d+) kB", Path("/proc/meminfo").read_text(), re.M)
+        memory = int(found.group(1)) * 1024 if found else None
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory": memory,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
+def versions() -> dict[str, str]:
+    from warehouse.provenance import code_version
+
+    found = {"multipolar": code_version()[:12]}
+    for name in LIBRARIES:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            found[name] = metadata.version(name)
+    return found
+
+
+def _gb(n: float | None) -> str:
+    return "n/a" if n is None else f"{n / 1e9:.2f} GB"
+
+
+def _mb(n: float | None) -> str:
+    return "n/a" if n is None else f"{n / 1e6:.1f} MB"
+
+
+def _x(r: float) -> str:
+    return f"{r:.2f}×"
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "**not met**"
+
+
+def report_section(plan: BenchPlan, figures: Figures, started: dt.datetime) -> str:
+    """The markdown of one run."""
+    f = figures.sections
+    box, v = machine(), versions()
+    w, c, ab, r, a = f["world"], f["crawl"], f["crawl_ab"], f["rows"], f["analytics"]
+    h, q, run = f["history"], f["queries"], f["run"]
+    mode = "quick" if plan.quick else "full"
+    command = "uv run multipolar bench" + (" --quick" if plan.quick else "")
+    if (plan.models, plan.days) != (
+        QUICK_MODELS if plan.quick else FULL_MODELS,
+        QUICK_DAYS if plan.quick else FULL_DAYS,
+    ):
+        command += f" --models {plan.models} --days {plan.days}"
+    ratio_ab = ab["sequential_seconds"] / ab["prefetched_seconds"]
+    lines = [
+        f"## Run: {mode} ({plan.models:,} models, {plan.days} days)",
+        "",
+        f"- command: `{command}`, {started:%Y-%m-%d %H:%M} UTC, {run['seconds']:.0f} s in all",
+        f"- machine: {box['cpu']}, {box['cores']} cores, {_gb(box['memory'])} RAM; {box['os']}; Python {box['python']}",
+        f"- load average (1/5/15 min) before: {_load(run['load_before'])}, after: {_load(run['load_after'])}"
+        " (other jobs share the machine)",
+        "- versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
+        "",
+        "### Crawl",
+        "",
+        f"A synthetic world of {w['models']:,} models (generated in {w['generate_seconds']} s, "
+        f"{_mb(w['jsonl_bytes'])} of JSONL) served by `python -m flows.standin_hub --latency {plan.latency}` "
+        f"in its own process (loaded and indexed in {h_s(f['standin']['load_seconds'])}, {_gb(f['standin']['rss'])} "
+        "RSS, not counted below); the crawl (`crawl_to_staging`, then `publish_models`) in another.",
+        "",
+        "| figure | measured | aim | |",
+        "|---|---|---|---|",
+        f"| requests / minimum ceil({c['models']:,} / {c['page_size']}) | {c['requests']:,} / {c['requests_min']:,}"
+        f" = {_x(c['requests'] / c['requests_min'])} | 1× | {_verdict(c['requests'] == c['requests_min'])} |",
+        f"| crawl wall time / injected latency ({c['requests']:,} × {c['latency']} s = {c['latency_injected']} s) "
+        f"| {c['crawl_seconds']} s = {_x(c['wall_ratio'])} | ≤ 1.10× | {_verdict(c['wall_ratio'] <= 1.1)} |",
+        f"| peak RSS of the crawl process, crawl only | {_gb(c['peak_rss_crawl'])} | < 1 GB "
+        f"| {_verdict(c['peak_rss_crawl'] < 1e9)} |",
+        f"| peak RSS of the crawl process, crawl + assemble + publish | {_gb(c['peak_rss'])} | < 1 GB "
+        f"| {_verdict(c['peak_rss'] < 1e9)} |",
+        f"| CPU time of the crawl process | {c['cpu_seconds']} s | | |",
+        f"| assemble + publish the models partition | {c['publish_seconds']} s, {_mb(c['models_bytes'])} | | |",
+        "",
+        f"The same first {ab['pages']} pages, fetched one after another and with the next page fetched while the "
+        "current one is converted and written:",
+        "",
+        "| crawl of the first pages | wall | / injected latency |",
+        "|---|---|---|",
+        f"| one after another | {ab['sequential_seconds']:.1f} s | {_x(ab['sequential_ratio'])} |",
+        f"| next page prefetched | {ab['prefetched_seconds']:.1f} s | {_x(ab['prefetched_ratio'])} |",
+        f"| speed-up | {_x(ratio_ab)} | |",
+        "",
+        f"One page of {plan.page_size} items in the crawl process: JSON parse {r['parse_ms']:.1f} ms, "
+        f"`model_rows` {r['convert_ms']:.1f} ms, Parquet write + fsync {r['write_ms']:.1f} ms.",
+        "",
+        "### Attribution and metrics",
+        "",
+        f"The crawled snapshot ({a['models']:,} models) and the day before (the same models, all-time downloads "
+        "one day's worth lower), best of "
+        f"{plan.repeat} runs each.",
+        "",
+        "| figure | seconds | ratio | aim | |",
+        "|---|---|---|---|---|",
+        f"| bare polars read of the columns used (models: {len(MODEL_COLUMNS)}, previous: 2) | {a['read_seconds']:.2f} "
+        "| 1× | | |",
+        f"| attribution, three rules (`attribute`) | {a['attribute_seconds']:.2f} | | | |",
+        f"| every metric (`metric_tables`: {a['shares_rows']:,} shares, {a['concentration_rows']} concentration rows) "
+        f"| {a['metrics_seconds']:.2f} | | | |",
+        f"| attribution + metrics / bare read | {a['attribute_seconds'] + a['metrics_seconds']:.2f} "
+        f"| {_x(a['pipeline_ratio'])} | ≤ 3× | {_verdict(a['pipeline_ratio'] <= 3)} |",
+        f"| the same metrics in plain pandas / `metric_tables` | {a['pandas_seconds']:.2f} "
+        f"| {_x(a['pandas_ratio'])} | ≥ 5× | {_verdict(a['pandas_ratio'] >= 5)} |",
+        "",
+        "The pandas baseline (`flows.bench.pandas_metrics`) reads the same Parquet files and computes the same "
+        "tables: three windows, every population, rule and dimension; shares with Unknown; HHI, effective poles, "
+        "entropy, exp(entropy), Gini and CR1/3/5 over known actors. It agrees with `metric_tables` to "
+        f"{a['pandas_max_share_diff']:.1e} (shares), {a['pandas_max_hhi_diff']:.1e} (HHI), "
+        f"{a['pandas_max_gini_diff']:.1e} (Gini).",
+        "",
+        "### A history of daily snapshots",
+        "",
+        f"{h['days']} daily partitions of {h['models']:,} models, written through the warehouse: each day's models "
+        "are the crawled snapshot with 30-day downloads drifted (log-normal, 5 % a day) and all-time downloads "
+        "moved by a day's worth per day (`publish_frame`); its attributions are the crawled snapshot's file "
+        "(`publish_staged`: the ids do not change, so neither does the attribution); its metrics are computed "
+        "by the refresh's own `metrics_date`. Generating and crawling that many worlds would take hours and "
+        f"measure nothing new. Written in {h['write_seconds']} s (per day: models "
+        f"{h['write_models_seconds_per_day']:.1f} s, attributions {h['write_attributions_seconds_per_day']:.1f} s, "
+        f"metrics {h['write_metrics_seconds_per_day']:.1f} s).",
+        "",
+        "| bytes on disk per snapshot day | |",
+        "|---|---|",
+        f"| models | {_mb(h['bytes_models'])} |",
+        f"| attributions | {_mb(h['bytes_attributions'])} |",
+        f"| metrics (shares + concentration) | {_mb(h['bytes_shares'] + h['bytes_concentration'])} |",
+        f"| all | {_mb(h['bytes_per_day'])} (a year: {_gb(h['bytes_per_day'] * 365)}) |",
+        "",
+        "Largest columns of one day: " + largest_columns(f["columns"]) + ".",
+        "",
+        "An analyst's country-share series (30-day downloads, all models, uploader rule) over every day, "
+        "through the warehouse's DuckDB views (`multipolar sql`):",
+        "",
+        "| query | first run | second run | rows |",
+        "|---|---|---|---|",
+        f"| from the metric tables (`shares`) | {q['metrics_cold_seconds']:.3f} s | {q['metrics_warm_seconds']:.3f} s "
+        f"| {q['metrics_rows']:,} |",
+        f"| from the raw tables (`models` ⋈ `attributions`) | {q['raw_cold_seconds']:.2f} s "
+        f"| {q['raw_warm_seconds']:.2f} s | {q['raw_rows']:,} |",
+        "",
+        f"Both give the same series (largest share difference {q['max_share_diff']:.1e}); the metric tables answer "
+        f"{q['raw_over_metrics']:.0f}× faster.",
+    ]
+    return "\n".join(lines)
+
+
+def h_s(seconds: float) -> str:
+    return f"{seconds:.0f} s"
+
+
+def _load(values: Any) -> str:
+    return "/".join(f"{x:.2f}" for x in values)
+
+
+def largest_columns(sizes: dict[str, int], n: int = 6) -> str:
+    ranked = sorted(sizes.items(), key=lambda kv: kv[1], reverse=True)[:n]
+    return ", ".join(f"`{name}` {_mb(size)}" for name, size in ranked)
+
+
+REPORT_HEAD = """# Benchmarks
+
+Measured by `uv run multipolar bench` (`flows/bench.py`) against the limits of DESIGN.md's Scale
+section. Each run rewrites its own section below; the rest of this page is kept as it is.
+"""
+
+
+def write_report(plan: BenchPlan, figures: Figures, started: dt.datetime) -> None:
+    """Replace this run's section of the report (quick or full), keeping every other part of the page."""
+    mode = "quick" if plan.quick else "full"
+    begin, end = f"<!-- bench:{mode}:begin -->", f"<!-- bench:{mode}:end -->"
+    section = f"{begin}\n{report_section(plan, figures, started)}\n{end}"
+    text = plan.out.read_text() if plan.out.is_file() else REPORT_HEAD
+    if begin in text and end in text:
+        text = text[: text.index(begin)] + section + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    plan.out.write_text(text)
+
+
+def _root() -> Path:
+    return Path(__file__).resolve().parents[1]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m flows.bench crawl …`: the crawl process of the benchmark; prints its figures as JSON."""
+    parser = argparse.ArgumentParser(prog="python -m flows.bench")
+    commands = parser.add_subparsers(dest="command", required=True)
+    crawl = commands.add_parser("crawl")
+    crawl.add_argument("--endpoint", required=True)
+    crawl.add_argument("--warehouse", required=True, type=Path)
+    crawl.add_argument("--mode", choices=("sequential", "prefetched"), default="prefetched")
+    crawl.add_argument("--max-pages", type=int)
+    args = parser.parse_args(argv)
+    figures = crawl_worker(args.endpoint, args.warehouse, mode=args.mode, max_pages=args.max_pages)
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""`multipolar bench` at toy sizes: every section runs and the report says what it measured."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_toy_benchmark_writes_every_section_of_its_report(tmp_path) -> None:
+    out = tmp_path / "BENCHMARKS.md"
+    out.write_text(
+        "# Benchmarks\n\nNotes kept between runs.\n\n<!-- bench:full:begin -->\nold figures\n<!-- bench:full:end -->\n"
+    )
+    args = ["bench", "--models", "3000", "--days", "2", "--latency", "0.02", "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = out.read_text()
+    assert "Notes kept between runs." in report
+    for heading in ("### Crawl", "### Attribution and metrics", "### A history of daily snapshots"):
+        assert heading in report
+    assert "| requests / minimum ceil(" in report and "= 1.00× | 1× | met |" in report
+    assert "Both give the same series" in report
+    assert "old figures" not in report and report.count("## Run: full") == 1
+
+
+def test_the_quick_plan_is_the_documented_size() -> None:
+    from pathlib import Path
+
+    from flows.bench import BenchPlan
+
+    plan = BenchPlan.of(models=None, days=None, quick=True, latency=0.2, out=Path("B.md"))
+    assert (plan.models, plan.days) == (300_000, 5)
