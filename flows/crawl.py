@@ -82,6 +82,7 @@ def crawl_to_staging(
         _save(folder, state)
     elif not state.done:
         state.resumed += 1
+        _discard_unrecorded(folder, state.pages)
 
     began = time.monotonic()
     headers = hub.request_headers(token)
@@ -209,6 +210,13 @@ def crawl_summary(result: CrawlResult) -> dict[str, Any]:
 def _listing_items(folder: Path, listing: int) -> int:
     files = sorted(folder.glob(f"page-{listing:05d}-*.parquet"))
     return sum(pl.scan_parquet(f).select(pl.len()).collect().item() for f in files) if files else 0
+
+
+def _discard_unrecorded(folder: Path, pages: int) -> None:
+    """Remove page files written after the last checkpoint (a run killed mid-page): they are fetched again."""
+    for path in folder.glob("page-*.parquet"):
+        if int(path.stem.rsplit("-", 1)[1]) >= pages:
+            path.unlink()
 
 
 def _page_file(folder: Path, listing: int, page: int) -> Path:

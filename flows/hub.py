@@ -121,6 +121,8 @@ def pages(endpoint: str, listing: Listing, headers: dict[str, str], start_url: s
         seen.add(full_url)
         _check_same_origin(endpoint, url)
         items, next_url = _fetch(endpoint, url, params, headers)
+        if next_url is not None:  # refuse before the page is yielded, so the link is never checkpointed
+            _check_same_origin(endpoint, next_url)
         yield Page(items, full_url, next_url)
         url, params = next_url, None
 
