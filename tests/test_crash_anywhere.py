@@ -25,6 +25,7 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -59,8 +60,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class PrefectServer:
+    """A Prefect API server started for the tests: its URL and its home (settings, database, logs)."""
+
+    url: str
+    home: Path
+
+
 @pytest.fixture(scope="module")
-def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
     """One Prefect API server for every refresh subprocess of the module."""
     home = tmp_path_factory.mktemp("prefect-home")
     port = free_port()
@@ -85,19 +94,24 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 if server.poll() is not None or time.monotonic() > deadline:
                     pytest.fail(f"the Prefect server did not start: {(home / 'server.log').read_text()[-500:]}")
                 time.sleep(0.3)
-        yield url
+        yield PrefectServer(url, home)
     finally:
         os.killpg(server.pid, signal.SIGKILL)
         server.wait(timeout=30)
         log.close()
 
 
-def refresh_process(hub: StandinHub, warehouse: Path, day: dt.date, api: str) -> subprocess.Popen:
+def refresh_process(
+    hub: StandinHub, warehouse: Path, day: dt.date, api: str, *extra: str, token: str | None = None
+) -> subprocess.Popen:
+    """`python -m flows.cli refresh` for `day` as a subprocess talking to the Prefect server at `api`."""
     env = {**os.environ, "HF_HUB_OFFLINE": "0", "PREFECT_API_URL": api}
     env.pop("HF_TOKEN", None)
+    if token is not None:
+        env["HF_TOKEN"] = token
     args = ["refresh", "--date", day.isoformat(), "--endpoint", hub.url, "--warehouse", str(warehouse)]
     return subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", *args, "--no-dashboard"],
+        [sys.executable, "-m", "flows.cli", *args, "--no-dashboard", *extra],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -209,17 +223,18 @@ def same_tables(got: dict[str, pl.DataFrame], expected: dict[str, pl.DataFrame])
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_a_refresh_killed_at_twenty_random_moments_always_recovers_to_the_uninterrupted_result(
-    tmp_path: Path, prefect_api: str
+    tmp_path: Path, prefect_api: PrefectServer
 ) -> None:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    api = prefect_api.url
     began = time.monotonic()
     template, clean = tmp_path / "day1", tmp_path / "clean"
     with StandinHub(world(MODELS_COUNT), page_size=1000, faults=[faults.latency(0.05)]) as hub:
-        first = refresh_process(hub, template, DAY1, prefect_api)
+        first = refresh_process(hub, template, DAY1, api)
         assert first.wait(timeout=180) == 0, first.stderr.read()
         shutil.copytree(template, clean)
-        phases = timed_run(hub, clean, prefect_api)
+        phases = timed_run(hub, clean, api)
         expected = published(Layout.at(clean))
         full = {key: frame.height for key, frame in expected.items()}
         windows = {p: phases[n] - phases[p] for p, n in zip(PHASES, (*PHASES[1:], "exit"), strict=True)}
@@ -234,8 +249,8 @@ def test_a_refresh_killed_at_twenty_random_moments_always_recovers_to_the_uninte
                 warehouse = tmp_path / f"round-{round_number:02d}"
                 shutil.copytree(template, warehouse)
                 reader.layout = Layout.at(warehouse)
-                landed[killed_run(hub, warehouse, prefect_api, phase, offset)] += 1
-                with temporary_settings({PREFECT_API_URL: prefect_api}):
+                landed[killed_run(hub, warehouse, api, phase, offset)] += 1
+                with temporary_settings({PREFECT_API_URL: api}):
                     again = CliRunner().invoke(
                         app,
                         ["refresh", "--date", DAY2.isoformat(), "--endpoint", hub.url, "--warehouse", str(warehouse)]

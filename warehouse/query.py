@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import duckdb
 import polars as pl
 
@@ -9,6 +11,7 @@ from warehouse.layout import Layout
 from warehouse.tables import TABLES
 
 READ_ONLY_STATEMENTS = {"SELECT", "EXPLAIN"}
+ATTEMPTS = 10  # reads of a query that overlapped the replacement of a partition it read
 
 
 class QueryRefused(ValueError):
@@ -57,14 +60,40 @@ def check_read_only(sql: str) -> None:
 
 
 def run_sql(layout: Layout, sql: str) -> pl.DataFrame:
-    """The result of a read-only query over the warehouse's views."""
+    """The result of a read-only query over the warehouse's views, read from one unchanging set of files."""
     check_read_only(sql)
-    con = connect(layout)
-    try:
-        return con.sql(sql).pl()
-    except duckdb.PermissionException as error:
-        raise QueryRefused(
-            f"refused: {str(error).splitlines()[0]} (only the warehouse's own files can be read)"
-        ) from None
-    finally:
-        con.close()
+    for attempt in range(ATTEMPTS):
+        before = _files_now(layout)
+        con = connect(layout)
+        try:
+            frame = con.sql(sql).pl()
+        except duckdb.PermissionException as error:
+            raise QueryRefused(
+                f"refused: {str(error).splitlines()[0]} (only the warehouse's own files can be read)"
+            ) from None
+        except duckdb.Error:
+            if attempt + 1 < ATTEMPTS and _files_now(layout) != before:
+                time.sleep(0.01 * attempt)
+                continue  # a forced publish replaced a file mid-read: the error is the mix, not the query
+            raise
+        finally:
+            con.close()
+        # DuckDB opens a file more than once per query (schema at bind, row groups at scan); a partition
+        # renamed into place in between would mix two versions, so such a result is read again.
+        if _files_now(layout) == before:
+            return frame
+        time.sleep(0.01 * attempt)
+    raise duckdb.IOException(f"partitions were replaced while the query read them, {ATTEMPTS} times; run it again")
+
+
+def _files_now(layout: Layout) -> list[tuple[str, int, int]]:
+    """Which file each published partition is now: path, inode and modification time."""
+    found = []
+    for table in TABLES.values():
+        for path in layout.published_files(table):
+            try:
+                status = path.stat()
+            except FileNotFoundError:
+                continue
+            found.append((str(path), status.st_ino, status.st_mtime_ns))
+    return found

@@ -1,0 +1,135 @@
+"""One writer per warehouse, readers never see a mix: two refreshes at once, a dead holder, a forced publish."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from flows import standin_faults as faults
+from flows.standin_hub import StandinHub
+from tests import test_crash_anywhere as crash
+from tests.worlds import world
+from warehouse.layout import Layout
+from warehouse.publish import publish_frame, read_meta
+from warehouse.query import run_sql
+from warehouse.tables import MODELS
+
+pytestmark = pytest.mark.usefixtures("hub_online")
+prefect_api = crash.prefect_api  # one Prefect server for this module's refresh subprocesses
+refresh_process = crash.refresh_process
+DAY = dt.date(2026, 5, 12)
+
+
+def wait_for_crawl(warehouse: Path, pages: int = 1, timeout: float = 120) -> None:
+    """Until the refresh writing to `warehouse` has checkpointed `pages` pages (it holds the lock by then)."""
+    checkpoint = Layout.at(warehouse).crawl_staging(DAY) / "checkpoint.json"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if json.loads(checkpoint.read_text())["pages"] >= pages:
+                return
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.02)
+    pytest.fail(f"no crawl checkpoint with {pages} pages in {warehouse}")
+
+
+def error_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("error:")]
+
+
+def models_of(warehouse: Path) -> pl.DataFrame:
+    return pl.read_parquet(Layout.at(warehouse).partition_file(MODELS, DAY))
+
+
+def test_a_second_refresh_at_the_same_time_exits_3_naming_the_holder_or_waits_with_wait(tmp_path, prefect_api) -> None:
+    warehouse = tmp_path / "wh"
+    with StandinHub(world(3_000), page_size=100, faults=[faults.latency(0.3)]) as hub:  # a crawl of 9 s or more
+        first = refresh_process(hub, warehouse, DAY, prefect_api.url)
+        wait_for_crawl(warehouse)
+        second = refresh_process(hub, warehouse, DAY, prefect_api.url)
+        waiting = refresh_process(hub, warehouse, DAY, prefect_api.url, "--wait", "300")
+        out, err = second.communicate(timeout=120)
+        assert first.poll() is None, "the first refresh ended before the second one asked for the lock"
+        first_out, first_err = first.communicate(timeout=300)
+        waited_out, waited_err = waiting.communicate(timeout=300)
+    assert second.returncode == 3, out + err
+    lines = error_lines(out + err)
+    assert len(lines) == 1 and "Traceback" not in out + err
+    assert f"another Multipolar process is writing to {warehouse} (pid {first.pid} " in lines[0]
+    assert "refresh 2026-05-12" in lines[0] and "--wait SECONDS" in lines[0]
+    assert first.returncode == 0, first_err
+    assert waiting.returncode == 0, waited_err
+    assert "published 2026-05-12: 3000 models" in waited_out and "attribute: already published" in waited_out
+    assert models_of(warehouse).height == 3_000 and read_meta(Layout.at(warehouse), MODELS, DAY)["resumed"] == 0
+
+
+def test_a_killed_refresh_leaves_a_stale_lock_that_the_next_refresh_takes_over(tmp_path, prefect_api) -> None:
+    warehouse = tmp_path / "wh"
+    layout = Layout.at(warehouse)
+    with StandinHub(world(2_000), page_size=100, faults=[faults.latency(0.2)]) as hub:
+        killed = refresh_process(hub, warehouse, DAY, prefect_api.url)
+        wait_for_crawl(warehouse, pages=3)
+        os.killpg(killed.pid, signal.SIGKILL)
+        killed.communicate(timeout=30)
+        holder = json.loads(layout.lock_file.read_text())
+        assert holder["pid"] == killed.pid and holder["purpose"] == "refresh 2026-05-12"  # the record outlives it
+        hub.set_faults()
+        began = time.monotonic()
+        after = refresh_process(hub, warehouse, DAY, prefect_api.url)  # no --wait: the lock is free
+        out, err = after.communicate(timeout=300)
+    assert after.returncode == 0, err
+    assert time.monotonic() - began < 60
+    meta = read_meta(layout, MODELS, DAY)
+    assert meta["rows"] == 2_000 and meta["resumed"] == 1
+    assert models_of(warehouse)["model_id"].n_unique() == 2_000
+    assert layout.lock_file.read_text() == ""  # released cleanly this time
+
+
+def version(n: int) -> pl.DataFrame:
+    """Version `n` of a partition: 1000 + n rows, every one with downloads_30d == n."""
+    rows = 1_000 + n
+    frame = pl.DataFrame({"model_id": [f"ns/m-{i}" for i in range(rows)], "author": "ns", "downloads_30d": n})
+    return pl.concat([MODELS.empty(), frame], how="diagonal_relaxed")
+
+
+def test_sql_during_forced_publishes_sees_the_old_or_the_new_partition_never_a_mix(tmp_path) -> None:
+    layout = Layout.at(tmp_path)
+    publish_frame(layout, MODELS, DAY, version(0), {"version": 0})
+    stop, seen, bad = threading.Event(), [], []
+    sql = "SELECT count(*) AS n, min(downloads_30d) AS lo, max(downloads_30d) AS hi FROM models"
+
+    def read() -> None:
+        while not stop.is_set():
+            try:
+                n, lo, hi = run_sql(layout, sql).row(0)
+            except Exception as error:  # noqa: BLE001 - any error a reader sees is the finding
+                bad.append(f"{type(error).__name__}: {error}")
+                continue
+            seen.append(lo)
+            if lo != hi or n != 1_000 + lo:
+                bad.append(f"{n} rows with versions {lo}..{hi}")
+
+    readers = [threading.Thread(target=read, daemon=True) for _ in range(3)]
+    for reader in readers:
+        reader.start()
+    try:
+        for n in range(1, 31):
+            publish_frame(layout, MODELS, DAY, version(n), {"version": n}, force=True)
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        for reader in readers:
+            reader.join(timeout=10)
+    assert bad == []
+    assert len(seen) > 30 and len(set(seen)) > 5  # the readers really ran across many replacements
+    assert read_meta(layout, MODELS, DAY)["version"] == 30
+    assert run_sql(layout, sql).row(0) == (1_030, 30, 30)
