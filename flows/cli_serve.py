@@ -1,5 +1,141 @@
-"""Scheduling commands: `serve`."""
+"""Scheduling and scale-out commands: `serve` and `recompute`."""
 
 from __future__ import annotations
 
-from flows.cli import app  # noqa: F401
+import contextlib
+import os
+import time
+from typing import Annotated
+
+import typer
+
+from flows.cli import WarehouseOpt, app, err, fail, out, quiet_prefect
+
+DEFAULT_CRON = "0 6 * * *"
+
+
+def _announce(server) -> None:
+    err.print(f"started a Prefect server at {server.url} (pid {server.pid}, log {server.log})", highlight=False)
+
+
+def _announce_scheduler(server) -> None:
+    from flows.schedule import scheduler_problem
+
+    _announce(server)
+    problem = scheduler_problem()
+    if problem:
+        err.print(f"[bold yellow]warning:[/] {problem}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def serve(
+    cron: Annotated[
+        str | None, typer.Option(help=f"Cron schedule in UTC (default: {DEFAULT_CRON!r}, daily at 06:00).")
+    ] = None,
+    interval: Annotated[
+        float | None, typer.Option(help="Run every SECONDS instead of on a cron schedule.", min=1)
+    ] = None,
+    scope: Annotated[str, typer.Option(help="full | top:N | orgs:NAME,NAME | orgs:@FILE")] = "full",
+    warehouse: WarehouseOpt = None,
+    endpoint: Annotated[
+        str | None, typer.Option(help="Hub endpoint (default: $HF_ENDPOINT or https://huggingface.co).")
+    ] = None,
+    name: Annotated[str, typer.Option(help="Deployment name (runs appear as refresh/NAME).")] = "daily",
+    no_dashboard: Annotated[bool, typer.Option("--no-dashboard", help="Skip writing the dashboard.")] = False,
+) -> None:
+    """Refresh on a schedule until stopped (starts a local Prefect server unless PREFECT_API_URL is set)."""
+    if cron and interval:
+        raise fail("give --cron or --interval, not both", 2)
+    from flows.scope import ScopeError, parse_scope
+
+    try:
+        parse_scope(scope)
+    except ScopeError as error:
+        raise fail(str(error), 2) from None
+    # A long-running service should show its runs; `--verbose`-style logs by default.
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "INFO")
+    quiet_prefect(verbose=True)
+    from flows import schedule
+
+    began = time.monotonic()
+    try:
+        with schedule.prefect_api(on_start=_announce_scheduler) as api:
+            deployment = schedule.refresh_deployment(
+                cron=cron or DEFAULT_CRON,
+                interval=interval,
+                scope=scope,
+                warehouse=warehouse,
+                endpoint=endpoint,
+                name=name,
+                dashboard=not no_dashboard,
+            )
+            when = f"every {interval:g} s" if interval else f"cron {cron or DEFAULT_CRON!r} UTC"
+            err.print(
+                f"serving refresh/{name} · {when} · scope {scope} · {deployment.parameters['warehouse']} · {api} "
+                f"(ready after {time.monotonic() - began:.1f} s; Ctrl-C to stop)",
+                highlight=False,
+            )
+            schedule.serve(deployment)
+    except schedule.ServerFailed as error:
+        raise fail(str(error)) from None
+    err.print("stopped serving", highlight=False)
+
+
+@app.command()
+def recompute(
+    runner: Annotated[str, typer.Option(help="Task runner: threads | dask | ray.")] = "threads",
+    workers: Annotated[int, typer.Option(help="Threads, or Dask/Ray worker processes.", min=1)] = 4,
+    address: Annotated[
+        str | None, typer.Option(help="Address of a running Dask scheduler or Ray cluster (default: start one).")
+    ] = None,
+    warehouse: WarehouseOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Recompute dates that are up to date too.")] = False,
+    no_dashboard: Annotated[bool, typer.Option("--no-dashboard", help="Skip writing the dashboard.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs.")] = False,
+) -> None:
+    """Recompute attributions and metrics of every published date in parallel (a backfill), then crossovers."""
+    quiet_prefect(verbose)
+    from flows.recompute import RUNNERS
+
+    if runner not in RUNNERS:
+        raise fail(f"--runner {runner!r}: use {', '.join(RUNNERS)}", 2)
+    from analytics.registry import RegistryError
+    from flows import schedule
+    from flows.recompute import RunnerUnavailable, runner_needs_server, task_runner
+    from flows.recompute import recompute as recompute_flow
+    from flows.refresh import describe
+    from warehouse.layout import Layout
+    from warehouse.lock import WarehouseLocked
+    from warehouse.tables import MODELS
+
+    try:
+        chosen = task_runner(runner, workers, address)
+    except RunnerUnavailable as error:
+        raise fail(str(error), 2) from None
+    layout = Layout.at(warehouse)
+    days = layout.published_dates(MODELS)
+    if not days:
+        raise fail(f"no snapshot is published in {layout.root}; run `multipolar refresh` first")
+    # Dask and Ray workers are other processes: they need a real server, not Prefect's temporary one.
+    api = schedule.prefect_api(on_start=_announce) if runner_needs_server(runner) else contextlib.nullcontext()
+    err.print(f"recompute {len(days)} dates ({days[0]} … {days[-1]}) on {runner} ({workers} workers)", highlight=False)
+    began = time.monotonic()
+    try:
+        with api:
+            summary = recompute_flow.with_options(task_runner=chosen)(
+                warehouse=str(layout.root), force=force, dashboard=not no_dashboard
+            )
+    except (RegistryError, WarehouseLocked) as error:
+        raise fail(str(error)) from None
+    except schedule.ServerFailed as error:
+        raise fail(str(error)) from None
+    for day, outcomes in summary["dates"].items():
+        line = "; ".join(f"{k} {describe(v)}" for k, v in outcomes.items())
+        out.print(f"{day}: {line}", highlight=False, soft_wrap=True)
+    if "dashboard" in summary:
+        out.print(f"dashboard: {describe(summary['dashboard'])}", highlight=False)
+    out.print(
+        f"recomputed {len(summary['dates'])} dates on {runner} in {summary['seconds']} s "
+        f"(per-date steps {summary['seconds_per_date_steps']} s; {time.monotonic() - began:.1f} s with startup)",
+        highlight=False,
+    )

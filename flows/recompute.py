@@ -1,0 +1,121 @@
+"""The recompute flow: attributions and metrics of many dates at once (a backfill) on a chosen task runner.
+
+Each date's attributions and metrics depend only on that date's and the previous date's `models`, so
+dates fan out as one task each; crossovers read the shares of every earlier date, so they follow in
+date order in the flow itself, and the dashboard is drawn once at the end.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Any
+
+from prefect import flow, task, unmapped
+from prefect.cache_policies import NONE
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from flows import steps
+from warehouse.layout import Layout
+from warehouse.lock import writer_lock
+from warehouse.tables import MODELS
+
+RUNNERS = ("threads", "dask", "ray")
+
+
+class RunnerUnavailable(RuntimeError):
+    """The task runner asked for is not installed."""
+
+
+@task(name="recompute-date", cache_policy=NONE)
+def recompute_date(warehouse: str, day: dt.date, force: bool) -> dict[str, Any]:
+    """Attribute and measure one date's snapshot; return what each step did."""
+    layout = Layout.at(warehouse)
+    return {
+        "attribute": steps.attribute_date(layout, day, force=force),
+        "metrics": steps.metrics_date(layout, day, force=force),
+    }
+
+
+@task(name="crossovers", cache_policy=NONE)
+def crossovers(warehouse: str, day: dt.date, force: bool) -> dict[str, Any]:
+    """Crossovers over the series up to the date."""
+    return steps.crossovers_date(Layout.at(warehouse), day, force=force)
+
+
+@task(name="dashboard", cache_policy=NONE)
+def dashboard_task(warehouse: str, force: bool) -> dict[str, Any]:
+    """The dashboard page and PNGs."""
+    return steps.dashboard_step(Layout.at(warehouse), force=force)
+
+
+@flow(name="recompute", task_runner=ThreadPoolTaskRunner(max_workers=4), validate_parameters=True)
+def recompute(
+    warehouse: str | None = None,
+    dates: list[dt.date] | None = None,
+    force: bool = False,
+    dashboard: bool = True,
+) -> dict[str, Any]:
+    """Recompute attributions, metrics and crossovers of every published date (or `dates`), then the dashboard."""
+    began = time.monotonic()
+    layout = Layout.at(warehouse)
+    published = layout.published_dates(MODELS)
+    days = sorted(dates) if dates else published
+    missing = [d.isoformat() for d in days if d not in published]
+    if missing:
+        raise ValueError(f"no snapshot is published for {', '.join(missing)} in {layout.root}")
+    root = str(layout.root)
+    with writer_lock(layout, "recompute"):
+        futures = recompute_date.map(root, days, unmapped(force))
+        done: dict[str, Any] = {d.isoformat(): future.result() for d, future in zip(days, futures, strict=True)}
+        computed = round(time.monotonic() - began, 2)
+        for d in days:
+            done[d.isoformat()]["crossovers"] = crossovers(root, d, force)
+        outcome = dashboard_task(root, force) if dashboard else None
+    summary: dict[str, Any] = {"warehouse": root, "dates": done, "seconds_per_date_steps": computed}
+    if outcome is not None:
+        summary["dashboard"] = outcome
+    summary["seconds"] = round(time.monotonic() - began, 2)
+    return summary
+
+
+def task_runner(kind: str, workers: int = 4, address: str | None = None):
+    """A Prefect task runner: threads in this process, or a Dask or Ray cluster (local unless `address`)."""
+    if kind == "threads":
+        return ThreadPoolTaskRunner(max_workers=workers)
+    if kind == "dask":
+        try:
+            from prefect_dask import DaskTaskRunner
+        except ImportError:
+            raise RunnerUnavailable(
+                "--runner dask needs prefect-dask: pip install 'prefect-dask==0.3.7' (or uv sync --extra scale)"
+            ) from None
+        if address:
+            return DaskTaskRunner(address=address)
+        return DaskTaskRunner(
+            cluster_class="distributed.LocalCluster",
+            # Processes, not threads: each date's polars work runs in its own worker process.
+            cluster_kwargs={
+                "n_workers": workers,
+                "processes": True,
+                "threads_per_worker": 1,
+                "dashboard_address": None,
+            },
+        )
+    if kind == "ray":
+        try:
+            from prefect_ray import RayTaskRunner
+        except ImportError:
+            raise RunnerUnavailable(
+                "--runner ray needs prefect-ray and Ray: pip install 'prefect-ray==0.6.0' "
+                "(it brings ray; a large install, not part of the default environment)"
+            ) from None
+        if address:
+            return RayTaskRunner(address=address)
+        return RayTaskRunner(init_kwargs={"num_cpus": workers})
+    raise ValueError(f"unknown task runner {kind!r}: use {', '.join(RUNNERS)}")
+
+
+def runner_needs_server(kind: str) -> bool:
+    """Whether the runner's workers live in other processes, which cannot reach Prefect's temporary server."""
+    return kind in ("dask", "ray")

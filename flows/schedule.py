@@ -1,0 +1,252 @@
+"""Scheduled refreshes: a Prefect server to schedule on, and the served daily deployment of `refresh`.
+
+Prefect's temporary (ephemeral) server runs no scheduler, and Dask or Ray workers in other processes
+cannot reach it, so when no `PREFECT_API_URL` is configured the commands here start a local
+`prefect server start` for as long as they run and stop it when they exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prefect.settings import PREFECT_API_URL, PREFECT_HOME, get_current_settings, temporary_settings
+
+from flows.refresh import refresh
+
+DEPLOYMENT = "daily"
+DEFAULT_CRON = "0 6 * * *"  # 06:00 UTC, after the Hub's daily download counters have settled
+STARTUP_TIMEOUT = 120.0
+
+# A scheduled run has nobody to re-run it by hand: retry the whole flow after transient failures
+# (the Hub down for longer than the client's own retries, a manual refresh holding the writer lock).
+# A retried crawl resumes from its checkpoint, and publishing a date twice is a no-op.
+scheduled_refresh = refresh.with_options(retries=2, retry_delay_seconds=600)
+
+
+class ServerFailed(RuntimeError):
+    """The local Prefect server exited or did not answer its health check in time."""
+
+
+@dataclass(frozen=True)
+class LocalServer:
+    """A `prefect server start` child process and where it answers."""
+
+    url: str
+    pid: int
+    log: Path
+
+
+def configured_api_url() -> str | None:
+    """The Prefect API set by `PREFECT_API_URL` or the active profile, if any."""
+    return os.environ.get("PREFECT_API_URL") or get_current_settings().api.url
+
+
+def scheduler_problem() -> str | None:
+    """Why a server started from this environment would create no scheduled runs, if it would not."""
+    from importlib.metadata import version
+
+    installed = version("sqlalchemy")
+    if tuple(int(part) for part in installed.split(".")[:2]) >= (2, 1):
+        return (
+            f"SQLAlchemy {installed} is installed, and Prefect 3.8.8's scheduler cannot insert scheduled runs "
+            "with SQLAlchemy 2.1 ('Can't evaluate bulk DML statement'): no scheduled run will fire. "
+            "Install sqlalchemy<2.1 (e.g. 2.0.58)."
+        )
+    return None
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def healthy(api_url: str, timeout: float = 2.0) -> bool:
+    """Whether `GET <api>/health` answers `true`."""
+    try:
+        with urllib.request.urlopen(f"{api_url.rstrip('/')}/health", timeout=timeout) as response:
+            return response.status == 200 and response.read().strip() == b"true"
+    except (OSError, urllib.error.URLError, ValueError):
+        return False
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM if the parent dies, even by SIGKILL (Linux only), so no server is orphaned."""
+    if sys.platform == "linux":
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+@contextlib.contextmanager
+def local_server(port: int | None = None, *, timeout: float = STARTUP_TIMEOUT) -> Iterator[LocalServer]:
+    """Run `prefect server start` on 127.0.0.1 (SQLite under PREFECT_HOME) for the block, then stop it."""
+    port = port or free_port()
+    home = Path(PREFECT_HOME.value()).expanduser()
+    home.mkdir(parents=True, exist_ok=True)
+    log = home / f"multipolar-server-{port}.log"
+    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_HOME": str(home)}
+    env.pop("PREFECT_API_URL", None)
+    env.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
+    command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    with open(log, "ab") as sink:
+        process = subprocess.Popen(
+            [*command, "--no-ui"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: a Ctrl-C reaches us first, and we stop it in order
+            preexec_fn=_die_with_parent,
+        )
+    server = LocalServer(url=f"http://127.0.0.1:{port}/api", pid=process.pid, log=log)
+    try:
+        _wait_until_healthy(process, server, timeout)
+        yield server
+    finally:
+        _stop(process)
+
+
+def _wait_until_healthy(process: subprocess.Popen, server: LocalServer, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not healthy(server.url, timeout=1.0):
+        if process.poll() is not None:
+            tail = " | ".join(server.log.read_text(errors="replace").strip().splitlines()[-3:])
+            raise ServerFailed(f"prefect server exited with code {process.returncode}: {tail} (log: {server.log})")
+        if time.monotonic() > deadline:
+            raise ServerFailed(f"prefect server did not answer {server.url}/health within {timeout:.0f} s")
+        time.sleep(0.25)
+
+
+def _stop(process: subprocess.Popen, grace: float = 20.0) -> None:
+    """SIGTERM the server's process group, then SIGKILL whatever is left after `grace` seconds."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=grace)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)  # stragglers in its group, if any
+    process.wait()
+
+
+@contextlib.contextmanager
+def exit_on_sigterm() -> Iterator[None]:
+    """Turn SIGTERM into SystemExit for the block, so `finally` clauses (stopping the server) run."""
+
+    def _exit(signum: int, _frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _exit)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    else:
+        yield
+
+
+@contextlib.contextmanager
+def prefect_api(*, on_start: Any = None) -> Iterator[str]:
+    """The API to run against: the configured `PREFECT_API_URL`, else a local server started for the block.
+
+    The URL is exported to this process's settings and environment, so that subprocesses it starts
+    (served flow runs, Dask or Ray workers) report to the same server.
+    """
+    configured = configured_api_url()
+    if configured:
+        yield configured
+        return
+    with exit_on_sigterm(), local_server() as server:
+        if on_start is not None:
+            on_start(server)
+        previous = os.environ.get("PREFECT_API_URL")
+        os.environ["PREFECT_API_URL"] = server.url
+        try:
+            with temporary_settings(updates={PREFECT_API_URL: server.url}):
+                try:
+                    yield server.url
+                finally:
+                    drain_prefect_clients()
+        finally:
+            if previous is None:
+                os.environ.pop("PREFECT_API_URL", None)
+            else:
+                os.environ["PREFECT_API_URL"] = previous
+
+
+def drain_prefect_clients(timeout: float = 10.0) -> None:
+    """Send the logs and events still queued in this process before their server goes away.
+
+    Otherwise Prefect's exit hooks try to reach the stopped server and retry for a minute or more.
+    """
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        with contextlib.suppress(Exception):
+            worker.drain_all(timeout=timeout)
+
+
+def deployment_parameters(scope: str, warehouse: str | None, endpoint: str | None) -> dict[str, Any]:
+    """What every scheduled run is called with. No `day`: each run crawls the date it runs on (UTC)."""
+    from warehouse.layout import resolve_root
+
+    parameters: dict[str, Any] = {"scope": scope, "warehouse": str(resolve_root(warehouse))}
+    if endpoint:
+        parameters["endpoint"] = endpoint
+    return parameters
+
+
+def refresh_deployment(
+    *,
+    cron: str | None = DEFAULT_CRON,
+    interval: float | None = None,
+    scope: str = "full",
+    warehouse: str | None = None,
+    endpoint: str | None = None,
+    name: str = DEPLOYMENT,
+    dashboard: bool = True,
+):
+    """The `refresh/<name>` deployment: the retrying refresh on a UTC cron or an interval in seconds."""
+    from prefect.deployments.runner import EntrypointType
+    from prefect.schedules import Cron, Interval
+
+    schedule = Interval(interval, timezone="UTC") if interval else Cron(cron or DEFAULT_CRON, timezone="UTC")
+    parameters = deployment_parameters(scope, warehouse, endpoint)
+    if not dashboard:
+        parameters["dashboard"] = False
+    deployment = scheduled_refresh.to_deployment(
+        name=name,
+        schedules=[schedule],
+        parameters=parameters,
+        description="Crawl the Hub and publish the day's snapshot, attributions, metrics and dashboard.",
+        tags=["multipolar"],
+        entrypoint_type=EntrypointType.MODULE_PATH,
+    )
+    # Run this module's retrying variant, not the interactive `flows.refresh.refresh` it was derived from.
+    deployment.entrypoint = f"{__name__}.scheduled_refresh"
+    return deployment
+
+
+def serve(deployment: Any) -> None:
+    """Serve the deployment until interrupted: one run at a time, its schedule paused on shutdown."""
+    from prefect import serve as prefect_serve
+
+    prefect_serve(deployment, limit=1, pause_on_shutdown=True, print_starting_message=False)

@@ -1,0 +1,243 @@
+"""Scheduled refreshes and scale-out: the served schedule, a process work pool, recompute on threads and Dask."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import psutil
+import pytest
+from polars.testing import assert_frame_equal
+from typer.testing import CliRunner
+
+from flows import schedule
+from flows.cli import app
+from flows.refresh import refresh
+from flows.rows import model_rows
+from flows.standin_hub import StandinHub
+from flows.synthetic.world import worlds
+from tests.worlds import world
+from warehouse.layout import Layout
+from warehouse.publish import publish_frame, sha256_of
+from warehouse.tables import CONCENTRATION, CROSSOVERS, MODELS, SHARES
+
+REPO = Path(__file__).resolve().parents[1]
+# The command modules register on `flows.cli.app`, so start the CLI through it.
+CLI = [sys.executable, "-c", "from flows.cli import main; main()"]
+runner = CliRunner()
+
+needs_working_scheduler = pytest.mark.skipif(
+    schedule.scheduler_problem() is not None, reason=str(schedule.scheduler_problem())
+)
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "0", **extra}
+    env.pop("HF_TOKEN", None)
+    return env
+
+
+def today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
+def wait_for(path_of, timeout: float) -> Path | None:
+    """The first existing path among `path_of()`'s answers within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [p for p in path_of() if p.is_file()]
+        if found:
+            return found[0]
+        time.sleep(0.2)
+    return None
+
+
+def test_a_scheduled_run_crawls_the_day_it_runs_on(tmp_path) -> None:
+    deployment = schedule.refresh_deployment(interval=5, scope="top:10", warehouse=str(tmp_path), endpoint="http://x")
+    assert "day" not in deployment.parameters
+    assert deployment.parameters == {"scope": "top:10", "warehouse": str(tmp_path.resolve()), "endpoint": "http://x"}
+    assert deployment.entrypoint == "flows.schedule.scheduled_refresh"
+    assert deployment.schedules[0].schedule.interval == dt.timedelta(seconds=5)
+
+
+def test_the_default_schedule_is_daily_at_six_utc(tmp_path) -> None:
+    deployment = schedule.refresh_deployment(warehouse=str(tmp_path))
+    cron = deployment.schedules[0].schedule
+    assert (cron.cron, cron.timezone) == ("0 6 * * *", "UTC")
+    assert deployment.parameters == {"scope": "full", "warehouse": str(tmp_path.resolve())}
+
+
+def test_scheduled_refreshes_retry_the_whole_flow_but_interactive_ones_do_not() -> None:
+    assert (schedule.scheduled_refresh.retries, schedule.scheduled_refresh.retry_delay_seconds) == (2, 600)
+    assert schedule.scheduled_refresh.name == refresh.name == "refresh"
+    assert not refresh.retries
+
+
+def test_prefect_yaml_deploys_the_retrying_refresh_to_the_process_pool() -> None:
+    import yaml
+
+    config = yaml.safe_load((REPO / "prefect.yaml").read_text())
+    (daily,) = config["deployments"]
+    assert daily["entrypoint"] == "flows/schedule.py:scheduled_refresh"
+    assert daily["work_pool"]["name"] == "multipolar" and set(daily["parameters"]) == {"scope", "warehouse"}
+    assert daily["schedules"][0] == {"cron": "0 6 * * *", "timezone": "UTC", "active": True}
+
+
+def test_serve_refuses_cron_and_interval_together() -> None:
+    result = runner.invoke(app, ["serve", "--cron", "0 6 * * *", "--interval", "60"])
+    assert result.exit_code == 2 and "not both" in result.output
+
+
+def test_recompute_refuses_an_unknown_runner() -> None:
+    result = runner.invoke(app, ["recompute", "--runner", "spark"])
+    assert result.exit_code == 2 and "use threads, dask, ray" in result.output
+
+
+def test_the_ray_runner_says_how_to_install_it_when_missing(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "prefect_ray", None)  # as if not installed
+    result = runner.invoke(app, ["recompute", "--runner", "ray"])
+    assert result.exit_code == 2 and "pip install 'prefect-ray==0.6.0'" in result.output
+
+
+@pytest.mark.slow
+@needs_working_scheduler
+def test_a_served_schedule_publishes_todays_snapshot_then_stops_its_server(tmp_path) -> None:
+    warehouse, logs = tmp_path / "wh", tmp_path / "serve.log"
+    env = child_env(PREFECT_HOME=str(tmp_path / "prefect"))
+    env.pop("PREFECT_API_URL", None)
+    layout = Layout.at(warehouse)
+    with StandinHub(world(500), page_size=100) as hub, logs.open("w") as log:
+        began = time.monotonic()
+        args = ["serve", "--interval", "5", "--endpoint", hub.url, "--warehouse", str(warehouse), "--no-dashboard"]
+        proc = subprocess.Popen(
+            [*CLI, *args], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True
+        )
+        try:
+            days = lambda: {today() - dt.timedelta(days=1), today()}  # noqa: E731 - a run may straddle midnight
+            published = wait_for(lambda: [layout.meta_file(MODELS, d) for d in days()], 240)
+            first_snapshot = time.monotonic() - began
+            assert published is not None, logs.read_text()[-3000:]
+            day = dt.date.fromisoformat(published.stem)
+            assert wait_for(lambda: [layout.meta_file(CROSSOVERS, day)], 120), logs.read_text()[-3000:]
+            family = psutil.Process(proc.pid).children(recursive=True)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+    output = logs.read_text()
+    server_pid = int(re.search(r"started a Prefect server at \S+ \(pid (\d+)", output).group(1))
+    assert server_pid in {p.pid for p in family}
+    _, alive = psutil.wait_procs(family, timeout=30)
+    assert alive == [], f"left running: {alive}"
+    meta = json.loads(layout.meta_file(MODELS, day).read_text())
+    assert meta["rows"] == 500 and meta["endpoint"] == hub.url
+    print(f"\nserve: first scheduled snapshot published {first_snapshot:.1f} s after start")
+
+
+@pytest.mark.slow
+@needs_working_scheduler
+def test_a_process_work_pool_runs_the_prefect_yaml_deployment(tmp_path) -> None:
+    warehouse = tmp_path / "wh"
+    with schedule.local_server() as server, StandinHub(world(300), page_size=100) as hub:
+        env = child_env(PREFECT_API_URL=server.url, PREFECT_WORKER_QUERY_SECONDS="2")
+
+        def prefect(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+            return subprocess.run(
+                [sys.executable, "-m", "prefect", *args], env=env, cwd=REPO, capture_output=True, text=True,
+                timeout=timeout,
+            )  # fmt: skip
+
+        created = prefect("work-pool", "create", "multipolar", "--type", "process")
+        assert created.returncode == 0, created.stdout + created.stderr
+        deployed = prefect("--no-prompt", "deploy", "--all")
+        assert deployed.returncode == 0 and "refresh/daily" in deployed.stdout, deployed.stdout + deployed.stderr
+        with (tmp_path / "worker.log").open("w") as log:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "prefect", "worker", "start", "--pool", "multipolar"],
+                env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+            try:
+                params = [f"endpoint={hub.url}", f"warehouse={warehouse}", "scope=top:100", "dashboard=false"]
+                ran = prefect(
+                    "deployment", "run", "refresh/daily", *[a for p in params for a in ("-p", p)],
+                    "--watch", "--watch-timeout", "240", timeout=300,
+                )  # fmt: skip
+            finally:
+                family = psutil.Process(worker.pid).children(recursive=True)
+                worker.terminate()
+                worker.wait(timeout=60)
+                psutil.wait_procs(family, timeout=30)
+        assert ran.returncode == 0 and "Completed" in ran.stdout, ran.stdout + (tmp_path / "worker.log").read_text()
+        run = _last_run(server.url, "refresh")
+    assert run["retries"] == 2 and run["retry_delay"] == 600
+    assert "day" not in run["parameters"]
+    layout = Layout.at(warehouse)
+    (day,) = layout.published_dates(MODELS)
+    assert day in {today() - dt.timedelta(days=1), today()}
+    assert json.loads(layout.meta_file(MODELS, day).read_text())["rows"] == 100
+    assert layout.published_dates(CROSSOVERS) == [day]
+
+
+def _last_run(api_url: str, flow_name: str) -> dict:
+    """The latest finished run of `flow_name` on the server at `api_url`, through the REST API."""
+    import urllib.request
+
+    body = json.dumps({"flows": {"name": {"any_": [flow_name]}}, "sort": "START_TIME_DESC", "limit": 5}).encode()
+    request = urllib.request.Request(
+        f"{api_url}/flow_runs/filter", data=body, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        runs = [r for r in json.load(response) if r["state_type"] == "COMPLETED"]
+    policy = runs[0]["empirical_policy"]
+    return {"parameters": runs[0]["parameters"], "retries": policy["retries"], "retry_delay": policy["retry_delay"]}
+
+
+def synthetic_warehouse(root: Path, n_models: int, days: int) -> list[dt.date]:
+    """A warehouse of `days` daily synthetic `models` snapshots (China passes the US half way)."""
+    layout = Layout.at(root)
+    for day, frame in worlds(n_models, days, dt.date(2026, 3, 2)):
+        publish_frame(layout, MODELS, day, model_rows(frame.to_dicts()), {"source_kind": "synthetic"})
+    return layout.published_dates(MODELS)
+
+
+def recompute(warehouse: Path, runner_name: str, env: dict[str, str]) -> float:
+    """Run `multipolar recompute` in a subprocess; return the seconds the flow reports."""
+    args = ["recompute", "--runner", runner_name, "--workers", "2", "--warehouse", str(warehouse), "--force"]
+    done = subprocess.run([*CLI, *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=280)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return float(re.search(rf"on {runner_name} in ([\d.]+) s", done.stdout).group(1))
+
+
+@pytest.mark.slow
+def test_recompute_on_a_local_dask_cluster_equals_threads(tmp_path) -> None:
+    pytest.importorskip("prefect_dask", reason="prefect-dask is not installed (the `scale` extra)")
+    threads, dask = tmp_path / "threads", tmp_path / "dask"
+    days = synthetic_warehouse(threads, 10_000, 6)
+    shutil.copytree(threads, dask)
+    with schedule.local_server() as server:
+        env = child_env(PREFECT_API_URL=server.url)
+        seconds = {"threads": recompute(threads, "threads", env), "dask": recompute(dask, "dask", env)}
+    a, b = Layout.at(threads), Layout.at(dask)
+    identical_bytes = 0
+    for table in (SHARES, CONCENTRATION, CROSSOVERS):
+        assert a.published_dates(table) == b.published_dates(table) == days
+        for day in days:
+            left, right = a.partition_file(table, day), b.partition_file(table, day)
+            # Concentration sums squared shares in group order, which polars does not fix from run to run
+            # (even on one thread): its floats agree to the last bits only, under any runner.
+            exact = table is not CONCENTRATION
+            frames = pl.read_parquet(left), pl.read_parquet(right)
+            assert_frame_equal(*frames, check_exact=exact, rel_tol=1e-12, abs_tol=1e-12)
+            identical_bytes += sha256_of(left) == sha256_of(right)
+    assert (b.dashboard_dir / "index.html").is_file()
+    print(
+        f"\nrecompute {len(days)} dates: threads {seconds['threads']} s, dask (2 processes) {seconds['dask']} s; "
+        f"{identical_bytes}/{3 * len(days)} partitions byte-identical"
+    )
