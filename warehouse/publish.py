@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from warehouse.tables import Table
 
 ROW_GROUP_SIZE = 128_000
 ZSTD_LEVEL = 3
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")  # how polars reports the OSError under its own
 
 
 class AlreadyPublished(RuntimeError):
@@ -53,9 +55,21 @@ def staging_file(layout: Layout, table: Table, day: dt.date) -> Path:
 
 
 def write_parquet(frame: pl.DataFrame, path: Path) -> None:
-    """Write zstd Parquet and flush it to disk."""
-    frame.write_parquet(path, compression="zstd", compression_level=ZSTD_LEVEL, row_group_size=ROW_GROUP_SIZE)
+    """Write zstd Parquet and flush it to disk; a failed write (a full disk, say) is an OSError naming the file."""
+    try:
+        frame.write_parquet(path, compression="zstd", compression_level=ZSTD_LEVEL, row_group_size=ROW_GROUP_SIZE)
+    except pl.exceptions.PolarsError as error:
+        raise os_error_of(error, path) from None
     _fsync(path)
+
+
+def os_error_of(error: Exception, path: object) -> Exception:
+    """The OSError inside a polars error (`… (os error 28)`), naming `path`; else the error itself."""
+    found = _OS_ERROR.search(str(error))
+    if found is None:
+        return error
+    code = int(found.group(1))
+    return OSError(code, os.strerror(code), str(path))
 
 
 def publish_frame(

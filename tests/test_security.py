@@ -1,0 +1,168 @@
+"""Secrets stay secret, SQL stays read-only and confined, hostile files and names stay inert text."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import traceback
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from analytics import registry
+from flows import hub as hub_module
+from flows import standin_faults as faults
+from flows.cli import app
+from flows.crawl import crawl_to_staging
+from flows.hub import HubError
+from flows.scope import parse_scope
+from flows.standin_hub import StandinHub
+from tests.worlds import model, world
+from warehouse.layout import Layout
+from warehouse.tables import MODELS
+
+DAY = dt.date(2026, 5, 12)
+CANARY = "hf_CANARY_s3cur1ty_f41led_run_9c2e"
+HOSTILE = "<script>alert(1)</script>"
+runner = CliRunner()
+
+
+def files_holding(secret: str, *roots: Path) -> list[Path]:
+    return [p for root in roots for p in root.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+
+
+def error_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith("error:")]
+
+
+# -- the token ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("hub_online")
+def test_a_canary_token_appears_nowhere_when_the_refresh_fails_with_an_http_error(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("HF_TOKEN", CANARY)
+    monkeypatch.setitem(hub_module.BACKOFF, "base_wait_time", 0.01)
+    monkeypatch.setitem(hub_module.BACKOFF, "max_wait_time", 0.02)
+    warehouse = tmp_path / "wh"
+    lasting = [faults.rate_limit(times=1, pages={1}), faults.server_error(503, times=None, pages={2})]
+    with StandinHub(world(300), page_size=100, faults=lasting) as hub:
+        args = ["refresh", "--date", DAY.isoformat(), "--endpoint", hub.url, "--warehouse", str(warehouse)]
+        result = runner.invoke(app, [*args, "--no-dashboard", "--verbose"])
+        assert hub.received_token(CANARY)
+        with pytest.raises(HubError) as raised:
+            crawl_to_staging(Layout.at(tmp_path / "direct"), DAY, parse_scope("full"), hub.url, token=CANARY)
+    assert result.exit_code == 1
+    lines = error_lines(result.output)
+    assert len(lines) == 1 and lines[0].startswith(f"error: {hub.url} answered HTTP 503 after retries: ")
+    texts = [result.output, str(result.exception), str(raised.value), repr(raised.value)]
+    texts.append("".join(traceback.format_exception(raised.value)))
+    assert not [t for t in texts if CANARY in t]
+    prefect_home = Path(os.environ["PREFECT_HOME"])  # the Prefect database and logs of in-process runs
+    assert files_holding(CANARY, tmp_path, prefect_home) == []
+    assert Layout.at(warehouse).published_dates(MODELS) == []
+
+
+# -- multipolar sql ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "refused"),
+    [
+        ("COPY (SELECT 1) TO '{out}/copied.csv'", "COPY statements are refused"),
+        ("ATTACH '{out}/other.db'", "ATTACH statements are refused"),
+        ("INSTALL httpfs", "statements are refused"),
+        ("LOAD httpfs", "LOAD statements are refused"),
+        ("CREATE TABLE t AS SELECT 1", "CREATE statements are refused"),
+        ("SELECT 1; DROP VIEW models", "DROP statements are refused"),
+        ("SET enable_external_access = true", "SET statements are refused"),
+        ("SELECT * FROM read_csv('{out}/outside.csv')", "only the warehouse's own files can be read"),
+        ("SELECT * FROM read_csv('{wh}/../outside.csv')", "only the warehouse's own files can be read"),
+        ("SELECT * FROM read_text('/etc/hostname')", "only the warehouse's own files can be read"),
+        ("SELECT * FROM glob('/*')", "only the warehouse's own files can be read"),
+    ],
+)
+def test_sql_refuses_writes_extensions_and_outside_files_in_one_line_with_exit_2(
+    tmp_path, query: str, refused: str
+) -> None:
+    warehouse = tmp_path / "wh"
+    warehouse.mkdir()
+    (tmp_path / "outside.csv").write_text("secret\n42\n")
+    sql = query.format(out=tmp_path, wh=warehouse)
+    result = runner.invoke(app, ["sql", sql, "--warehouse", str(warehouse)])
+    assert result.exit_code == 2, result.output
+    lines = error_lines(result.output)
+    assert len(lines) == 1 and refused in lines[0] and "refused" in lines[0]
+    assert "Traceback" not in result.output and "42" not in result.output.replace(lines[0], "")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["outside.csv", "wh"]  # nothing was written
+
+
+# -- the registry ------------------------------------------------------------------------------------
+
+HEADER = "namespace,lab,country,region,developer_type,evidence\n"
+GOOD = "Qwen,Qwen,CN,China,industry,https://qwen.ai\n"
+HOSTILE_REGISTRIES = {
+    "markup": (HEADER + GOOD + f"{HOSTILE},Lab,US,United States,industry,x\n", [(3, "malformed namespace")]),
+    "control characters": (
+        HEADER + GOOD + "evil,Lab\x1b[31mRed\x07,US,United States,industry,x\n",
+        [(3, "control character in lab")],
+    ),
+    "10k-character cell": (
+        HEADER + "evil,Lab,US,United States,industry," + "e" * 10_000 + "\n" + GOOD,
+        [(2, "evidence is 10000 characters")],
+    ),
+    "formula": (HEADER + GOOD + "evil,=HYPERLINK(1),US,United States,industry,x\n", [(3, "formula character")]),
+    "wrong header": ("name,lab,country\n" + GOOD, [(1, "header")]),
+    "wrong column count": (
+        HEADER + GOOD + "evil,Lab,US\n" + "also,Lab,US,United States,industry,x,extra\n",
+        [
+            (3, "3 columns, expected 6"),
+            (4, "7 columns, expected 6"),
+        ],
+    ),
+    "binary garbage": (bytes(range(256)) * 8, [(2, "not UTF-8")]),  # byte 0x0a ends line 1
+    "NUL bytes": (HEADER + GOOD + "ev\x00il,Lab,US,United States,industry,x\n", [(3, "")]),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_REGISTRIES))
+def test_a_hostile_registry_file_is_rejected_line_by_line_without_a_traceback(tmp_path, name: str) -> None:
+    content, expected = HOSTILE_REGISTRIES[name]
+    path = tmp_path / "registry.csv"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    # Wide: Rich wraps stderr at 80 columns when it is not a terminal, splitting a problem over two lines.
+    result = runner.invoke(app, ["registry", "check", str(path)], env={"COLUMNS": "20000"})
+    assert result.exit_code == 1, result.output
+    problems = [line for line in result.output.splitlines() if line.startswith(f"{path}:")]
+    for line_number, reason in expected:
+        assert any(p.startswith(f"{path}:{line_number}: ") and reason in p for p in problems), result.output
+    assert error_lines(result.output) == [f"error: {len(problems)} problem(s) in {path}"]
+    assert "Traceback" not in result.output
+    assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f]", result.output)  # no raw control character reaches the terminal
+
+
+# -- the dashboard -----------------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("hub_online")
+def test_a_hostile_lab_and_hostile_ids_reach_the_dashboard_only_as_text(tmp_path, monkeypatch) -> None:
+    hostile_registry = tmp_path / "registry.csv"
+    hostile_registry.write_text(
+        registry.REGISTRY_PATH.read_text() + f"evil-lab,{HOSTILE},US,United States,industry,a hostile test row\n"
+    )
+    assert registry.check_registry(hostile_registry) == []  # markup in a lab name is valid: it must be escaped
+    monkeypatch.setattr(registry, "REGISTRY_PATH", hostile_registry)
+    models = world(300) + [
+        model(f"evil-lab/m-{i}", downloads=5_000_000, tags=[f"base_model:finetune:{HOSTILE}/x"]) for i in range(3)
+    ]
+    models += [model(f"{HOSTILE}/model", downloads=4_000_000), model("evil/<img src=x onerror=alert(2)>")]
+    with StandinHub(models) as hub:
+        args = ["refresh", "--date", DAY.isoformat(), "--endpoint", hub.url, "--warehouse", str(tmp_path / "wh")]
+        result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "wh" / "dashboard" / "index.html").read_text()
+    assert "<script>alert" not in page and "<img src=x" not in page and "onerror=alert(2)>" not in page
+    spec = json.loads(re.search(r"const spec = (\{.*?\});\n", page, flags=re.S).group(1))
+    assert HOSTILE in json.dumps(spec, ensure_ascii=False)  # the name is there, as data
