@@ -19,7 +19,7 @@ from flows import hub
 from flows.rows import RowReport, model_rows
 from flows.scope import Scope
 from warehouse.layout import Layout
-from warehouse.publish import staging_file, write_json_atomic, write_parquet
+from warehouse.publish import os_error_of, staging_file, write_json_atomic, write_parquet
 from warehouse.tables import MODELS
 
 CHECKPOINT = "checkpoint.json"
@@ -189,7 +189,10 @@ def assemble(layout: Layout, day: dt.date, result: CrawlResult) -> tuple[Path, i
         write_parquet(MODELS.empty(), target)
         return target, 0
     scan = pl.scan_parquet(pages, schema=MODELS.schema).unique(subset=["model_id"], keep="first", maintain_order=True)
-    scan.sink_parquet(target, compression="zstd", compression_level=3, row_group_size=128_000)
+    try:
+        scan.sink_parquet(target, compression="zstd", compression_level=3, row_group_size=128_000)
+    except pl.exceptions.PolarsError as error:
+        raise os_error_of(error, target) from None
     rows = pl.scan_parquet(target).select(pl.len()).collect().item()
     return target, int(rows)
 
