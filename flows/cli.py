@@ -366,4 +366,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m flows.cli` runs this file as `__main__`; the command modules registered on `flows.cli`.
+    from flows.cli import main as _main
+
+    _main()
