@@ -271,13 +271,19 @@ def dashboard(
     import polars as pl
 
     from dashboards.page import write_dashboard
-    from flows.steps import dashboard_provenance, series, shares_series
+    from flows.steps import dashboard_provenance, dashboard_step, series, shares_series
     from warehouse.layout import Layout
     from warehouse.tables import CONCENTRATION, CROSSOVERS, SHARES
 
     layout = Layout.at(warehouse)
     if not layout.published_dates(SHARES):
         raise fail(f"no metrics are published in {layout.root}; run `multipolar refresh` or `multipolar metrics`")
+    if layout.remote and out_dir is None:
+        if check:
+            raise fail("--check opens a local page: add --out DIR to draw the dashboard on this machine", 2)
+        outcome = dashboard_step(layout, force=True)
+        out.print(f"dashboard: {outcome['html']} ({outcome['bytes']:,} bytes)", highlight=False)
+        return
     crossovers = series(layout, CROSSOVERS)
     result = write_dashboard(
         shares_series(layout),
@@ -333,7 +339,6 @@ def registry_gaps_cmd(
     warehouse: WarehouseOpt = None,
 ) -> None:
     """Unreviewed namespaces ranked by the 30-day downloads they hold: the curator's to-do list."""
-    import polars as pl
     from rich.table import Table as RichTable
 
     from analytics.attribution import registry_gaps
@@ -343,8 +348,8 @@ def registry_gaps_cmd(
     if day not in layout.published_dates(ATTRIBUTIONS):
         raise fail(f"{day} is not attributed yet; run `multipolar attribute --date {day}`")
     gaps = registry_gaps(
-        pl.scan_parquet(layout.partition_file(MODELS, day)),
-        pl.scan_parquet(layout.partition_file(ATTRIBUTIONS, day)),
+        layout.scan(MODELS, day),
+        layout.scan(ATTRIBUTIONS, day),
         rule=rule,
         top=top,
     )

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -85,7 +89,7 @@ def attribute_date(layout: Layout, day: dt.date, *, force: bool = False) -> dict
     if not force and _current(layout, ATTRIBUTIONS, day, inputs):
         return {"status": "already published"}
     began = time.monotonic()
-    models = pl.scan_parquet(layout.partition_file(MODELS, day))
+    models = layout.scan(MODELS, day)
     frame = attribute(models, load_registry())
     meta = publish_frame(
         layout, ATTRIBUTIONS, day, frame, {"inputs": inputs, "registry_version": inputs["registry_version"]}, force=True
@@ -101,10 +105,10 @@ def metrics_date(layout: Layout, day: dt.date, *, force: bool = False) -> dict[s
     if not force and _current(layout, SHARES, day, inputs) and _current(layout, CONCENTRATION, day, inputs):
         return {"status": "already published"}
     began = time.monotonic()
-    models = pl.scan_parquet(layout.partition_file(MODELS, day))
-    attributions = pl.scan_parquet(layout.partition_file(ATTRIBUTIONS, day))
+    models = layout.scan(MODELS, day)
+    attributions = layout.scan(ATTRIBUTIONS, day)
     previous = previous_date(layout, day)
-    previous_models = pl.scan_parquet(layout.partition_file(MODELS, previous)) if previous else None
+    previous_models = layout.scan(MODELS, previous) if previous else None
     tables = metric_tables(models, attributions, previous_models)
     provenance: dict[str, Any] = {"inputs": inputs, "registry_version": _registry_of(layout, day)}
     if previous_models is not None:
@@ -145,7 +149,7 @@ def series(layout: Layout, table: Table, *, until: dt.date | None = None) -> pl.
     if not dates:
         return table.empty().with_columns(pl.lit(None, pl.Date).alias("snapshot_date"))
     frames = [
-        pl.scan_parquet(layout.partition_file(table, d)).with_columns(pl.lit(d, pl.Date).alias("snapshot_date"))
+        layout.scan(table, d).with_columns(pl.lit(d, pl.Date).alias("snapshot_date"))
         for d in dates
     ]
     return pl.concat(frames, how="vertical").collect()
@@ -196,6 +200,19 @@ def dashboard_provenance(layout: Layout) -> dict[str, Any]:
     }
 
 
+@contextmanager
+def _local_folder(target: Any) -> Iterator[Path]:
+    """A local folder to write into: `target` itself, or a temporary one uploaded to an object store."""
+    if isinstance(target, Path):
+        target.mkdir(parents=True, exist_ok=True)
+        yield target
+        return
+    with tempfile.TemporaryDirectory(prefix="multipolar-") as tmp:
+        yield Path(tmp)
+        for item in Path(tmp).iterdir():
+            target.fs.put_file(str(item), f"{target.path}/{item.name}")
+
+
 def dashboard_step(layout: Layout, *, force: bool = False) -> dict[str, Any]:
     """Draw the dashboard from every published metric partition into `<root>/dashboard`."""
     from dashboards.page import write_dashboard
@@ -208,17 +225,19 @@ def dashboard_step(layout: Layout, *, force: bool = False) -> dict[str, Any]:
     inputs = dashboard_inputs(layout)
     crossovers = series(layout, CROSSOVERS)
     latest = crossovers["snapshot_date"].max()
-    result = write_dashboard(
-        shares_series(layout),
-        series(layout, CONCENTRATION),
-        crossovers.filter(pl.col("snapshot_date") == latest),
-        dashboard_provenance(layout),
-        layout.dashboard_dir,
-    )
-    write_json_atomic(layout.dashboard_dir / "dashboard.json", {"inputs": inputs, "html": str(result.html)})
+    with _local_folder(layout.dashboard_dir) as folder:
+        result = write_dashboard(
+            shares_series(layout),
+            series(layout, CONCENTRATION),
+            crossovers.filter(pl.col("snapshot_date") == latest),
+            dashboard_provenance(layout),
+            folder,
+        )
+    html = layout.dashboard_dir / result.html.name
+    write_json_atomic(layout.dashboard_dir / "dashboard.json", {"inputs": inputs, "html": str(html)})
     return {
         "status": "published",
-        "html": str(result.html),
+        "html": str(html),
         "bytes": result.page_bytes,
         "seconds": round(time.monotonic() - began, 2),
     }

@@ -1,4 +1,9 @@
-"""One writer per warehouse: an advisory lock that dies with its process, so a stale lock never blocks."""
+"""One writer per warehouse: an advisory lock that dies with its process, so a stale lock never blocks.
+
+On a local root it is `flock` on `<root>/_lock`. An object store has no flock: the lock is the `_lock`
+object itself, created only if absent (a conditional PUT), naming its holder; it is stale, and taken
+over, when its holder is a dead process on this host or older than `MULTIPOLAR_LOCK_TTL_HOURS` (12).
+"""
 
 from __future__ import annotations
 
@@ -21,6 +26,10 @@ class WarehouseLocked(RuntimeError):
 @contextmanager
 def writer_lock(layout: Layout, purpose: str, *, wait_seconds: float = 0.0) -> Iterator[None]:
     """Hold the warehouse's writer lock for the block, waiting up to `wait_seconds` for it."""
+    if layout.remote:
+        with _object_lock(layout, purpose, wait_seconds):
+            yield
+        return
     layout.root.mkdir(parents=True, exist_ok=True)
     fd = os.open(layout.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -48,6 +57,60 @@ def writer_lock(layout: Layout, purpose: str, *, wait_seconds: float = 0.0) -> I
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def _holder(purpose: str) -> dict[str, object]:
+    return {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "purpose": purpose,
+        "since": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _stale(holder: dict) -> bool:
+    """A lock object whose holder is gone: a dead process of this host, or older than the TTL."""
+    try:
+        since = dt.datetime.fromisoformat(str(holder.get("since")))
+    except ValueError:
+        return True
+    ttl = dt.timedelta(hours=float(os.environ.get("MULTIPOLAR_LOCK_TTL_HOURS", "12")))
+    if dt.datetime.now(dt.UTC) - since > ttl:
+        return True
+    if holder.get("host") == socket.gethostname():
+        try:
+            os.kill(int(holder.get("pid", 0)), 0)
+        except ProcessLookupError:
+            return True
+        except (PermissionError, ValueError):
+            return False
+    return False
+
+
+@contextmanager
+def _object_lock(layout: Layout, purpose: str, wait_seconds: float) -> Iterator[None]:
+    lock = layout.lock_file
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            with lock.fs.open(lock.path, "xb") as handle:  # conditional PUT: fails if the object exists
+                handle.write(json.dumps(_holder(purpose)).encode())
+            break
+        except FileExistsError:
+            try:
+                holder = json.loads(lock.read_text() or "{}")
+            except (OSError, ValueError):
+                holder = {}
+            if holder and _stale(holder):
+                lock.fs.rm(lock.path)
+                continue
+            if time.monotonic() >= deadline:
+                raise WarehouseLocked(_held_message(layout)) from None
+            time.sleep(0.5)
+    try:
+        yield
+    finally:
+        lock.fs.rm(lock.path)
 
 
 def _held_message(layout: Layout) -> str:

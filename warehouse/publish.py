@@ -148,15 +148,22 @@ def publish_staged(
         "published_at": _now(),
     }
     target = layout.partition_file(table, day)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(staged, target)  # readers see the old file or the new one, never a mix
-    _fsync(target.parent)
+    if layout.remote:
+        # No rename on an object store: the upload is one PUT, and readers trust it only once `_meta` exists.
+        target.fs.put_file(str(staged), target.path)
+    else:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staged, target)  # readers see the old file or the new one, never a mix
+        _fsync(target.parent)
     write_json_atomic(layout.meta_file(table, day), meta)
     return meta
 
 
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     """Write JSON through a temporary sibling and a rename, so the file is whole or absent."""
+    if not isinstance(path, Path):  # an object store: one PUT is already whole or absent
+        path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str))
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import duckdb
 import polars as pl
@@ -25,6 +26,8 @@ def _sql_literal(text: str) -> str:
 def connect(layout: Layout) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with a view per table over every published date, confined to the warehouse."""
     con = duckdb.connect(":memory:")
+    if layout.remote:
+        con.register_filesystem(layout.root.fs)
     for table in TABLES.values():
         files = layout.published_files(table)
         if files:
@@ -86,14 +89,21 @@ def run_sql(layout: Layout, sql: str) -> pl.DataFrame:
     raise duckdb.IOException(f"partitions were replaced while the query read them, {ATTEMPTS} times; run it again")
 
 
-def _files_now(layout: Layout) -> list[tuple[str, int, int]]:
-    """Which file each published partition is now: path, inode and modification time."""
+def _files_now(layout: Layout) -> list[tuple[str, object, object]]:
+    """Which file each published partition is now: path and version (inode and mtime, or ETag)."""
     found = []
     for table in TABLES.values():
         for path in layout.published_files(table):
             try:
-                status = path.stat()
+                found.append((str(path), *_version(path)))
             except FileNotFoundError:
                 continue
-            found.append((str(path), status.st_ino, status.st_mtime_ns))
     return found
+
+
+def _version(path) -> tuple[object, object]:
+    if isinstance(path, Path):
+        status = path.stat()
+        return status.st_ino, status.st_mtime_ns
+    info = path.fs.info(path.path)
+    return info.get("ETag"), str(info.get("LastModified"))

@@ -1,0 +1,152 @@
+"""A warehouse on an object store: refresh, publish, SQL, lock and dashboard against S3 on loopback."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+from flows.standin_hub import StandinHub
+from tests.worlds import world
+from warehouse.layout import Layout
+from warehouse.lock import WarehouseLocked, writer_lock
+from warehouse.query import QueryRefused, run_sql
+from warehouse.tables import ATTRIBUTIONS, MODELS, SHARES
+
+DAY = dt.date(2026, 5, 12)
+runner = CliRunner()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3 server on 127.0.0.1, for the whole module."""
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}"
+    server.terminate()
+    server.wait(timeout=10)
+
+
+@pytest.fixture
+def bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path, request) -> str:
+    """A fresh bucket, with the usual AWS variables pointing at the loopback S3."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": s3_endpoint,
+        "AWS_ALLOW_HTTP": "true",
+        "MULTIPOLAR_STAGING": str(tmp_path / "staging"),
+    }.items():
+        monkeypatch.setenv(name, value)
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()
+    name = f"wh-{request.node.name.replace('_', '-')[:40].lower()}"
+    s3fs.S3FileSystem().mkdir(name)
+    return f"s3://{name}/multipolar"
+
+
+def refresh(hub: StandinHub, warehouse: str, *extra: str):
+    args = ["refresh", "--date", DAY.isoformat(), "--endpoint", hub.url, "--warehouse", warehouse, *extra]
+    return runner.invoke(app, args)
+
+
+@pytest.mark.usefixtures("hub_online")
+def test_a_refresh_publishes_every_table_and_the_dashboard_to_the_object_store(bucket: str) -> None:
+    with StandinHub(world(800), page_size=300) as hub:
+        result = refresh(hub, bucket)
+        assert result.exit_code == 0, result.output
+        assert "published 2026-05-12: 800 models" in result.output
+        again = refresh(hub, bucket)
+    assert "nothing to do" in again.output
+    layout = Layout.at(bucket)
+    assert layout.remote and layout.published_dates(MODELS) == [DAY]
+    for table in (MODELS, ATTRIBUTIONS, SHARES):
+        meta = json.loads(layout.meta_file(table, DAY).read_text())
+        assert meta["file"] == f"{table.location}/snapshot_date=2026-05-12/part-00000.parquet"
+    assert layout.scan(MODELS, DAY).select(pl.len()).collect().item() == 800
+    assert (layout.dashboard_dir / "index.html").is_file() and (layout.dashboard_dir / "dashboard.json").is_file()
+    frame = run_sql(layout, "SELECT rule, count(*) AS n FROM attributions GROUP BY rule ORDER BY rule")
+    assert frame["n"].to_list() == [800, 800, 800]
+    assert not layout.staging.joinpath("crawl", DAY.isoformat()).exists()  # local work in progress cleared
+
+
+def test_readers_trust_only_partitions_with_their_meta(bucket: str) -> None:
+    layout = Layout.at(bucket)
+    orphan = layout.partition_file(MODELS, DAY)
+    with orphan.open("wb") as handle:
+        MODELS.empty().write_parquet(handle)
+    assert layout.published_dates(MODELS) == []
+    assert run_sql(layout, "SELECT count(*) AS n FROM models")["n"].item() == 0
+
+
+def test_sql_on_an_object_store_stays_confined_to_the_warehouse(bucket: str) -> None:
+    other = bucket.replace("/multipolar", "/elsewhere.parquet")
+    with pytest.raises(QueryRefused):
+        run_sql(Layout.at(bucket), f"SELECT * FROM read_parquet('{other}')")
+
+
+def test_the_object_lock_refuses_a_second_writer_and_recovers_from_a_dead_one(bucket: str) -> None:
+    layout = Layout.at(bucket)
+    with writer_lock(layout, "first"):
+        with pytest.raises(WarehouseLocked, match="first"):
+            with writer_lock(layout, "second"):
+                pass
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    holder = {
+        "pid": int(dead.stdout),
+        "host": socket.gethostname(),
+        "purpose": "crashed",
+        "since": "2026-05-12T00:00:00+00:00",
+    }
+    holder["since"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    layout.lock_file.write_text(json.dumps(holder))
+    with writer_lock(layout, "after a crash"):
+        assert json.loads(layout.lock_file.read_text())["purpose"] == "after a crash"
+    assert not layout.lock_file.exists()
+
+
+def test_an_import_backfills_into_the_object_store(bucket: str, tmp_path) -> None:
+    source = tmp_path / "snapshots.csv"
+    source.write_text(
+        "snapshot_date,model_id,downloads_30d\n"
+        "2026-05-11,Qwen/Qwen3-8B,100\n2026-05-11,meta-llama/Llama-3.1-8B,80\n"
+        "2026-05-12,Qwen/Qwen3-8B,120\n2026-05-12,meta-llama/Llama-3.1-8B,70\n"
+    )
+    result = runner.invoke(app, ["import", str(source), "--warehouse", bucket])
+    assert result.exit_code == 0, result.output
+    china = run_sql(
+        Layout.at(bucket),
+        "SELECT snapshot_date, share FROM shares WHERE rule = 'uploader' AND population = 'all' "
+        "AND time_window = '30d' AND dimension = 'region' AND actor = 'China' ORDER BY 1",
+    )
+    assert [round(s, 4) for s in china["share"]] == [round(100 / 180, 4), round(120 / 190, 4)]
+    assert os.environ["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1")
