@@ -151,7 +151,7 @@ def llm_region_shares(layout: Layout, day: dt.date) -> dict[str, dict[str, float
     from warehouse.tables import SHARES
 
     rows = (
-        _llm_region(pl.scan_parquet(layout.partition_file(SHARES, day)))
+        _llm_region(layout.scan(SHARES, day))
         .filter(pl.col("rule").is_in(SUMMARY_RULES) & pl.col("actor").is_in(MATCHUP))
         .select("rule", "actor", "share")
         .collect()
@@ -167,7 +167,7 @@ def china_us_crossovers(layout: Layout, day: dt.date) -> dict[str, dt.date | Non
     from warehouse.tables import CROSSOVERS
 
     rows = (
-        _llm_region(pl.scan_parquet(layout.partition_file(CROSSOVERS, day)))
+        _llm_region(layout.scan(CROSSOVERS, day))
         .filter(
             pl.col("rule").is_in(SUMMARY_RULES)
             & (pl.col("challenger") == MATCHUP[0])

@@ -133,7 +133,7 @@ def summary_markdown(layout: Layout, day: dt.date, summary: dict[str, Any]) -> s
         lines.append(f"| {step} | {_cell(describe(outcome))} |")
     if is_published(layout, MODELS, day):
         top = (
-            pl.scan_parquet(layout.partition_file(MODELS, day))
+            layout.scan(MODELS, day)
             .group_by("author")
             .agg(pl.col("downloads_30d").sum().alias("downloads_30d"), pl.len().alias("models"))
             .sort("downloads_30d", descending=True, nulls_last=True)
