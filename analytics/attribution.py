@@ -18,6 +18,9 @@
 Lineage is resolved with iterative joins on a parent table, one per step, never a Python loop over rows.
 Every repo id (the snapshot's, then parents outside it) gets a dense integer id once, so the walk joins
 and gathers integers; the one string join maps parent ids onto the snapshot.
+
+Rows come out by model id, each model's `uploader`, `official` and `lineage` rows together: Parquet then
+stores the repeated ids and evidence once in effect (half the bytes of rows grouped by rule).
 """
 
 from __future__ import annotations
@@ -79,7 +82,8 @@ def graph_of(models: pl.DataFrame) -> Graph:
         .join(outside, on="parent_id", how="left")
         .select("node", pl.coalesce("parent", "outside").alias("parent"))
     )
-    names = pl.concat([models.get_column("model_id"), outside.get_column("parent_id")]).rename("name")
+    # One chunk each: gathers from a chunked column are several times slower.
+    names = pl.concat([models.get_column("model_id"), outside.get_column("parent_id")], rechunk=True).rename("name")
     authors = pl.concat([models.get_column("author"), pl.repeat(None, outside.height, dtype=pl.String(), eager=True)])
     namespaces = pl.DataFrame({"name": names, "author": authors}).select(
         namespace_of(pl.col("name"), pl.col("author")).alias("namespace")
@@ -88,7 +92,7 @@ def graph_of(models: pl.DataFrame) -> Graph:
     parents = pl.zeros(names.len(), pl.Int32(), eager=True).scatter(counts["node"], counts["len"].cast(pl.Int32()))
     edges = usable.with_columns(parents=parents.gather(usable.get_column("node")))
     malformed = links.filter(~pl.col("valid")).group_by("node").agg(pl.col("parent_id").first().alias("malformed"))
-    return Graph(n, names, namespaces.to_series(), parents.rename("parents"), edges, malformed)
+    return Graph(n, names, namespaces.to_series().rechunk(), parents.rename("parents"), edges, malformed)
 
 
 def _known_parents(links: pl.DataFrame, models: pl.DataFrame) -> pl.DataFrame:
@@ -199,7 +203,7 @@ def lineage_walks(graph: Graph, *, max_depth: int = MAX_DEPTH) -> pl.DataFrame:
             frontier = pl.concat([frontier.filter(~pl.col("split")), collapsed.select(frontier.columns)])
     if not frontier.is_empty():
         done.append(frontier.with_columns(status=pl.lit("depth limit")).select(columns))
-    return pl.concat(done)
+    return pl.concat(done, rechunk=True)
 
 
 def _registry_table(registry: pl.DataFrame) -> pl.DataFrame:
@@ -210,7 +214,6 @@ def _registry_table(registry: pl.DataFrame) -> pl.DataFrame:
         "namespace",
         *DIMENSIONS,
         registered.alias("registered"),
-        pl.concat_str(pl.lit("uploader:"), "namespace", pl.lit("; "), "evidence").alias("uploader_evidence"),
         pl.when(registered)
         .then(pl.concat_str(pl.lit("official: registered lab; "), "evidence"))
         .otherwise(pl.lit("excluded: not a registered lab repo (intermediary)"))
@@ -220,17 +223,21 @@ def _registry_table(registry: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _credited(rule: str, model: pl.Series, namespace: pl.Series, entry: pl.Series, table: pl.DataFrame) -> pl.DataFrame:
-    """Rows for `rule` crediting each model to a namespace and its registry entry (null when unreviewed)."""
-    found = [table.get_column(c).gather(entry) for c in table.columns if c not in ("entry", "namespace")]
-    return pl.DataFrame([model.rename("model_id"), namespace.rename("credited_namespace"), *found]).with_columns(
-        pl.lit(rule).alias("rule"), entry.is_not_null().alias("reviewed")
-    )
+def taken(values: pl.Series, index: str) -> pl.Expr:
+    """`values` at the positions held in column `index` (null where the position is null)."""
+    return pl.lit(values).gather(pl.col(index))
+
+
+# Every rule's rows before they are put in model order: `origin` is the model's node, `node` the credited
+# one, `entry` its registry row and `counts` whether the registry's attributes are credited.
+ROWS = ("origin", "rank", "node", "entry", "counts", "depth", "weight", "evidence")
 
 
 def attribute(models: Frame, registry: pl.DataFrame) -> pl.DataFrame:
-    """ATTRIBUTIONS rows for every model under the `uploader`, `official` and `lineage` rules."""
-    snapshot = models.lazy().select("model_id", "author", "base_models", "base_relation").collect()
+    """ATTRIBUTIONS rows for every model under the `uploader`, `official` and `lineage` rules, by model id."""
+    # Sorted by id, a model's rows sit together and neighbours share namespaces: the file is half the
+    # size. Nodes are numbered in that order, so the rows are put in it with integers only.
+    snapshot = models.lazy().select("model_id", "author", "base_models", "base_relation").sort("model_id").collect()
     graph = graph_of(snapshot)
     table = _registry_table(registry)
     entries = (
@@ -239,89 +246,104 @@ def attribute(models: Frame, registry: pl.DataFrame) -> pl.DataFrame:
         .get_column("entry")
     )
     n = graph.models
-    hosted = _credited("uploader", graph.names.slice(0, n), graph.namespaces.slice(0, n), entries.slice(0, n), table)
-    depth0 = pl.lit(0, pl.Int32()).alias("lineage_depth")
+    hosted = pl.DataFrame({"origin": pl.int_range(n, dtype=NODE, eager=True), "entry": entries.slice(0, n)})
+    registered = taken(table.get_column("registered"), "entry").fill_null(False)
+    common = [pl.col("origin"), pl.col("origin").alias("node"), pl.col("entry"), pl.lit(0, pl.Int32()).alias("depth")]
     uploader = hosted.select(
-        "model_id",
-        "rule",
-        "credited_namespace",
-        *DIMENSIONS,
-        "reviewed",
-        depth0,
+        *common,
+        pl.lit(0, pl.Int64()).alias("rank"),
+        pl.lit(True).alias("counts"),
         pl.lit(1.0).alias("weight"),
-        pl.coalesce(
-            "uploader_evidence", pl.concat_str(pl.lit("uploader:"), "credited_namespace", pl.lit(f"; {UNREVIEWED}"))
+        pl.concat_str(
+            pl.lit("uploader:"),
+            taken(graph.namespaces, "origin"),
+            pl.lit("; "),
+            taken(table.get_column("evidence"), "entry").fill_null(pl.lit(UNREVIEWED)),
         ).alias("evidence"),
-    )
-    counts = pl.col("registered").fill_null(False)
+    ).select(ROWS)
     official = hosted.select(
-        "model_id",
-        pl.lit("official").alias("rule"),
-        "credited_namespace",
-        *[pl.when(counts).then(pl.col(c)).alias(c) for c in DIMENSIONS],
-        "reviewed",
-        depth0,
-        pl.when(counts).then(1.0).otherwise(0.0).alias("weight"),
-        pl.coalesce("official_evidence", pl.lit(f"excluded: not a registered lab repo ({UNREVIEWED})")).alias(
-            "evidence"
-        ),
-    )
-    lineage = _lineage(snapshot, graph, entries, table)
-    return pl.concat([uploader, official, lineage], how="vertical_relaxed").select(
-        [pl.col(c).cast(t) for c, t in ATTRIBUTIONS.schema.items()]
-    )
-
-
-def _lineage(snapshot: pl.DataFrame, graph: Graph, entries: pl.Series, table: pl.DataFrame) -> pl.DataFrame:
-    """The `lineage` rows: one per model and credited namespace, weights summing to 1."""
-    walks = lineage_walks(graph)
-    walks = walks.with_columns(
-        credited_namespace=graph.namespaces.gather(walks.get_column("node")),
-        relation=snapshot.get_column("base_relation").gather(walks.get_column("origin")),
-        own=pl.col("trail").is_null() & (pl.col("status") == "root"),
-    ).with_columns(
-        trail=pl.when("own")
-        .then(None)
-        .otherwise(
-            pl.concat_str(
-                pl.lit("lineage: "),
-                pl.coalesce("trail", graph.names.gather(walks.get_column("origin"))),
-                pl.lit(" ("),
-                "status",
-                pl.concat_str(pl.lit(", "), "relation").fill_null(""),
-                pl.lit(")"),
-            )
-        )
-    )
-    keys = ["origin", "credited_namespace"]
-    single = walks.filter(~pl.col("split")).select(*keys, "node", "weight", "depth", "trail")
-    merged = (
-        walks.filter("split")
-        .sort("origin", "trail")
-        .group_by(keys, maintain_order=True)
-        .agg(pl.col("node").first(), pl.col("weight").sum(), pl.col("depth").min(), pl.col("trail").str.join(" | "))
-    )
-    walks = pl.concat([single, merged.select(single.columns)])
-    credited = _credited(
-        "lineage",
-        graph.names.gather(walks.get_column("origin")),
-        walks.get_column("credited_namespace"),
-        entries.gather(walks.get_column("node")),
-        table,
-    ).with_columns(walks.select("weight", "depth", "trail"))
-    return credited.select(
-        "model_id",
-        "rule",
-        "credited_namespace",
-        *DIMENSIONS,
-        "reviewed",
+        *common,
+        pl.lit(1, pl.Int64()).alias("rank"),
+        registered.alias("counts"),
+        pl.when(registered).then(1.0).otherwise(0.0).alias("weight"),
+        taken(table.get_column("official_evidence"), "entry")
+        .fill_null(pl.lit(f"excluded: not a registered lab repo ({UNREVIEWED})"))
+        .alias("evidence"),
+    ).select(ROWS)
+    lineage, per_model = _lineage(snapshot, graph, entries, table)
+    rows = pl.concat([uploader, official, lineage], rechunk=True)
+    rows = rows.gather(_model_order(rows, per_model))
+    credited = [pl.when("counts").then(taken(table.get_column(c), "entry")).alias(c) for c in DIMENSIONS]
+    return rows.select(
+        taken(graph.names, "origin").alias("model_id"),
+        pl.lit(pl.Series(RULES)).gather(pl.col("rank").clip(0, 2)).alias("rule"),
+        taken(graph.namespaces, "node").alias("credited_namespace"),
+        *credited,
+        pl.col("entry").is_not_null().alias("reviewed"),
         pl.col("depth").alias("lineage_depth"),
         "weight",
-        pl.when(pl.col("trail").is_null())
-        .then(pl.coalesce("root_evidence", pl.lit(f"lineage: own root; {UNREVIEWED}")))
-        .otherwise(pl.concat_str("trail", pl.lit("; "), pl.col("evidence").fill_null(UNREVIEWED)))
-        .alias("evidence"),
+        "evidence",
+    ).cast(ATTRIBUTIONS.schema)
+
+
+def _model_order(rows: pl.DataFrame, per_model: pl.Series) -> pl.Series:
+    """Positions that put `rows` in node order, each model's rows in `rank` order (uploader, official, lineage)."""
+    # Before a model come two rows of each earlier model and its lineage rows (`per_model` of each).
+    before = (per_model.cum_sum() - per_model + 2 * pl.int_range(per_model.len(), dtype=pl.Int64, eager=True)).rename(
+        "before"
     )
+    place = rows.select(taken(before, "origin") + pl.col("rank")).to_series()
+    return pl.zeros(rows.height, pl.Int64(), eager=True).scatter(place, pl.int_range(rows.height, eager=True))
+
+
+def _lineage(
+    snapshot: pl.DataFrame, graph: Graph, entries: pl.Series, table: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.Series]:
+    """The `lineage` rows (a model's rows next to one another) and how many rows each model has."""
+    walks = lineage_walks(graph).with_columns(
+        entry=taken(entries, "node"), own=pl.col("trail").is_null() & (pl.col("status") == "root")
+    )
+    found = taken(table.get_column("evidence"), "entry").fill_null(pl.lit(UNREVIEWED))
+    columns = ["origin", "node", "entry", "depth", "weight", "evidence"]
+    own = walks.filter("own").with_columns(
+        evidence=taken(table.get_column("root_evidence"), "entry").fill_null(pl.lit(f"lineage: own root; {UNREVIEWED}"))
+    )
+    trail = pl.concat_str(
+        pl.lit("lineage: "),
+        pl.coalesce("trail", taken(graph.names, "origin")),
+        pl.lit(" ("),
+        "status",
+        pl.concat_str(pl.lit(", "), taken(snapshot.get_column("base_relation"), "origin")).fill_null(""),
+        pl.lit(")"),
+    )
+    derived = walks.filter(~pl.col("own"))
+    single = derived.filter(~pl.col("split")).with_columns(evidence=pl.concat_str(trail, pl.lit("; "), found))
+    # Paths of a merge reaching the same namespace combine: weights summed, the shortest depth, every trail.
+    merged = (
+        derived.filter("split")
+        .with_columns(trail=trail, credited_namespace=taken(graph.namespaces, "node"))
+        .sort("origin", "trail")
+        .group_by("origin", "credited_namespace", maintain_order=True)
+        .agg(
+            pl.col("node", "entry").first(),
+            pl.col("weight").sum(),
+            pl.col("depth").min(),
+            pl.col("trail").str.join(" | "),
+        )
+        .with_columns(evidence=pl.concat_str("trail", pl.lit("; "), found))
+    )
+    first = pl.col("origin").ne_missing(pl.col("origin").shift())
+    index = pl.int_range(pl.len(), dtype=pl.Int64)
+    merged = merged.select(*columns, (2 + index - pl.when(first).then(index).forward_fill()).alias("rank"))
+    alone = pl.lit(2, pl.Int64()).alias("rank")
+    rows = pl.concat([own.select(*columns, alone), single.select(*columns, alone), merged]).with_columns(
+        pl.lit(True).alias("counts")
+    )
+    counts = merged.group_by("origin").len()
+    per_model = pl.repeat(1, graph.models, dtype=pl.Int64(), eager=True).scatter(
+        counts.get_column("origin"), counts.get_column("len").cast(pl.Int64())
+    )
+    return rows.select(ROWS), per_model
 
 
 def registry_gaps(models: Frame, attributions: Frame, *, rule: str = "uploader", top: int = 50) -> pl.DataFrame:
