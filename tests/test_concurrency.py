@@ -52,7 +52,7 @@ def models_of(warehouse: Path) -> pl.DataFrame:
 
 def test_a_second_refresh_at_the_same_time_exits_3_naming_the_holder_or_waits_with_wait(tmp_path, prefect_api) -> None:
     warehouse = tmp_path / "wh"
-    with StandinHub(world(3_000), page_size=100, faults=[faults.latency(0.3)]) as hub:  # a crawl of 9 s or more
+    with StandinHub(world(6_000), page_size=100, faults=[faults.latency(0.3)]) as hub:  # a crawl of 18 s or more
         first = refresh_process(hub, warehouse, DAY, prefect_api.url)
         wait_for_crawl(warehouse)
         second = refresh_process(hub, warehouse, DAY, prefect_api.url)
@@ -63,13 +63,13 @@ def test_a_second_refresh_at_the_same_time_exits_3_naming_the_holder_or_waits_wi
         waited_out, waited_err = waiting.communicate(timeout=300)
     assert second.returncode == 3, out + err
     lines = error_lines(out + err)
-    assert len(lines) == 1 and "Traceback" not in out + err
+    assert len(lines) == 1 and "Traceback" not in out + err, err
     assert f"another Multipolar process is writing to {warehouse} (pid {first.pid} " in lines[0]
     assert "refresh 2026-05-12" in lines[0] and "--wait SECONDS" in lines[0]
     assert first.returncode == 0, first_err
     assert waiting.returncode == 0, waited_err
-    assert "published 2026-05-12: 3000 models" in waited_out and "attribute: already published" in waited_out
-    assert models_of(warehouse).height == 3_000 and read_meta(Layout.at(warehouse), MODELS, DAY)["resumed"] == 0
+    assert "published 2026-05-12: 6000 models" in waited_out and "attribute: already published" in waited_out
+    assert models_of(warehouse).height == 6_000 and read_meta(Layout.at(warehouse), MODELS, DAY)["resumed"] == 0
 
 
 def test_a_killed_refresh_leaves_a_stale_lock_that_the_next_refresh_takes_over(tmp_path, prefect_api) -> None:
@@ -122,14 +122,14 @@ def test_sql_during_forced_publishes_sees_the_old_or_the_new_partition_never_a_m
     for reader in readers:
         reader.start()
     try:
-        for n in range(1, 31):
+        for n in range(1, 21):
             publish_frame(layout, MODELS, DAY, version(n), {"version": n}, force=True)
-            time.sleep(0.1)
+            time.sleep(0.25)  # a forced publish every quarter second: far more often than any schedule
     finally:
         stop.set()
         for reader in readers:
             reader.join(timeout=10)
     assert bad == []
-    assert len(seen) > 30 and len(set(seen)) > 5  # the readers really ran across many replacements
-    assert read_meta(layout, MODELS, DAY)["version"] == 30
-    assert run_sql(layout, sql).row(0) == (1_030, 30, 30)
+    assert len(seen) > 20 and len(set(seen)) > 5  # the readers really ran across many replacements
+    assert read_meta(layout, MODELS, DAY)["version"] == 20
+    assert run_sql(layout, sql).row(0) == (1_020, 20, 20)
