@@ -325,7 +325,7 @@ def registry_check(
         raise fail(f"no registry file at {target}", 2)
     problems = check_registry(target)
     for problem in problems:
-        err.print(f"{target}:{problem.line}: {problem.reason}", highlight=False, markup=False)
+        err.print(f"{target}:{problem.line}: {problem.reason}", highlight=False, markup=False, soft_wrap=True)
     if problems:
         raise fail(f"{len(problems)} problem(s) in {target}")
     out.print(f"{target}: valid ({registry_version(target)})", highlight=False)

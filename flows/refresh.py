@@ -16,7 +16,7 @@ from flows.scope import parse_scope
 from flows.snapshot import publish_models
 from warehouse.layout import Layout
 from warehouse.lock import writer_lock
-from warehouse.publish import is_published, read_meta
+from warehouse.publish import clear_publish_staging, is_published, read_meta
 from warehouse.tables import MODELS
 
 
@@ -92,6 +92,7 @@ def refresh(
     parse_scope(scope)  # fail before taking the lock on a bad scope
     summary: dict[str, Any] = {"date": day.isoformat(), "warehouse": str(layout.root), "scope": scope}
     with writer_lock(layout, f"refresh {day}", wait_seconds=wait_seconds):
+        clear_publish_staging(layout)
         if is_published(layout, MODELS, day) and not force:
             summary["models"] = "already published"
             logger.info("models %s already published; not crawled again (use --force to replace)", day)

@@ -143,3 +143,11 @@ def test_sql_cannot_read_files_outside_the_warehouse(tmp_path, query: str) -> No
 def test_sql_views_exist_and_are_typed_before_anything_is_published(tmp_path) -> None:
     frame = run_sql(Layout.at(tmp_path), "SELECT * FROM models")
     assert frame.height == 0 and "downloads_30d" in frame.columns and "snapshot_date" in frame.columns
+
+
+def test_sql_cannot_read_duckdbs_default_spill_folder_in_the_working_directory(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".tmp").mkdir()
+    (tmp_path / ".tmp" / "secret.csv").write_text("a\n1\n")
+    with pytest.raises(QueryRefused):
+        run_sql(Layout.at(tmp_path / "wh"), "SELECT * FROM read_csv('.tmp/secret.csv')")

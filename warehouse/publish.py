@@ -47,6 +47,16 @@ def read_meta(layout: Layout, table: Table, day: dt.date) -> dict[str, Any] | No
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def clear_publish_staging(layout: Layout) -> int:
+    """Remove files a killed writer left in `_staging/publish`; call only while holding the writer lock."""
+    folder = layout.staging / "publish"
+    removed = 0
+    for leftover in folder.glob("*") if folder.is_dir() else ():
+        leftover.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
 def staging_file(layout: Layout, table: Table, day: dt.date) -> Path:
     """A fresh file path in `_staging`, outside every reader's glob, on the warehouse's filesystem."""
     folder = layout.staging / "publish"

@@ -25,7 +25,10 @@ def _sql_literal(text: str) -> str:
 
 def connect(layout: Layout) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with a view per table over every published date, confined to the warehouse."""
-    con = duckdb.connect(":memory:")
+    # DuckDB may read its own spill folder; keep it inside the warehouse's staging, not the working directory.
+    spill = layout.staging / "duckdb"
+    spill.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(":memory:", config={"temp_directory": str(spill)})
     if layout.remote:
         con.register_filesystem(layout.root.fs)
     for table in TABLES.values():
