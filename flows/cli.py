@@ -58,7 +58,13 @@ class _StderrHandler(logging.StreamHandler):
 
 def quiet_prefect(verbose: bool = False) -> None:
     """Keep Prefect's console logs and telemetry out of the command's output (set before prefect is imported)."""
-    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "INFO" if verbose else "CRITICAL")
+    console_level = "INFO" if verbose else "CRITICAL"
+    os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = console_level
+    if "prefect.logging" in sys.modules:  # configured already (an earlier command in this process)
+        for name in ("", "prefect"):
+            for handler in logging.getLogger(name).handlers:
+                if type(handler).__name__ == "PrefectConsoleHandler":
+                    handler.setLevel(console_level)
     os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
