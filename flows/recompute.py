@@ -16,6 +16,7 @@ from prefect.cache_policies import NONE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows import steps
+from flows.refresh import crossovers, dashboard_task
 from warehouse.layout import Layout
 from warehouse.lock import writer_lock
 from warehouse.tables import MODELS
@@ -35,18 +36,6 @@ def recompute_date(warehouse: str, day: dt.date, force: bool) -> dict[str, Any]:
         "attribute": steps.attribute_date(layout, day, force=force),
         "metrics": steps.metrics_date(layout, day, force=force),
     }
-
-
-@task(name="crossovers", cache_policy=NONE)
-def crossovers(warehouse: str, day: dt.date, force: bool) -> dict[str, Any]:
-    """Crossovers over the series up to the date."""
-    return steps.crossovers_date(Layout.at(warehouse), day, force=force)
-
-
-@task(name="dashboard", cache_policy=NONE)
-def dashboard_task(warehouse: str, force: bool) -> dict[str, Any]:
-    """The dashboard page and PNGs."""
-    return steps.dashboard_step(Layout.at(warehouse), force=force)
 
 
 @flow(name="recompute", task_runner=ThreadPoolTaskRunner(max_workers=4), validate_parameters=True)
