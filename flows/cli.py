@@ -274,12 +274,9 @@ def dashboard(
     check: Annotated[bool, typer.Option("--check", help="Open it in headless Chromium and screenshot it.")] = False,
 ) -> None:
     """Write the dashboard (index.html and one PNG per view) from every published metric."""
-    import polars as pl
-
-    from dashboards.page import write_dashboard
-    from flows.steps import dashboard_provenance, dashboard_step, series, shares_series
+    from flows.steps import dashboard_step, draw_dashboard
     from warehouse.layout import Layout
-    from warehouse.tables import CONCENTRATION, CROSSOVERS, SHARES
+    from warehouse.tables import SHARES
 
     layout = Layout.at(warehouse)
     if not layout.published_dates(SHARES):
@@ -290,14 +287,9 @@ def dashboard(
         outcome = dashboard_step(layout, force=True)
         out.print(f"dashboard: {outcome['html']} ({outcome['bytes']:,} bytes)", highlight=False)
         return
-    crossovers = series(layout, CROSSOVERS)
-    result = write_dashboard(
-        shares_series(layout),
-        series(layout, CONCENTRATION),
-        crossovers.filter(pl.col("snapshot_date") == crossovers["snapshot_date"].max()),
-        dashboard_provenance(layout),
-        out_dir or layout.dashboard_dir,
-    )
+    folder = out_dir or layout.dashboard_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    result = draw_dashboard(layout, folder)
     out.print(f"dashboard: {result.html} ({result.page_bytes:,} bytes, {len(result.pngs)} PNGs)", highlight=False)
     if check:
         from dashboards.browser import check_in_browser

@@ -95,8 +95,9 @@ def crawl_to_staging(
         # A listing with a limit may stop before its last page: fetch it page by page, never one too many.
         for page, requests in counted(listed) if listing.limit is not None else prefetched(listed):
             items = page.items
+            taken = _listing_items(folder, state.listing) if listing.limit is not None else 0
             if listing.limit is not None:
-                items = items[: max(listing.limit - _listing_items(folder, state.listing), 0)]
+                items = items[: max(listing.limit - taken, 0)]
             frame = model_rows(items, report)
             write_parquet(frame, _page_file(folder, state.listing, state.pages))
             state.pages += 1
@@ -105,7 +106,7 @@ def crawl_to_staging(
             state.report = report.as_dict()
             state.seconds = round(state.seconds + time.monotonic() - began, 3)
             began = time.monotonic()
-            limit_reached = listing.limit is not None and _listing_items(folder, state.listing) >= listing.limit
+            limit_reached = listing.limit is not None and taken + frame.height >= listing.limit
             state.next_url = None if limit_reached else page.next_url
             _save(folder, state)
             if progress:

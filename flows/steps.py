@@ -148,10 +148,7 @@ def series(layout: Layout, table: Table, *, until: dt.date | None = None) -> pl.
     dates = [d for d in layout.published_dates(table) if until is None or d <= until]
     if not dates:
         return table.empty().with_columns(pl.lit(None, pl.Date).alias("snapshot_date"))
-    frames = [
-        layout.scan(table, d).with_columns(pl.lit(d, pl.Date).alias("snapshot_date"))
-        for d in dates
-    ]
+    frames = [layout.scan(table, d).with_columns(pl.lit(d, pl.Date).alias("snapshot_date")) for d in dates]
     return pl.concat(frames, how="vertical").collect()
 
 
@@ -213,26 +210,30 @@ def _local_folder(target: Any) -> Iterator[Path]:
             target.fs.put_file(str(item), f"{target.path}/{item.name}")
 
 
-def dashboard_step(layout: Layout, *, force: bool = False) -> dict[str, Any]:
-    """Draw the dashboard from every published metric partition into `<root>/dashboard`."""
+def draw_dashboard(layout: Layout, folder: Path):
+    """Write the dashboard of every published metric partition into a local `folder`."""
     from dashboards.page import write_dashboard
 
+    crossovers = series(layout, CROSSOVERS)
+    return write_dashboard(
+        shares_series(layout),
+        series(layout, CONCENTRATION),
+        crossovers.filter(pl.col("snapshot_date") == crossovers["snapshot_date"].max()),
+        dashboard_provenance(layout),
+        folder,
+    )
+
+
+def dashboard_step(layout: Layout, *, force: bool = False) -> dict[str, Any]:
+    """Draw the dashboard from every published metric partition into `<root>/dashboard`."""
     if not layout.published_dates(SHARES):
         return {"status": "skipped: no metrics published"}
     if not force and dashboard_current(layout):
         return {"status": "already published"}
     began = time.monotonic()
     inputs = dashboard_inputs(layout)
-    crossovers = series(layout, CROSSOVERS)
-    latest = crossovers["snapshot_date"].max()
     with _local_folder(layout.dashboard_dir) as folder:
-        result = write_dashboard(
-            shares_series(layout),
-            series(layout, CONCENTRATION),
-            crossovers.filter(pl.col("snapshot_date") == latest),
-            dashboard_provenance(layout),
-            folder,
-        )
+        result = draw_dashboard(layout, folder)
     html = layout.dashboard_dir / result.html.name
     write_json_atomic(layout.dashboard_dir / "dashboard.json", {"inputs": inputs, "html": str(html)})
     return {
