@@ -19,7 +19,15 @@ from flows import hub
 from flows.rows import RowReport, model_rows
 from flows.scope import Scope
 from warehouse.layout import Layout
-from warehouse.publish import os_error_of, staging_file, write_json_atomic, write_parquet
+from warehouse.publish import (
+    ROW_GROUP_SIZE,
+    ZSTD_LEVEL,
+    fsync,
+    os_error_of,
+    staging_file,
+    write_json_atomic,
+    write_parquet,
+)
 from warehouse.tables import MODELS
 
 CHECKPOINT = "checkpoint.json"
@@ -183,19 +191,38 @@ def staged_crawl(layout: Layout, day: dt.date) -> CrawlResult | None:
 
 
 def assemble(layout: Layout, day: dt.date, result: CrawlResult) -> tuple[Path, int]:
-    """One staged `models` file from the page files: first sighting of each id wins, crawl order kept."""
+    """One staged `models` file from the page files: first sighting of each id wins, crawl order kept.
+
+    Streamed: the pages pass through polars' streaming engine into the file, and only a 64-bit hash of
+    each id (8 bytes a model) is held at once to find the repeats a shifting listing produces.
+    """
     pages = sorted(result.staging.glob("page-*.parquet"))
     target = staging_file(layout, MODELS, day)
     if not pages:
         write_parquet(MODELS.empty(), target)
         return target, 0
-    scan = pl.scan_parquet(pages, schema=MODELS.schema).unique(subset=["model_id"], keep="first", maintain_order=True)
+    scan = pl.scan_parquet(pages, schema=MODELS.schema).with_row_index("_row")
+    repeats = _repeated_rows(scan)
     try:
-        scan.sink_parquet(target, compression="zstd", compression_level=3, row_group_size=128_000)
+        scan.filter(~pl.col("_row").is_in(repeats.implode())).drop("_row").sink_parquet(
+            target, compression="zstd", compression_level=ZSTD_LEVEL, row_group_size=ROW_GROUP_SIZE
+        )
     except pl.exceptions.PolarsError as error:
         raise os_error_of(error, target) from None
+    fsync(target)
     rows = pl.scan_parquet(target).select(pl.len()).collect().item()
     return target, int(rows)
+
+
+def _repeated_rows(scan: pl.LazyFrame) -> pl.Series:
+    """Row numbers of ids seen on an earlier row: found on hashes, confirmed on the ids sharing one."""
+    hashes = scan.select(pl.col("model_id").hash()).collect().to_series()
+    shared = hashes.is_duplicated().arg_true().cast(pl.UInt32())
+    del hashes
+    if shared.is_empty():
+        return shared
+    candidates = scan.select("_row", "model_id").filter(pl.col("_row").is_in(shared.implode())).collect()
+    return candidates.filter(~pl.col("model_id").is_first_distinct()).get_column("_row")
 
 
 def discard(result: CrawlResult) -> None:

@@ -70,7 +70,7 @@ def write_parquet(frame: pl.DataFrame, path: Path) -> None:
         frame.write_parquet(path, compression="zstd", compression_level=ZSTD_LEVEL, row_group_size=ROW_GROUP_SIZE)
     except pl.exceptions.PolarsError as error:
         raise os_error_of(error, path) from None
-    _fsync(path)
+    fsync(path)
 
 
 def os_error_of(error: Exception, path: object) -> Exception:
@@ -116,9 +116,11 @@ def check_staged(table: Table, staged: Path) -> int:
     stats = scan.select(
         pl.len().alias("rows"),
         *[pl.col(c).null_count().alias(f"null:{c}") for c in table.not_null],
-        (pl.len() - _key(table).n_unique()).alias("duplicates"),
+        (pl.len() - _key(table).hash().n_unique()).alias("duplicates"),
     ).collect()
     row = stats.row(0, named=True)
+    if row["duplicates"]:  # hashes can collide: count the keys themselves
+        row["duplicates"] = scan.select(pl.len() - _key(table).n_unique()).collect().item()
     for name in table.not_null:
         if row[f"null:{name}"]:
             raise SchemaViolation(table.name, name, row[f"null:{name}"], "null in a required column")
@@ -128,7 +130,10 @@ def check_staged(table: Table, staged: Path) -> int:
 
 
 def _key(table: Table) -> pl.Expr:
-    """The key as one expression: the column itself when it is one (a struct of it costs far more memory)."""
+    """The key as one expression: the column itself when it is one (a struct of it costs far more memory).
+
+    Its duplicates are counted on a 64-bit hash first (8 bytes a row, not the strings).
+    """
     return pl.col(table.key[0]) if len(table.key) == 1 else pl.struct(table.key)
 
 
@@ -164,7 +169,7 @@ def publish_staged(
     else:
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(staged, target)  # readers see the old file or the new one, never a mix
-        _fsync(target.parent)
+        fsync(target.parent)
     write_json_atomic(layout.meta_file(table, day), meta)
     return meta
 
@@ -182,7 +187,7 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-        _fsync(path.parent)
+        fsync(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -191,7 +196,7 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-def _fsync(path: Path) -> None:
+def fsync(path: Path) -> None:
     """Flush a file, or a directory's entries, to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
