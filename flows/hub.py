@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import orjson
 from huggingface_hub import constants, set_client_factory
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 from huggingface_hub.utils import build_hf_headers, hf_raise_for_status, http_backoff
@@ -142,7 +143,7 @@ def _fetch(endpoint: str, url: str, params: list | None, headers: dict[str, str]
         except hx.HTTPError as error:
             raise HubError(f"cannot reach {endpoint}: {type(error).__name__}: {_first_line(error)}") from None
         try:
-            items = response.json()
+            items = _parse(response.content)
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             kind = response.headers.get("content-type", "?")
             reason = getattr(error, "msg", str(error))
@@ -153,6 +154,15 @@ def _fetch(endpoint: str, url: str, params: list | None, headers: dict[str, str]
             continue
         return items, response.links.get("next", {}).get("url")
     raise HubError(f"{endpoint}: {last}, {BODY_RETRIES + 1} times in a row")
+
+
+def _parse(body: bytes) -> object:
+    """A page's JSON: orjson's parser, about twice as fast; the standard library's for what orjson refuses
+    but Python's JSON reads (NaN, Infinity, integers beyond 64 bits), which `flows.rows` then blanks."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return json.loads(body)
 
 
 def _check_same_origin(endpoint: str, url: str) -> None:
