@@ -8,13 +8,14 @@ import multiprocessing
 import time
 
 import polars as pl
+import psutil
 import pytest
 
 from warehouse.contract import SchemaViolation, conform
 from warehouse.layout import Layout
 from warehouse.lock import WarehouseLocked, writer_lock
 from warehouse.publish import AlreadyPublished, publish_frame, sha256_of
-from warehouse.query import QueryRefused, run_sql
+from warehouse.query import MEMORY_ENV, QueryRefused, connect, run_sql
 from warehouse.tables import MODELS
 
 DAY = dt.date(2026, 5, 12)
@@ -151,3 +152,32 @@ def test_sql_cannot_read_duckdbs_default_spill_folder_in_the_working_directory(t
     (tmp_path / ".tmp" / "secret.csv").write_text("a\n1\n")
     with pytest.raises(QueryRefused):
         run_sql(Layout.at(tmp_path / "wh"), "SELECT * FROM read_csv('.tmp/secret.csv')")
+
+
+def _duckdb_bytes(setting: str) -> float:
+    number, unit = setting.split()
+    return float(number) * {"KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}[unit]
+
+
+def test_sql_memory_limit_leaves_room_for_everything_else_or_is_the_one_given(tmp_path, monkeypatch) -> None:
+    # DuckDB's default is 80% of RAM, whatever is already in use: a join of raw tables over months of
+    # 3 M-model days then grew until the kernel killed the process. Under a limit, DuckDB spills.
+    monkeypatch.delenv(MEMORY_ENV, raising=False)
+    ceiling = max(psutil.virtual_memory().available // 2, 512 * 2**20)
+    limit = connect(Layout.at(tmp_path)).execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    assert _duckdb_bytes(limit) <= ceiling * 1.05
+    assert _duckdb_bytes(limit) < psutil.virtual_memory().total * 0.8
+
+    monkeypatch.setenv(MEMORY_ENV, "300MB")
+    limit = connect(Layout.at(tmp_path)).execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    assert limit == "286.1 MiB"
+    # Work larger than the limit spills into the warehouse's staging and still answers.
+    rows = run_sql(
+        Layout.at(tmp_path),
+        "SELECT count(DISTINCT md5(i::VARCHAR) || md5((-i)::VARCHAR)) AS n FROM range(5000000) t(i)",
+    )
+    assert rows.item() == 5_000_000
+
+    monkeypatch.setenv(MEMORY_ENV, "lots")
+    with pytest.raises(QueryRefused, match=f"{MEMORY_ENV}='lots' is not a memory size"):
+        run_sql(Layout.at(tmp_path), "SELECT 1")

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import re
 import time
 from pathlib import Path
 
 import duckdb
 import polars as pl
+import psutil
 
 from warehouse.layout import Layout
 from warehouse.tables import TABLES
 
 READ_ONLY_STATEMENTS = {"SELECT", "EXPLAIN"}
+MEMORY_ENV = "MULTIPOLAR_DUCKDB_MEMORY"
+MEMORY_FLOOR = 512 * 2**20
+MEMORY_SIZE = re.compile(r"\d+(\.\d+)?\s*([KMGT]i?B|B)", re.IGNORECASE)
 ATTEMPTS = 10  # reads of a query that overlapped the replacement of a partition it read
 
 
@@ -28,7 +34,7 @@ def connect(layout: Layout) -> duckdb.DuckDBPyConnection:
     # DuckDB may read its own spill folder; keep it inside the warehouse's staging, not the working directory.
     spill = layout.staging / "duckdb"
     spill.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(":memory:", config={"temp_directory": str(spill)})
+    con = duckdb.connect(":memory:", config={"temp_directory": str(spill), "memory_limit": memory_limit()})
     if layout.remote:
         con.register_filesystem(layout.root.fs)
     for table in TABLES.values():
@@ -47,6 +53,22 @@ def connect(layout: Layout) -> duckdb.DuckDBPyConnection:
         con.execute(f"SET {setting} = false")
     con.execute("SET lock_configuration = true")
     return con
+
+
+def memory_limit() -> str:
+    """DuckDB's memory limit: `MULTIPOLAR_DUCKDB_MEMORY` if set (e.g. `8GB`), else half the memory available now.
+
+    DuckDB's own default, 80% of the machine's RAM, ignores what the calling process and others already hold;
+    a join of raw tables over months of days then grows until the kernel kills the process. Under the limit,
+    DuckDB spills to the warehouse's staging folder instead.
+    """
+    given = os.environ.get(MEMORY_ENV, "").strip()
+    if given:
+        if not MEMORY_SIZE.fullmatch(given):
+            raise QueryRefused(f"{MEMORY_ENV}={given!r} is not a memory size such as 8GB or 512MiB")
+        return given
+    available = psutil.virtual_memory().available
+    return f"{max(available // 2, MEMORY_FLOOR) // 2**20}MiB"
 
 
 def check_read_only(sql: str) -> None:
