@@ -20,6 +20,7 @@ from flows.rows import RowReport, model_rows
 from flows.scope import Scope
 from warehouse.layout import Layout
 from warehouse.publish import (
+    PAGE_ZSTD_LEVEL,
     ROW_GROUP_SIZE,
     ZSTD_LEVEL,
     fsync,
@@ -107,7 +108,7 @@ def crawl_to_staging(
             if listing.limit is not None:
                 items = items[: max(listing.limit - taken, 0)]
             frame = model_rows(items, report)
-            write_parquet(frame, _page_file(folder, state.listing, state.pages))
+            write_parquet(frame, _page_file(folder, state.listing, state.pages), level=PAGE_ZSTD_LEVEL)
             state.pages += 1
             state.items += len(items)
             state.requests += requests
@@ -202,7 +203,7 @@ def assemble(layout: Layout, day: dt.date, result: CrawlResult) -> tuple[Path, i
         write_parquet(MODELS.empty(), target)
         return target, 0
     scan = pl.scan_parquet(pages, schema=MODELS.schema).with_row_index("_row")
-    repeats = _repeated_rows(scan)
+    rows, repeats = _repeated_rows(scan)
     try:
         scan.filter(~pl.col("_row").is_in(repeats.implode())).drop("_row").sink_parquet(
             target, compression="zstd", compression_level=ZSTD_LEVEL, row_group_size=ROW_GROUP_SIZE
@@ -210,19 +211,20 @@ def assemble(layout: Layout, day: dt.date, result: CrawlResult) -> tuple[Path, i
     except pl.exceptions.PolarsError as error:
         raise os_error_of(error, target) from None
     fsync(target)
-    rows = pl.scan_parquet(target).select(pl.len()).collect().item()
-    return target, int(rows)
+    return target, rows - repeats.len()
 
 
-def _repeated_rows(scan: pl.LazyFrame) -> pl.Series:
-    """Row numbers of ids seen on an earlier row: found on hashes, confirmed on the ids sharing one."""
+def _repeated_rows(scan: pl.LazyFrame) -> tuple[int, pl.Series]:
+    """The rows scanned, and the numbers of those whose id was seen on an earlier row: found on hashes,
+    confirmed on the ids sharing one."""
     hashes = scan.select(pl.col("model_id").hash()).collect().to_series()
+    rows = hashes.len()
     shared = hashes.is_duplicated().arg_true().cast(pl.UInt32())
     del hashes
     if shared.is_empty():
-        return shared
+        return rows, shared
     candidates = scan.select("_row", "model_id").filter(pl.col("_row").is_in(shared.implode())).collect()
-    return candidates.filter(~pl.col("model_id").is_first_distinct()).get_column("_row")
+    return rows, candidates.filter(~pl.col("model_id").is_first_distinct()).get_column("_row")
 
 
 def discard(result: CrawlResult) -> None:

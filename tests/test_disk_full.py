@@ -71,10 +71,10 @@ def refused(path: object) -> OSError:
 def failing_page_write(monkeypatch: pytest.MonkeyPatch) -> str:
     real = crawl.write_parquet
 
-    def write(frame, path: Path) -> None:
+    def write(frame, path: Path, **options) -> None:
         if path.name.endswith("0000002.parquet"):
             raise no_space(path)
-        real(frame, path)
+        real(frame, path, **options)
 
     monkeypatch.setattr(crawl, "write_parquet", write)
     return "No space left on device"
@@ -113,10 +113,10 @@ def failing_meta(table: str):
 def failing_metric_write(monkeypatch: pytest.MonkeyPatch) -> str:
     real = publish.write_parquet
 
-    def write(frame, path: Path) -> None:
+    def write(frame, path: Path, **options) -> None:
         if path.name.startswith("shares-2026-05-12"):
             raise no_space(path)
-        real(frame, path)
+        real(frame, path, **options)
 
     monkeypatch.setattr(publish, "write_parquet", write)
     return "No space left on device"

@@ -19,7 +19,8 @@ from warehouse.provenance import base_provenance
 from warehouse.tables import Table
 
 ROW_GROUP_SIZE = 128_000
-ZSTD_LEVEL = 3
+ZSTD_LEVEL = 9  # published partitions: written once, read for years
+PAGE_ZSTD_LEVEL = 3  # the crawl's page files: written on its hot path, read once
 _OS_ERROR = re.compile(r"\(os error (\d+)\)")  # how polars reports the OSError under its own
 
 
@@ -64,10 +65,10 @@ def staging_file(layout: Layout, table: Table, day: dt.date) -> Path:
     return folder / f"{table.name}-{day.isoformat()}-{uuid.uuid4().hex}.parquet"
 
 
-def write_parquet(frame: pl.DataFrame, path: Path) -> None:
+def write_parquet(frame: pl.DataFrame, path: Path, *, level: int = ZSTD_LEVEL) -> None:
     """Write zstd Parquet and flush it to disk; a failed write (a full disk, say) is an OSError naming the file."""
     try:
-        frame.write_parquet(path, compression="zstd", compression_level=ZSTD_LEVEL, row_group_size=ROW_GROUP_SIZE)
+        frame.write_parquet(path, compression="zstd", compression_level=level, row_group_size=ROW_GROUP_SIZE)
     except pl.exceptions.PolarsError as error:
         raise os_error_of(error, path) from None
     fsync(path)
