@@ -321,16 +321,17 @@ def high_water_rss() -> int:
 
 def page_conversion(world: Path, page_size: int, pages: int = 20) -> dict[str, Any]:
     """Milliseconds to turn one page of listing items into a `models` frame and write it."""
+    from flows.hub import parse_body
     from flows.rows import model_rows
-    from warehouse.publish import write_parquet
+    from warehouse.publish import PAGE_ZSTD_LEVEL, write_parquet
 
     with world.open() as lines:
         text = list(itertools.islice(lines, page_size * pages))
     bodies = ["[" + ",".join(text[i : i + page_size]) + "]" for i in range(0, len(text), page_size)]
-    parse, items = timed(lambda: [json.loads(b) for b in bodies])
+    parse, items = timed(lambda: [parse_body(b.encode()) for b in bodies])
     convert, frames = timed(lambda: [model_rows(page) for page in items], 2)
     target = world.with_name("page.parquet")
-    write, _ = timed(lambda: [write_parquet(f, target) for f in frames], 2)
+    write, _ = timed(lambda: [write_parquet(f, target, level=PAGE_ZSTD_LEVEL) for f in frames], 2)
     target.unlink(missing_ok=True)
     return {
         "parse_ms": 1000 * parse / len(bodies),

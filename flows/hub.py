@@ -143,7 +143,7 @@ def _fetch(endpoint: str, url: str, params: list | None, headers: dict[str, str]
         except hx.HTTPError as error:
             raise HubError(f"cannot reach {endpoint}: {type(error).__name__}: {_first_line(error)}") from None
         try:
-            items = _parse(response.content)
+            items = parse_body(response.content)
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             kind = response.headers.get("content-type", "?")
             reason = getattr(error, "msg", str(error))
@@ -156,7 +156,7 @@ def _fetch(endpoint: str, url: str, params: list | None, headers: dict[str, str]
     raise HubError(f"{endpoint}: {last}, {BODY_RETRIES + 1} times in a row")
 
 
-def _parse(body: bytes) -> object:
+def parse_body(body: bytes) -> object:
     """A page's JSON: orjson's parser, about twice as fast; the standard library's for what orjson refuses
     but Python's JSON reads (NaN, Infinity, integers beyond 64 bits), which `flows.rows` then blanks."""
     try:
