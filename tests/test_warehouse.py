@@ -163,15 +163,16 @@ def test_sql_memory_limit_leaves_room_for_everything_else_or_is_the_one_given(tm
     # DuckDB's default is 80% of RAM, whatever is already in use: a join of raw tables over months of
     # 3 M-model days then grew until the kernel killed the process. Under a limit, DuckDB spills.
     monkeypatch.delenv(MEMORY_ENV, raising=False)
-    ceiling = max(psutil.virtual_memory().available // 2, 512 * 2**20)
+    before = psutil.virtual_memory().available
     limit = connect(Layout.at(tmp_path)).execute("SELECT current_setting('memory_limit')").fetchone()[0]
-    assert _duckdb_bytes(limit) <= ceiling * 1.05
-    assert _duckdb_bytes(limit) < psutil.virtual_memory().total * 0.8
+    available = max(before, psutil.virtual_memory().available)
+    # Other processes come and go meanwhile; DuckDB's own default (80% of RAM) is far above this either way.
+    assert _duckdb_bytes(limit) <= max(available // 2, 512 * 2**20) * 1.25
 
     monkeypatch.setenv(MEMORY_ENV, "300MB")
     limit = connect(Layout.at(tmp_path)).execute("SELECT current_setting('memory_limit')").fetchone()[0]
     assert limit == "286.1 MiB"
-    # Work larger than the limit spills into the warehouse's staging and still answers.
+    # Work larger than the limit still answers: DuckDB spills it into the warehouse's staging.
     rows = run_sql(
         Layout.at(tmp_path),
         "SELECT count(DISTINCT md5(i::VARCHAR) || md5((-i)::VARCHAR)) AS n FROM range(5000000) t(i)",
