@@ -45,6 +45,7 @@ FULL_DAYS = 90
 QUICK_MODELS = 300_000
 QUICK_DAYS = 5
 PAGE_SIZE = 1000
+LATENCY = 0.2  # seconds the stand-in adds to every page: about what the Hub's listing takes
 AB_PAGES = 100  # pages crawled twice, one after another and prefetched, to compare the two
 CRAWL_DAY = dt.date(2026, 4, 30)
 HISTORY_START = dt.date(2026, 1, 1)
@@ -76,7 +77,7 @@ class BenchPlan:
         models: int | None,
         days: int | None,
         quick: bool,
-        latency: float,
+        latency: float | None,
         out: Path,
         work: Path | None = None,
     ) -> BenchPlan:
@@ -84,7 +85,7 @@ class BenchPlan:
         return cls(
             models=models or (QUICK_MODELS if quick else FULL_MODELS),
             days=days or (QUICK_DAYS if quick else FULL_DAYS),
-            latency=latency,
+            latency=LATENCY if latency is None else latency,
             out=out,
             quick=quick,
             work=work,
@@ -681,6 +682,8 @@ def report_section(plan: BenchPlan, figures: Figures, started: dt.datetime) -> s
         QUICK_DAYS if plan.quick else FULL_DAYS,
     ):
         command += f" --models {plan.models} --days {plan.days}"
+    if plan.latency != LATENCY:
+        command += f" --latency {plan.latency}"
     ratio_ab = ab["sequential_seconds"] / ab["prefetched_seconds"]
     lines = [
         f"## Run: {mode} ({plan.models:,} models, {plan.days} days)",

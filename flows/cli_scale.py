@@ -52,7 +52,9 @@ def bench(
     days: Annotated[int | None, typer.Option(help="Daily snapshots in the query history (default 90).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="300,000 models and 5 days: a few minutes.")] = False,
     out_file: Annotated[Path, typer.Option("--out", help="Report to write.")] = Path("BENCHMARKS.md"),
-    latency: Annotated[float, typer.Option(help="Seconds the stand-in Hub adds to every page.")] = 0.2,
+    latency: Annotated[
+        float | None, typer.Option(help="Seconds the stand-in Hub adds to every page (default 0.2).")
+    ] = None,
     work: Annotated[
         Path | None, typer.Option(help="Scratch folder (default: a temporary one, removed afterwards).")
     ] = None,

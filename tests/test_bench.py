@@ -25,6 +25,8 @@ def test_a_toy_benchmark_writes_every_section_of_its_report(tmp_path) -> None:
     assert "| requests / minimum ceil(" in report and "= 1.00× | 1× | met |" in report
     assert "Both give the same series" in report
     assert "old figures" not in report and report.count("## Run: full") == 1
+    # The report's command line reruns the same benchmark: every option that differs from its default.
+    assert "`uv run multipolar bench --models 3000 --days 2 --latency 0.02`" in report
 
 
 def test_the_quick_plan_is_the_documented_size() -> None:
@@ -32,5 +34,5 @@ def test_the_quick_plan_is_the_documented_size() -> None:
 
     from flows.bench import BenchPlan
 
-    plan = BenchPlan.of(models=None, days=None, quick=True, latency=0.2, out=Path("B.md"))
-    assert (plan.models, plan.days) == (300_000, 5)
+    plan = BenchPlan.of(models=None, days=None, quick=True, latency=None, out=Path("B.md"))
+    assert (plan.models, plan.days, plan.latency) == (300_000, 5, 0.2)
