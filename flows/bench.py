@@ -328,8 +328,9 @@ def page_conversion(world: Path, page_size: int, pages: int = 20) -> dict[str, A
 
     with world.open() as lines:
         text = list(itertools.islice(lines, page_size * pages))
-    bodies = ["[" + ",".join(text[i : i + page_size]) + "]" for i in range(0, len(text), page_size)]
-    parse, items = timed(lambda: [parse_body(b.encode()) for b in bodies])
+    # Bytes, as the crawler gets them from the client: encoding is not part of the parse.
+    bodies = [("[" + ",".join(text[i : i + page_size]) + "]").encode() for i in range(0, len(text), page_size)]
+    parse, items = timed(lambda: [parse_body(b) for b in bodies])
     convert, frames = timed(lambda: [model_rows(page) for page in items], 2)
     target = world.with_name("page.parquet")
     write, _ = timed(lambda: [write_parquet(f, target, level=PAGE_ZSTD_LEVEL) for f in frames], 2)

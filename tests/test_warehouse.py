@@ -15,7 +15,7 @@ from warehouse.contract import SchemaViolation, conform
 from warehouse.layout import Layout
 from warehouse.lock import WarehouseLocked, writer_lock
 from warehouse.publish import AlreadyPublished, publish_frame, sha256_of
-from warehouse.query import MEMORY_ENV, QueryRefused, connect, run_sql
+from warehouse.query import MEMORY_ENV, MEMORY_FLOOR, QueryRefused, connect, run_sql
 from warehouse.tables import MODELS
 
 DAY = dt.date(2026, 5, 12)
@@ -167,7 +167,7 @@ def test_sql_memory_limit_leaves_room_for_everything_else_or_is_the_one_given(tm
     limit = connect(Layout.at(tmp_path)).execute("SELECT current_setting('memory_limit')").fetchone()[0]
     available = max(before, psutil.virtual_memory().available)
     # Other processes come and go meanwhile; DuckDB's own default (80% of RAM) is far above this either way.
-    assert _duckdb_bytes(limit) <= max(available // 2, 512 * 2**20) * 1.25
+    assert _duckdb_bytes(limit) <= max(available // 2, MEMORY_FLOOR) * 1.25
 
     monkeypatch.setenv(MEMORY_ENV, "300MB")
     limit = connect(Layout.at(tmp_path)).execute("SELECT current_setting('memory_limit')").fetchone()[0]
