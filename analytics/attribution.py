@@ -15,12 +15,15 @@
   whose parents are all malformed (crediting that model), or after `MAX_DEPTH` steps.
 
 `reviewed` says whether the credited namespace is in the registry; unknowns keep null lab and country.
+A row's `evidence` says how the rule reached the credited namespace (hosted there, registered or excluded,
+the lineage trail and why it stopped). Why that namespace has its lab and country is the registry's
+evidence, published once per date in the `registry` table (`registry_rows`), not repeated on every row.
 Lineage is resolved with iterative joins on a parent table, one per step, never a Python loop over rows.
 Every repo id (the snapshot's, then parents outside it) gets a dense integer id once, so the walk joins
 and gathers integers; the one string join maps parent ids onto the snapshot.
 
 Rows come out by model id, each model's `uploader`, `official` and `lineage` rows together: Parquet then
-stores the repeated ids and evidence once in effect (half the bytes of rows grouped by rule).
+stores the repeated ids once in effect (half the bytes of rows grouped by rule).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from warehouse.tables import ATTRIBUTIONS
+from warehouse.tables import ATTRIBUTIONS, REGISTRY
 
 RULES = ("uploader", "official", "lineage")
 MAX_DEPTH = 16
@@ -206,8 +209,13 @@ def lineage_walks(graph: Graph, *, max_depth: int = MAX_DEPTH) -> pl.DataFrame:
     return pl.concat(done, rechunk=True)
 
 
+def registry_rows(registry: pl.DataFrame) -> pl.DataFrame:
+    """The REGISTRY table of a date: the registry the date's attributions were made with."""
+    return registry.select(REGISTRY.columns).sort("namespace").cast(REGISTRY.schema)
+
+
 def _registry_table(registry: pl.DataFrame) -> pl.DataFrame:
-    """The registry with a row number and its evidence preformatted once per rule."""
+    """The registry with a row number and each rule's evidence for its namespaces, formatted once."""
     registered = pl.col("developer_type") != "intermediary"
     return registry.select(
         pl.int_range(pl.len(), dtype=NODE).alias("entry"),
@@ -215,11 +223,9 @@ def _registry_table(registry: pl.DataFrame) -> pl.DataFrame:
         *DIMENSIONS,
         registered.alias("registered"),
         pl.when(registered)
-        .then(pl.concat_str(pl.lit("official: registered lab; "), "evidence"))
+        .then(pl.lit("official: registered lab"))
         .otherwise(pl.lit("excluded: not a registered lab repo (intermediary)"))
         .alias("official_evidence"),
-        pl.concat_str(pl.lit("lineage: own root; "), "evidence").alias("root_evidence"),
-        "evidence",
     )
 
 
@@ -257,8 +263,7 @@ def attribute(models: Frame, registry: pl.DataFrame) -> pl.DataFrame:
         pl.concat_str(
             pl.lit("uploader:"),
             taken(graph.namespaces, "origin"),
-            pl.lit("; "),
-            taken(table.get_column("evidence"), "entry").fill_null(pl.lit(UNREVIEWED)),
+            pl.when(pl.col("entry").is_null()).then(pl.lit(f"; {UNREVIEWED}")).otherwise(pl.lit("")),
         ).alias("evidence"),
     ).select(ROWS)
     official = hosted.select(
@@ -303,10 +308,12 @@ def _lineage(
     walks = lineage_walks(graph).with_columns(
         entry=taken(entries, "node"), own=pl.col("trail").is_null() & (pl.col("status") == "root")
     )
-    found = taken(table.get_column("evidence"), "entry").fill_null(pl.lit(UNREVIEWED))
+    found = pl.when(pl.col("entry").is_null()).then(pl.lit(f"; {UNREVIEWED}")).otherwise(pl.lit(""))
     columns = ["origin", "node", "entry", "depth", "weight", "evidence"]
     own = walks.filter("own").with_columns(
-        evidence=taken(table.get_column("root_evidence"), "entry").fill_null(pl.lit(f"lineage: own root; {UNREVIEWED}"))
+        evidence=pl.when(pl.col("entry").is_null())
+        .then(pl.lit(f"lineage: own root; {UNREVIEWED}"))
+        .otherwise(pl.lit("lineage: own root"))
     )
     trail = pl.concat_str(
         pl.lit("lineage: "),
@@ -317,7 +324,7 @@ def _lineage(
         pl.lit(")"),
     )
     derived = walks.filter(~pl.col("own"))
-    single = derived.filter(~pl.col("split")).with_columns(evidence=pl.concat_str(trail, pl.lit("; "), found))
+    single = derived.filter(~pl.col("split")).with_columns(evidence=pl.concat_str(trail, found))
     # Paths of a merge reaching the same namespace combine: weights summed, the shortest depth, every trail.
     merged = (
         derived.filter("split")
@@ -330,7 +337,7 @@ def _lineage(
             pl.col("depth").min(),
             pl.col("trail").str.join(" | "),
         )
-        .with_columns(evidence=pl.concat_str("trail", pl.lit("; "), found))
+        .with_columns(evidence=pl.concat_str("trail", found))
     )
     first = pl.col("origin").ne_missing(pl.col("origin").shift())
     index = pl.int_range(pl.len(), dtype=pl.Int64)

@@ -38,7 +38,7 @@ import numpy as np
 import polars as pl
 
 from warehouse.layout import Layout
-from warehouse.tables import ATTRIBUTIONS, CONCENTRATION, MODELS, SHARES
+from warehouse.tables import ATTRIBUTIONS, CONCENTRATION, MODELS, REGISTRY, SHARES
 
 FULL_MODELS = 3_000_000
 FULL_DAYS = 90
@@ -507,6 +507,8 @@ def pandas_metrics(models_file: Path, attributions_file: Path, previous_file: Pa
 
 def history_section(plan: BenchPlan, work: Path, figures: Figures, say: Say) -> None:
     """`days` daily partitions of every table, their bytes, and an analyst's series over them in DuckDB."""
+    from analytics.attribution import registry_rows
+    from analytics.registry import load_registry
     from flows.steps import metrics_date
     from warehouse.publish import publish_frame, publish_staged, staging_file
 
@@ -514,6 +516,7 @@ def history_section(plan: BenchPlan, work: Path, figures: Figures, say: Say) -> 
     base = pl.read_parquet(source.partition_file(MODELS, CRAWL_DAY))
     attributions_file = source.partition_file(ATTRIBUTIONS, CRAWL_DAY)
     attribution_rows = pl.scan_parquet(attributions_file).select(pl.len()).collect().item()
+    registry = registry_rows(load_registry())
     layout = Layout.at(work / "history")
     say(f"history: writing {plan.days} daily partitions of {base.height:,} models")
     began = time.perf_counter()
@@ -524,6 +527,7 @@ def history_section(plan: BenchPlan, work: Path, figures: Figures, say: Say) -> 
         frame = drifted(base, index - plan.days + 1, plan.seed)
         publish_frame(layout, MODELS, day, frame, {"source_kind": "synthetic"}, force=True)
         t1 = time.perf_counter()
+        publish_frame(layout, REGISTRY, day, registry, {"source_kind": "synthetic"}, force=True)
         staged = staging_file(layout, ATTRIBUTIONS, day)
         shutil.copyfile(attributions_file, staged)
         publish_staged(
@@ -555,7 +559,7 @@ def history_section(plan: BenchPlan, work: Path, figures: Figures, say: Say) -> 
 def partition_bytes(layout: Layout) -> dict[str, float]:
     """Mean bytes on disk per snapshot day of each table, and their total."""
     out: dict[str, float] = {}
-    for table in (MODELS, ATTRIBUTIONS, SHARES, CONCENTRATION):
+    for table in (MODELS, ATTRIBUTIONS, REGISTRY, SHARES, CONCENTRATION):
         files = layout.published_files(table)
         out[f"bytes_{table.name}"] = sum(f.stat().st_size for f in files) / len(files)
     out["bytes_per_day"] = sum(out.values())
@@ -756,7 +760,8 @@ def report_section(plan: BenchPlan, figures: Figures, started: dt.datetime) -> s
         f"{h['days']} daily partitions of {h['models']:,} models, written through the warehouse: each day's models "
         "are the crawled snapshot with 30-day downloads drifted (log-normal, 5 % a day) and all-time downloads "
         "moved by a day's worth per day (`publish_frame`); its attributions are the crawled snapshot's file "
-        "(`publish_staged`: the ids do not change, so neither does the attribution); its metrics are computed "
+        "(`publish_staged`: the ids do not change, so neither does the attribution), beside the registry they "
+        "were made with; its metrics are computed "
         "by the refresh's own `metrics_date`. Generating and crawling that many worlds would take hours and "
         f"measure nothing new. Written in {h['write_seconds']} s (per day: models "
         f"{h['write_models_seconds_per_day']:.1f} s, attributions {h['write_attributions_seconds_per_day']:.1f} s, "
@@ -766,6 +771,7 @@ def report_section(plan: BenchPlan, figures: Figures, started: dt.datetime) -> s
         "|---|---|",
         f"| models | {_mb(h['bytes_models'])} |",
         f"| attributions | {_mb(h['bytes_attributions'])} |",
+        f"| registry | {_mb(h['bytes_registry'])} |",
         f"| metrics (shares + concentration) | {_mb(h['bytes_shares'] + h['bytes_concentration'])} |",
         f"| all | {_mb(h['bytes_per_day'])} (a year: {_gb(h['bytes_per_day'] * 365)}) |",
         "",

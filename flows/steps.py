@@ -19,7 +19,7 @@ import polars as pl
 
 from warehouse.layout import Layout
 from warehouse.publish import publish_frame, read_meta, write_json_atomic
-from warehouse.tables import ATTRIBUTIONS, CONCENTRATION, CROSSOVERS, MODELS, SHARES, Table
+from warehouse.tables import ATTRIBUTIONS, CONCENTRATION, CROSSOVERS, MODELS, REGISTRY, SHARES, Table
 
 # The head-to-head comparisons recorded in `crossovers` (challenger, incumbent, dimension).
 MATCHUPS = (("China", "United States", "region"), ("CN", "US", "country"))
@@ -68,7 +68,8 @@ def _current(layout: Layout, table: Table, day: dt.date, inputs: dict[str, Any])
 def pending_steps(layout: Layout, day: dt.date, *, dashboard: bool = True) -> list[str]:
     """The steps whose output for `day` is missing or computed from inputs that have changed."""
     pending = []
-    if not _current(layout, ATTRIBUTIONS, day, attribution_inputs(layout, day)):
+    inputs = attribution_inputs(layout, day)
+    if not (_current(layout, REGISTRY, day, inputs) and _current(layout, ATTRIBUTIONS, day, inputs)):
         return ["attribute", "metrics", "crossovers"] + (["dashboard"] if dashboard else [])
     inputs = metric_inputs(layout, day)
     if not (_current(layout, SHARES, day, inputs) and _current(layout, CONCENTRATION, day, inputs)):
@@ -81,19 +82,19 @@ def pending_steps(layout: Layout, day: dt.date, *, dashboard: bool = True) -> li
 
 
 def attribute_date(layout: Layout, day: dt.date, *, force: bool = False) -> dict[str, Any]:
-    """Attribute the `day` snapshot under every rule and publish `attributions`."""
-    from analytics.attribution import attribute
+    """Attribute the `day` snapshot under every rule; publish the `registry` used, then `attributions`."""
+    from analytics.attribution import attribute, registry_rows
     from analytics.registry import load_registry
 
     inputs = attribution_inputs(layout, day)
-    if not force and _current(layout, ATTRIBUTIONS, day, inputs):
+    if not force and _current(layout, REGISTRY, day, inputs) and _current(layout, ATTRIBUTIONS, day, inputs):
         return {"status": "already published"}
     began = time.monotonic()
-    models = layout.scan(MODELS, day)
-    frame = attribute(models, load_registry())
-    meta = publish_frame(
-        layout, ATTRIBUTIONS, day, frame, {"inputs": inputs, "registry_version": inputs["registry_version"]}, force=True
-    )
+    registry = load_registry()
+    frame = attribute(layout.scan(MODELS, day), registry)
+    provenance = {"inputs": inputs, "registry_version": inputs["registry_version"]}
+    publish_frame(layout, REGISTRY, day, registry_rows(registry), provenance, force=True)
+    meta = publish_frame(layout, ATTRIBUTIONS, day, frame, provenance, force=True)
     return {"status": "published", "rows": meta["rows"], "seconds": round(time.monotonic() - began, 2)}
 
 

@@ -43,11 +43,11 @@ from flows.standin_hub import StandinHub
 from tests.worlds import world
 from warehouse.layout import Layout
 from warehouse.query import run_sql
-from warehouse.tables import ATTRIBUTIONS, CONCENTRATION, CROSSOVERS, MODELS, SHARES
+from warehouse.tables import ATTRIBUTIONS, CONCENTRATION, CROSSOVERS, MODELS, REGISTRY, SHARES
 
 pytestmark = pytest.mark.usefixtures("hub_online")
 DAY1, DAY2 = dt.date(2026, 5, 11), dt.date(2026, 5, 12)
-TABLES = (MODELS, ATTRIBUTIONS, SHARES, CONCENTRATION, CROSSOVERS)
+TABLES = (MODELS, REGISTRY, ATTRIBUTIONS, SHARES, CONCENTRATION, CROSSOVERS)
 MODELS_COUNT = 40_000
 KILLS = {"crawl": 6, "publish": 4, "attribute": 3, "metrics": 4, "wrap-up": 3}  # 20 kills
 SEED = 20260512

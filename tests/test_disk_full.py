@@ -21,11 +21,11 @@ from warehouse import publish
 from warehouse.layout import Layout
 from warehouse.publish import read_meta, sha256_of
 from warehouse.query import run_sql
-from warehouse.tables import ATTRIBUTIONS, CONCENTRATION, CROSSOVERS, MODELS, SHARES
+from warehouse.tables import ATTRIBUTIONS, CONCENTRATION, CROSSOVERS, MODELS, REGISTRY, SHARES
 
 pytestmark = pytest.mark.usefixtures("hub_online")
 DAY1, DAY2 = dt.date(2026, 5, 11), dt.date(2026, 5, 12)
-TABLES = (MODELS, ATTRIBUTIONS, SHARES, CONCENTRATION, CROSSOVERS)
+TABLES = (MODELS, REGISTRY, ATTRIBUTIONS, SHARES, CONCENTRATION, CROSSOVERS)
 runner = CliRunner()
 
 

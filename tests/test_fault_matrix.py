@@ -31,10 +31,10 @@ from tests.reliability_report import write_reliability_report
 from tests.worlds import model, world
 from warehouse.layout import Layout
 from warehouse.publish import read_meta, sha256_of
-from warehouse.tables import ATTRIBUTIONS, CONCENTRATION, CROSSOVERS, MODELS, SHARES
+from warehouse.tables import ATTRIBUTIONS, CONCENTRATION, CROSSOVERS, MODELS, REGISTRY, SHARES
 
 DAY1, DAY2 = dt.date(2026, 5, 11), dt.date(2026, 5, 12)
-TABLES = (MODELS, ATTRIBUTIONS, SHARES, CONCENTRATION, CROSSOVERS)
+TABLES = (MODELS, REGISTRY, ATTRIBUTIONS, SHARES, CONCENTRATION, CROSSOVERS)
 PAGE_SIZE = 200  # 640 models: four pages, so a fault on page 2 strikes mid-crawl
 runner = CliRunner()
 

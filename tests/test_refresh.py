@@ -193,3 +193,33 @@ def test_a_refresh_leaves_a_markdown_summary_artifact(tmp_path) -> None:
     assert latest.type == "markdown"
     assert "# Multipolar refresh 2026-05-12" in latest.data and "| rows | 120 |" in latest.data
     assert "Top authors by 30-day downloads" in latest.data and "| Qwen |" in latest.data
+
+
+def test_the_registry_used_is_published_beside_the_attributions_and_joins_their_evidence(tmp_path) -> None:
+    from analytics.registry import load_registry
+    from warehouse.query import run_sql
+    from warehouse.tables import ATTRIBUTIONS, REGISTRY
+
+    with StandinHub(world(1_500), page_size=400) as hub:
+        assert refresh(hub, tmp_path).exit_code == 0
+    layout = Layout.at(tmp_path)
+    registry = load_registry()
+    published_registry = pl.read_parquet(layout.partition_file(REGISTRY, DAY))
+    assert published_registry.sort("namespace").equals(registry.select(REGISTRY.columns).sort("namespace"))
+    registry_meta, attributions_meta = (
+        json.loads(layout.meta_file(t, DAY).read_text()) for t in (REGISTRY, ATTRIBUTIONS)
+    )
+    assert registry_meta["registry_version"] == attributions_meta["registry_version"]
+    assert registry_meta["inputs"] == attributions_meta["inputs"]
+    joined = run_sql(
+        layout,
+        "SELECT a.rule, a.reviewed, a.evidence, r.evidence AS registry_evidence FROM attributions a "
+        "LEFT JOIN registry r ON r.namespace = a.credited_namespace AND r.snapshot_date = a.snapshot_date",
+    )
+    assert joined.height == 3 * 1_500
+    # Every reviewed row finds its registry evidence, and no row repeats it in its own evidence.
+    reviewed, unreviewed = joined.filter("reviewed"), joined.filter(~pl.col("reviewed"))
+    assert reviewed.height and unreviewed.height
+    assert reviewed["registry_evidence"].null_count() == 0
+    assert unreviewed["registry_evidence"].null_count() == unreviewed.height
+    assert not joined.filter(pl.col("evidence").str.contains(pl.col("registry_evidence"), literal=True)).height

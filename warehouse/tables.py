@@ -75,6 +75,22 @@ ATTRIBUTIONS = Table(
     description="Who each model is credited to, under each attribution rule (weights of a model sum to 1).",
 )
 
+REGISTRY = Table(
+    name="registry",
+    location="registry",
+    schema={
+        "namespace": pl.String(),
+        "lab": pl.String(),
+        "country": pl.String(),
+        "region": pl.String(),
+        "developer_type": pl.String(),
+        "evidence": pl.String(),
+    },
+    key=("namespace",),
+    not_null=("namespace", "developer_type", "evidence"),
+    description="The registry the date's attributions were made with: each reviewed namespace and its evidence.",
+)
+
 SHARES = Table(
     name="shares",
     location="metrics/shares",
@@ -137,7 +153,7 @@ CROSSOVERS = Table(
     description="As of the snapshot date: the first date from which the challenger stays ahead, or none.",
 )
 
-TABLES: dict[str, Table] = {t.name: t for t in (MODELS, ATTRIBUTIONS, SHARES, CONCENTRATION, CROSSOVERS)}
+TABLES: dict[str, Table] = {t.name: t for t in (MODELS, ATTRIBUTIONS, REGISTRY, SHARES, CONCENTRATION, CROSSOVERS)}
 
 
 def table(name: str) -> Table:
