@@ -16,7 +16,8 @@
 
 `reviewed` says whether the credited namespace is in the registry; unknowns keep null lab and country.
 A row's `evidence` says how the rule reached the credited namespace (hosted there, registered or excluded,
-the lineage trail and why it stopped). Why that namespace has its lab and country is the registry's
+the base models walked from the model's parent to the credited one and why the walk stopped; the model
+itself is the row's `model_id`, not repeated). Why that namespace has its lab and country is the registry's
 evidence, published once per date in the `registry` table (`registry_rows`), not repeated on every row.
 Lineage is resolved with iterative joins on a parent table, one per step, never a Python loop over rows.
 Every repo id (the snapshot's, then parents outside it) gets a dense integer id once, so the walk joins
@@ -125,7 +126,11 @@ def _status(finished: pl.DataFrame, graph: Graph) -> pl.DataFrame:
 
 
 def lineage_walks(graph: Graph, *, max_depth: int = MAX_DEPTH) -> pl.DataFrame:
-    """Each model's finished walks: origin, node, weight, depth, trail (null for own roots), status, split."""
+    """Each model's finished walks: origin, node, weight, depth, trail, status, split.
+
+    `trail` is " -> " before each base model walked through, from the model's parent to the credited node
+    ("" when the walk stopped at its first step, null for models without usable parents).
+    """
     names, parents = graph.names, graph.parents
     nodes = pl.DataFrame({"node": pl.int_range(graph.models, dtype=NODE, eager=True)}).with_columns(
         parents=parents.slice(0, graph.models)
@@ -152,7 +157,7 @@ def lineage_walks(graph: Graph, *, max_depth: int = MAX_DEPTH) -> pl.DataFrame:
             "weight": pl.repeat(1.0, derived.len(), eager=True),
             "depth": pl.repeat(0, derived.len(), dtype=pl.Int32(), eager=True),
             "path": pl.repeat(None, derived.len(), dtype=pl.List(NODE), eager=True),
-            "trail": names.gather(derived),
+            "trail": pl.repeat("", derived.len(), dtype=pl.String(), eager=True),
             "split": pl.repeat(False, derived.len(), eager=True),
         }
     )
@@ -315,10 +320,11 @@ def _lineage(
         .then(pl.lit(f"lineage: own root; {UNREVIEWED}"))
         .otherwise(pl.lit("lineage: own root"))
     )
+    steps = pl.col("trail").fill_null("").str.slice(len(" -> "))
     trail = pl.concat_str(
         pl.lit("lineage: "),
-        pl.coalesce("trail", taken(graph.names, "origin")),
-        pl.lit(" ("),
+        steps,
+        pl.when(steps == "").then(pl.lit("(")).otherwise(pl.lit(" (")),
         "status",
         pl.concat_str(pl.lit(", "), taken(snapshot.get_column("base_relation"), "origin")).fill_null(""),
         pl.lit(")"),

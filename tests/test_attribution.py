@@ -115,9 +115,7 @@ def test_lineage_credits_the_root_lab_through_a_finetune_chain() -> None:
     assert credits(models, "lineage")["other/llama-sft-dpo"] == [("meta-llama", 1.0, 2)]
     chained = row(models, "lineage", "other/llama-sft-dpo")
     assert chained["lab"] == "Meta" and chained["reviewed"]
-    assert chained["evidence"] == (
-        "lineage: other/llama-sft-dpo -> someone/llama-sft -> meta-llama/Llama-3.1-8B (root, finetune)"
-    )
+    assert chained["evidence"] == "lineage: someone/llama-sft -> meta-llama/Llama-3.1-8B (root, finetune)"
 
 
 def test_a_model_without_parents_is_its_own_root() -> None:
@@ -161,6 +159,11 @@ def test_two_merge_parents_from_the_same_root_combine_into_one_row() -> None:
     )
     # Qwen directly (1/2) and via the half merge's quantized parent (1/4); Llama via the half merge (1/4).
     assert credits(models, "lineage")["someone/merge"] == [("Qwen", 0.75, 1), ("meta-llama", 0.25, 2)]
+    qwen = attribute(models, REGISTRY).filter(model_id="someone/merge", rule="lineage", credited_namespace="Qwen")
+    assert qwen["evidence"].to_list() == [
+        "lineage: Qwen/Qwen3-8B (root, merge)"
+        " | lineage: someone/half -> unsloth/Qwen3-8B-bnb -> Qwen/Qwen3-8B (root, merge)"
+    ]
 
 
 def test_weights_of_every_model_sum_to_one_under_uploader_and_lineage() -> None:
@@ -188,7 +191,7 @@ def test_a_cycle_stops_at_the_last_model_before_the_repeat() -> None:
 def test_a_self_reference_credits_the_model_itself() -> None:
     models = snapshot(("a/loop", ["a/loop"], "finetune"))
     assert credits(models, "lineage") == {"a/loop": [("a", 1.0, 0)]}
-    assert row(models, "lineage", "a/loop")["evidence"].startswith("lineage: a/loop (cycle at a/loop, finetune)")
+    assert row(models, "lineage", "a/loop")["evidence"] == "lineage: (cycle at a/loop, finetune); unreviewed namespace"
 
 
 def test_a_parent_outside_the_snapshot_is_credited_by_its_namespace() -> None:
