@@ -24,6 +24,7 @@ def test_a_toy_benchmark_writes_every_section_of_its_report(tmp_path) -> None:
         assert heading in report
     assert "| requests / minimum ceil(" in report and "= 1.00× | 1× | met |" in report
     assert "Both give the same series" in report
+    assert "| these steps together |" in report and "Before any lineage walk, evidence, sum or share" in report
     assert "old figures" not in report and report.count("## Run: full") == 1
     # The report's command line reruns the same benchmark: every option that differs from its default.
     assert "`uv run multipolar bench --models 3000 --days 2 --latency 0.02`" in report
