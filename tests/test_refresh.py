@@ -223,3 +223,11 @@ def test_the_registry_used_is_published_beside_the_attributions_and_joins_their_
     assert reviewed["registry_evidence"].null_count() == 0
     assert unreviewed["registry_evidence"].null_count() == unreviewed.height
     assert not joined.filter(pl.col("evidence").str.contains(pl.col("registry_evidence"), literal=True)).height
+    # A date attributed without its registry partition (an older warehouse) is attributed again.
+    from flows.steps import attribute_date, pending_steps
+
+    assert pending_steps(layout, DAY, dashboard=False) == []
+    layout.meta_file(REGISTRY, DAY).unlink()
+    assert pending_steps(layout, DAY, dashboard=False) == ["attribute", "metrics", "crossovers"]
+    assert attribute_date(layout, DAY)["status"] == "published"
+    assert pl.read_parquet(layout.partition_file(REGISTRY, DAY)).height == registry.height
