@@ -16,7 +16,7 @@ from warehouse.layout import Layout
 from warehouse.lock import WarehouseLocked, writer_lock
 from warehouse.publish import AlreadyPublished, publish_frame, sha256_of
 from warehouse.query import MEMORY_ENV, MEMORY_FLOOR, QueryRefused, connect, run_sql
-from warehouse.tables import MODELS
+from warehouse.tables import ATTRIBUTIONS, MODELS
 
 DAY = dt.date(2026, 5, 12)
 
@@ -55,6 +55,39 @@ def test_conform_refuses_duplicate_keys_extra_columns_and_missing_ids() -> None:
         conform(models_frame(["a/x"]).with_columns(pl.lit(1).alias("secret")), MODELS)
     with pytest.raises(SchemaViolation, match="null in a required column"):
         conform(models_frame(["a/x"]).with_columns(pl.lit(None, pl.String).alias("model_id")), MODELS)
+
+
+def attribution_rows(keys: list[tuple[str, str, str]]) -> pl.DataFrame:
+    frame = pl.DataFrame(keys, schema=["model_id", "rule", "credited_namespace"], orient="row")
+    return frame.with_columns(reviewed=pl.lit(True), weight=pl.lit(1.0))
+
+
+@pytest.mark.parametrize("collide", [False, True], ids=["hashes", "every hash colliding"])
+def test_a_duplicate_key_is_counted_exactly_even_when_every_hash_collides(collide, tmp_path, monkeypatch) -> None:
+    from warehouse import contract, publish
+
+    if collide:  # a key hash that says every row repeats: only the keys themselves may decide
+        for module in (contract, publish):
+            monkeypatch.setattr(module, "key_hash", lambda key: pl.lit(0, pl.UInt64).repeat_by(pl.len()).explode())
+    unique = [("a/x", "uploader", "a"), ("a/x", "lineage", "a"), ("a/x", "lineage", "b"), ("b/y", "uploader", "b")]
+    repeated = [*unique, ("a/x", "lineage", "b"), ("b/y", "uploader", "b")]
+    good = conform(attribution_rows(unique).with_columns(ATTRIBUTIONS_NULLS), ATTRIBUTIONS)
+    assert good.height == 4
+    with pytest.raises(SchemaViolation, match="duplicate key") as caught:
+        conform(attribution_rows(repeated).with_columns(ATTRIBUTIONS_NULLS), ATTRIBUTIONS)
+    assert caught.value.bad_rows == 4  # both rows of each of the two repeated keys
+    staged = tmp_path / "staged.parquet"
+    good.write_parquet(staged)
+    assert publish.check_staged(ATTRIBUTIONS, staged) == 4
+    pl.concat([good, good.slice(0, 2)]).write_parquet(staged)
+    with pytest.raises(SchemaViolation, match="duplicate key") as caught:
+        publish.check_staged(ATTRIBUTIONS, staged)
+    assert caught.value.bad_rows == 2  # two rows more than there are keys
+
+
+ATTRIBUTIONS_NULLS = [
+    pl.lit(None, pl.String).alias(c) for c in ("lab", "country", "region", "developer_type", "evidence")
+] + [pl.lit(0, pl.Int32).alias("lineage_depth")]
 
 
 def test_publish_writes_data_then_meta_with_checksum_and_refuses_a_second_time(tmp_path) -> None:

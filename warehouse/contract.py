@@ -40,8 +40,25 @@ def conform(frame: pl.DataFrame, table: Table) -> pl.DataFrame:
         nulls = out.get_column(name).null_count()
         if nulls:
             raise SchemaViolation(table.name, name, nulls, "null in a required column")
-    if out.height:
-        duplicated = int(out.select(pl.struct(table.key).is_duplicated().sum()).item())
+    # Equal keys hash equal, so distinct hashes clear the key; only a repeated hash is checked on the keys.
+    if out.height and out.select(pl.len() - key_hash(table.key).n_unique()).item():
+        duplicated = int(out.select(key_of(table.key).is_duplicated().sum()).item())
         if duplicated:
             raise SchemaViolation(table.name, ",".join(table.key), duplicated, "duplicate key")
     return out
+
+
+def key_of(key: tuple[str, ...]) -> pl.Expr:
+    """A key as one expression: the column itself when it is one (a struct of it costs far more memory)."""
+    return pl.col(key[0]) if len(key) == 1 else pl.struct(key)
+
+
+def key_hash(key: tuple[str, ...]) -> pl.Expr:
+    """A 64-bit hash of a key, equal for equal keys: 8 bytes a row where the key's own values would be copied.
+
+    Several columns are hashed one by one and their hashes hashed together: hashing a struct of the strings
+    themselves encodes every row whole first (at 9 M attribution rows: 1.1 GB against 0.6 GB, twice the time).
+    """
+    if len(key) == 1:
+        return pl.col(key[0]).hash()
+    return pl.struct([pl.col(column).hash().alias(column) for column in key]).hash()

@@ -13,7 +13,7 @@ from typing import Any
 
 import polars as pl
 
-from warehouse.contract import SchemaViolation, conform
+from warehouse.contract import SchemaViolation, conform, key_hash, key_of
 from warehouse.layout import Layout
 from warehouse.provenance import base_provenance
 from warehouse.tables import Table
@@ -117,25 +117,17 @@ def check_staged(table: Table, staged: Path) -> int:
     stats = scan.select(
         pl.len().alias("rows"),
         *[pl.col(c).null_count().alias(f"null:{c}") for c in table.not_null],
-        (pl.len() - _key(table).hash().n_unique()).alias("duplicates"),
+        (pl.len() - key_hash(table.key).n_unique()).alias("duplicates"),
     ).collect()
     row = stats.row(0, named=True)
     if row["duplicates"]:  # hashes can collide: count the keys themselves
-        row["duplicates"] = scan.select(pl.len() - _key(table).n_unique()).collect().item()
+        row["duplicates"] = scan.select(pl.len() - key_of(table.key).n_unique()).collect().item()
     for name in table.not_null:
         if row[f"null:{name}"]:
             raise SchemaViolation(table.name, name, row[f"null:{name}"], "null in a required column")
     if row["duplicates"]:
         raise SchemaViolation(table.name, ",".join(table.key), row["duplicates"], "duplicate key")
     return int(row["rows"])
-
-
-def _key(table: Table) -> pl.Expr:
-    """The key as one expression: the column itself when it is one (a struct of it costs far more memory).
-
-    Its duplicates are counted on a 64-bit hash first (8 bytes a row, not the strings).
-    """
-    return pl.col(table.key[0]) if len(table.key) == 1 else pl.struct(table.key)
 
 
 def publish_staged(
