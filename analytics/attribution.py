@@ -220,7 +220,7 @@ def registry_rows(registry: pl.DataFrame) -> pl.DataFrame:
 
 
 def _registry_table(registry: pl.DataFrame) -> pl.DataFrame:
-    """The registry with a row number and each rule's evidence for its namespaces, formatted once."""
+    """The registry with a row number, whether each namespace is a registered lab, and the official rule's evidence."""
     registered = pl.col("developer_type") != "intermediary"
     return registry.select(
         pl.int_range(pl.len(), dtype=NODE).alias("entry"),
@@ -280,7 +280,7 @@ def attribute(models: Frame, registry: pl.DataFrame) -> pl.DataFrame:
         .fill_null(pl.lit(f"excluded: not a registered lab repo ({UNREVIEWED})"))
         .alias("evidence"),
     ).select(ROWS)
-    lineage, per_model = _lineage(snapshot, graph, entries, table)
+    lineage, per_model = _lineage(snapshot, graph, entries)
     rows = pl.concat([uploader, official, lineage], rechunk=True)
     rows = rows.gather(_model_order(rows, per_model))
     credited = [pl.when("counts").then(taken(table.get_column(c), "entry")).alias(c) for c in DIMENSIONS]
@@ -306,9 +306,7 @@ def _model_order(rows: pl.DataFrame, per_model: pl.Series) -> pl.Series:
     return pl.zeros(rows.height, pl.Int64(), eager=True).scatter(place, pl.int_range(rows.height, eager=True))
 
 
-def _lineage(
-    snapshot: pl.DataFrame, graph: Graph, entries: pl.Series, table: pl.DataFrame
-) -> tuple[pl.DataFrame, pl.Series]:
+def _lineage(snapshot: pl.DataFrame, graph: Graph, entries: pl.Series) -> tuple[pl.DataFrame, pl.Series]:
     """The `lineage` rows (a model's rows next to one another) and how many rows each model has."""
     walks = lineage_walks(graph).with_columns(
         entry=taken(entries, "node"), own=pl.col("trail").is_null() & (pl.col("status") == "root")
