@@ -54,6 +54,14 @@ MODELS = Table(
     description="One row per public model listed by the Hub on the snapshot date.",
 )
 
+# What the registry says of a namespace, and what an attribution credits (null for an unreviewed namespace).
+CREDIT: dict[str, pl.DataType] = {
+    "lab": pl.String(),
+    "country": pl.String(),
+    "region": pl.String(),
+    "developer_type": pl.String(),
+}
+
 ATTRIBUTIONS = Table(
     name="attributions",
     location="attributions",
@@ -61,10 +69,7 @@ ATTRIBUTIONS = Table(
         "model_id": pl.String(),
         "rule": pl.String(),
         "credited_namespace": pl.String(),
-        "lab": pl.String(),
-        "country": pl.String(),
-        "region": pl.String(),
-        "developer_type": pl.String(),
+        **CREDIT,
         "reviewed": pl.Boolean(),
         "lineage_depth": pl.Int32(),
         "weight": pl.Float64(),
@@ -78,14 +83,7 @@ ATTRIBUTIONS = Table(
 REGISTRY = Table(
     name="registry",
     location="registry",
-    schema={
-        "namespace": pl.String(),
-        "lab": pl.String(),
-        "country": pl.String(),
-        "region": pl.String(),
-        "developer_type": pl.String(),
-        "evidence": pl.String(),
-    },
+    schema={"namespace": pl.String(), **CREDIT, "evidence": pl.String()},
     key=("namespace",),
     not_null=("namespace", "developer_type", "evidence"),
     description="The registry the date's attributions were made with: each reviewed namespace and its evidence.",
