@@ -41,6 +41,8 @@ DIMENSIONS = ("lab", "country", "region", "developer_type")
 # A well-formed Hub repo id: exactly one "/" between two non-empty parts, no whitespace.
 REPO_ID = r"^[^/\s]+/[^/\s]+$"
 UNREVIEWED = "unreviewed namespace"
+# Appended to a row's evidence when the credited namespace has no registry row (`entry`).
+UNREVIEWED_NOTE = pl.when(pl.col("entry").is_null()).then(pl.lit(f"; {UNREVIEWED}")).otherwise(pl.lit(""))
 NODE = pl.UInt32()
 
 Frame = pl.DataFrame | pl.LazyFrame
@@ -268,7 +270,7 @@ def attribute(models: Frame, registry: pl.DataFrame) -> pl.DataFrame:
         pl.concat_str(
             pl.lit("uploader:"),
             taken(graph.namespaces, "origin"),
-            pl.when(pl.col("entry").is_null()).then(pl.lit(f"; {UNREVIEWED}")).otherwise(pl.lit("")),
+            UNREVIEWED_NOTE,
         ).alias("evidence"),
     ).select(ROWS)
     official = hosted.select(
@@ -311,13 +313,8 @@ def _lineage(snapshot: pl.DataFrame, graph: Graph, entries: pl.Series) -> tuple[
     walks = lineage_walks(graph).with_columns(
         entry=taken(entries, "node"), own=pl.col("trail").is_null() & (pl.col("status") == "root")
     )
-    found = pl.when(pl.col("entry").is_null()).then(pl.lit(f"; {UNREVIEWED}")).otherwise(pl.lit(""))
     columns = ["origin", "node", "entry", "depth", "weight", "evidence"]
-    own = walks.filter("own").with_columns(
-        evidence=pl.when(pl.col("entry").is_null())
-        .then(pl.lit(f"lineage: own root; {UNREVIEWED}"))
-        .otherwise(pl.lit("lineage: own root"))
-    )
+    own = walks.filter("own").with_columns(evidence=pl.concat_str(pl.lit("lineage: own root"), UNREVIEWED_NOTE))
     steps = pl.col("trail").fill_null("").str.slice(len(" -> "))
     trail = pl.concat_str(
         pl.lit("lineage: "),
@@ -328,7 +325,7 @@ def _lineage(snapshot: pl.DataFrame, graph: Graph, entries: pl.Series) -> tuple[
         pl.lit(")"),
     )
     derived = walks.filter(~pl.col("own"))
-    single = derived.filter(~pl.col("split")).with_columns(evidence=pl.concat_str(trail, found))
+    single = derived.filter(~pl.col("split")).with_columns(evidence=pl.concat_str(trail, UNREVIEWED_NOTE))
     # Paths of a merge reaching the same namespace combine: weights summed, the shortest depth, every trail.
     merged = (
         derived.filter("split")
@@ -341,7 +338,7 @@ def _lineage(snapshot: pl.DataFrame, graph: Graph, entries: pl.Series) -> tuple[
             pl.col("depth").min(),
             pl.col("trail").str.join(" | "),
         )
-        .with_columns(evidence=pl.concat_str("trail", found))
+        .with_columns(evidence=pl.concat_str("trail", UNREVIEWED_NOTE))
     )
     first = pl.col("origin").ne_missing(pl.col("origin").shift())
     index = pl.int_range(pl.len(), dtype=pl.Int64)

@@ -38,7 +38,7 @@ import numpy as np
 import polars as pl
 
 from warehouse.layout import Layout
-from warehouse.tables import ATTRIBUTIONS, CONCENTRATION, MODELS, REGISTRY, SHARES
+from warehouse.tables import ATTRIBUTIONS, CONCENTRATION, CREDIT, MODELS, REGISTRY, SHARES
 
 FULL_MODELS = 3_000_000
 FULL_DAYS = 90
@@ -433,7 +433,7 @@ def least_work(models_file: Path, attributions_file: Path, registry: pl.DataFram
 
     models = pl.read_parquet(models_file, columns=MODEL_COLUMNS)
     attributions = pl.read_parquet(attributions_file, columns=["model_id", "weight"])
-    registry = registry.select("namespace", "lab", "country", "region", "developer_type")
+    registry = registry.select("namespace", *CREDIT)
     index = pl.int_range(pl.len(), dtype=pl.UInt32)
 
     def parents() -> pl.DataFrame:

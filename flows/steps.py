@@ -60,21 +60,25 @@ def crossover_inputs(layout: Layout, day: dt.date) -> dict[str, Any]:
     return {"shares_sha256": {d.isoformat(): _sha(layout, SHARES, d) for d in dates}}
 
 
-def _current(layout: Layout, table: Table, day: dt.date, inputs: dict[str, Any]) -> bool:
-    meta = read_meta(layout, table, day)
-    return meta is not None and layout.partition_file(table, day).is_file() and meta.get("inputs") == inputs
+def _current(layout: Layout, tables: tuple[Table, ...], day: dt.date, inputs: dict[str, Any]) -> bool:
+    """Whether every one of `tables` is published for `day`, computed from `inputs`."""
+    for table in tables:
+        meta = read_meta(layout, table, day)
+        if meta is None or not layout.partition_file(table, day).is_file() or meta.get("inputs") != inputs:
+            return False
+    return True
 
 
 def pending_steps(layout: Layout, day: dt.date, *, dashboard: bool = True) -> list[str]:
     """The steps whose output for `day` is missing or computed from inputs that have changed."""
     pending = []
     inputs = attribution_inputs(layout, day)
-    if not (_current(layout, REGISTRY, day, inputs) and _current(layout, ATTRIBUTIONS, day, inputs)):
+    if not _current(layout, (REGISTRY, ATTRIBUTIONS), day, inputs):
         return ["attribute", "metrics", "crossovers"] + (["dashboard"] if dashboard else [])
     inputs = metric_inputs(layout, day)
-    if not (_current(layout, SHARES, day, inputs) and _current(layout, CONCENTRATION, day, inputs)):
+    if not _current(layout, (SHARES, CONCENTRATION), day, inputs):
         return ["metrics", "crossovers"] + (["dashboard"] if dashboard else [])
-    if not _current(layout, CROSSOVERS, day, crossover_inputs(layout, day)):
+    if not _current(layout, (CROSSOVERS,), day, crossover_inputs(layout, day)):
         pending.append("crossovers")
     if dashboard and (pending or not dashboard_current(layout)):
         pending.append("dashboard")
@@ -87,7 +91,7 @@ def attribute_date(layout: Layout, day: dt.date, *, force: bool = False) -> dict
     from analytics.registry import load_registry
 
     inputs = attribution_inputs(layout, day)
-    if not force and _current(layout, REGISTRY, day, inputs) and _current(layout, ATTRIBUTIONS, day, inputs):
+    if not force and _current(layout, (REGISTRY, ATTRIBUTIONS), day, inputs):
         return {"status": "already published"}
     began = time.monotonic()
     registry = load_registry()
@@ -103,7 +107,7 @@ def metrics_date(layout: Layout, day: dt.date, *, force: bool = False) -> dict[s
     from analytics.metrics import metric_tables, negative_deltas
 
     inputs = metric_inputs(layout, day)
-    if not force and _current(layout, SHARES, day, inputs) and _current(layout, CONCENTRATION, day, inputs):
+    if not force and _current(layout, (SHARES, CONCENTRATION), day, inputs):
         return {"status": "already published"}
     began = time.monotonic()
     models = layout.scan(MODELS, day)
@@ -128,7 +132,7 @@ def crossovers_date(layout: Layout, day: dt.date, *, force: bool = False) -> dic
     from analytics.crossover import crossovers
 
     inputs = crossover_inputs(layout, day)
-    if not force and _current(layout, CROSSOVERS, day, inputs):
+    if not force and _current(layout, (CROSSOVERS,), day, inputs):
         return {"status": "already published"}
     series = shares_series(layout, until=day)
     frame = pl.concat(
