@@ -242,12 +242,23 @@ def taken(values: pl.Series, index: str) -> pl.Expr:
 
 
 # Every rule's rows before they are put in model order: `origin` is the model's node, `node` the credited
-# one, `entry` its registry row and `counts` whether the registry's attributes are credited.
-ROWS = ("origin", "rank", "node", "entry", "counts", "depth", "weight", "evidence")
+# one, `entry` its registry row, `counts` whether the registry's attributes are credited and `said` the
+# place of its evidence in the evidence lines (each line is made once, however many rows share it).
+ROWS = ("origin", "rank", "node", "entry", "counts", "depth", "weight", "said")
+EXCLUDED_UNREVIEWED = f"excluded: not a registered lab repo ({UNREVIEWED})"
 
 
 def attribute(models: Frame, registry: pl.DataFrame) -> pl.DataFrame:
     """ATTRIBUTIONS rows for every model under the `uploader`, `official` and `lineage` rules, by model id."""
+    return attribution_plan(models, registry).collect()
+
+
+def attribution_plan(models: Frame, registry: pl.DataFrame) -> pl.LazyFrame:
+    """`attribute`'s rows as a plan over integer rows that makes every string as it is written.
+
+    Sinking the plan into Parquet streams the strings (ids, namespaces, labs, evidence) to the file in
+    batches, so the whole table of 9 M rows for 3 M models is never held at once.
+    """
     # Sorted by id, a model's rows sit together and neighbours share namespaces: the file is half the
     # size. Nodes are numbered in that order, so the rows are put in it with integers only.
     snapshot = models.lazy().select("model_id", "author", "base_models", "base_relation").sort("model_id").collect()
@@ -261,41 +272,53 @@ def attribute(models: Frame, registry: pl.DataFrame) -> pl.DataFrame:
     n = graph.models
     hosted = pl.DataFrame({"origin": pl.int_range(n, dtype=NODE, eager=True), "entry": entries.slice(0, n)})
     registered = taken(table.get_column("registered"), "entry").fill_null(False)
+    lineage, lineage_evidence, per_model = _lineage(snapshot, graph, entries)
+    del snapshot
+    # Every row's evidence is one of: its namespace's uploader line (one per model), its registry row's
+    # official line (one per entry, then the unreviewed exclusion) or its own lineage line.
+    lines = [
+        hosted.select(pl.concat_str(pl.lit("uploader:"), taken(graph.namespaces, "origin"), UNREVIEWED_NOTE)),
+        table.select("official_evidence"),
+        pl.DataFrame([EXCLUDED_UNREVIEWED]),
+        lineage_evidence.to_frame(),
+    ]
+    said = pl.concat([line.to_series().rename("evidence") for line in lines], rechunk=True)
+    official_said = pl.col("entry").fill_null(table.height) + n
     common = [pl.col("origin"), pl.col("origin").alias("node"), pl.col("entry"), pl.lit(0, pl.Int32()).alias("depth")]
     uploader = hosted.select(
         *common,
         pl.lit(0, pl.Int64()).alias("rank"),
         pl.lit(True).alias("counts"),
         pl.lit(1.0).alias("weight"),
-        pl.concat_str(
-            pl.lit("uploader:"),
-            taken(graph.namespaces, "origin"),
-            UNREVIEWED_NOTE,
-        ).alias("evidence"),
+        pl.col("origin").alias("said"),
     ).select(ROWS)
     official = hosted.select(
         *common,
         pl.lit(1, pl.Int64()).alias("rank"),
         registered.alias("counts"),
         pl.when(registered).then(1.0).otherwise(0.0).alias("weight"),
-        taken(table.get_column("official_evidence"), "entry")
-        .fill_null(pl.lit(f"excluded: not a registered lab repo ({UNREVIEWED})"))
-        .alias("evidence"),
+        official_said.cast(NODE).alias("said"),
     ).select(ROWS)
-    lineage, per_model = _lineage(snapshot, graph, entries)
+    lineage = lineage.with_columns(pl.col("said") + (n + table.height + 1))
+    del hosted
     rows = pl.concat([uploader, official, lineage], rechunk=True)
     rows = rows.gather(_model_order(rows, per_model))
     credited = [pl.when("counts").then(taken(table.get_column(c), "entry")).alias(c) for c in DIMENSIONS]
-    return rows.select(
-        taken(graph.names, "origin").alias("model_id"),
-        pl.lit(pl.Series(RULES)).gather(pl.col("rank").clip(0, 2)).alias("rule"),
-        taken(graph.namespaces, "node").alias("credited_namespace"),
-        *credited,
-        pl.col("entry").is_not_null().alias("reviewed"),
-        pl.col("depth").alias("lineage_depth"),
-        "weight",
-        "evidence",
-    ).cast(ATTRIBUTIONS.schema)
+    return (
+        rows.lazy()
+        .select(
+            taken(graph.names, "origin").alias("model_id"),
+            pl.lit(pl.Series(RULES)).gather(pl.col("rank").clip(0, 2)).alias("rule"),
+            taken(graph.namespaces, "node").alias("credited_namespace"),
+            *credited,
+            pl.col("entry").is_not_null().alias("reviewed"),
+            pl.col("depth").alias("lineage_depth"),
+            "weight",
+            taken(said, "said").alias("evidence"),
+        )
+        .select(ATTRIBUTIONS.columns)
+        .cast(ATTRIBUTIONS.schema)
+    )
 
 
 def _model_order(rows: pl.DataFrame, per_model: pl.Series) -> pl.Series:
@@ -308,8 +331,9 @@ def _model_order(rows: pl.DataFrame, per_model: pl.Series) -> pl.Series:
     return pl.zeros(rows.height, pl.Int64(), eager=True).scatter(place, pl.int_range(rows.height, eager=True))
 
 
-def _lineage(snapshot: pl.DataFrame, graph: Graph, entries: pl.Series) -> tuple[pl.DataFrame, pl.Series]:
-    """The `lineage` rows (a model's rows next to one another) and how many rows each model has."""
+def _lineage(snapshot: pl.DataFrame, graph: Graph, entries: pl.Series) -> tuple[pl.DataFrame, pl.Series, pl.Series]:
+    """The `lineage` rows (a model's rows next to one another), their evidence (at `said`) and how many
+    rows each model has."""
     walks = lineage_walks(graph).with_columns(
         entry=taken(entries, "node"), own=pl.col("trail").is_null() & (pl.col("status") == "root")
     )
@@ -344,14 +368,16 @@ def _lineage(snapshot: pl.DataFrame, graph: Graph, entries: pl.Series) -> tuple[
     index = pl.int_range(pl.len(), dtype=pl.Int64)
     merged = merged.select(*columns, (2 + index - pl.when(first).then(index).forward_fill()).alias("rank"))
     alone = pl.lit(2, pl.Int64()).alias("rank")
-    rows = pl.concat([own.select(*columns, alone), single.select(*columns, alone), merged]).with_columns(
-        pl.lit(True).alias("counts")
+    rows = pl.concat([own.select(*columns, alone), single.select(*columns, alone), merged], rechunk=True)
+    said = rows.get_column("evidence")
+    rows = rows.drop("evidence").with_columns(
+        pl.lit(True).alias("counts"), pl.int_range(pl.len(), dtype=NODE).alias("said")
     )
     counts = merged.group_by("origin").len()
     per_model = pl.repeat(1, graph.models, dtype=pl.Int64(), eager=True).scatter(
         counts.get_column("origin"), counts.get_column("len").cast(pl.Int64())
     )
-    return rows.select(ROWS), per_model
+    return rows.select(ROWS), said, per_model
 
 
 def registry_gaps(models: Frame, attributions: Frame, *, rule: str = "uploader", top: int = 50) -> pl.DataFrame:

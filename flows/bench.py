@@ -320,6 +320,31 @@ def high_water_rss() -> int:
     return int(found.group(1)) * 1024 if found else 0
 
 
+REFRESH_STEPS = {
+    "attribute": "`attribute_date`: attribute, then write the registry and the attributions",
+    "metrics": "`metrics_date`: shares and concentration against the day before, written",
+}
+
+
+def step_process(warehouse: Path, name: str) -> dict[str, Any]:
+    """Run one of the refresh's steps on the crawled day in a process of its own; its wall time and peak."""
+    command = [sys.executable, "-m", "flows.bench", "step", name, "--warehouse", str(warehouse)]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=_root(), check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"the {name} step failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def step_worker(warehouse: Path, name: str) -> dict[str, Any]:
+    """The refresh's own `name` step (`flows.steps`) on the crawled day, forced; its wall time and `VmHWM`."""
+    from flows.steps import attribute_date, metrics_date
+
+    step = {"attribute": attribute_date, "metrics": metrics_date}[name]
+    began = time.perf_counter()
+    step(Layout.at(warehouse), CRAWL_DAY, force=True)
+    return {"seconds": time.perf_counter() - began, "peak_rss": high_water_rss()}
+
+
 def page_conversion(world: Path, page_size: int, pages: int = 20) -> dict[str, Any]:
     """Milliseconds to turn one page of listing items into a `models` frame and write it."""
     from flows.hub import parse_body
@@ -402,6 +427,9 @@ def analytics_section(plan: BenchPlan, work: Path, figures: Figures, say: Say) -
     pandas_s, theirs = timed(lambda: pandas_metrics(models_file, attributions_file, previous_file), plan.repeat)
     say("analytics: the least work of each step")
     figures.put("least", **least_work(models_file, attributions_file, registry, plan.repeat))
+    for name in REFRESH_STEPS:
+        say(f"analytics: the refresh's {name} step in a process of its own")
+        figures.put("steps", **{name: step_process(layout.root, name)})
     figures.put(
         "analytics",
         models=pl.scan_parquet(models_file).select(pl.len()).collect().item(),
@@ -698,7 +726,9 @@ def _gb(n: float | None) -> str:
 
 
 def _mb(n: float | None) -> str:
-    return "n/a" if n is None else f"{n / 1e6:.1f} MB"
+    if n is None:
+        return "n/a"
+    return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
 
 
 def _x(r: float) -> str:
@@ -792,6 +822,18 @@ def report_section(plan: BenchPlan, figures: Figures, started: dt.datetime) -> s
         f"{a['pandas_max_share_diff']:.1e} (shares), {a['pandas_max_hhi_diff']:.1e} (HHI), "
         f"{a['pandas_max_gini_diff']:.1e} (Gini).",
         "",
+        "The refresh's own steps on this snapshot, each in a process of its own: the time and memory a daily "
+        "refresh of this many models takes, writing included.",
+        "",
+        "| step | wall | peak RSS (`VmHWM`) |",
+        "|---|---|---|",
+        f"| the crawl, then assemble + publish the models (above) | {c['crawl_seconds'] + c['publish_seconds']:.1f} s "
+        f"| {_gb(c['peak_rss'])} |",
+        *[
+            f"| {text} | {f['steps'][k]['seconds']:.1f} s | {_gb(f['steps'][k]['peak_rss'])} |"
+            for k, text in REFRESH_STEPS.items()
+        ],
+        "",
         "What the ≤ 3× aim leaves room for: the string work a full pass over a snapshot cannot skip, each step "
         "on its own from frames already in memory (`flows.bench.least_work`), best of "
         f"{plan.repeat} runs:",
@@ -880,7 +922,7 @@ def _root() -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m flows.bench crawl …`: the crawl process of the benchmark; prints its figures as JSON."""
+    """`python -m flows.bench crawl|step …`: a process of the benchmark; prints its figures as JSON."""
     parser = argparse.ArgumentParser(prog="python -m flows.bench")
     commands = parser.add_subparsers(dest="command", required=True)
     crawl = commands.add_parser("crawl")
@@ -888,8 +930,14 @@ def main(argv: list[str] | None = None) -> None:
     crawl.add_argument("--warehouse", required=True, type=Path)
     crawl.add_argument("--mode", choices=("sequential", "prefetched"), default="prefetched")
     crawl.add_argument("--max-pages", type=int)
+    step = commands.add_parser("step")
+    step.add_argument("name", choices=tuple(REFRESH_STEPS))
+    step.add_argument("--warehouse", required=True, type=Path)
     args = parser.parse_args(argv)
-    figures = crawl_worker(args.endpoint, args.warehouse, mode=args.mode, max_pages=args.max_pages)
+    if args.command == "step":
+        figures = step_worker(args.warehouse, args.name)
+    else:
+        figures = crawl_worker(args.endpoint, args.warehouse, mode=args.mode, max_pages=args.max_pages)
     print(json.dumps(figures))
 
 

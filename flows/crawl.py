@@ -19,16 +19,7 @@ from flows import hub
 from flows.rows import RowReport, model_rows
 from flows.scope import Scope
 from warehouse.layout import Layout
-from warehouse.publish import (
-    PAGE_ZSTD_LEVEL,
-    ROW_GROUP_SIZE,
-    ZSTD_LEVEL,
-    fsync,
-    os_error_of,
-    staging_file,
-    write_json_atomic,
-    write_parquet,
-)
+from warehouse.publish import PAGE_ZSTD_LEVEL, sink_parquet, staging_file, write_json_atomic, write_parquet
 from warehouse.tables import MODELS
 
 CHECKPOINT = "checkpoint.json"
@@ -204,13 +195,7 @@ def assemble(layout: Layout, day: dt.date, result: CrawlResult) -> tuple[Path, i
         return target, 0
     scan = pl.scan_parquet(pages, schema=MODELS.schema).with_row_index("_row")
     rows, repeats = _repeated_rows(scan)
-    try:
-        scan.filter(~pl.col("_row").is_in(repeats.implode())).drop("_row").sink_parquet(
-            target, compression="zstd", compression_level=ZSTD_LEVEL, row_group_size=ROW_GROUP_SIZE
-        )
-    except pl.exceptions.PolarsError as error:
-        raise os_error_of(error, target) from None
-    fsync(target)
+    sink_parquet(scan.filter(~pl.col("_row").is_in(repeats.implode())).drop("_row"), target)
     return target, rows - repeats.len()
 
 

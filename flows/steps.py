@@ -18,7 +18,7 @@ from typing import Any
 import polars as pl
 
 from warehouse.layout import Layout
-from warehouse.publish import publish_frame, read_meta, write_json_atomic
+from warehouse.publish import publish_frame, publish_plan, read_meta, write_json_atomic
 from warehouse.tables import ATTRIBUTIONS, CONCENTRATION, CROSSOVERS, MODELS, REGISTRY, SHARES, Table
 
 # The head-to-head comparisons recorded in `crossovers` (challenger, incumbent, dimension).
@@ -87,7 +87,7 @@ def pending_steps(layout: Layout, day: dt.date, *, dashboard: bool = True) -> li
 
 def attribute_date(layout: Layout, day: dt.date, *, force: bool = False) -> dict[str, Any]:
     """Attribute the `day` snapshot under every rule; publish the `registry` used, then `attributions`."""
-    from analytics.attribution import attribute, registry_rows
+    from analytics.attribution import attribution_plan, registry_rows
     from analytics.registry import load_registry
 
     inputs = attribution_inputs(layout, day)
@@ -95,10 +95,10 @@ def attribute_date(layout: Layout, day: dt.date, *, force: bool = False) -> dict
         return {"status": "already published"}
     began = time.monotonic()
     registry = load_registry()
-    frame = attribute(layout.scan(MODELS, day), registry)
+    plan = attribution_plan(layout.scan(MODELS, day), registry)
     provenance = {"inputs": inputs, "registry_version": inputs["registry_version"]}
     publish_frame(layout, REGISTRY, day, registry_rows(registry), provenance, force=True)
-    meta = publish_frame(layout, ATTRIBUTIONS, day, frame, provenance, force=True)
+    meta = publish_plan(layout, ATTRIBUTIONS, day, plan, provenance, force=True)
     return {"status": "published", "rows": meta["rows"], "seconds": round(time.monotonic() - began, 2)}
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from typer.testing import CliRunner
 
@@ -25,6 +27,9 @@ def test_a_toy_benchmark_writes_every_section_of_its_report(tmp_path) -> None:
     assert "| requests / minimum ceil(" in report and "= 1.00× | 1× | met |" in report
     assert "Both give the same series" in report
     assert "| these steps together |" in report and "Before any lineage walk, evidence, sum or share" in report
+    assert re.search(r"\| `attribute_date`: .* \| [0-9.]+ s \| [0-9.]+ GB \|", report)
+    assert re.search(r"\| `metrics_date`: .* \| [0-9.]+ s \| [0-9.]+ GB \|", report)
+    assert re.search(r"\| registry \| [0-9.]+ kB \|", report)
     assert "old figures" not in report and report.count("## Run: full") == 1
     # The report's command line reruns the same benchmark: every option that differs from its default.
     assert "`uv run multipolar bench --models 3000 --days 2 --latency 0.02`" in report

@@ -110,6 +110,18 @@ def failing_meta(table: str):
     return patch
 
 
+def failing_attribution_sink(monkeypatch: pytest.MonkeyPatch) -> str:
+    real = publish.sink_parquet
+
+    def sink(plan, path: Path, **options) -> None:
+        if path.name.startswith("attributions-2026-05-12"):
+            raise no_space(path)
+        real(plan, path, **options)
+
+    monkeypatch.setattr(publish, "sink_parquet", sink)
+    return "No space left on device"
+
+
 def failing_metric_write(monkeypatch: pytest.MonkeyPatch) -> str:
     real = publish.write_parquet
 
@@ -129,6 +141,7 @@ def failing_metric_write(monkeypatch: pytest.MonkeyPatch) -> str:
         failing_rename_into("models"),
         failing_rename_into("models", no_space),
         failing_meta("models"),
+        failing_attribution_sink,
         failing_rename_into("attributions"),
         failing_meta("attributions"),
         failing_metric_write,
@@ -138,6 +151,7 @@ def failing_metric_write(monkeypatch: pytest.MonkeyPatch) -> str:
         "permission-denied-renaming-models",
         "no-space-renaming-models",
         "no-space-writing-models-meta",
+        "no-space-writing-attributions",
         "permission-denied-renaming-attributions",
         "no-space-writing-attributions-meta",
         "no-space-writing-shares",

@@ -74,6 +74,16 @@ def write_parquet(frame: pl.DataFrame, path: Path, *, level: int = ZSTD_LEVEL) -
     fsync(path)
 
 
+def sink_parquet(plan: pl.LazyFrame, path: Path, *, level: int = ZSTD_LEVEL) -> None:
+    """`write_parquet` for a plan: polars' streaming engine writes its batches as they are made, so the
+    table is never held whole in memory."""
+    try:
+        plan.sink_parquet(path, compression="zstd", compression_level=level, row_group_size=ROW_GROUP_SIZE)
+    except pl.exceptions.PolarsError as error:
+        raise os_error_of(error, path) from None
+    fsync(path)
+
+
 def os_error_of(error: Exception, path: object) -> Exception:
     """The OSError inside a polars error (`… (os error 28)`), naming `path`; else the error itself."""
     found = _OS_ERROR.search(str(error))
@@ -100,6 +110,26 @@ def publish_frame(
     try:
         write_parquet(conformed, staged)
         return publish_staged(layout, table, day, staged, provenance, rows=conformed.height, force=force)
+    finally:
+        staged.unlink(missing_ok=True)
+
+
+def publish_plan(
+    layout: Layout,
+    table: Table,
+    day: dt.date,
+    plan: pl.LazyFrame,
+    provenance: dict[str, Any],
+    *,
+    force: bool = False,
+) -> dict[str, Any]:
+    """`publish_frame` for a plan: streamed into `_staging`, checked there against `table`, then published."""
+    if is_published(layout, table, day) and not force:
+        raise AlreadyPublished(f"{table.name} {day} is already published (use --force to replace it)")
+    staged = staging_file(layout, table, day)
+    try:
+        sink_parquet(plan, staged)
+        return publish_staged(layout, table, day, staged, provenance, force=force)
     finally:
         staged.unlink(missing_ok=True)
 
