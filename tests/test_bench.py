@@ -25,7 +25,7 @@ def test_a_toy_benchmark_writes_every_section_of_its_report(tmp_path) -> None:
     for heading in ("### Crawl", "### Attribution and metrics", "### A history of daily snapshots"):
         assert heading in report
     assert "| requests / minimum ceil(" in report and "= 1.00× | 1× | met |" in report
-    assert "Both give the same series" in report
+    assert "All three give the same series" in report and "| from the raw tables through the `credited` view" in report
     assert "| these steps together |" in report and "Before any lineage walk, evidence, sum or share" in report
     assert re.search(r"\| `attribute_date`: .* \| [0-9.]+ s \| [0-9.]+ GB \|", report)
     assert re.search(r"\| `metrics_date`: .* \| [0-9.]+ s \| [0-9.]+ GB \|", report)

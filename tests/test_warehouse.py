@@ -179,6 +179,35 @@ def test_sql_views_exist_and_are_typed_before_anything_is_published(tmp_path) ->
     assert frame.height == 0 and "downloads_30d" in frame.columns and "snapshot_date" in frame.columns
 
 
+def test_credited_is_the_join_of_each_dates_models_and_attributions_typed_when_empty(tmp_path) -> None:
+    layout = Layout.at(tmp_path)
+    empty = run_sql(layout, "SELECT * FROM credited")
+    assert empty.height == 0 and {"downloads_30d", "snapshot_date", "rule", "country", "weight"} <= set(empty.columns)
+    assert empty.schema["weight"] == pl.Float64 and empty.schema["snapshot_date"] == pl.Date
+    days = [DAY, DAY + dt.timedelta(days=1), DAY + dt.timedelta(days=2)]
+    for n, day in enumerate(days):
+        ids = [f"org{i}/m{i}" for i in range(4 + n)]
+        publish_frame(layout, MODELS, day, models_frame(ids, [10 * (i + n) for i in range(len(ids))]), {})
+        if day != days[-1]:  # the last date is not attributed yet: `credited` leaves it out
+            rows = attribution_rows([(i, rule, i.split("/")[0]) for i in ids[1:] for rule in ("uploader", "lineage")])
+            rows = rows.with_columns(country=pl.lit("CN"), weight=pl.lit(0.5 + n))
+            blank = [pl.lit(None, t).alias(c) for c, t in ATTRIBUTIONS.schema.items() if c not in rows.columns]
+            publish_frame(layout, ATTRIBUTIONS, day, rows.with_columns(blank), {})
+    joined = (
+        "SELECT m.snapshot_date, m.model_id, m.downloads_30d, a.rule, a.country, a.weight FROM models m "
+        "JOIN attributions a ON a.snapshot_date = m.snapshot_date AND a.model_id = m.model_id"
+    )
+    credited = "SELECT snapshot_date, model_id, downloads_30d, rule, country, weight FROM credited"
+    order = " ORDER BY ALL"
+    expected = run_sql(layout, joined + order)
+    assert expected.height == 2 * 3 + 2 * 4
+    assert run_sql(layout, credited + order).equals(expected)
+    one_day = run_sql(layout, f"{credited} WHERE snapshot_date = DATE '{days[1]}'{order}")
+    assert one_day.equals(expected.filter(pl.col("snapshot_date") == days[1]))
+    everything = run_sql(layout, "SELECT * FROM credited LIMIT 1")
+    assert everything.columns == [*MODELS.columns, "snapshot_date", *ATTRIBUTIONS.columns[1:]]
+
+
 def test_sql_cannot_read_duckdbs_default_spill_folder_in_the_working_directory(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / ".tmp").mkdir()
