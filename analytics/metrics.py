@@ -87,8 +87,13 @@ def model_deltas(models: Frame, previous_models: Frame) -> pl.LazyFrame:
 
 def negative_deltas(models: Frame, previous_models: Frame) -> pl.DataFrame:
     """How many models' all-time downloads fell since the previous snapshot, and the summed fall (≤ 0)."""
+    return fallen(model_deltas(models, previous_models))
+
+
+def fallen(deltas: Frame) -> pl.DataFrame:
+    """`negative_deltas` from per-model rows that carry their all-time `delta`."""
     return (
-        model_deltas(models, previous_models)
+        deltas.lazy()
         .filter(pl.col("delta") < 0)
         .select(pl.len().cast(pl.Int64).alias("models"), pl.col("delta").sum().cast(pl.Int64).alias("downloads"))
         .collect()
@@ -96,13 +101,14 @@ def negative_deltas(models: Frame, previous_models: Frame) -> pl.DataFrame:
 
 
 def model_downloads(models: Frame, previous_models: Frame | None = None) -> pl.LazyFrame:
-    """Per model: downloads in each window (negative gains clipped to 0), LLM flag and size class."""
+    """Per model: downloads in each window (negative gains clipped to 0), LLM flag and size class; with a
+    previous snapshot, the all-time `delta` too, negatives kept."""
     frame = models.lazy()
     between = []
     if previous_models is not None:
         frame = frame.join(previous_all_time(previous_models), on="model_id", how="left")
         gain = all_time_gain(pl.col("downloads_all_time"), pl.col("previous_all_time"))
-        between = [gain.clip(0).alias("between")]
+        between = [gain.clip(0).alias("between"), gain.alias("delta")]
     return frame.select(
         "model_id",
         pl.col("downloads_30d").fill_null(0).alias("30d"),
@@ -115,14 +121,18 @@ def model_downloads(models: Frame, previous_models: Frame | None = None) -> pl.L
 
 def credited_downloads(models: Frame, attributions: Frame, *, previous_models: Frame | None = None) -> pl.LazyFrame:
     """Downloads credited to each actor, one row per time_window, population, rule, dimension and actor."""
-    window_names = windows(previous_models)
+    return credited_from(model_downloads(models, previous_models), attributions, windows(previous_models))
+
+
+def credited_from(per_model: Frame, attributions: Frame, window_names: list[str]) -> pl.LazyFrame:
+    """`credited_downloads` from `model_downloads`' rows."""
     weight = pl.col("weight")
     # Collapse models sharing rule, population keys and attributes first: every later step is small.
     buckets = (
         attributions.lazy()
         .filter(weight > 0)
         .select("model_id", "rule", "weight", *DIMENSIONS)
-        .join(model_downloads(models, previous_models), on="model_id", how="inner")
+        .join(per_model.lazy(), on="model_id", how="inner")
         .group_by("rule", "llm", "size", *DIMENSIONS)
         .agg([(pl.col(w) * weight).sum() for w in window_names])
     )
@@ -180,10 +190,15 @@ def concentration(models: Frame, attributions: Frame, *, previous_models: Frame 
 
 
 def metric_tables(models: Frame, attributions: Frame, previous_models: Frame | None = None) -> dict[str, pl.DataFrame]:
-    """The shares and concentration tables of one snapshot date, from one pass over the models."""
-    credited = credited_downloads(models, attributions, previous_models=previous_models).collect().lazy()
+    """The shares and concentration tables of one snapshot date, from one pass over the models; with a
+    previous snapshot, `negative_deltas` too, from the same join of the two."""
+    per_model = model_downloads(models, previous_models).collect()
+    credited = credited_from(per_model, attributions, windows(previous_models)).collect().lazy()
     groups = metric_groups(attributions, previous_models)
-    return {
+    tables = {
         "shares": shares_of(credited).sort(*GROUP, "actor").collect(),
         "concentration": concentration_of(credited, groups).sort(GROUP).collect(),
     }
+    if previous_models is not None:
+        tables["negative_deltas"] = fallen(per_model)
+    return tables

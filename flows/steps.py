@@ -104,7 +104,7 @@ def attribute_date(layout: Layout, day: dt.date, *, force: bool = False) -> dict
 
 def metrics_date(layout: Layout, day: dt.date, *, force: bool = False) -> dict[str, Any]:
     """Compute and publish `shares` and `concentration` for `day`."""
-    from analytics.metrics import metric_tables, negative_deltas
+    from analytics.metrics import metric_tables
 
     inputs = metric_inputs(layout, day)
     if not force and _current(layout, (SHARES, CONCENTRATION), day, inputs):
@@ -117,7 +117,7 @@ def metrics_date(layout: Layout, day: dt.date, *, force: bool = False) -> dict[s
     tables = metric_tables(models, attributions, previous_models)
     provenance: dict[str, Any] = {"inputs": inputs, "registry_version": _registry_of(layout, day)}
     if previous_models is not None:
-        provenance["negative_all_time_deltas"] = negative_deltas(models, previous_models).row(0, named=True)
+        provenance["negative_all_time_deltas"] = tables["negative_deltas"].row(0, named=True)
     publish_frame(layout, SHARES, day, tables["shares"], provenance, force=True)
     publish_frame(layout, CONCENTRATION, day, tables["concentration"], provenance, force=True)
     return {

@@ -215,6 +215,9 @@ def test_negative_deltas_are_kept_per_model_and_counted_apart():
         "new/one": 5,
     }
     assert negative_deltas(now, previous).to_dicts() == [{"models": 1, "downloads": -20}]
+    attributions = attributions_frame(*(credit(m, m.split("/")[0]) for m in now["model_id"]))
+    assert metric_tables(now, attributions, previous)["negative_deltas"].equals(negative_deltas(now, previous))
+    assert "negative_deltas" not in metric_tables(now, attributions)
 
 
 def test_without_a_previous_snapshot_there_is_no_between_window():

@@ -63,9 +63,9 @@ def connect(layout: Layout) -> duckdb.DuckDBPyConnection:
 def credited_view(layout: Layout) -> str | None:
     """`credited`: every attribution row with its model's columns, one join per date both tables have.
 
-    One join of the whole `models` and `attributions` views builds a hash table over every date at once
-    (over 12 GB for 30 days of 3 M models); joined date by date, each join is one day's size, and a filter
-    on `snapshot_date` skips the other dates' files.
+    One join of the whole `models` and `attributions` views builds one hash table of every date's rows;
+    joined date by date, each hash table is one day's (about twice as fast over 90 days of 3 M models),
+    and a filter on `snapshot_date` skips the other dates' files.
     """
     dates = sorted(set(layout.published_dates(MODELS)) & set(layout.published_dates(ATTRIBUTIONS)))
     joins = [
