@@ -652,35 +652,34 @@ FROM shares
 WHERE time_window = '30d' AND population = 'all' AND rule = 'uploader' AND dimension = 'country'
 ORDER BY snapshot_date, country
 """
-RAW_QUERY = """
-WITH credited AS (
+
+
+def country_shares(downloads_sql: str) -> str:
+    """The analyst's country-share series from a query of each date's credited downloads per country."""
+    return f"""
+WITH per_country AS ({downloads_sql})
+SELECT snapshot_date, country,
+       CASE WHEN sum(downloads) OVER (PARTITION BY snapshot_date) > 0
+            THEN downloads / sum(downloads) OVER (PARTITION BY snapshot_date) ELSE 0 END AS share
+FROM per_country
+ORDER BY snapshot_date, country
+"""
+
+
+RAW_QUERY = country_shares("""
     SELECT m.snapshot_date, coalesce(a.country, 'Unknown') AS country,
            sum(coalesce(m.downloads_30d, 0) * a.weight) AS downloads
     FROM models m JOIN attributions a ON a.snapshot_date = m.snapshot_date AND a.model_id = m.model_id
     WHERE a.rule = 'uploader' AND a.weight > 0
     GROUP BY ALL
-)
-SELECT snapshot_date, country,
-       CASE WHEN sum(downloads) OVER (PARTITION BY snapshot_date) > 0
-            THEN downloads / sum(downloads) OVER (PARTITION BY snapshot_date) ELSE 0 END AS share
-FROM credited
-ORDER BY snapshot_date, country
-"""
-
-CREDITED_QUERY = """
-WITH credited_30d AS (
+""")
+CREDITED_QUERY = country_shares("""
     SELECT snapshot_date, coalesce(country, 'Unknown') AS country,
            sum(coalesce(downloads_30d, 0) * weight) AS downloads
     FROM credited
     WHERE rule = 'uploader' AND weight > 0
     GROUP BY ALL
-)
-SELECT snapshot_date, country,
-       CASE WHEN sum(downloads) OVER (PARTITION BY snapshot_date) > 0
-            THEN downloads / sum(downloads) OVER (PARTITION BY snapshot_date) ELSE 0 END AS share
-FROM credited_30d
-ORDER BY snapshot_date, country
-"""
+""")
 QUERIES = {"metrics": METRIC_QUERY, "raw": RAW_QUERY, "credited": CREDITED_QUERY}
 
 

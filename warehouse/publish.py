@@ -42,6 +42,12 @@ def is_published(layout: Layout, table: Table, day: dt.date) -> bool:
     return layout.meta_file(table, day).is_file() and layout.partition_file(table, day).is_file()
 
 
+def refuse_if_published(layout: Layout, table: Table, day: dt.date, *, force: bool) -> None:
+    """Raise AlreadyPublished when `day` of `table` is published and `force` was not given."""
+    if is_published(layout, table, day) and not force:
+        raise AlreadyPublished(f"{table.name} {day} is already published (use --force to replace it)")
+
+
 def read_meta(layout: Layout, table: Table, day: dt.date) -> dict[str, Any] | None:
     """The `_meta` record of a partition, or None when it is not published."""
     path = layout.meta_file(table, day)
@@ -103,8 +109,7 @@ def publish_frame(
     force: bool = False,
 ) -> dict[str, Any]:
     """Check `frame` against `table`, publish it as the `day` partition and return its `_meta` record."""
-    if is_published(layout, table, day) and not force:
-        raise AlreadyPublished(f"{table.name} {day} is already published (use --force to replace it)")
+    refuse_if_published(layout, table, day, force=force)
     conformed = conform(frame, table)
     staged = staging_file(layout, table, day)
     try:
@@ -124,8 +129,7 @@ def publish_plan(
     force: bool = False,
 ) -> dict[str, Any]:
     """`publish_frame` for a plan: streamed into `_staging`, checked there against `table`, then published."""
-    if is_published(layout, table, day) and not force:
-        raise AlreadyPublished(f"{table.name} {day} is already published (use --force to replace it)")
+    refuse_if_published(layout, table, day, force=force)
     staged = staging_file(layout, table, day)
     try:
         sink_parquet(plan, staged)
@@ -171,8 +175,7 @@ def publish_staged(
     force: bool = False,
 ) -> dict[str, Any]:
     """Move a validated staged file into its partition atomically, then write `_meta` last."""
-    if is_published(layout, table, day) and not force:
-        raise AlreadyPublished(f"{table.name} {day} is already published (use --force to replace it)")
+    refuse_if_published(layout, table, day, force=force)
     if rows is None:
         rows = check_staged(table, staged)
     meta = {
