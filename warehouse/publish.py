@@ -8,6 +8,8 @@ import json
 import os
 import re
 import uuid
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -111,12 +113,8 @@ def publish_frame(
     """Check `frame` against `table`, publish it as the `day` partition and return its `_meta` record."""
     refuse_if_published(layout, table, day, force=force)
     conformed = conform(frame, table)
-    staged = staging_file(layout, table, day)
-    try:
-        write_parquet(conformed, staged)
-        return publish_staged(layout, table, day, staged, provenance, rows=conformed.height, force=force)
-    finally:
-        staged.unlink(missing_ok=True)
+    write = partial(write_parquet, conformed)
+    return _publish_written(layout, table, day, write, provenance, rows=conformed.height, force=force)
 
 
 def publish_plan(
@@ -130,10 +128,24 @@ def publish_plan(
 ) -> dict[str, Any]:
     """`publish_frame` for a plan: streamed into `_staging`, checked there against `table`, then published."""
     refuse_if_published(layout, table, day, force=force)
+    return _publish_written(layout, table, day, partial(sink_parquet, plan), provenance, force=force)
+
+
+def _publish_written(
+    layout: Layout,
+    table: Table,
+    day: dt.date,
+    write: Callable[[Path], None],
+    provenance: dict[str, Any],
+    *,
+    rows: int | None = None,
+    force: bool,
+) -> dict[str, Any]:
+    """`write` a fresh file in `_staging`, publish it, and leave no staged file behind either way."""
     staged = staging_file(layout, table, day)
     try:
-        sink_parquet(plan, staged)
-        return publish_staged(layout, table, day, staged, provenance, force=force)
+        write(staged)
+        return publish_staged(layout, table, day, staged, provenance, rows=rows, force=force)
     finally:
         staged.unlink(missing_ok=True)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import time
@@ -37,8 +38,9 @@ def connect(layout: Layout) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(":memory:", config={"temp_directory": str(spill), "memory_limit": memory_limit()})
     if layout.remote:
         con.register_filesystem(layout.root.fs)
+    published = {table.name: layout.published_dates(table) for table in TABLES.values()}
     for table in TABLES.values():
-        files = layout.published_files(table)
+        files = [layout.partition_file(table, day) for day in published[table.name]]
         if files:
             listing = ", ".join(_sql_literal(str(f)) for f in files)
             con.execute(
@@ -48,7 +50,7 @@ def connect(layout: Layout) -> duckdb.DuckDBPyConnection:
         else:
             empty = table.empty().with_columns(pl.lit(None, pl.Date).alias("snapshot_date"))
             con.from_arrow(empty.to_arrow()).create_view(table.name)
-    credited = credited_view(layout)
+    credited = credited_view(layout, published[MODELS.name], published[ATTRIBUTIONS.name])
     if credited:
         con.execute(credited)
     else:
@@ -60,14 +62,14 @@ def connect(layout: Layout) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def credited_view(layout: Layout) -> str | None:
+def credited_view(layout: Layout, model_dates: list[dt.date], attribution_dates: list[dt.date]) -> str | None:
     """`credited`: every attribution row with its model's columns, one join per date both tables have.
 
     One join of the whole `models` and `attributions` views builds one hash table of every date's rows;
     joined date by date, each hash table is one day's (about twice as fast over 90 days of 3 M models),
     and a filter on `snapshot_date` skips the other dates' files.
     """
-    dates = sorted(set(layout.published_dates(MODELS)) & set(layout.published_dates(ATTRIBUTIONS)))
+    dates = sorted(set(model_dates) & set(attribution_dates))
     joins = [
         f"SELECT m.*, a.* EXCLUDE (model_id, snapshot_date) "
         f"FROM read_parquet({_sql_literal(str(layout.partition_file(MODELS, day)))}, hive_partitioning = true) m "
