@@ -29,7 +29,11 @@ stores the repeated ids once in effect (half the bytes of rows grouped by rule).
 
 from __future__ import annotations
 
+import hashlib
+import operator
 from dataclasses import dataclass
+from functools import reduce
+from pathlib import Path
 
 import polars as pl
 
@@ -207,7 +211,8 @@ def lineage_walks(graph: Graph, *, max_depth: int = MAX_DEPTH) -> pl.DataFrame:
             collapsed = merged.group_by("origin", "node").agg(
                 pl.col("weight").sum(),
                 pl.col("depth").first(),
-                pl.col("path", "trail").first(),
+                # Of equally short paths to one node, the first trail in order: the same however the rows came.
+                pl.col("path", "trail").sort_by("trail").first(),
                 pl.lit(True).alias("split"),
             )
             frontier = pl.concat([frontier.filter(~pl.col("split")), collapsed.select(frontier.columns)])
@@ -378,6 +383,132 @@ def _lineage(snapshot: pl.DataFrame, graph: Graph, entries: pl.Series) -> tuple[
         counts.get_column("origin"), counts.get_column("len").cast(pl.Int64())
     )
     return rows.select(ROWS), said, per_model
+
+
+# What a model's rows are made from: its own row of these, and the same of every model its lineage walks.
+INPUTS = ("model_id", "author", "base_models", "base_relation")
+# Past this share of the snapshot to redo, updating costs more than attributing every model again.
+UPDATE_LIMIT = 0.5
+
+
+@dataclass(frozen=True)
+class Update:
+    """How `attribution_update` made a date's rows from the day before's."""
+
+    changed: int  # ids whose inputs differ: added, removed or altered since the day before
+    recomputed: int  # models attributed again: the changed ones still present and every model whose walk meets one
+    full: bool  # True when so much changed that every model was attributed again
+
+
+def rules_version() -> str:
+    """The version of these rules: a hash of this module's source and the polars version running it.
+
+    Attributions are only updated from a day whose rows were made by the same rules (`attribution_update`).
+    """
+    source = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+    return f"sha256:{source}/polars {pl.__version__}"
+
+
+def attribution_update(
+    models: Frame, registry: pl.DataFrame, previous_models: Frame, previous: Frame
+) -> tuple[pl.LazyFrame, Update]:
+    """`attribution_plan`'s rows, made from the day before's attributions `previous`.
+
+    `previous` must be the attributions of `previous_models` under the same `registry` and rules. A model's
+    rows follow from `INPUTS` of the model and of every model its lineage walk meets, so only models whose
+    own inputs changed, and the models whose parents, their parents and so on did (new, removed or
+    altered), are attributed again, with their ancestors as the snapshot their walks run over; every other
+    model keeps its rows. The result is the rows `attribution_plan` makes, row for row.
+    """
+    today = models.lazy().select(INPUTS).collect()
+    changed = _changed_ids(today, previous_models.lazy().select(INPUTS).collect())
+    dirty = _meeting(today, changed)
+    recomputed = int(dirty.sum())
+    previous = previous.lazy().collect() if recomputed <= UPDATE_LIMIT * today.height else None
+    if previous is None or not previous.get_column("model_id").is_sorted():
+        return attribution_plan(today, registry), Update(changed.len(), today.height, True)
+    redo = today.filter(_with_ancestors(today, dirty))
+    again = today.get_column("model_id").filter(dirty)
+    fresh = attribution_plan(redo, registry).filter(pl.col("model_id").is_in(again.implode())).collect()
+    rows = _spliced(previous, pl.concat([changed, again]).unique().sort(), fresh)
+    return rows.lazy(), Update(changed.len(), recomputed, False)
+
+
+def _spliced(previous: pl.DataFrame, gone: pl.Series, fresh: pl.DataFrame) -> pl.DataFrame:
+    """`previous` with the rows of each id in `gone` replaced by that id's rows in `fresh` (none if it has
+    none); all three in id order, so every cut is found by a binary search and the rows are not copied."""
+    ids, fresh_ids = previous.get_column("model_id"), fresh.get_column("model_id")
+    starts, ends = ids.search_sorted(gone, side="left"), ids.search_sorted(gone, side="right")
+    fresh_starts, fresh_ends = fresh_ids.search_sorted(gone, side="left"), fresh_ids.search_sorted(gone, side="right")
+    pieces, done = [], 0
+    for start, end, fresh_start, fresh_end in zip(starts, ends, fresh_starts, fresh_ends, strict=True):
+        if start < end or fresh_start < fresh_end:
+            pieces += [previous.slice(done, start - done), fresh.slice(fresh_start, fresh_end - fresh_start)]
+            done = end
+    return pl.concat([*pieces, previous.slice(done)], rechunk=False)
+
+
+def _fingerprints(frame: pl.DataFrame) -> pl.DataFrame:
+    """Two independent 64-bit hashes of each row's `INPUTS`."""
+
+    def fingerprint(seed: int) -> pl.Expr:
+        # Each column hashed with a seed of its own, so a value moved to another column changes it.
+        return reduce(operator.xor, [pl.col(c).hash(seed + i) for i, c in enumerate(INPUTS)])
+
+    return frame.select(fingerprint(17).alias("h1"), fingerprint(53).alias("h2"))
+
+
+def _changed_ids(today: pl.DataFrame, before: pl.DataFrame) -> pl.Series:
+    """Ids whose `INPUTS` row is in one snapshot and not the other: added, removed or altered."""
+    now, then = _fingerprints(today), _fingerprints(before)
+
+    def unseen(rows: pl.DataFrame, other: pl.DataFrame) -> pl.Series:
+        # A row counts as seen only if both its hashes are: a changed row passes for unchanged only when
+        # two independent 64-bit hashes both collide.
+        seen = pl.col("h1").is_in(other.get_column("h1").implode()) & pl.col("h2").is_in(
+            other.get_column("h2").implode()
+        )
+        return rows.select(~seen).to_series()
+
+    added = today.get_column("model_id").filter(unseen(now, then))
+    removed = before.get_column("model_id").filter(unseen(then, now))
+    return pl.concat([added, removed]).unique()
+
+
+def _id_hash(values: pl.Expr) -> pl.Expr:
+    return values.hash(41)
+
+
+def _meeting(today: pl.DataFrame, changed: pl.Series) -> pl.Series:
+    """Which of today's models have a changed id among themselves or their ancestors, at any depth."""
+    # By hashes: a collision only marks one more model to redo, which gives the same rows.
+    links = today.select(pl.int_range(pl.len(), dtype=NODE).alias("child"), pl.col("base_models").alias("parent"))
+    links = links.explode("parent").drop_nulls().select("child", _id_hash(pl.col("parent")))
+    ids = today.select(_id_hash(pl.col("model_id"))).to_series()
+    dirty = today.select(pl.col("model_id").is_in(changed.implode())).to_series()
+    frontier = changed.to_frame().select(_id_hash(pl.col("model_id"))).to_series()
+    while frontier.len():
+        children = links.filter(pl.col("parent").is_in(frontier.implode())).get_column("child").unique()
+        new = children.filter(~dirty.gather(children))
+        dirty = dirty.scatter(new, True)
+        frontier = ids.gather(new)
+    return dirty
+
+
+def _with_ancestors(today: pl.DataFrame, dirty: pl.Series) -> pl.Series:
+    """`dirty` with every model in `today` that a dirty model's lineage walk can reach."""
+    # By hashes: a collision only adds a model to the snapshot the walks run over, and walks match
+    # parents to models by the exact id, so the rows are the same.
+    ids = today.select(_id_hash(pl.col("model_id")).alias("parent"), pl.int_range(pl.len(), dtype=NODE).alias("row"))
+    parents = today.get_column("base_models")
+    keep = dirty.clone()
+    frontier = pl.int_range(today.height, dtype=NODE, eager=True).filter(dirty)
+    while frontier.len():
+        named = parents.gather(frontier).explode().drop_nulls().to_frame("parent").select(_id_hash(pl.col("parent")))
+        found = ids.filter(pl.col("parent").is_in(named.to_series().implode())).get_column("row")
+        frontier = found.filter(~keep.gather(found))
+        keep = keep.scatter(frontier, True)
+    return keep
 
 
 def registry_gaps(models: Frame, attributions: Frame, *, rule: str = "uploader", top: int = 50) -> pl.DataFrame:

@@ -7,11 +7,14 @@ version); a step is pending when its output is missing or those inputs have chan
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import io
 import json
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -86,8 +89,14 @@ def pending_steps(layout: Layout, day: dt.date, *, dashboard: bool = True) -> li
 
 
 def attribute_date(layout: Layout, day: dt.date, *, force: bool = False) -> dict[str, Any]:
-    """Attribute the `day` snapshot under every rule; publish the `registry` used, then `attributions`."""
-    from analytics.attribution import attribution_plan, registry_rows
+    """Attribute the `day` snapshot under every rule; publish the `registry` used, then `attributions`.
+
+    When the day before's attributions were made by the same rules with the same registry from its
+    models as published now, they are updated (`analytics.attribution.attribution_update`): only models
+    whose lineage inputs changed are attributed again. The rows are the same either way; `_meta` says
+    which was done under `made`.
+    """
+    from analytics.attribution import attribution_plan, attribution_update, registry_rows, rules_version
     from analytics.registry import load_registry
 
     inputs = attribution_inputs(layout, day)
@@ -95,11 +104,46 @@ def attribute_date(layout: Layout, day: dt.date, *, force: bool = False) -> dict
         return {"status": "already published"}
     began = time.monotonic()
     registry = load_registry()
-    plan = attribution_plan(layout.scan(MODELS, day), registry)
+    models = layout.scan(MODELS, day)
+    basis = attribution_basis(layout, day)
+    made: dict[str, Any] = {"from": None}
+    if basis is None:
+        plan = attribution_plan(models, registry)
+    else:
+        previous, attributions = basis
+        plan, update = attribution_update(models, registry, layout.scan(MODELS, previous), attributions)
+        made = {"from": None if update.full else previous.isoformat(), **asdict(update)}
     provenance = {"inputs": inputs, "registry_version": inputs["registry_version"]}
     publish_frame(layout, REGISTRY, day, registry_rows(registry), provenance, force=True)
+    provenance |= {"rules_version": rules_version(), "made": made}
     meta = publish_plan(layout, ATTRIBUTIONS, day, plan, provenance, force=True)
-    return {"status": "published", "rows": meta["rows"], "seconds": round(time.monotonic() - began, 2)}
+    return {
+        "status": "published",
+        "rows": meta["rows"],
+        "updated_from": made["from"],
+        "seconds": round(time.monotonic() - began, 2),
+    }
+
+
+def attribution_basis(layout: Layout, day: dt.date) -> tuple[dt.date, pl.DataFrame] | None:
+    """The day before `day` and its attributions, when `day`'s can be made by updating them: made by
+    these rules, with the registry in use, from that day's models as published now, and the file intact
+    (checked on the very bytes that are then read)."""
+    from analytics.attribution import rules_version
+
+    previous = previous_date(layout, day)
+    meta = read_meta(layout, ATTRIBUTIONS, previous) if previous else None
+    if meta is None or meta.get("rules_version") != rules_version():
+        return None
+    if meta.get("inputs") != attribution_inputs(layout, previous):
+        return None
+    try:
+        data = layout.partition_file(ATTRIBUTIONS, previous).read_bytes()
+    except FileNotFoundError:
+        return None
+    if hashlib.sha256(data).hexdigest() != meta.get("sha256"):
+        return None
+    return previous, pl.read_parquet(io.BytesIO(data))
 
 
 def metrics_date(layout: Layout, day: dt.date, *, force: bool = False) -> dict[str, Any]:

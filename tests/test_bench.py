@@ -27,7 +27,10 @@ def test_a_toy_benchmark_writes_every_section_of_its_report(tmp_path) -> None:
     assert "| requests / minimum ceil(" in report and "= 1.00× | 1× | met |" in report
     assert "All three give the same series" in report and "| from the raw tables through the `credited` view" in report
     assert "| these steps together |" in report and "Before any lineage walk, evidence, sum or share" in report
-    assert re.search(r"\| `attribute_date`: .* \| [0-9.]+ s \| [0-9.]+ GB \|", report)
+    assert re.search(r"\| `attribute_date` of the day before, .* \| [0-9.]+ s \| [0-9.]+ GB \|", report)
+    assert re.search(r"\| `attribute_date` of the crawled day: .* \(it said: updated from 2026-04-29\) \|", report)
+    assert re.search(r"the same rows as `attribute`: yes\) \| [0-9.]+ \|", report)
+    assert re.search(r"\| a day after another: updated attribution \+ metrics / its bare read \| [0-9.]+ \|", report)
     assert re.search(r"\| `metrics_date`: .* \| [0-9.]+ s \| [0-9.]+ GB \|", report)
     assert re.search(r"\| registry \| [0-9.]+ kB \|", report)
     assert "old figures" not in report and report.count("## Run: full") == 1

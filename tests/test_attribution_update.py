@@ -1,0 +1,208 @@
+"""A date's attributions made from the day before's are the rows a full attribution makes, row for row."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import random
+
+import polars as pl
+import pytest
+
+import analytics.registry as registry_module
+from analytics.attribution import MAX_DEPTH, attribute, attribution_update
+from analytics.registry import REGISTRY_PATH, load_registry
+from flows.steps import attribute_date
+from tests.test_attribution import REGISTRY, snapshot
+from warehouse.layout import Layout
+from warehouse.publish import publish_frame, write_json_atomic
+from warehouse.tables import ATTRIBUTIONS, MODELS
+
+NAMESPACES = ("Qwen", "meta-llama", "mistralai", "unsloth", "bartowski", "someone", "else")
+RELATIONS = ("finetune", "quantized", "merge", "adapter", None)
+
+
+def updated(today: pl.DataFrame, before: pl.DataFrame):
+    plan, update = attribution_update(today, REGISTRY, before, attribute(before, REGISTRY))
+    return plan.collect(), update
+
+
+def assert_same_as_full(today: pl.DataFrame, before: pl.DataFrame):
+    rows, update = updated(today, before)
+    full = attribute(today, REGISTRY)
+    assert rows.schema == full.schema
+    assert rows.equals(full), "the updated rows differ from a full attribution"
+    return update
+
+
+def random_world(rng: random.Random, size: int) -> dict[str, tuple[str, list[str], str | None]]:
+    """Ids with parents drawn from the world, from outside it, malformed, the model itself or later ids."""
+    ids = [f"{rng.choice(NAMESPACES)}/m{i}" if rng.random() < 0.9 else f"m{i}" for i in range(size)]
+    world = {}
+    for i, model_id in enumerate(ids):
+        world[model_id] = (model_id, parents(rng, ids, i, model_id), rng.choice(RELATIONS))
+    return world
+
+
+def parents(rng: random.Random, ids: list[str], i: int, own: str) -> list[str]:
+    """Parents for the model `own`, at place `i` of `ids`."""
+    chosen = []
+    for _ in range(rng.choice((0, 0, 1, 1, 1, 2, 3))):
+        kind = rng.random()
+        if kind < 0.65 and i:
+            chosen.append(ids[rng.randrange(i)])
+        elif kind < 0.8:
+            chosen.append(f"{rng.choice(NAMESPACES)}/outside{rng.randrange(20)}")
+        elif kind < 0.88:
+            chosen.append(rng.choice(("not an id", "a/b/c", "/x")))
+        elif kind < 0.92:
+            chosen.append(own)
+        else:
+            chosen.append(ids[rng.randrange(len(ids))])
+    return chosen
+
+
+def mutated(rng: random.Random, world: dict, changes: int) -> dict:
+    """The world a day later: models removed, added (some named as outside parents before), re-parented."""
+    world = dict(world)
+    ids = list(world)
+    for _ in range(changes):
+        kind = rng.random()
+        if kind < 0.3 and len(world) > 1:
+            world.pop(rng.choice(list(world)), None)
+        elif kind < 0.55:
+            fresh = (
+                f"{rng.choice(NAMESPACES)}/outside{rng.randrange(20)}" if rng.random() < 0.4 else f"new{rng.random()}"
+            )
+            world[fresh] = (fresh, parents(rng, ids, len(ids), fresh), rng.choice(RELATIONS))
+        elif kind < 0.85:
+            model_id = rng.choice(list(world))
+            place = ids.index(model_id) if model_id in ids else len(ids)
+            world[model_id] = (model_id, parents(rng, ids, place, model_id), None)
+        else:
+            model_id = rng.choice(list(world))
+            world[model_id] = (model_id, world[model_id][1], rng.choice(RELATIONS))
+    return world
+
+
+def frame(world: dict, authors: dict[str, str] | None = None) -> pl.DataFrame:
+    models = snapshot(*world.values())
+    if authors:
+        models = models.with_columns(
+            pl.col("model_id").replace_strict(authors, default=pl.col("author")).alias("author")
+        )
+    return models
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_updating_random_worlds_gives_the_full_attribution_row_for_row(seed: int) -> None:
+    rng = random.Random(seed)
+    before = random_world(rng, 400)
+    today = mutated(rng, before, changes=rng.choice((1, 5, 20)))
+    update = assert_same_as_full(frame(today), frame(before))
+    assert not update.full
+    assert update.recomputed < len(today)
+
+
+def test_a_change_at_the_root_of_a_chain_reaches_every_model_below_even_past_the_depth_limit() -> None:
+    chain = [f"org/c{i}" for i in range(MAX_DEPTH + 4)]
+    world = {c: (c, [chain[i - 1]] if i else [], "finetune") for i, c in enumerate(chain)}
+    world |= {f"org/leaf{i}": (f"org/leaf{i}", [], None) for i in range(200)}
+    before = frame(world)
+    rehomed = dict(world)
+    rehomed["org/c0"] = ("org/c0", ["Qwen/base"], "finetune")
+    update = assert_same_as_full(frame(rehomed), before)
+    assert update.recomputed == len(chain) and update.changed == 1
+
+
+def test_a_bare_id_whose_author_changes_recredits_its_descendants() -> None:
+    world = {"gpt2": ("gpt2", [], None), "someone/tuned": ("someone/tuned", ["gpt2"], "finetune")}
+    world |= {f"else/m{i}": (f"else/m{i}", [], None) for i in range(20)}
+    before = frame(world)
+    today = frame(world, {"gpt2": "meta-llama"})
+    assert_same_as_full(today, before)
+    lineage = attribute(today, REGISTRY).filter((pl.col("rule") == "lineage") & (pl.col("model_id") == "someone/tuned"))
+    assert lineage.get_column("credited_namespace").to_list() == ["meta-llama"]
+
+
+def test_a_parent_that_leaves_or_enters_the_snapshot_changes_its_childrens_walks() -> None:
+    world = {
+        "Qwen/base": ("Qwen/base", [], None),
+        "someone/ft": ("someone/ft", ["Qwen/base"], "finetune"),
+        "else/q": ("else/q", ["someone/ft", "mistralai/outside"], "merge"),
+    }
+    world |= {f"else/m{i}": (f"else/m{i}", [], None) for i in range(20)}
+    gone = {k: v for k, v in world.items() if k != "Qwen/base"}
+    assert_same_as_full(frame(gone), frame(world))
+    entered = world | {"mistralai/outside": ("mistralai/outside", ["meta-llama/x"], "finetune")}
+    assert_same_as_full(frame(entered), frame(world))
+
+
+def test_nothing_changed_keeps_every_row_and_recomputes_nothing() -> None:
+    world = random_world(random.Random(99), 300)
+    update = assert_same_as_full(frame(world), frame(world))
+    assert (update.changed, update.recomputed, update.full) == (0, 0, False)
+
+
+def test_when_most_models_change_every_model_is_attributed_again() -> None:
+    rng = random.Random(7)
+    before = random_world(rng, 100)
+    today = {f"x{k}": (f"x{k}", v[1], v[2]) for k, v in random_world(rng, 100).items()}
+    update = assert_same_as_full(frame(today), frame(before))
+    assert update.full and update.recomputed == len(today)
+
+
+DAY_BEFORE, DAY = dt.date(2026, 5, 11), dt.date(2026, 5, 12)
+
+
+def two_days(root) -> tuple[Layout, pl.DataFrame]:
+    rng = random.Random(3)
+    before = random_world(rng, 500)
+    today = frame(mutated(rng, before, changes=10))
+    layout = Layout.at(root)
+    for day, models in ((DAY_BEFORE, frame(before)), (DAY, today)):
+        publish_frame(layout, MODELS, day, models, {"source_kind": "test"})
+    assert attribute_date(layout, DAY_BEFORE)["updated_from"] is None
+    return layout, today
+
+
+def made(layout: Layout) -> dict:
+    return json.loads(layout.meta_file(ATTRIBUTIONS, DAY).read_text())["made"]
+
+
+def test_the_refresh_updates_a_date_from_the_day_before_and_says_so_in_its_meta(tmp_path) -> None:
+    layout, today = two_days(tmp_path)
+    assert attribute_date(layout, DAY)["updated_from"] == DAY_BEFORE.isoformat()
+    meta = made(layout)
+    assert meta["from"] == DAY_BEFORE.isoformat() and 0 < meta["recomputed"] < today.height
+    expected = attribute(today, load_registry())
+    assert pl.read_parquet(layout.partition_file(ATTRIBUTIONS, DAY)).equals(expected)
+
+
+def test_a_damaged_or_foreign_day_before_is_not_updated_from(tmp_path, monkeypatch) -> None:
+    layout, today = two_days(tmp_path)
+    expected = attribute(today, load_registry())
+    published = layout.partition_file(ATTRIBUTIONS, DAY_BEFORE)
+    meta_file = layout.meta_file(ATTRIBUTIONS, DAY_BEFORE)
+    intact, meta = published.read_bytes(), json.loads(meta_file.read_text())
+
+    def attributed_in_full() -> None:
+        assert attribute_date(layout, DAY, force=True)["updated_from"] is None
+        assert made(layout) == {"from": None}
+        assert pl.read_parquet(layout.partition_file(ATTRIBUTIONS, DAY)).equals(expected)
+
+    # Rows altered after publishing: the file no longer has the sha256 its meta records.
+    pl.read_parquet(published).with_columns(pl.lit("US").alias("country")).write_parquet(published)
+    attributed_in_full()
+    published.write_bytes(intact)
+    # Made by other rules.
+    write_json_atomic(meta_file, meta | {"rules_version": "sha256:0000/polars 0"})
+    attributed_in_full()
+    write_json_atomic(meta_file, meta)
+    assert attribute_date(layout, DAY, force=True)["updated_from"] == DAY_BEFORE.isoformat()
+    # Made with another registry than the one in use now.
+    registry = tmp_path / "registry.csv"
+    registry.write_bytes(REGISTRY_PATH.read_bytes() + b"some-new-lab,Some Lab,FR,Europe,industry,test\n")
+    monkeypatch.setattr(registry_module, "REGISTRY_PATH", registry)
+    expected = attribute(today, load_registry())
+    attributed_in_full()
