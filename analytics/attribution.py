@@ -25,6 +25,9 @@ and gathers integers; the one string join maps parent ids onto the snapshot.
 
 Rows come out by model id, each model's `uploader`, `official` and `lineage` rows together: Parquet then
 stores the repeated ids once in effect (half the bytes of rows grouped by rule).
+
+A day's rows can also be made from the day before's (`attribution_update`): models whose `INPUTS`, or
+those of a model their walk meets, did not change keep their rows; the rest are attributed again.
 """
 
 from __future__ import annotations
@@ -422,12 +425,12 @@ def attribution_update(
     """
     today = models.lazy().select(INPUTS).collect()
     changed = _changed_ids(today, previous_models.lazy().select(INPUTS).collect())
-    dirty = _meeting(today, changed)
+    dirty, walked = _redo(today, changed)
     recomputed = int(dirty.sum())
     previous = previous.lazy().collect() if recomputed <= UPDATE_LIMIT * today.height else None
     if previous is None or not previous.get_column("model_id").is_sorted():
         return attribution_plan(today, registry), Update(changed.len(), today.height, True)
-    redo = today.filter(_with_ancestors(today, dirty))
+    redo = today.filter(walked)
     again = today.get_column("model_id").filter(dirty)
     fresh = attribution_plan(redo, registry).filter(pl.col("model_id").is_in(again.implode())).collect()
     rows = _spliced(previous, pl.concat([changed, again]).unique().sort(), fresh)
@@ -461,54 +464,55 @@ def _fingerprints(frame: pl.DataFrame) -> pl.DataFrame:
 def _changed_ids(today: pl.DataFrame, before: pl.DataFrame) -> pl.Series:
     """Ids whose `INPUTS` row is in one snapshot and not the other: added, removed or altered."""
     now, then = _fingerprints(today), _fingerprints(before)
-
-    def unseen(rows: pl.DataFrame, other: pl.DataFrame) -> pl.Series:
-        # A row counts as seen only if both its hashes are: a changed row passes for unchanged only when
-        # two independent 64-bit hashes both collide.
-        seen = pl.col("h1").is_in(other.get_column("h1").implode()) & pl.col("h2").is_in(
-            other.get_column("h2").implode()
-        )
-        return rows.select(~seen).to_series()
-
-    added = today.get_column("model_id").filter(unseen(now, then))
-    removed = before.get_column("model_id").filter(unseen(then, now))
+    seen_now = now.get_column("h1").is_in(then.get_column("h1").implode())
+    seen_then = then.get_column("h1").is_in(now.get_column("h1").implode())
+    if not _same_rows(now.filter(seen_now), then.filter(seen_then)):
+        # Rows share a first hash without being equal: a row is seen only if its second hash is too.
+        seen_now &= now.get_column("h2").is_in(then.get_column("h2").implode())
+        seen_then &= then.get_column("h2").is_in(now.get_column("h2").implode())
+    added = today.get_column("model_id").filter(~seen_now)
+    removed = before.get_column("model_id").filter(~seen_then)
     return pl.concat([added, removed]).unique()
+
+
+def _same_rows(these: pl.DataFrame, those: pl.DataFrame) -> bool:
+    """Whether two sets of fingerprints hold the same rows by their second hash: as many, with the same sums
+    of its two halves. A row taken for another on its first hash shows as a difference."""
+
+    def sums(rows: pl.DataFrame) -> tuple[int, int]:
+        h2 = pl.col("h2")
+        return rows.select((h2 // 2**32).sum(), (h2 % 2**32).sum().alias("low")).row(0)
+
+    return these.height == those.height and sums(these) == sums(those)
 
 
 def _id_hash(values: pl.Expr) -> pl.Expr:
     return values.hash(41)
 
 
-def _meeting(today: pl.DataFrame, changed: pl.Series) -> pl.Series:
-    """Which of today's models have a changed id among themselves or their ancestors, at any depth."""
-    # By hashes: a collision only marks one more model to redo, which gives the same rows.
-    links = today.select(pl.int_range(pl.len(), dtype=NODE).alias("child"), pl.col("base_models").alias("parent"))
-    links = links.explode("parent").drop_nulls().select("child", _id_hash(pl.col("parent")))
+def _redo(today: pl.DataFrame, changed: pl.Series) -> tuple[pl.Series, pl.Series]:
+    """Which of today's models to attribute again, those with a changed id among themselves or their
+    ancestors at any depth; and those with every model in `today` their walks can reach."""
+    # By hashes: a collision only marks one more model to attribute again, or adds one to the snapshot
+    # the walks run over, where parents are matched to models by the exact id; the rows are the same.
     ids = today.select(_id_hash(pl.col("model_id"))).to_series()
-    dirty = today.select(pl.col("model_id").is_in(changed.implode())).to_series()
+    parents = today.select(pl.col("base_models").list.eval(_id_hash(pl.element()))).to_series()
+    links = pl.DataFrame({"child": pl.int_range(today.height, dtype=NODE, eager=True), "parent": parents})
+    links = links.explode("parent").drop_nulls()
     frontier = changed.to_frame().select(_id_hash(pl.col("model_id"))).to_series()
+    dirty = ids.is_in(frontier.implode())
     while frontier.len():
         children = links.filter(pl.col("parent").is_in(frontier.implode())).get_column("child").unique()
         new = children.filter(~dirty.gather(children))
         dirty = dirty.scatter(new, True)
         frontier = ids.gather(new)
-    return dirty
-
-
-def _with_ancestors(today: pl.DataFrame, dirty: pl.Series) -> pl.Series:
-    """`dirty` with every model in `today` that a dirty model's lineage walk can reach."""
-    # By hashes: a collision only adds a model to the snapshot the walks run over, and walks match
-    # parents to models by the exact id, so the rows are the same.
-    ids = today.select(_id_hash(pl.col("model_id")).alias("parent"), pl.int_range(pl.len(), dtype=NODE).alias("row"))
-    parents = today.get_column("base_models")
     keep = dirty.clone()
-    frontier = pl.int_range(today.height, dtype=NODE, eager=True).filter(dirty)
-    while frontier.len():
-        named = parents.gather(frontier).explode().drop_nulls().to_frame("parent").select(_id_hash(pl.col("parent")))
-        found = ids.filter(pl.col("parent").is_in(named.to_series().implode())).get_column("row")
-        frontier = found.filter(~keep.gather(found))
-        keep = keep.scatter(frontier, True)
-    return keep
+    rows = dirty.arg_true().cast(NODE)
+    while rows.len():
+        found = ids.is_in(parents.gather(rows).explode().drop_nulls().implode()).arg_true().cast(NODE)
+        rows = found.filter(~keep.gather(found))
+        keep = keep.scatter(rows, True)
+    return dirty, keep
 
 
 def registry_gaps(models: Frame, attributions: Frame, *, rule: str = "uploader", top: int = 50) -> pl.DataFrame:

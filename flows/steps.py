@@ -117,12 +117,8 @@ def attribute_date(layout: Layout, day: dt.date, *, force: bool = False) -> dict
     publish_frame(layout, REGISTRY, day, registry_rows(registry), provenance, force=True)
     provenance |= {"rules_version": rules_version(), "made": made}
     meta = publish_plan(layout, ATTRIBUTIONS, day, plan, provenance, force=True)
-    return {
-        "status": "published",
-        "rows": meta["rows"],
-        "updated_from": made["from"],
-        "seconds": round(time.monotonic() - began, 2),
-    }
+    updated = {"updated_from": made["from"]} if made["from"] else {}
+    return {"status": "published", "rows": meta["rows"], **updated, "seconds": round(time.monotonic() - began, 2)}
 
 
 def attribution_basis(layout: Layout, day: dt.date) -> tuple[dt.date, pl.DataFrame] | None:
