@@ -400,7 +400,7 @@ class Update:
 
     changed: int  # ids whose inputs differ: added, removed or altered since the day before
     recomputed: int  # models attributed again: the changed ones still present and every model whose walk meets one
-    full: bool  # True when so much changed that every model was attributed again
+    full: bool  # every model attributed again: so much changed, or the day before's rows were not in id order
 
 
 def rules_version() -> str:
@@ -427,9 +427,15 @@ def attribution_update(
     changed = _changed_ids(today, previous_models.lazy().select(INPUTS).collect())
     dirty, walked = _redo(today, changed)
     recomputed = int(dirty.sum())
-    previous = previous.lazy().collect() if recomputed <= UPDATE_LIMIT * today.height else None
-    if previous is None or not previous.get_column("model_id").is_sorted():
+
+    def everything() -> tuple[pl.LazyFrame, Update]:
         return attribution_plan(today, registry), Update(changed.len(), today.height, True)
+
+    if recomputed > UPDATE_LIMIT * today.height:
+        return everything()
+    previous = previous.lazy().collect()
+    if not previous.get_column("model_id").is_sorted():
+        return everything()
     redo = today.filter(walked)
     again = today.get_column("model_id").filter(dirty)
     fresh = attribution_plan(redo, registry).filter(pl.col("model_id").is_in(again.implode())).collect()

@@ -219,3 +219,13 @@ def test_rows_sharing_a_first_hash_are_told_apart_by_the_second(monkeypatch) -> 
     today = mutated(rng, before, changes=8)
     update = assert_same_as_full(frame(today), frame(before))
     assert update.changed > 0 and not update.full
+
+
+def test_rows_of_the_day_before_out_of_id_order_are_not_spliced_into() -> None:
+    rng = random.Random(11)
+    before = frame(random_world(rng, 200))
+    today = frame(mutated(rng, random_world(random.Random(11), 200), changes=3))
+    shuffled = attribute(before, REGISTRY).reverse()
+    plan, update = attribution_update(today, REGISTRY, before, shuffled)
+    assert update.full
+    assert plan.collect().equals(attribute(today, REGISTRY))
