@@ -82,9 +82,11 @@ def graph_of(models: pl.DataFrame) -> Graph:
         .explode("parent_id")
         .filter(pl.col("parent_id").is_not_null())
     )
-    links = _known_parents(links, models).with_columns(
-        valid=pl.col("parent").is_not_null() | pl.col("parent_id").str.contains(REPO_ID)
-    )
+    links = _known_parents(links, models)
+    # A parent in the snapshot is usable whatever its shape (bare legacy ids): only the others are checked.
+    unknown = links.get_column("parent").is_null().arg_true()
+    shaped = links.get_column("parent_id").gather(unknown).str.contains(REPO_ID)
+    links = links.with_columns(valid=pl.repeat(True, links.height, eager=True).scatter(unknown, shaped))
     outside = (
         links.filter(pl.col("parent").is_null() & pl.col("valid"))
         .select(pl.col("parent_id").unique(maintain_order=True))
