@@ -382,14 +382,9 @@ def page_conversion(world: Path, page_size: int, pages: int = 20) -> dict[str, A
 # -- 2. analytics ------------------------------------------------------------------------------------------
 
 
-def previous_snapshot(models: pl.DataFrame, seed: int, days_back: int = 1) -> pl.DataFrame:
-    """The snapshot `days_back` days earlier, approximately: all-time downloads lower by that many days' worth."""
-    return drifted(models, -days_back, seed)
-
-
 def day_before(models: pl.DataFrame, seed: int, turnover: float = SeriesSpec.birth_rate) -> pl.DataFrame:
     """The snapshot a day earlier: the newest `turnover` of models not yet made, as many repos that nobody
-    names as a base not yet deleted, and downloads a day back (`previous_snapshot`)."""
+    names as a base not yet deleted, and downloads a day back (`drifted`)."""
     count = round(turnover * models.height)
     rng = np.random.default_rng([seed, 7])
     bases = models.select(pl.col("base_models").explode().drop_nulls().unique()).to_series()
@@ -397,7 +392,7 @@ def day_before(models: pl.DataFrame, seed: int, turnover: float = SeriesSpec.bir
     deleted = models[rng.choice(leaves.get_column("row").to_numpy(), size=min(count, leaves.height), replace=False)]
     deleted = deleted.with_columns(pl.col("model_id") + "-deleted")
     born = models.select((pl.col("created_at").rank("ordinal", descending=True) <= count).fill_null(False)).to_series()
-    return previous_snapshot(pl.concat([models.filter(~born), deleted]), seed)
+    return drifted(pl.concat([models.filter(~born), deleted]), -1, seed)
 
 
 def drifted(models: pl.DataFrame, offset: int, seed: int) -> pl.DataFrame:

@@ -121,10 +121,10 @@ def attribute_date(layout: Layout, day: dt.date, *, force: bool = False) -> dict
     return {"status": "published", "rows": meta["rows"], **updated, "seconds": round(time.monotonic() - began, 2)}
 
 
-def attribution_basis(layout: Layout, day: dt.date) -> tuple[dt.date, pl.DataFrame] | None:
+def attribution_basis(layout: Layout, day: dt.date) -> tuple[dt.date, pl.LazyFrame] | None:
     """The day before `day` and its attributions, when `day`'s can be made by updating them: made by
     these rules, with the registry in use, from that day's models as published now, and the file intact
-    (checked on the very bytes that are then read)."""
+    (checked on the very bytes that are then read, and decoded only if the update keeps rows)."""
     from analytics.attribution import rules_version
 
     previous = previous_date(layout, day)
@@ -139,7 +139,7 @@ def attribution_basis(layout: Layout, day: dt.date) -> tuple[dt.date, pl.DataFra
         return None
     if hashlib.sha256(data).hexdigest() != meta.get("sha256"):
         return None
-    return previous, pl.read_parquet(io.BytesIO(data))
+    return previous, pl.scan_parquet(io.BytesIO(data))
 
 
 def metrics_date(layout: Layout, day: dt.date, *, force: bool = False) -> dict[str, Any]:
