@@ -32,6 +32,7 @@ those of a model their walk meets, did not change keep their rows; the rest are 
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import operator
 from dataclasses import dataclass
@@ -406,12 +407,29 @@ class Update:
 
 
 def rules_version() -> str:
-    """The version of these rules: a hash of this module's source and the polars version running it.
+    """The version of these rules: a hash of this module's code and the polars version running it.
 
     Attributions are only updated from a day whose rows were made by the same rules (`attribution_update`).
     """
-    source = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
-    return f"sha256:{source}/polars {pl.__version__}"
+    return f"sha256:{code_digest(Path(__file__).read_text(encoding='utf-8'))}/polars {pl.__version__}"
+
+
+def code_digest(source: str) -> str:
+    """A digest of what Python source does: comments, docstrings and layout leave it unchanged."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and _is_docstring(body[0]):
+            node.body = body[1:] or [ast.Pass()]
+    return hashlib.sha256(ast.dump(tree, include_attributes=False).encode()).hexdigest()[:16]
+
+
+def _is_docstring(statement: ast.stmt) -> bool:
+    return (
+        isinstance(statement, ast.Expr)
+        and isinstance(statement.value, ast.Constant)
+        and isinstance(statement.value.value, str)
+    )
 
 
 def attribution_update(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -229,3 +230,18 @@ def test_rows_of_the_day_before_out_of_id_order_are_not_spliced_into() -> None:
     plan, update = attribution_update(today, REGISTRY, before, shuffled)
     assert update.full
     assert plan.collect().equals(attribute(today, REGISTRY))
+
+
+def test_the_rules_version_follows_the_code_not_its_comments_or_docstrings() -> None:
+    import analytics.attribution as attribution
+
+    source = Path(attribution.__file__).read_text(encoding="utf-8")
+    digest = attribution.code_digest(source)
+    assert attribution.rules_version().startswith(f"sha256:{digest}/polars ")
+    reworded = source.replace('"""Credit every model', '"""Credits each model', 1)
+    commented = source.replace("MAX_DEPTH = 16\n", "MAX_DEPTH = 16  # steps a lineage walk takes at most\n", 1)
+    relaid = source.replace("RULES = (", "\n\nRULES = (", 1)
+    for same in (reworded, commented, relaid):
+        assert same != source and attribution.code_digest(same) == digest
+    for other in (source.replace("MAX_DEPTH = 16\n", "MAX_DEPTH = 17\n", 1), source + "\nEXTRA = 1\n"):
+        assert attribution.code_digest(other) != digest
