@@ -14,6 +14,7 @@ from queue import Full, Queue
 from typing import Any
 
 import polars as pl
+from polars.io.plugins import register_io_source
 
 from flows import hub
 from flows.rows import RowReport, model_rows
@@ -182,11 +183,17 @@ def staged_crawl(layout: Layout, day: dt.date) -> CrawlResult | None:
     return CrawlResult(folder, state, state.seconds) if state is not None and state.done else None
 
 
-def assemble(layout: Layout, day: dt.date, result: CrawlResult) -> tuple[Path, int]:
-    """One staged `models` file from the page files: first sighting of each id wins, crawl order kept.
+BUCKET_ROWS = 125_000  # rows sorted at once when the pages are assembled in id order
+SPREAD_PAGES = 100  # page files read at once when they are spread over the buckets
 
-    Streamed: the pages pass through polars' streaming engine into the file, and only a 64-bit hash of
-    each id (8 bytes a model) is held at once to find the repeats a shifting listing produces.
+
+def assemble(layout: Layout, day: dt.date, result: CrawlResult) -> tuple[Path, int]:
+    """One staged `models` file from the page files, in `model_id` order: the first sighting of each id wins.
+
+    Memory stays bounded at any size. Repeats a shifting listing produces are found on a 64-bit hash of
+    each id (8 bytes a model), confirmed on the ids sharing one. The ids are then cut into ranges of about
+    `BUCKET_ROWS` rows (from a sample); the pages are spread over one file per range, a few pages at a
+    time; and each range is sorted alone and handed to polars' streaming writer in turn.
     """
     pages = sorted(result.staging.glob("page-*.parquet"))
     target = staging_file(layout, MODELS, day)
@@ -195,8 +202,59 @@ def assemble(layout: Layout, day: dt.date, result: CrawlResult) -> tuple[Path, i
         return target, 0
     scan = pl.scan_parquet(pages, schema=MODELS.schema).with_row_index("_row")
     rows, repeats = _repeated_rows(scan)
-    sink_parquet(scan.filter(~pl.col("_row").is_in(repeats.implode())).drop("_row"), target)
+    buckets = result.staging / "buckets"
+    shutil.rmtree(buckets, ignore_errors=True)
+    buckets.mkdir()
+    try:
+        bounds = _id_bounds(scan, rows)
+        _spread(pages, repeats, bounds, buckets)
+        sink_parquet(_in_id_order(buckets, bounds.len() + 1), target)
+    finally:
+        shutil.rmtree(buckets, ignore_errors=True)
     return target, rows - repeats.len()
+
+
+def _id_bounds(scan: pl.LazyFrame, rows: int) -> pl.Series:
+    """Ids cutting the snapshot into ranges of about `BUCKET_ROWS` rows, from every 97th id, in order."""
+    count = -(-rows // BUCKET_ROWS)
+    sample = scan.select(pl.col("model_id").gather_every(97)).collect().to_series().sort()
+    return sample.gather([sample.len() * k // count for k in range(1, count)]).unique(maintain_order=True)
+
+
+def _spread(pages: list[Path], repeats: pl.Series, bounds: pl.Series, buckets: Path) -> None:
+    """Write each page row but the repeats into the file of its id range, `SPREAD_PAGES` pages at a time."""
+    bucket = pl.lit(bounds).search_sorted(pl.col("model_id"), side="right").cast(pl.UInt32).alias("_bucket")
+    first = 0
+    for start in range(0, len(pages), SPREAD_PAGES):
+        chunk = pl.scan_parquet(pages[start : start + SPREAD_PAGES], schema=MODELS.schema)
+        chunk = chunk.with_row_index("_row", offset=first).collect()
+        first += chunk.height
+        chunk = chunk.filter(~pl.col("_row").is_in(repeats.implode())).drop("_row").with_columns(bucket)
+        for (number,), rows in chunk.partition_by("_bucket", as_dict=True, include_key=False).items():
+            rows.write_parquet(buckets / f"{number:05d}-{start:07d}.parquet", compression="lz4", statistics=False)
+
+
+def _in_id_order(buckets: Path, count: int, batch: int = 32_768) -> pl.LazyFrame:
+    """The rows of the bucket files in id order, one range sorted at a time, as a plan to stream."""
+
+    def ranges(columns: list[str] | None, predicate: pl.Expr | None, limit: int | None, _size: int | None):
+        for number in range(count):
+            files = sorted(buckets.glob(f"{number:05d}-*.parquet"))
+            if not files:
+                continue
+            rows = pl.read_parquet(files, schema=MODELS.schema).sort("model_id")
+            if predicate is not None:
+                rows = rows.filter(predicate)
+            if columns is not None:
+                rows = rows.select(columns)
+            for start in range(0, rows.height, batch):
+                if limit is not None and limit <= 0:
+                    return
+                piece = rows.slice(start, batch if limit is None else min(batch, limit))
+                limit = None if limit is None else limit - piece.height
+                yield piece
+
+    return register_io_source(io_source=ranges, schema=MODELS.schema)
 
 
 def _repeated_rows(scan: pl.LazyFrame) -> tuple[int, pl.Series]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
 
 import polars as pl
 import pytest
@@ -11,6 +12,7 @@ from huggingface_hub import HfApi
 from flows import standin_faults as faults
 from flows.crawl import assemble, crawl_to_staging
 from flows.hub import HubError, pages, request_headers
+from flows.rows import model_rows
 from flows.scope import parse_scope
 from flows.standin_hub import StandinHub
 from tests.worlds import model, world
@@ -48,10 +50,12 @@ def test_the_crawl_asks_exactly_what_list_models_asks(tmp_path) -> None:
 
 
 def test_top_n_sorts_by_downloads_and_stops_at_n(tmp_path) -> None:
-    with StandinHub(world(1_000), page_size=100) as hub:
+    models = world(1_000)
+    with StandinHub(models, page_size=100) as hub:
         frame = crawled(tmp_path, hub, "top:250")
-        assert frame.height == 250
-        assert frame["downloads_30d"].to_list() == sorted(frame["downloads_30d"].to_list(), reverse=True)
+        top = sorted(models, key=lambda m: m["downloads"], reverse=True)[:250]
+        assert sorted(frame["model_id"]) == sorted(m["id"] for m in top)
+        assert frame["model_id"].is_sorted()  # published in id order, whatever order the Hub listed them in
         assert len(hub.listing_requests()) == 3
 
 
@@ -66,6 +70,33 @@ def test_models_repeated_across_pages_are_kept_once(tmp_path) -> None:
     with StandinHub(world(900), page_size=300, faults=[faults.duplicate_ids(count=7, times=2)]) as hub:
         frame = crawled(tmp_path, hub)
         assert frame.height == 900 and frame["model_id"].n_unique() == 900
+
+
+def test_pages_are_assembled_in_id_order_each_id_as_first_seen(tmp_path, monkeypatch) -> None:
+    import flows.crawl as crawl
+
+    # Ranges of 40 rows and pages spread 3 at a time: many ranges, each fed by several reads of pages.
+    monkeypatch.setattr(crawl, "BUCKET_ROWS", 40)
+    monkeypatch.setattr(crawl, "SPREAD_PAGES", 3)
+    layout = Layout.at(tmp_path / "wh")
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    rng = random.Random(7)
+    ids = [f"{rng.choice(['Qwen', 'meta-llama', 'a', 'zz-top'])}/m-{rng.randrange(10**6):06d}" for _ in range(300)]
+    listed = [(model_id, 1_000 + n) for n, model_id in enumerate(ids)]
+    # A shifting listing shows some ids again on later pages, with newer counts that must not win.
+    listed += [(model_id, 5) for model_id in rng.sample(ids, 60)]
+    rng.shuffle(listed[300:])
+    frames = [model_rows([model(i, downloads=d) for i, d in listed[start : start + 25]]) for start in range(0, 360, 25)]
+    for number, frame in enumerate(frames):
+        frame.write_parquet(staging / f"page-00000-{number:07d}.parquet")
+    result = crawl.CrawlResult(staging, crawl.CrawlState("http://127.0.0.1:1", "full", ""), 0.0)
+    staged, rows = assemble(layout, DAY, result)
+    expected = pl.concat(frames).unique("model_id", keep="first", maintain_order=True).sort("model_id")
+    assembled = pl.read_parquet(staged)
+    assert rows == expected.height == len(set(ids)) and assembled.equals(expected)
+    assert (assembled["downloads_30d"] >= 1_000).all()
+    assert not (staging / "buckets").exists()
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import pytest
 from warehouse.contract import SchemaViolation, conform
 from warehouse.layout import Layout
 from warehouse.lock import WarehouseLocked, writer_lock
-from warehouse.publish import AlreadyPublished, publish_frame, sha256_of
+from warehouse.publish import AlreadyPublished, publish_frame, publish_staged, sha256_of
 from warehouse.query import MEMORY_ENV, MEMORY_FLOOR, QueryRefused, connect, run_sql
 from warehouse.tables import ATTRIBUTIONS, MODELS
 
@@ -111,6 +111,21 @@ def test_a_failed_publish_leaves_the_published_partition_untouched(tmp_path) -> 
     with pytest.raises(SchemaViolation):
         publish_frame(layout, MODELS, DAY, models_frame(["a/x", "a/x"]), {}, force=True)
     assert sha256_of(layout.partition_file(MODELS, DAY)) == before
+
+
+def test_models_are_published_in_id_order_and_a_staged_file_out_of_order_is_refused(tmp_path) -> None:
+    layout = Layout.at(tmp_path)
+    ids = ["zz/last", "Qwen/q", "a/x", "a/w", "\u00e9/accent", "B/upper"]
+    publish_frame(layout, MODELS, DAY, models_frame(ids, [1, 2, 3, 4, 5, 6]), {})
+    published = pl.read_parquet(layout.partition_file(MODELS, DAY))
+    assert published["model_id"].to_list() == sorted(ids, key=str.encode)
+    assert dict(zip(published["model_id"], published["downloads_30d"], strict=True))["a/x"] == 3
+    staged = tmp_path / "staged.parquet"
+    models_frame(ids).write_parquet(staged)
+    with pytest.raises(SchemaViolation, match="out of model_id order") as caught:
+        publish_staged(layout, MODELS, DAY + dt.timedelta(days=1), staged, {})
+    assert caught.value.bad_rows == 3  # "Qwen/q" after "zz/last", "a/w" after "a/x", "B/upper" after "é/accent"
+    assert not layout.partition_file(MODELS, DAY + dt.timedelta(days=1)).exists()
 
 
 def test_readers_ignore_a_partition_whose_meta_was_never_written(tmp_path) -> None:

@@ -113,6 +113,8 @@ def publish_frame(
     """Check `frame` against `table`, publish it as the `day` partition and return its `_meta` record."""
     refuse_if_published(layout, table, day, force=force)
     conformed = conform(frame, table)
+    if table.order:
+        conformed = conformed.sort(table.order, maintain_order=True)
     write = partial(write_parquet, conformed)
     return _publish_written(layout, table, day, write, provenance, rows=conformed.height, force=force)
 
@@ -173,6 +175,11 @@ def check_staged(table: Table, staged: Path) -> int:
             raise SchemaViolation(table.name, name, row[f"null:{name}"], "null in a required column")
     if row["duplicates"]:
         raise SchemaViolation(table.name, ",".join(table.key), row["duplicates"], "duplicate key")
+    if table.order:
+        column = pl.col(table.order)
+        disordered = scan.select((column < column.shift(1)).sum()).collect().item()
+        if disordered:
+            raise SchemaViolation(table.name, table.order, disordered, f"rows out of {table.order} order")
     return int(row["rows"])
 
 

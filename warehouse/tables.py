@@ -19,6 +19,7 @@ class Table:
     key: tuple[str, ...]
     not_null: tuple[str, ...] = ()
     description: str = ""
+    order: str | None = None  # rows are published in this column's order
 
     @property
     def columns(self) -> list[str]:
@@ -51,7 +52,8 @@ MODELS = Table(
     },
     key=("model_id",),
     not_null=("model_id", "author"),
-    description="One row per public model listed by the Hub on the snapshot date.",
+    description="One row per public model listed by the Hub on the snapshot date, in model_id order.",
+    order="model_id",
 )
 
 # What the registry says of a namespace, and what an attribution credits (null for an unreviewed namespace).
