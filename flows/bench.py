@@ -47,6 +47,7 @@ FULL_DAYS = 90
 QUICK_MODELS = 300_000
 QUICK_DAYS = 5
 PAGE_SIZE = 1000
+LOOKUP_MODELS = 5  # models an analyst looks up over every day of the history
 LATENCY = 0.2  # seconds the stand-in adds to every page: about what the Hub's listing takes
 AB_PAGES = 100  # pages crawled twice, one after another and prefetched, to compare the two
 CRAWL_DAY = dt.date(2026, 4, 30)
@@ -652,6 +653,7 @@ def history_section(plan: BenchPlan, work: Path, figures: Figures, say: Say) -> 
         write["metrics"] += t3 - t2
         if (index + 1) % 10 == 0:
             say(f"history: {index + 1} days written")
+    lookup_ids = base.get_column("model_id").sample(LOOKUP_MODELS, seed=plan.seed).sort().to_list()
     del base
     sizes = partition_bytes(layout)
     figures.put(
@@ -665,6 +667,34 @@ def history_section(plan: BenchPlan, work: Path, figures: Figures, say: Say) -> 
     figures.put("columns", **column_bytes(layout, HISTORY_START))
     say("history: country shares in DuckDB, from the metric tables and from the raw tables")
     figures.put("queries", **country_share_queries(layout))
+    say(f"history: {LOOKUP_MODELS} models' downloads on every day, from the raw models table")
+    figures.put("lookups", **model_lookups(layout, lookup_ids))
+
+
+def model_lookups(layout: Layout, ids: list[str]) -> dict[str, Any]:
+    """A few models' 30-day downloads on every day from the raw `models` table: DuckDB's view and polars."""
+    from warehouse.query import connect
+
+    listing = ", ".join("'" + model_id.replace("'", "''") + "'" for model_id in ids)
+    sql = f"SELECT snapshot_date, model_id, downloads_30d FROM models WHERE model_id IN ({listing}) ORDER BY ALL"
+    con = connect(layout)
+    try:
+        cold, found = timed(lambda: con.sql(sql).pl())
+        warm, _ = timed(lambda: con.sql(sql).pl())
+    finally:
+        con.close()
+    files = [str(layout.partition_file(MODELS, day)) for day in layout.published_dates(MODELS)]
+    scan = pl.scan_parquet(files, hive_partitioning=True).filter(pl.col("model_id").is_in(ids))
+    polars_s, theirs = timed(lambda: scan.select("snapshot_date", "model_id", "downloads_30d").collect())
+    same = theirs.sort("snapshot_date", "model_id")["downloads_30d"].equals(found["downloads_30d"])
+    return {
+        "models": len(ids),
+        "rows": found.height,
+        "duckdb_cold": cold,
+        "duckdb_warm": warm,
+        "polars": polars_s,
+        "same": same,
+    }
 
 
 def partition_bytes(layout: Layout) -> dict[str, float]:
@@ -816,7 +846,7 @@ def report_section(plan: BenchPlan, figures: Figures, started: dt.datetime) -> s
     f = figures.sections
     box, v = machine(), versions()
     w, c, ab, r, a = f["world"], f["crawl"], f["crawl_ab"], f["rows"], f["analytics"]
-    h, q, run = f["history"], f["queries"], f["run"]
+    h, q, lk, run = f["history"], f["queries"], f["lookups"], f["run"]
     least = f["least"]
     least_sum = sum(least[name] for name in LEAST_WORK)
     mode = "quick" if plan.quick else "full"
@@ -968,6 +998,18 @@ def report_section(plan: BenchPlan, figures: Figures, started: dt.datetime) -> s
         f"{q['raw_max_share_diff']:.1e} for the one join, {q['credited_max_share_diff']:.1e} for `credited`); the "
         f"metric tables answer {q['raw_over_metrics']:.0f}× faster than the one join and "
         f"{q['credited_over_metrics']:.0f}× faster than `credited`.",
+        "",
+        f"An analyst's look at {lk['models']} models (drawn at random) on every day: `SELECT snapshot_date, model_id, "
+        "downloads_30d FROM models WHERE model_id IN (…)` through the DuckDB view, and the same filter on polars' "
+        "`scan_parquet` of the partitions. `models` rows are in `model_id` order, so each file's row groups whose "
+        "id range holds none of them are skipped.",
+        "",
+        "| lookup | seconds | rows |",
+        "|---|---|---|",
+        f"| DuckDB view, first run | {lk['duckdb_cold']:.2f} s | {lk['rows']:,} |",
+        f"| DuckDB view, second run | {lk['duckdb_warm']:.2f} s | {lk['rows']:,} |",
+        f"| polars `scan_parquet(…).filter(…)` | {lk['polars']:.2f} s "
+        f"| {'the same rows' if lk['same'] else 'OTHER ROWS'} |",
     ]
     return "\n".join(lines)
 

@@ -20,7 +20,14 @@ from flows import hub
 from flows.rows import RowReport, model_rows
 from flows.scope import Scope
 from warehouse.layout import Layout
-from warehouse.publish import PAGE_ZSTD_LEVEL, sink_parquet, staging_file, write_json_atomic, write_parquet
+from warehouse.publish import (
+    PAGE_ZSTD_LEVEL,
+    os_error_of,
+    sink_parquet,
+    staging_file,
+    write_json_atomic,
+    write_parquet,
+)
 from warehouse.tables import MODELS
 
 CHECKPOINT = "checkpoint.json"
@@ -231,7 +238,11 @@ def _spread(pages: list[Path], repeats: pl.Series, bounds: pl.Series, buckets: P
         first += chunk.height
         chunk = chunk.filter(~pl.col("_row").is_in(repeats.implode())).drop("_row").with_columns(bucket)
         for (number,), rows in chunk.partition_by("_bucket", as_dict=True, include_key=False).items():
-            rows.write_parquet(buckets / f"{number:05d}-{start:07d}.parquet", compression="lz4", statistics=False)
+            path = buckets / f"{number:05d}-{start:07d}.parquet"
+            try:
+                rows.write_parquet(path, compression="lz4", statistics=False)
+            except pl.exceptions.PolarsError as error:  # a full disk, say: an OSError naming the file
+                raise os_error_of(error, path) from None
 
 
 def _in_id_order(buckets: Path, count: int, batch: int = 32_768) -> pl.LazyFrame:

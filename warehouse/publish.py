@@ -113,7 +113,8 @@ def publish_frame(
     """Check `frame` against `table`, publish it as the `day` partition and return its `_meta` record."""
     refuse_if_published(layout, table, day, force=force)
     conformed = conform(frame, table)
-    if table.order:
+    if table.order and not conformed.get_column(table.order).is_sorted():
+        # Sorted only when out of order: a frame gathered whole writes its list columns less compactly.
         conformed = conformed.sort(table.order, maintain_order=True)
     write = partial(write_parquet, conformed)
     return _publish_written(layout, table, day, write, provenance, rows=conformed.height, force=force)
