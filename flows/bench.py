@@ -673,9 +673,9 @@ def history_section(plan: BenchPlan, work: Path, figures: Figures, say: Say) -> 
 
 def model_lookups(layout: Layout, ids: list[str]) -> dict[str, Any]:
     """A few models' 30-day downloads on every day from the raw `models` table: DuckDB's view and polars."""
-    from warehouse.query import connect
+    from warehouse.query import connect, sql_literal
 
-    listing = ", ".join("'" + model_id.replace("'", "''") + "'" for model_id in ids)
+    listing = ", ".join(sql_literal(model_id) for model_id in ids)
     sql = f"SELECT snapshot_date, model_id, downloads_30d FROM models WHERE model_id IN ({listing}) ORDER BY ALL"
     con = connect(layout)
     try:

@@ -163,10 +163,12 @@ def check_staged(table: Table, staged: Path) -> int:
     for name, dtype in table.schema.items():
         if schema[name] != dtype:
             raise SchemaViolation(table.name, name, 0, f"type {schema[name]} is not the declared {dtype}")
+    order = [(pl.col(table.order) < pl.col(table.order).shift(1)).sum().alias("disordered")] if table.order else []
     stats = scan.select(
         pl.len().alias("rows"),
         *[pl.col(c).null_count().alias(f"null:{c}") for c in table.not_null],
         (pl.len() - key_hash(table.key).n_unique()).alias("duplicates"),
+        *order,
     ).collect()
     row = stats.row(0, named=True)
     if row["duplicates"]:  # hashes can collide: count the keys themselves
@@ -176,11 +178,8 @@ def check_staged(table: Table, staged: Path) -> int:
             raise SchemaViolation(table.name, name, row[f"null:{name}"], "null in a required column")
     if row["duplicates"]:
         raise SchemaViolation(table.name, ",".join(table.key), row["duplicates"], "duplicate key")
-    if table.order:
-        column = pl.col(table.order)
-        disordered = scan.select((column < column.shift(1)).sum()).collect().item()
-        if disordered:
-            raise SchemaViolation(table.name, table.order, disordered, f"rows out of {table.order} order")
+    if row.get("disordered"):
+        raise SchemaViolation(table.name, table.order, row["disordered"], f"rows out of {table.order} order")
     return int(row["rows"])
 
 

@@ -26,7 +26,8 @@ class QueryRefused(ValueError):
     """The SQL asks for something other than reading the warehouse."""
 
 
-def _sql_literal(text: str) -> str:
+def sql_literal(text: str) -> str:
+    """`text` as a SQL string literal."""
     return "'" + text.replace("'", "''") + "'"
 
 
@@ -42,7 +43,7 @@ def connect(layout: Layout) -> duckdb.DuckDBPyConnection:
     for table in TABLES.values():
         files = [layout.partition_file(table, day) for day in published[table.name]]
         if files:
-            listing = ", ".join(_sql_literal(str(f)) for f in files)
+            listing = ", ".join(sql_literal(str(f)) for f in files)
             con.execute(
                 f"CREATE VIEW {table.name} AS SELECT * FROM read_parquet([{listing}], "
                 "hive_partitioning = true, union_by_name = true)"
@@ -55,7 +56,7 @@ def connect(layout: Layout) -> duckdb.DuckDBPyConnection:
         con.execute(credited)
     else:
         con.from_arrow(credited_columns().to_arrow()).create_view("credited")
-    con.execute(f"SET allowed_directories = [{_sql_literal(str(layout.root) + '/')}]")
+    con.execute(f"SET allowed_directories = [{sql_literal(str(layout.root) + '/')}]")
     for setting in ("enable_external_access", "autoinstall_known_extensions", "autoload_known_extensions"):
         con.execute(f"SET {setting} = false")
     con.execute("SET lock_configuration = true")
@@ -72,8 +73,8 @@ def credited_view(layout: Layout, model_dates: list[dt.date], attribution_dates:
     dates = sorted(set(model_dates) & set(attribution_dates))
     joins = [
         f"SELECT m.*, a.* EXCLUDE (model_id, snapshot_date) "
-        f"FROM read_parquet({_sql_literal(str(layout.partition_file(MODELS, day)))}, hive_partitioning = true) m "
-        f"JOIN read_parquet({_sql_literal(str(layout.partition_file(ATTRIBUTIONS, day)))}, hive_partitioning = true) a "
+        f"FROM read_parquet({sql_literal(str(layout.partition_file(MODELS, day)))}, hive_partitioning = true) m "
+        f"JOIN read_parquet({sql_literal(str(layout.partition_file(ATTRIBUTIONS, day)))}, hive_partitioning = true) a "
         "USING (model_id)"
         for day in dates
     ]
