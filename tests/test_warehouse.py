@@ -128,6 +128,19 @@ def test_models_are_published_in_id_order_and_a_staged_file_out_of_order_is_refu
     assert not layout.partition_file(MODELS, DAY + dt.timedelta(days=1)).exists()
 
 
+def test_frames_are_written_a_row_group_at_a_time_in_the_order_asked(monkeypatch) -> None:
+    import warehouse.publish as publish
+
+    monkeypatch.setattr(publish, "ROW_GROUP_SIZE", 3)
+    frame = pl.DataFrame({"id": list("jihgfedcba"), "tags": [[c, c * 2] for c in "jihgfedcba"]}).rechunk()
+    grouped = publish.by_row_group(frame)
+    assert grouped.equals(frame) and grouped.get_column("tags").n_chunks() == 4
+    ordered = publish.by_row_group(frame, frame.get_column("id").arg_sort())
+    assert ordered.equals(frame.sort("id")) and ordered.get_column("tags").n_chunks() == 4
+    flat = frame.drop("tags")  # no list column: written as it is
+    assert publish.by_row_group(flat).get_column("id").n_chunks() == 1
+
+
 def test_readers_ignore_a_partition_whose_meta_was_never_written(tmp_path) -> None:
     layout = Layout.at(tmp_path)
     publish_frame(layout, MODELS, DAY, models_frame(["a/x"]), {})

@@ -76,10 +76,26 @@ def staging_file(layout: Layout, table: Table, day: dt.date) -> Path:
 def write_parquet(frame: pl.DataFrame, path: Path, *, level: int = ZSTD_LEVEL) -> None:
     """Write zstd Parquet and flush it to disk; a failed write (a full disk, say) is an OSError naming the file."""
     try:
-        frame.write_parquet(path, compression="zstd", compression_level=level, row_group_size=ROW_GROUP_SIZE)
+        by_row_group(frame).write_parquet(
+            path, compression="zstd", compression_level=level, row_group_size=ROW_GROUP_SIZE
+        )
     except pl.exceptions.PolarsError as error:
         raise os_error_of(error, path) from None
     fsync(path)
+
+
+def by_row_group(frame: pl.DataFrame, order: pl.Series | None = None) -> pl.DataFrame:
+    """`frame`'s rows (in `order`, when given) gathered a row group at a time into buffers of their own.
+
+    A list column held in chunks larger than a row group, as a frame built or sorted whole holds it, is
+    written less compactly and more slowly (3 M models: 150.7 MB in 11-15 s, against 130.1 MB in 7 s).
+    """
+    lists = [name for name, dtype in frame.schema.items() if isinstance(dtype, pl.List)]
+    if order is None and all(frame.height <= frame.get_column(n).n_chunks() * ROW_GROUP_SIZE for n in lists):
+        return frame
+    rows = pl.int_range(frame.height, dtype=pl.UInt32, eager=True) if order is None else order
+    groups = [frame[rows.slice(start, ROW_GROUP_SIZE)] for start in range(0, frame.height, ROW_GROUP_SIZE)]
+    return pl.concat(groups, rechunk=False) if groups else frame
 
 
 def sink_parquet(plan: pl.LazyFrame, path: Path, *, level: int = ZSTD_LEVEL) -> None:
@@ -114,8 +130,7 @@ def publish_frame(
     refuse_if_published(layout, table, day, force=force)
     conformed = conform(frame, table)
     if table.order and not conformed.get_column(table.order).is_sorted():
-        # Sorted only when out of order: a frame gathered whole writes its list columns less compactly.
-        conformed = conformed.sort(table.order, maintain_order=True)
+        conformed = by_row_group(conformed, conformed.get_column(table.order).arg_sort())
     write = partial(write_parquet, conformed)
     return _publish_written(layout, table, day, write, provenance, rows=conformed.height, force=force)
 
