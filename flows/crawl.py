@@ -22,7 +22,7 @@ from flows.scope import Scope
 from warehouse.layout import Layout
 from warehouse.publish import (
     PAGE_ZSTD_LEVEL,
-    os_error_of,
+    polars_writing,
     sink_parquet,
     staging_file,
     write_json_atomic,
@@ -239,10 +239,8 @@ def _spread(pages: list[Path], repeats: pl.Series, bounds: pl.Series, buckets: P
         chunk = chunk.filter(~pl.col("_row").is_in(repeats.implode())).drop("_row").with_columns(bucket)
         for (number,), rows in chunk.partition_by("_bucket", as_dict=True, include_key=False).items():
             path = buckets / f"{number:05d}-{start:07d}.parquet"
-            try:
+            with polars_writing(path):
                 rows.write_parquet(path, compression="lz4", statistics=False)
-            except pl.exceptions.PolarsError as error:  # a full disk, say: an OSError naming the file
-                raise os_error_of(error, path) from None
 
 
 def _in_id_order(buckets: Path, count: int, batch: int = 32_768) -> pl.LazyFrame:

@@ -8,7 +8,8 @@ import json
 import os
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -75,12 +76,10 @@ def staging_file(layout: Layout, table: Table, day: dt.date) -> Path:
 
 def write_parquet(frame: pl.DataFrame, path: Path, *, level: int = ZSTD_LEVEL) -> None:
     """Write zstd Parquet and flush it to disk; a failed write (a full disk, say) is an OSError naming the file."""
-    try:
+    with polars_writing(path):
         by_row_group(frame).write_parquet(
             path, compression="zstd", compression_level=level, row_group_size=ROW_GROUP_SIZE
         )
-    except pl.exceptions.PolarsError as error:
-        raise os_error_of(error, path) from None
     fsync(path)
 
 
@@ -101,11 +100,18 @@ def by_row_group(frame: pl.DataFrame, order: pl.Series | None = None) -> pl.Data
 def sink_parquet(plan: pl.LazyFrame, path: Path, *, level: int = ZSTD_LEVEL) -> None:
     """`write_parquet` for a plan: polars' streaming engine writes its batches as they are made, so the
     table is never held whole in memory."""
-    try:
+    with polars_writing(path):
         plan.sink_parquet(path, compression="zstd", compression_level=level, row_group_size=ROW_GROUP_SIZE)
+    fsync(path)
+
+
+@contextmanager
+def polars_writing(path: object) -> Iterator[None]:
+    """A polars write to `path`: its failure (a full disk, say) is raised as an OSError naming the file."""
+    try:
+        yield
     except pl.exceptions.PolarsError as error:
         raise os_error_of(error, path) from None
-    fsync(path)
 
 
 def os_error_of(error: Exception, path: object) -> Exception:
