@@ -41,6 +41,7 @@ from pathlib import Path
 
 import polars as pl
 
+from analytics.order import by_merge
 from warehouse.tables import ATTRIBUTIONS, REGISTRY
 
 RULES = ("uploader", "official", "lineage")
@@ -478,38 +479,30 @@ def _spliced(previous: pl.DataFrame, gone: pl.Series, fresh: pl.DataFrame) -> pl
 
 
 def _fingerprints(frame: pl.DataFrame) -> pl.DataFrame:
-    """Two independent 64-bit hashes of each row's `INPUTS`."""
+    """Each row's id and two independent 64-bit hashes of its `INPUTS`."""
 
     def fingerprint(seed: int) -> pl.Expr:
         # Each column hashed with a seed of its own, so a value moved to another column changes it.
         return reduce(operator.xor, [pl.col(c).hash(seed + i) for i, c in enumerate(INPUTS)])
 
-    return frame.select(fingerprint(17).alias("h1"), fingerprint(53).alias("h2"))
+    return frame.select("model_id", fingerprint(17).alias("h1"), fingerprint(53).alias("h2"))
 
 
 def _changed_ids(today: pl.DataFrame, before: pl.DataFrame) -> pl.Series:
-    """Ids whose `INPUTS` row is in one snapshot and not the other: added, removed or altered."""
-    now, then = _fingerprints(today), _fingerprints(before)
-    seen_now = now.get_column("h1").is_in(then.get_column("h1").implode())
-    seen_then = then.get_column("h1").is_in(now.get_column("h1").implode())
-    if not _same_rows(now.filter(seen_now), then.filter(seen_then)):
-        # Rows share a first hash without being equal: a row is seen only if its second hash is too.
-        seen_now &= now.get_column("h2").is_in(then.get_column("h2").implode())
-        seen_then &= then.get_column("h2").is_in(now.get_column("h2").implode())
-    added = today.get_column("model_id").filter(~seen_now)
-    removed = before.get_column("model_id").filter(~seen_then)
-    return pl.concat([added, removed]).unique()
+    """Ids whose `INPUTS` row is in one snapshot and not the other: added, removed or altered.
 
-
-def _same_rows(these: pl.DataFrame, those: pl.DataFrame) -> bool:
-    """Whether two sets of fingerprints hold the same rows by their second hash: as many, with the same sums
-    of its two halves. A row taken for another on its first hash shows as a difference."""
-
-    def sums(rows: pl.DataFrame) -> tuple[int, int]:
-        h2 = pl.col("h2")
-        return rows.select((h2 // 2**32).sum(), (h2 % 2**32).sum().alias("low")).row(0)
-
-    return these.height == those.height and sums(these) == sums(those)
+    Each id's rows are paired by a join on the ids, merged when both snapshots are in id order, and
+    compared on both hashes: a change goes unseen only if two independent 64-bit hashes both miss it."""
+    engine, (now, then) = by_merge([_fingerprints(today), _fingerprints(before)])
+    same = (pl.col("h1") == pl.col("h1_before")) & (pl.col("h2") == pl.col("h2_before"))
+    return (
+        now.lazy()
+        .join(then.lazy(), on="model_id", how="full", coalesce=True, suffix="_before")
+        .filter(~same.fill_null(False))
+        .select("model_id")
+        .collect(engine=engine)
+        .to_series()
+    )
 
 
 def _id_hash(values: pl.Expr) -> pl.Expr:

@@ -21,11 +21,11 @@ Choices, in one place:
 from __future__ import annotations
 
 from functools import reduce
-from typing import Literal
 
 import polars as pl
 
 from analytics.concentration import GROUP, UNKNOWN, concentration_of, share_of_group
+from analytics.order import by_merge
 
 WINDOWS = ("30d", "all_time", "between")
 LLM_PIPELINES = ("text-generation", "image-text-to-text")
@@ -204,12 +204,11 @@ def metric_tables(models: Frame, attributions: Frame, previous_models: Frame | N
     ]
     if previous_models is not None:
         inputs.append(previous_models.lazy().select("model_id", "downloads_all_time").collect())
-    engine, inputs = joined_by_merge(inputs)
-    per_model = model_downloads(inputs[0], inputs[2] if previous_models is not None else None)
-    per_model = per_model.collect(engine=engine)
-    if engine == "streaming":
+    engine, (ours, credits, *before) = by_merge(inputs)
+    per_model = model_downloads(ours, before[0] if before else None).collect(engine=engine)
+    if engine == "streaming":  # the join kept the models' order
         per_model = per_model.with_columns(pl.col("model_id").set_sorted())
-    credited = credited_from(per_model, inputs[1], windows(previous_models)).collect(engine=engine).lazy()
+    credited = credited_from(per_model, credits, windows(previous_models)).collect(engine=engine).lazy()
     groups = metric_groups(attributions, previous_models)
     tables = {
         "shares": shares_of(credited).sort(*GROUP, "actor").collect(),
@@ -218,11 +217,3 @@ def metric_tables(models: Frame, attributions: Frame, previous_models: Frame | N
     if previous_models is not None:
         tables["negative_deltas"] = fallen(per_model)
     return tables
-
-
-def joined_by_merge(frames: list[pl.DataFrame]) -> tuple[Literal["auto", "streaming"], list[pl.DataFrame]]:
-    """The engine to join `frames` on `model_id` with, and the frames to join: when each is in id order,
-    polars' streaming engine and the frames with their ids marked sorted, so that it merges them."""
-    if not all(frame.get_column("model_id").is_sorted() for frame in frames):
-        return "auto", frames
-    return "streaming", [frame.with_columns(pl.col("model_id").set_sorted()) for frame in frames]

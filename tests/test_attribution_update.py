@@ -12,6 +12,7 @@ import pytest
 
 import analytics.registry as registry_module
 from analytics.attribution import MAX_DEPTH, attribute, attribution_update
+from analytics.order import by_merge
 from analytics.registry import REGISTRY_PATH, load_registry
 from flows.steps import attribute_date
 from tests.test_attribution import REGISTRY, snapshot
@@ -95,12 +96,15 @@ def frame(world: dict, authors: dict[str, str] | None = None) -> pl.DataFrame:
     return models
 
 
+@pytest.mark.parametrize("in_id_order", [True, False], ids=["ids merged", "ids hashed"])
 @pytest.mark.parametrize("seed", range(12))
-def test_updating_random_worlds_gives_the_full_attribution_row_for_row(seed: int) -> None:
+def test_updating_random_worlds_gives_the_full_attribution_row_for_row(seed: int, in_id_order: bool) -> None:
     rng = random.Random(seed)
     before = random_world(rng, 400)
     today = mutated(rng, before, changes=rng.choice((1, 5, 20)))
-    update = assert_same_as_full(frame(today), frame(before))
+    ordered = (lambda models: models.sort("model_id")) if in_id_order else (lambda models: models)
+    assert by_merge([ordered(frame(today)), ordered(frame(before))])[0] == ("streaming" if in_id_order else "auto")
+    update = assert_same_as_full(ordered(frame(today)), ordered(frame(before)))
     assert not update.full
     assert update.recomputed < len(today)
 

@@ -12,13 +12,13 @@ from polars.testing import assert_frame_equal
 from analytics.metrics import (
     concentration,
     credited_downloads,
-    joined_by_merge,
     metric_tables,
     model_deltas,
     negative_deltas,
     shares,
     size_class,
 )
+from analytics.order import by_merge
 from warehouse.contract import conform
 from warehouse.tables import ATTRIBUTIONS, CONCENTRATION, MODELS, SHARES
 
@@ -325,14 +325,14 @@ def random_snapshot(seed: int, n: int = 3_000) -> tuple[pl.DataFrame, pl.DataFra
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_tables_are_the_same_whether_the_ids_are_merged_or_hashed(seed):
     models, attributions, previous = random_snapshot(seed)
-    assert joined_by_merge([models, attributions, previous])[0] == "streaming"
+    assert by_merge([models, attributions, previous])[0] == "streaming"
     merged = metric_tables(models, attributions, previous)
     for shuffled in (
         [models.sample(fraction=1.0, shuffle=True, seed=seed), attributions, previous],
         [models, attributions.sample(fraction=1.0, shuffle=True, seed=seed), previous],
         [models, attributions, previous.sample(fraction=1.0, shuffle=True, seed=seed)],
     ):
-        assert joined_by_merge(shuffled)[0] == "auto"
+        assert by_merge(shuffled)[0] == "auto"
         hashed = metric_tables(*shuffled)
         for name in ("shares", "concentration"):
             assert_frame_equal(merged[name], hashed[name], check_exact=False, rel_tol=1e-9, abs_tol=1e-9)
