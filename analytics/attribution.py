@@ -479,11 +479,11 @@ def _spliced(previous: pl.DataFrame, gone: pl.Series, fresh: pl.DataFrame) -> pl
 
 
 def _fingerprints(frame: pl.DataFrame) -> pl.DataFrame:
-    """Each row's id and two independent 64-bit hashes of its `INPUTS`."""
+    """Each row's id and two independent 64-bit hashes of its other `INPUTS`."""
 
     def fingerprint(seed: int) -> pl.Expr:
         # Each column hashed with a seed of its own, so a value moved to another column changes it.
-        return reduce(operator.xor, [pl.col(c).hash(seed + i) for i, c in enumerate(INPUTS)])
+        return reduce(operator.xor, [pl.col(c).hash(seed + i) for i, c in enumerate(INPUTS) if c != "model_id"])
 
     return frame.select("model_id", fingerprint(17).alias("h1"), fingerprint(53).alias("h2"))
 
