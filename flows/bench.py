@@ -500,7 +500,7 @@ LEAST_WORK = {
     "sort_ids": "put the ids in order: a sort of the id strings",
     "uploader": "the uploader rule alone: each id's namespace, joined to the registry",
     "parents": "lineage's first step: the base models exploded and joined to the ids",
-    "join": "the metrics' join of the attribution rows to the models on the id",
+    "join": "the metrics' join of the attribution rows to the models on the id (merged when both are in id order)",
 }
 
 
@@ -524,9 +524,17 @@ def least_work(models_file: Path, attributions_file: Path, registry: pl.DataFram
             registry, on="namespace", how="left", maintain_order="left"
         ),
         "parents": parents,
-        "join": lambda: attributions.join(models.select("model_id", "downloads_30d"), on="model_id", how="inner"),
+        "join": lambda: merged_join(attributions, models.select("model_id", "downloads_30d")),
     }
     return {name: timed(step, repeat)[0] for name, step in steps.items()}
+
+
+def merged_join(rows: pl.DataFrame, models: pl.DataFrame) -> pl.DataFrame:
+    """`rows` joined to `models` on the id as the metrics join them: merged when both are in id order."""
+    from analytics.order import by_merge
+
+    engine, (rows, models) = by_merge([rows, models])
+    return rows.lazy().join(models.lazy(), on="model_id", how="inner").collect(engine=engine)
 
 
 def max_difference(ours: pl.DataFrame, theirs: pl.DataFrame, column: str) -> float | None:
