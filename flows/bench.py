@@ -6,7 +6,7 @@
    the same first pages fetched one after another and with the next page prefetched.
 2. Analytics: attribution plus every metric of the crawled snapshot against one bare polars read of the
    columns they use, and the metrics against a plain pandas implementation of the same tables; each
-   figure in fresh processes taking turns, so that none pays for the memory another left behind.
+   figure in processes of its own, those of all figures taking turns.
 3. History: `days` daily partitions of models, attributions and metrics, written through the warehouse
    (models: the crawled snapshot with drifted downloads; attributions: the same file each day), then an
    analyst's country-share series in DuckDB from the metric tables and from the raw tables.
@@ -435,9 +435,9 @@ def analytics_section(plan: BenchPlan, work: Path, figures: Figures, say: Say) -
     """Attribution plus metrics of the crawled snapshot against a bare read and against pandas: on a first
     day (every model attributed) and on a day after another (attributions updated from the day before).
 
-    Each figure is taken in a process of its own, the processes alternating over `ANALYTICS_ROUNDS`
-    rounds, so that no figure pays for the memory another left behind: a read in a process that has
-    just attributed 3 M models takes about half as long again as in a fresh one, the work far less."""
+    Each figure is taken in processes of its own, those of all figures taking turns over
+    `ANALYTICS_ROUNDS` rounds: no figure depends on what ran before it in the same process, and a slow
+    spell of a shared machine falls on every figure of a round rather than on one alone."""
     from analytics.attribution import attribute
     from analytics.registry import load_registry
     from flows.steps import attribute_date
