@@ -227,13 +227,19 @@ def standin_process(world: Path, latency: float, page_size: int) -> Iterator[dic
 
 def crawl_process(url: str, warehouse: Path, *, mode: str, max_pages: int | None = None) -> dict[str, Any]:
     """Run `crawl_worker` in a process of its own and return what it measured."""
-    command = [sys.executable, "-m", "flows.bench", "crawl", "--endpoint", url, "--warehouse", str(warehouse)]
-    command += ["--mode", mode] + (["--max-pages", str(max_pages)] if max_pages else [])
+    arguments = ["crawl", "--endpoint", url, "--warehouse", str(warehouse), "--mode", mode]
+    arguments += ["--max-pages", str(max_pages)] if max_pages else []
     env = {**os.environ, "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_TELEMETRY": "1"}  # requests go to 127.0.0.1 only
     env.pop("HF_TOKEN", None)
+    return bench_process(arguments, "the crawl process", env=env)
+
+
+def bench_process(arguments: list[str], what: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run `python -m flows.bench <arguments>` in a process of its own; the figures it printed as JSON."""
+    command = [sys.executable, "-m", "flows.bench", *arguments]
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=_root(), check=False)
     if done.returncode != 0:
-        raise RuntimeError(f"the crawl process failed:\n{done.stderr[-3000:]}")
+        raise RuntimeError(f"{what} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -334,11 +340,7 @@ REFRESH_STEPS = {
 
 def step_process(warehouse: Path, name: str) -> dict[str, Any]:
     """Run one of the refresh's steps on the crawled day in a process of its own; its wall time and peak."""
-    command = [sys.executable, "-m", "flows.bench", "step", name, "--warehouse", str(warehouse)]
-    done = subprocess.run(command, capture_output=True, text=True, cwd=_root(), check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"the {name} step failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return bench_process(["step", name, "--warehouse", str(warehouse)], f"the {name} step")
 
 
 def step_worker(warehouse: Path, name: str) -> dict[str, Any]:
@@ -459,8 +461,14 @@ def analytics_section(plan: BenchPlan, work: Path, figures: Figures, say: Say) -
         for name in MEASURES:
             say(f"analytics, round {round_} of {ANALYTICS_ROUNDS}: {name} in a process of its own")
             measured.append(measure_process(layout.root, name, plan.repeat))
-    best = {key: min(m[key] for m in measured if key in m) for m in measured for key in m if key.endswith("_s")}
-    facts = {key: value for m in measured for key, value in m.items() if not key.endswith("_s")}
+    best: dict[str, float] = {}
+    facts: dict[str, Any] = {}
+    for values in measured:
+        for key, value in values.items():
+            if key.endswith("_s"):
+                best[key] = min(value, best.get(key, math.inf))
+            else:
+                facts[key] = value
     facts["update_same"] = all(m["update_same"] for m in measured if "update_same" in m)
     figures.put("least", **{name: best[f"{name}_s"] for name in LEAST_WORK})
     for name in REFRESH_STEPS:
@@ -487,12 +495,8 @@ def analytics_section(plan: BenchPlan, work: Path, figures: Figures, say: Say) -
 
 def measure_process(warehouse: Path, name: str, repeat: int) -> dict[str, Any]:
     """Run `measure_worker` for one analytics figure in a process of its own; what it measured."""
-    command = [sys.executable, "-m", "flows.bench", "measure", name, "--warehouse", str(warehouse)]
-    command += ["--repeat", str(repeat)]
-    done = subprocess.run(command, capture_output=True, text=True, cwd=_root(), check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"the analytics measure {name} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    arguments = ["measure", name, "--warehouse", str(warehouse), "--repeat", str(repeat)]
+    return bench_process(arguments, f"the analytics measure {name}")
 
 
 def measure_worker(warehouse: Path, name: str, repeat: int) -> dict[str, Any]:
