@@ -47,3 +47,17 @@ def test_the_quick_plan_is_the_documented_size() -> None:
 
     plan = BenchPlan.of(models=None, days=None, quick=True, latency=None, out=Path("B.md"))
     assert (plan.models, plan.days, plan.latency) == (300_000, 5, 0.2)
+
+
+def test_the_bench_help_states_the_plans_defaults() -> None:
+    from flows.bench import FULL_DAYS, FULL_MODELS, LATENCY, QUICK_DAYS, QUICK_MODELS
+
+    result = CliRunner().invoke(app, ["bench", "--help"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    for stated in (
+        f"(default {FULL_MODELS:,})",
+        f"(default {FULL_DAYS})",
+        f"(default {LATENCY})",
+        f"{QUICK_MODELS:,} models and {QUICK_DAYS} days",
+    ):
+        assert stated in result.output
