@@ -192,6 +192,7 @@ def staged_crawl(layout: Layout, day: dt.date) -> CrawlResult | None:
 
 BUCKET_ROWS = 125_000  # rows sorted at once when the pages are assembled in id order
 SPREAD_PAGES = 100  # page files read at once when they are spread over the buckets
+SAMPLE_EVERY = 97  # one id in this many is sampled for the bounds of the ranges
 
 
 def assemble(layout: Layout, day: dt.date, result: CrawlResult) -> tuple[Path, int]:
@@ -208,12 +209,18 @@ def assemble(layout: Layout, day: dt.date, result: CrawlResult) -> tuple[Path, i
         write_parquet(MODELS.empty(), target)
         return target, 0
     scan = pl.scan_parquet(pages, schema=MODELS.schema).with_row_index("_row")
-    rows, repeats = _repeated_rows(scan)
+    ids = scan.select(
+        pl.col("model_id").hash().alias("hash"),
+        pl.when(pl.col("_row") % SAMPLE_EVERY == 0).then("model_id").alias("sample"),
+    ).collect()
+    rows, repeats = _repeated_rows(scan, ids.get_column("hash"))
+    sample = ids.get_column("sample").drop_nulls()
+    del ids
     buckets = result.staging / "buckets"
     shutil.rmtree(buckets, ignore_errors=True)
     buckets.mkdir()
     try:
-        bounds = _id_bounds(scan, rows)
+        bounds = _id_bounds(sample, rows)
         _spread(pages, repeats, bounds, buckets)
         sink_parquet(_in_id_order(buckets, bounds.len() + 1), target)
     finally:
@@ -221,10 +228,10 @@ def assemble(layout: Layout, day: dt.date, result: CrawlResult) -> tuple[Path, i
     return target, rows - repeats.len()
 
 
-def _id_bounds(scan: pl.LazyFrame, rows: int) -> pl.Series:
-    """Ids cutting the snapshot into ranges of about `BUCKET_ROWS` rows, from every 97th id, in order."""
+def _id_bounds(sample: pl.Series, rows: int) -> pl.Series:
+    """Ids cutting the snapshot into ranges of about `BUCKET_ROWS` rows, from a sample of its ids, in order."""
     count = -(-rows // BUCKET_ROWS)
-    sample = scan.select(pl.col("model_id").gather_every(97)).collect().to_series().sort()
+    sample = sample.sort()
     return sample.gather([sample.len() * k // count for k in range(1, count)]).unique(maintain_order=True)
 
 
@@ -266,13 +273,11 @@ def _in_id_order(buckets: Path, count: int, batch: int = 32_768) -> pl.LazyFrame
     return register_io_source(io_source=ranges, schema=MODELS.schema)
 
 
-def _repeated_rows(scan: pl.LazyFrame) -> tuple[int, pl.Series]:
-    """The rows scanned, and the numbers of those whose id was seen on an earlier row: found on hashes,
-    confirmed on the ids sharing one."""
-    hashes = scan.select(pl.col("model_id").hash()).collect().to_series()
+def _repeated_rows(scan: pl.LazyFrame, hashes: pl.Series) -> tuple[int, pl.Series]:
+    """The rows scanned, and the numbers of those whose id was seen on an earlier row: found on the ids'
+    `hashes`, confirmed on the ids sharing one."""
     rows = hashes.len()
     shared = hashes.is_duplicated().arg_true().cast(pl.UInt32())
-    del hashes
     if shared.is_empty():
         return rows, shared
     candidates = scan.select("_row", "model_id").filter(pl.col("_row").is_in(shared.implode())).collect()
