@@ -141,7 +141,7 @@ def _status(finished: pl.DataFrame, graph: Graph) -> pl.DataFrame:
 def lineage_walks(graph: Graph, *, max_depth: int = MAX_DEPTH) -> pl.DataFrame:
     """Each model's finished walks: origin, node, weight, depth, trail, status, split.
 
-    `trail` is " -> " before each base model walked through, from the model's parent to the credited node
+    `trail` is the base models walked through joined by " -> ", from the model's parent to the credited node
     ("" when the walk stopped at its first step, null for models without usable parents).
     """
     names, parents = graph.names, graph.parents
@@ -162,7 +162,9 @@ def lineage_walks(graph: Graph, *, max_depth: int = MAX_DEPTH) -> pl.DataFrame:
     ).select(columns)
     done = [roots]
     derived = nodes.filter(pl.col("parents") > 0).get_column("node")
-    # The walk's path is only materialised from the second step on: until then it is the origin alone.
+    # A walk's `path` (every node it has visited, for finding cycles) is null while that is the origin and
+    # the node it is at, so it is only made for the walks that go past their first parent. The first step's
+    # trail is its parent's name, the name itself rather than a copy; each later step adds " -> " and one.
     frontier = pl.DataFrame(
         {
             "origin": derived,
@@ -174,15 +176,15 @@ def lineage_walks(graph: Graph, *, max_depth: int = MAX_DEPTH) -> pl.DataFrame:
             "split": pl.repeat(False, derived.len(), eager=True),
         }
     )
-    for _ in range(max_depth):
+    for depth in range(max_depth):
         if frontier.is_empty():
             break
         step = frontier.join(graph.edges, on="node").with_columns(
             pl.col("weight") / pl.col("parents"), split=pl.col("split") | (pl.col("parents") > 1)
         )
-        cycle = step.select(
-            (pl.col("parent") == pl.col("origin")) | pl.col("path").list.contains(pl.col("parent")).fill_null(False)
-        ).to_series()
+        parent = pl.col("parent")
+        visited = (parent == pl.col("origin")) | (parent == pl.col("node")) | pl.col("path").list.contains(parent)
+        cycle = step.select(visited.fill_null(False)).to_series()
         stuck = step.filter(cycle)
         done.append(
             stuck.with_columns(
@@ -198,7 +200,9 @@ def lineage_walks(graph: Graph, *, max_depth: int = MAX_DEPTH) -> pl.DataFrame:
             "weight",
             pl.col("depth") + 1,
             "path",
-            pl.concat_str("trail", pl.lit(" -> "), names.gather(target)).alias("trail"),
+            (
+                names.gather(target) if depth == 0 else pl.concat_str("trail", pl.lit(" -> "), names.gather(target))
+            ).alias("trail"),
             "split",
             parents.gather(target).alias("parents"),
         )
@@ -209,7 +213,11 @@ def lineage_walks(graph: Graph, *, max_depth: int = MAX_DEPTH) -> pl.DataFrame:
             pl.col("parent").alias("node"),
             "weight",
             "depth",
-            pl.concat_list(pl.col("path").fill_null(pl.concat_list("origin")), "parent").alias("path"),
+            (
+                pl.col("path")
+                if depth == 0
+                else pl.concat_list(pl.col("path").fill_null(pl.concat_list("origin", "node")), "parent")
+            ).alias("path"),
             "trail",
             "split",
         )
@@ -353,7 +361,7 @@ def _lineage(snapshot: pl.DataFrame, graph: Graph, entries: pl.Series) -> tuple[
     )
     columns = ["origin", "node", "entry", "depth", "weight", "evidence"]
     own = walks.filter("own").with_columns(evidence=pl.concat_str(pl.lit("lineage: own root"), UNREVIEWED_NOTE))
-    steps = pl.col("trail").fill_null("").str.slice(len(" -> "))
+    steps = pl.col("trail").fill_null("")
     trail = pl.concat_str(
         pl.lit("lineage: "),
         steps,

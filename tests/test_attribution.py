@@ -188,6 +188,26 @@ def test_a_cycle_stops_at_the_last_model_before_the_repeat() -> None:
     assert "(cycle at a/one, finetune)" in row(models, "lineage", "a/one")["evidence"]
 
 
+def test_a_cycle_met_past_the_first_parent_stops_at_the_last_model_before_the_repeat() -> None:
+    models = snapshot(
+        ("x/start", ["a/one"], "finetune"),
+        ("a/one", ["b/two"], "finetune"),
+        ("b/two", ["c/three"], "quantized"),
+        ("c/three", ["a/one"], "finetune"),
+        ("z/self", ["f/six"], "finetune"),
+        ("f/six", ["f/six"], "finetune"),
+    )
+    assert credits(models, "lineage")["x/start"] == [("c", 1.0, 3)]
+    assert row(models, "lineage", "x/start")["evidence"] == (
+        "lineage: a/one -> b/two -> c/three (cycle at a/one, finetune); unreviewed namespace"
+    )
+    assert credits(models, "lineage")["z/self"] == [("f", 1.0, 1)]
+    assert (
+        row(models, "lineage", "z/self")["evidence"]
+        == "lineage: f/six (cycle at f/six, finetune); unreviewed namespace"
+    )
+
+
 def test_a_self_reference_credits_the_model_itself() -> None:
     models = snapshot(("a/loop", ["a/loop"], "finetune"))
     assert credits(models, "lineage") == {"a/loop": [("a", 1.0, 0)]}
