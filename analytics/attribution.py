@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from functools import reduce
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from analytics.order import by_merge
@@ -349,8 +350,11 @@ def _model_order(rows: pl.DataFrame, per_model: pl.Series) -> pl.Series:
     before = (per_model.cum_sum() - per_model + 2 * pl.int_range(per_model.len(), dtype=pl.Int64, eager=True)).rename(
         "before"
     )
-    place = rows.select(taken(before, "origin") + pl.col("rank")).to_series()
-    return pl.zeros(rows.height, pl.Int64(), eager=True).scatter(place, pl.int_range(rows.height, eager=True))
+    place = rows.select(taken(before, "origin") + pl.col("rank")).to_series().to_numpy()
+    # The inverse of `place`, by numpy's scatter: a third of the time of polars' on 9 M rows.
+    order = np.empty(rows.height, dtype=np.int64)
+    order[place] = np.arange(rows.height, dtype=np.int64)
+    return pl.Series(order)
 
 
 def _lineage(snapshot: pl.DataFrame, graph: Graph, entries: pl.Series) -> tuple[pl.DataFrame, pl.Series, pl.Series]:
