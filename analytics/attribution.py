@@ -364,7 +364,9 @@ def _lineage(snapshot: pl.DataFrame, graph: Graph, entries: pl.Series) -> tuple[
         entry=taken(entries, "node"), own=pl.col("trail").is_null() & (pl.col("status") == "root")
     )
     columns = ["origin", "node", "entry", "depth", "weight", "evidence"]
-    own = walks.filter("own").with_columns(evidence=pl.concat_str(pl.lit("lineage: own root"), UNREVIEWED_NOTE))
+    # An own root's evidence is one of two lines, made once: registered or not.
+    own_lines = pl.Series("evidence", ["lineage: own root", f"lineage: own root; {UNREVIEWED}"])
+    own = walks.filter("own").select(*columns[:-1], pl.col("entry").is_null().cast(NODE).alias("said"))
     steps = pl.col("trail").fill_null("")
     trail = pl.concat_str(
         pl.lit("lineage: "),
@@ -394,11 +396,13 @@ def _lineage(snapshot: pl.DataFrame, graph: Graph, entries: pl.Series) -> tuple[
     index = pl.int_range(pl.len(), dtype=pl.Int64)
     merged = merged.select(*columns, (2 + index - pl.when(first).then(index).forward_fill()).alias("rank"))
     alone = pl.lit(2, pl.Int64()).alias("rank")
-    rows = pl.concat([own.select(*columns, alone), single.select(*columns, alone), merged], rechunk=True)
-    said = rows.get_column("evidence")
-    rows = rows.drop("evidence").with_columns(
-        pl.lit(True).alias("counts"), pl.int_range(pl.len(), dtype=NODE).alias("said")
+    derived = pl.concat([single.select(*columns, alone), merged], rechunk=True)
+    said = pl.concat([own_lines, derived.get_column("evidence")], rechunk=True)
+    derived = derived.drop("evidence").with_columns(
+        (pl.int_range(pl.len(), dtype=NODE) + own_lines.len()).alias("said")
     )
+    own = own.with_columns(alone)
+    rows = pl.concat([own, derived.select(own.columns)], rechunk=True).with_columns(pl.lit(True).alias("counts"))
     counts = merged.group_by("origin").len()
     per_model = pl.repeat(1, graph.models, dtype=pl.Int64(), eager=True).scatter(
         counts.get_column("origin"), counts.get_column("len").cast(pl.Int64())
