@@ -283,8 +283,7 @@ def attribution_plan(models: Frame, registry: pl.DataFrame) -> pl.LazyFrame:
     # Sorted by id, a model's rows sit together and neighbours share namespaces: the file is half the
     # size. Nodes are numbered in that order, so the rows are put in it with integers only. One chunk per
     # column, as the sort may leave several: the parent ids and relations are gathered from them.
-    columns = ["model_id", "author", "base_models", "base_relation"]
-    snapshot = models.lazy().select(columns).sort("model_id").collect().rechunk()
+    snapshot = models.lazy().select(INPUTS).sort("model_id").collect().rechunk()
     graph = graph_of(snapshot)
     table = _registry_table(registry)
     entries = (
