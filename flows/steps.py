@@ -111,7 +111,7 @@ def attribute_date(layout: Layout, day: dt.date, *, force: bool = False) -> dict
         plan = attribution_plan(models, registry)
     else:
         previous, attributions = basis
-        plan, update = attribution_update(models, registry, layout.scan(MODELS, previous), attributions)
+        plan, update = attribution_update(models, registry, layout.scan(MODELS, previous), attributions, streamed=True)
         made = {"from": None if update.full else previous.isoformat(), **asdict(update)}
     provenance = {"inputs": inputs, "registry_version": inputs["registry_version"]}
     publish_frame(layout, REGISTRY, day, registry_rows(registry), provenance, force=True)

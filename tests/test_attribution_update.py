@@ -24,13 +24,13 @@ NAMESPACES = ("Qwen", "meta-llama", "mistralai", "unsloth", "bartowski", "someon
 RELATIONS = ("finetune", "quantized", "merge", "adapter", None)
 
 
-def updated(today: pl.DataFrame, before: pl.DataFrame):
-    plan, update = attribution_update(today, REGISTRY, before, attribute(before, REGISTRY))
+def updated(today: pl.DataFrame, before: pl.DataFrame, *, streamed: bool = False):
+    plan, update = attribution_update(today, REGISTRY, before, attribute(before, REGISTRY), streamed=streamed)
     return plan.collect(), update
 
 
-def assert_same_as_full(today: pl.DataFrame, before: pl.DataFrame):
-    rows, update = updated(today, before)
+def assert_same_as_full(today: pl.DataFrame, before: pl.DataFrame, *, streamed: bool = False):
+    rows, update = updated(today, before, streamed=streamed)
     full = attribute(today, REGISTRY)
     assert rows.schema == full.schema
     assert rows.equals(full), "the updated rows differ from a full attribution"
@@ -96,15 +96,18 @@ def frame(world: dict, authors: dict[str, str] | None = None) -> pl.DataFrame:
     return models
 
 
+@pytest.mark.parametrize("streamed", [False, True], ids=["spliced", "streamed"])
 @pytest.mark.parametrize("in_id_order", [True, False], ids=["ids merged", "ids hashed"])
 @pytest.mark.parametrize("seed", range(12))
-def test_updating_random_worlds_gives_the_full_attribution_row_for_row(seed: int, in_id_order: bool) -> None:
+def test_updating_random_worlds_gives_the_full_attribution_row_for_row(
+    seed: int, in_id_order: bool, streamed: bool
+) -> None:
     rng = random.Random(seed)
     before = random_world(rng, 400)
     today = mutated(rng, before, changes=rng.choice((1, 5, 20)))
     ordered = (lambda models: models.sort("model_id")) if in_id_order else (lambda models: models)
     assert by_merge([ordered(frame(today)), ordered(frame(before))])[0] == ("streaming" if in_id_order else "auto")
-    update = assert_same_as_full(ordered(frame(today)), ordered(frame(before)))
+    update = assert_same_as_full(ordered(frame(today)), ordered(frame(before)), streamed=streamed)
     assert not update.full
     assert update.recomputed < len(today)
 
@@ -226,12 +229,13 @@ def test_rows_sharing_a_first_hash_are_told_apart_by_the_second(monkeypatch) -> 
     assert update.changed > 0 and not update.full
 
 
-def test_rows_of_the_day_before_out_of_id_order_are_not_spliced_into() -> None:
+@pytest.mark.parametrize("streamed", [False, True], ids=["spliced", "streamed"])
+def test_rows_of_the_day_before_out_of_id_order_are_not_spliced_into(streamed: bool) -> None:
     rng = random.Random(11)
     before = frame(random_world(rng, 200))
     today = frame(mutated(rng, random_world(random.Random(11), 200), changes=3))
     shuffled = attribute(before, REGISTRY).reverse()
-    plan, update = attribution_update(today, REGISTRY, before, shuffled)
+    plan, update = attribution_update(today, REGISTRY, before, shuffled, streamed=streamed)
     assert update.full
     assert plan.collect().equals(attribute(today, REGISTRY))
 
