@@ -18,3 +18,12 @@ def by_merge(frames: list[pl.DataFrame]) -> tuple[Engine, list[pl.DataFrame]]:
     if not all(frame.get_column("model_id").is_sorted() for frame in frames):
         return "auto", frames
     return "streaming", [frame.with_columns(pl.col("model_id").set_sorted()) for frame in frames]
+
+
+def plans_by_merge(plans: list[pl.LazyFrame]) -> tuple[Engine, list[pl.LazyFrame]]:
+    """`by_merge` for plans: only each plan's ids are read here, to check their order; the rest is read as
+    the joins run, so the inputs are never held whole."""
+    engine, _ = by_merge([plan.select("model_id").collect() for plan in plans])
+    if engine == "auto":
+        return engine, plans
+    return engine, [plan.with_columns(pl.col("model_id").set_sorted()) for plan in plans]

@@ -154,7 +154,7 @@ def metrics_date(layout: Layout, day: dt.date, *, force: bool = False) -> dict[s
     attributions = layout.scan(ATTRIBUTIONS, day)
     previous = previous_date(layout, day)
     previous_models = layout.scan(MODELS, previous) if previous else None
-    tables = metric_tables(models, attributions, previous_models)
+    tables = metric_tables(models, attributions, previous_models, streamed=True)
     provenance: dict[str, Any] = {"inputs": inputs, "registry_version": _registry_of(layout, day)}
     if previous_models is not None:
         provenance["negative_all_time_deltas"] = tables["negative_deltas"].row(0, named=True)

@@ -322,18 +322,19 @@ def random_snapshot(seed: int, n: int = 3_000) -> tuple[pl.DataFrame, pl.DataFra
     return models_frame(*rows), attributions_frame(*credits), models_frame(*sorted(then, key=lambda r: r["model_id"]))
 
 
+@pytest.mark.parametrize("streamed", [False, True], ids=["read whole", "streamed"])
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_tables_are_the_same_whether_the_ids_are_merged_or_hashed(seed):
+def test_tables_are_the_same_whether_the_ids_are_merged_or_hashed(seed, streamed):
     models, attributions, previous = random_snapshot(seed)
     assert by_merge([models, attributions, previous])[0] == "streaming"
-    merged = metric_tables(models, attributions, previous)
+    merged = metric_tables(models, attributions, previous, streamed=streamed)
     for shuffled in (
         [models.sample(fraction=1.0, shuffle=True, seed=seed), attributions, previous],
         [models, attributions.sample(fraction=1.0, shuffle=True, seed=seed), previous],
         [models, attributions, previous.sample(fraction=1.0, shuffle=True, seed=seed)],
     ):
         assert by_merge(shuffled)[0] == "auto"
-        hashed = metric_tables(*shuffled)
+        hashed = metric_tables(*shuffled, streamed=streamed)
         for name in ("shares", "concentration"):
             assert_frame_equal(merged[name], hashed[name], check_exact=False, rel_tol=1e-9, abs_tol=1e-9)
         assert merged["negative_deltas"].equals(hashed["negative_deltas"])
