@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from analytics.order import by_merge
+from analytics.order import by_merge, read_by_merge
 from warehouse.tables import ATTRIBUTIONS, REGISTRY
 
 RULES = ("uploader", "official", "lineage")
@@ -476,17 +476,16 @@ def attribution_update(
 
     if recomputed > UPDATE_LIMIT * today.height:
         return everything()
-    previous = previous.lazy()
     # Streamed, only the day before's ids are read here; its rows are read as the plan runs.
-    before = (previous.select("model_id") if streamed else previous).collect()
-    if not before.get_column("model_id").is_sorted():
+    ordered, (before,) = read_by_merge([previous.lazy()], streamed=streamed)
+    if ordered == "auto":
         return everything()
     redo = today.filter(walked)
     again = today.get_column("model_id").filter(dirty)
     fresh = attribution_plan(redo, registry).filter(pl.col("model_id").is_in(again.implode())).collect()
     gone = pl.concat([changed, again]).unique().sort()
     if streamed:  # `fresh` holds only ids in `gone`: the two sides share no id
-        rows = previous.filter(~pl.col("model_id").is_in(gone.implode())).merge_sorted(fresh.lazy(), key="model_id")
+        rows = before.filter(~pl.col("model_id").is_in(gone.implode())).merge_sorted(fresh.lazy(), key="model_id")
     else:
         rows = _spliced(before, gone, fresh).lazy()
     return rows, Update(changed.len(), recomputed, False)

@@ -25,7 +25,7 @@ from functools import reduce
 import polars as pl
 
 from analytics.concentration import GROUP, UNKNOWN, concentration_of, share_of_group
-from analytics.order import by_merge, plans_by_merge
+from analytics.order import read_by_merge
 
 WINDOWS = ("30d", "all_time", "between")
 LLM_PIPELINES = ("text-generation", "image-text-to-text")
@@ -209,8 +209,7 @@ def metric_tables(
     ]
     if previous_models is not None:
         inputs.append(previous_models.lazy().select("model_id", "downloads_all_time"))
-    read = plans_by_merge(inputs) if streamed else by_merge([plan.collect() for plan in inputs])
-    engine, (ours, credits, *before) = read
+    engine, (ours, credits, *before) = read_by_merge(inputs, streamed=streamed)
     per_model = model_downloads(ours, before[0] if before else None).collect(engine=engine)
     if engine == "streaming":  # the join kept the models' order
         per_model = per_model.with_columns(pl.col("model_id").set_sorted())

@@ -9,6 +9,7 @@ from typing import Literal
 import polars as pl
 
 Engine = Literal["auto", "streaming"]
+Frame = pl.DataFrame | pl.LazyFrame
 
 
 def by_merge(frames: list[pl.DataFrame]) -> tuple[Engine, list[pl.DataFrame]]:
@@ -27,3 +28,8 @@ def plans_by_merge(plans: list[pl.LazyFrame]) -> tuple[Engine, list[pl.LazyFrame
     if engine == "auto":
         return engine, plans
     return engine, [plan.with_columns(pl.col("model_id").set_sorted()) for plan in plans]
+
+
+def read_by_merge(plans: list[pl.LazyFrame], *, streamed: bool = False) -> tuple[Engine, list[Frame]]:
+    """`by_merge` of `plans` collected whole; `streamed`, `plans_by_merge` of them, which reads only their ids."""
+    return plans_by_merge(plans) if streamed else by_merge([plan.collect() for plan in plans])
