@@ -14,7 +14,8 @@
   A walk stops at a cycle or self-reference (crediting the last model before the repeat), at a model
   whose parents are all malformed (crediting that model), or after `MAX_DEPTH` steps.
 
-`reviewed` says whether the credited namespace is in the registry; unknowns keep null lab and country.
+`reviewed` says whether the credited namespace is in the registry, and `entry` which row of the date's
+`registry` table it is (rows numbered in namespace order); unknowns keep null lab and country.
 A row's `evidence` says how the rule reached the credited namespace (hosted there, registered or excluded,
 the base models walked from the model's parent to the credited one and why the walk stopped; the model
 itself is the row's `model_id`, not repeated). Why that namespace has its lab and country is the registry's
@@ -238,15 +239,21 @@ def lineage_walks(graph: Graph, *, max_depth: int = MAX_DEPTH) -> pl.DataFrame:
 
 
 def registry_rows(registry: pl.DataFrame) -> pl.DataFrame:
-    """The REGISTRY table of a date: the registry the date's attributions were made with."""
-    return registry.select(REGISTRY.columns).sort("namespace").cast(REGISTRY.schema)
+    """The REGISTRY table of a date: the registry the date's attributions were made with, each row's `entry`
+    the number its attribution rows carry."""
+    return _numbered(registry).select(REGISTRY.columns).cast(REGISTRY.schema)
+
+
+def _numbered(registry: pl.DataFrame) -> pl.DataFrame:
+    """The registry in namespace order, each row numbered from 0 (`entry`)."""
+    return registry.sort("namespace").with_columns(pl.int_range(pl.len(), dtype=NODE).alias("entry"))
 
 
 def _registry_table(registry: pl.DataFrame) -> pl.DataFrame:
     """The registry with a row number, whether each namespace is a registered lab, and the official rule's evidence."""
     registered = pl.col("developer_type") != "intermediary"
-    return registry.select(
-        pl.int_range(pl.len(), dtype=NODE).alias("entry"),
+    return _numbered(registry).select(
+        "entry",
         "namespace",
         *DIMENSIONS,
         registered.alias("registered"),
@@ -334,6 +341,7 @@ def attribution_plan(models: Frame, registry: pl.DataFrame) -> pl.LazyFrame:
             taken(graph.namespaces, "node").alias("credited_namespace"),
             *credited,
             pl.col("entry").is_not_null().alias("reviewed"),
+            "entry",
             pl.col("depth").alias("lineage_depth"),
             "weight",
             taken(said, "said").alias("evidence"),

@@ -64,10 +64,14 @@ def crossover_inputs(layout: Layout, day: dt.date) -> dict[str, Any]:
 
 
 def _current(layout: Layout, tables: tuple[Table, ...], day: dt.date, inputs: dict[str, Any]) -> bool:
-    """Whether every one of `tables` is published for `day`, computed from `inputs`."""
+    """Whether every one of `tables` is published for `day`, computed from `inputs`, with the table's columns
+    (a partition written by an older version of the table, such as attributions without `entry`, is not)."""
     for table in tables:
         meta = read_meta(layout, table, day)
-        if meta is None or not layout.partition_file(table, day).is_file() or meta.get("inputs") != inputs:
+        file = layout.partition_file(table, day)
+        if meta is None or not file.is_file() or meta.get("inputs") != inputs:
+            return False
+        if list(pl.read_parquet_schema(file)) != table.columns:
             return False
     return True
 
@@ -114,8 +118,8 @@ def attribute_date(layout: Layout, day: dt.date, *, force: bool = False) -> dict
         plan, update = attribution_update(models, registry, layout.scan(MODELS, previous), attributions, streamed=True)
         made = {"from": None if update.full else previous.isoformat(), **asdict(update)}
     provenance = {"inputs": inputs, "registry_version": inputs["registry_version"]}
-    publish_frame(layout, REGISTRY, day, registry_rows(registry), provenance, force=True)
-    provenance |= {"rules_version": rules_version(), "made": made}
+    registry_meta = publish_frame(layout, REGISTRY, day, registry_rows(registry), provenance, force=True)
+    provenance |= {"rules_version": rules_version(), "made": made, "registry_sha256": registry_meta["sha256"]}
     meta = publish_plan(layout, ATTRIBUTIONS, day, plan, provenance, force=True)
     updated = {"updated_from": made["from"]} if made["from"] else {}
     return {"status": "published", "rows": meta["rows"], **updated, "seconds": round(time.monotonic() - began, 2)}
@@ -154,7 +158,8 @@ def metrics_date(layout: Layout, day: dt.date, *, force: bool = False) -> dict[s
     attributions = layout.scan(ATTRIBUTIONS, day)
     previous = previous_date(layout, day)
     previous_models = layout.scan(MODELS, previous) if previous else None
-    tables = metric_tables(models, attributions, previous_models, streamed=True)
+    registry = registry_used(layout, day)
+    tables = metric_tables(models, attributions, previous_models, registry=registry, streamed=True)
     provenance: dict[str, Any] = {"inputs": inputs, "registry_version": _registry_of(layout, day)}
     if previous_models is not None:
         provenance["negative_all_time_deltas"] = tables["negative_deltas"].row(0, named=True)
@@ -165,6 +170,22 @@ def metrics_date(layout: Layout, day: dt.date, *, force: bool = False) -> dict[s
         "shares": tables["shares"].height,
         "seconds": round(time.monotonic() - began, 2),
     }
+
+
+def registry_used(layout: Layout, day: dt.date) -> pl.DataFrame | None:
+    """The `registry` partition of `day` when it is the very file `day`'s attributions were made with (its
+    sha256 recorded in their `_meta`, checked on the bytes then read), so their `entry` numbers name its rows."""
+    meta = read_meta(layout, ATTRIBUTIONS, day)
+    recorded = meta.get("registry_sha256") if meta else None
+    if recorded is None:
+        return None
+    try:
+        data = layout.partition_file(REGISTRY, day).read_bytes()
+    except FileNotFoundError:
+        return None
+    if hashlib.sha256(data).hexdigest() != recorded:
+        return None
+    return pl.read_parquet(io.BytesIO(data))
 
 
 def crossovers_date(layout: Layout, day: dt.date, *, force: bool = False) -> dict[str, Any]:

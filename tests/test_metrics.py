@@ -340,3 +340,38 @@ def test_tables_are_the_same_whether_the_ids_are_merged_or_hashed(seed, streamed
         assert merged["negative_deltas"].equals(hashed["negative_deltas"])
     # And both agree with the lazy path the single-table functions take.
     assert_frame_equal(merged["shares"], shares(models, attributions, previous_models=previous), rel_tol=1e-9)
+
+
+@pytest.mark.parametrize("in_id_order", [True, False], ids=["ids merged", "ids hashed"])
+@pytest.mark.parametrize("seed", [4, 5, 6])
+def test_grouping_on_registry_rows_gives_the_tables_of_grouping_on_the_dimensions(seed, in_id_order):
+    from analytics.attribution import attribute, registry_rows
+    from tests.test_attribution import REGISTRY
+    from tests.test_attribution_update import frame, random_world
+
+    rng = random.Random(seed)
+    world = frame(random_world(rng, 600))
+    # Registered, intermediary and unreviewed namespaces, with lineage crediting each of them.
+    size = world.height
+    models = world.with_columns(
+        downloads_30d=pl.Series([rng.randrange(10**6) for _ in range(size)]),
+        downloads_all_time=pl.Series([rng.randrange(10**7) for _ in range(size)]),
+        params_total=pl.Series([rng.choice([None, 10**8, 10**10]) for _ in range(size)]),
+        pipeline_tag=pl.Series([rng.choice([None, "text-generation"]) for _ in range(size)]),
+    ).sort("model_id")
+    previous = models.sample(fraction=0.8, seed=seed).sort("model_id")
+    attributions = attribute(models, REGISTRY)
+    if not in_id_order:
+        attributions = attributions.sample(fraction=1.0, shuffle=True, seed=seed)
+    assert attributions.filter(pl.col("weight") > 0)["reviewed"].n_unique() == 2
+    by_strings = metric_tables(models, attributions, previous)
+    by_rows = metric_tables(models, attributions, previous, registry=registry_rows(REGISTRY))
+    for name in ("shares", "concentration"):
+        assert_frame_equal(by_strings[name], by_rows[name], check_exact=False, rel_tol=1e-9, abs_tol=1e-9)
+    # Attributions without `entry`, published before it was kept, are grouped on the strings.
+    older = metric_tables(models, attributions.drop("entry"), previous, registry=registry_rows(REGISTRY))
+    assert_frame_equal(by_strings["shares"], older["shares"], check_exact=False, rel_tol=1e-9, abs_tol=1e-9)
+    # The numbers matter: a registry numbered otherwise gives other tables.
+    renumbered = registry_rows(REGISTRY).with_columns(pl.col("entry").reverse())
+    wrong = metric_tables(models, attributions, previous, registry=renumbered)
+    assert not wrong["shares"].equals(by_rows["shares"])

@@ -205,7 +205,9 @@ def test_the_registry_used_is_published_beside_the_attributions_and_joins_their_
     layout = Layout.at(tmp_path)
     registry = load_registry()
     published_registry = pl.read_parquet(layout.partition_file(REGISTRY, DAY))
-    assert published_registry.sort("namespace").equals(registry.select(REGISTRY.columns).sort("namespace"))
+    columns = [c for c in REGISTRY.columns if c != "entry"]
+    assert published_registry.select(columns).equals(registry.select(columns).sort("namespace"))
+    assert published_registry["entry"].to_list() == list(range(registry.height))
     registry_meta, attributions_meta = (
         json.loads(layout.meta_file(t, DAY).read_text()) for t in (REGISTRY, ATTRIBUTIONS)
     )
@@ -213,10 +215,16 @@ def test_the_registry_used_is_published_beside_the_attributions_and_joins_their_
     assert registry_meta["inputs"] == attributions_meta["inputs"]
     joined = run_sql(
         layout,
-        "SELECT a.rule, a.reviewed, a.evidence, r.evidence AS registry_evidence FROM attributions a "
-        "LEFT JOIN registry r ON r.namespace = a.credited_namespace AND r.snapshot_date = a.snapshot_date",
+        "SELECT a.rule, a.reviewed, a.evidence, r.evidence AS registry_evidence, a.credited_namespace, "
+        "e.namespace AS entry_namespace FROM attributions a "
+        "LEFT JOIN registry r ON r.namespace = a.credited_namespace AND r.snapshot_date = a.snapshot_date "
+        "LEFT JOIN registry e ON e.entry = a.entry AND e.snapshot_date = a.snapshot_date",
     )
     assert joined.height == 3 * 1_500
+    # A row's `entry` names the registry row of the namespace it credits.
+    assert joined["entry_namespace"].equals(
+        joined.select(pl.when("reviewed").then("credited_namespace")).to_series(), check_names=False
+    )
     # Every reviewed row finds its registry evidence, and no row repeats it in its own evidence.
     reviewed, unreviewed = joined.filter("reviewed"), joined.filter(~pl.col("reviewed"))
     assert reviewed.height and unreviewed.height
@@ -231,3 +239,22 @@ def test_the_registry_used_is_published_beside_the_attributions_and_joins_their_
     assert pending_steps(layout, DAY, dashboard=False) == ["attribute", "metrics", "crossovers"]
     assert attribute_date(layout, DAY)["status"] == "published"
     assert pl.read_parquet(layout.partition_file(REGISTRY, DAY)).height == registry.height
+    # The metrics group on `entry` only with the very registry file the attributions were made with.
+    from flows.steps import metrics_date, registry_used
+    from warehouse.publish import publish_frame
+    from warehouse.tables import SHARES
+
+    assert metrics_date(layout, DAY, force=True)["status"] == "published"
+    assert registry_used(layout, DAY) is not None
+    shares = pl.read_parquet(layout.partition_file(SHARES, DAY))
+    renumbered = pl.read_parquet(layout.partition_file(REGISTRY, DAY)).with_columns(pl.col("entry").reverse())
+    publish_frame(layout, REGISTRY, DAY, renumbered, {"source_kind": "test"}, force=True)
+    assert registry_used(layout, DAY) is None
+    assert metrics_date(layout, DAY, force=True)["status"] == "published"
+    assert pl.read_parquet(layout.partition_file(SHARES, DAY)).equals(shares)
+    # A date attributed before `entry` was kept counts as pending: `multipolar recompute` attributes it again.
+    assert attribute_date(layout, DAY, force=True)["status"] == "published"
+    assert "attribute" not in pending_steps(layout, DAY, dashboard=False)
+    file = layout.partition_file(ATTRIBUTIONS, DAY)
+    pl.read_parquet(file).drop("entry").write_parquet(file)
+    assert pending_steps(layout, DAY, dashboard=False) == ["attribute", "metrics", "crossovers"]

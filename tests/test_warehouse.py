@@ -87,7 +87,7 @@ def test_a_duplicate_key_is_counted_exactly_even_when_every_hash_collides(collid
 
 ATTRIBUTIONS_NULLS = [
     pl.lit(None, pl.String).alias(c) for c in ("lab", "country", "region", "developer_type", "evidence")
-] + [pl.lit(0, pl.Int32).alias("lineage_depth")]
+] + [pl.lit(0, pl.Int32).alias("lineage_depth"), pl.lit(None, pl.Int32).alias("entry")]
 
 
 def test_publish_writes_data_then_meta_with_checksum_and_refuses_a_second_time(tmp_path) -> None:

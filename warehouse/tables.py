@@ -73,6 +73,7 @@ ATTRIBUTIONS = Table(
         "credited_namespace": pl.String(),
         **CREDIT,
         "reviewed": pl.Boolean(),
+        "entry": pl.Int32(),
         "lineage_depth": pl.Int32(),
         "weight": pl.Float64(),
         "evidence": pl.String(),
@@ -85,10 +86,11 @@ ATTRIBUTIONS = Table(
 REGISTRY = Table(
     name="registry",
     location="registry",
-    schema={"namespace": pl.String(), **CREDIT, "evidence": pl.String()},
+    schema={"entry": pl.Int32(), "namespace": pl.String(), **CREDIT, "evidence": pl.String()},
     key=("namespace",),
-    not_null=("namespace", "developer_type", "evidence"),
-    description="The registry the date's attributions were made with: each reviewed namespace and its evidence.",
+    not_null=("entry", "namespace", "developer_type", "evidence"),
+    description="The registry the date's attributions were made with: each reviewed namespace, numbered in "
+    "namespace order (`entry`), and its evidence.",
 )
 
 SHARES = Table(
