@@ -71,7 +71,7 @@ def _current(layout: Layout, tables: tuple[Table, ...], day: dt.date, inputs: di
         file = layout.partition_file(table, day)
         if meta is None or not file.is_file() or meta.get("inputs") != inputs:
             return False
-        if list(pl.read_parquet_schema(file)) != table.columns:
+        if layout.scan(table, day).collect_schema().names() != table.columns:
             return False
     return True
 
