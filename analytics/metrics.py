@@ -129,11 +129,9 @@ def credited_downloads(models: Frame, attributions: Frame, *, previous_models: F
     return credited_from(model_downloads(models, previous_models), attributions, windows(previous_models))
 
 
-def credited_from(
-    per_model: Frame, attributions: Frame, window_names: list[str], registry: Frame | None = None
-) -> pl.LazyFrame:
+def credited_from(per_model: Frame, attributions: Frame, window_names: list[str]) -> pl.LazyFrame:
     """`credited_downloads` from `model_downloads`' rows."""
-    return credited_by_actor(buckets_of(per_model, attributions, window_names, registry), window_names)
+    return credited_by_actor(buckets_of(per_model, attributions, window_names), window_names)
 
 
 def buckets_of(
