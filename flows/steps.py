@@ -137,13 +137,19 @@ def attribution_basis(layout: Layout, day: dt.date) -> tuple[dt.date, pl.LazyFra
         return None
     if meta.get("inputs") != attribution_inputs(layout, previous):
         return None
+    data = _checked_bytes(layout, ATTRIBUTIONS, previous, meta.get("sha256"))
+    return None if data is None else (previous, pl.scan_parquet(io.BytesIO(data)))
+
+
+def _checked_bytes(layout: Layout, table: Table, day: dt.date, sha256: str | None) -> bytes | None:
+    """The bytes of `table`'s `day` partition when their sha256 is `sha256`; None when not, or no file."""
+    if sha256 is None:
+        return None
     try:
-        data = layout.partition_file(ATTRIBUTIONS, previous).read_bytes()
+        data = layout.partition_file(table, day).read_bytes()
     except FileNotFoundError:
         return None
-    if hashlib.sha256(data).hexdigest() != meta.get("sha256"):
-        return None
-    return previous, pl.scan_parquet(io.BytesIO(data))
+    return data if hashlib.sha256(data).hexdigest() == sha256 else None
 
 
 def metrics_date(layout: Layout, day: dt.date, *, force: bool = False) -> dict[str, Any]:
@@ -176,16 +182,8 @@ def registry_used(layout: Layout, day: dt.date) -> pl.DataFrame | None:
     """The `registry` partition of `day` when it is the very file `day`'s attributions were made with (its
     sha256 recorded in their `_meta`, checked on the bytes then read), so their `entry` numbers name its rows."""
     meta = read_meta(layout, ATTRIBUTIONS, day)
-    recorded = meta.get("registry_sha256") if meta else None
-    if recorded is None:
-        return None
-    try:
-        data = layout.partition_file(REGISTRY, day).read_bytes()
-    except FileNotFoundError:
-        return None
-    if hashlib.sha256(data).hexdigest() != recorded:
-        return None
-    return pl.read_parquet(io.BytesIO(data))
+    data = _checked_bytes(layout, REGISTRY, day, meta.get("registry_sha256") if meta else None)
+    return None if data is None else pl.read_parquet(io.BytesIO(data))
 
 
 def crossovers_date(layout: Layout, day: dt.date, *, force: bool = False) -> dict[str, Any]:
