@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from analytics.order import by_merge, read_by_merge
+from analytics.order import Frame, by_merge, read_by_merge
 from warehouse.tables import ATTRIBUTIONS, REGISTRY
 
 RULES = ("uploader", "official", "lineage")
@@ -55,8 +55,6 @@ UNREVIEWED = "unreviewed namespace"
 # Appended to a row's evidence when the credited namespace has no registry row (`entry`).
 UNREVIEWED_NOTE = pl.when(pl.col("entry").is_null()).then(pl.lit(f"; {UNREVIEWED}")).otherwise(pl.lit(""))
 NODE = pl.UInt32()
-
-Frame = pl.DataFrame | pl.LazyFrame
 
 
 def namespace_of(model_id: pl.Expr, author: pl.Expr) -> pl.Expr:

@@ -25,7 +25,7 @@ from functools import reduce
 import polars as pl
 
 from analytics.concentration import GROUP, UNKNOWN, concentration_of, share_of_group
-from analytics.order import read_by_merge
+from analytics.order import Frame, read_by_merge
 
 WINDOWS = ("30d", "all_time", "between")
 LLM_PIPELINES = ("text-generation", "image-text-to-text")
@@ -36,8 +36,6 @@ MODEL_COLUMNS = ("model_id", "downloads_30d", "downloads_all_time", "pipeline_ta
 CREDIT_COLUMNS = ("model_id", "rule", "weight", *DIMENSIONS)
 # With the date's registry, a row's four dimensions are those of its registry row: grouped on its number.
 ENTRY_COLUMNS = ("model_id", "rule", "weight", "entry")
-
-Frame = pl.DataFrame | pl.LazyFrame
 
 
 def size_class(params: pl.Expr) -> pl.Expr:
