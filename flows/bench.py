@@ -57,6 +57,14 @@ HISTORY_START = dt.date(2026, 1, 1)
 # Columns of `models` that attribution and metrics read.
 MODEL_COLUMNS = ["model_id", "author", "base_models", "base_relation", "downloads_30d", "downloads_all_time"]
 MODEL_COLUMNS += ["pipeline_tag", "params_total"]
+# What a run writes into its work folder, by model, from the full run of BENCHMARKS.md (3 M models, 90 days):
+# the synthetic world's JSONL (518 B); the crawl's pages, the crawled and the day before's partitions and
+# the analytics' copies (under 250 B); a published day of the history (65 B); and DuckDB's spill for the
+# one-join query over the history (13 GB against 17.5 GB of history there).
+WORLD_BYTES = 520
+SNAPSHOT_BYTES = 250
+DAY_BYTES = 66
+SPILL_SHARE = 0.8
 LIBRARIES = ("polars", "pyarrow", "duckdb", "pandas", "numpy", "huggingface_hub", "prefect", "psutil")
 Say = Callable[[str], None]
 
@@ -98,6 +106,10 @@ class BenchPlan:
         )
 
 
+class BenchError(RuntimeError):
+    """The benchmark cannot run as asked; the message says why and what to do."""
+
+
 @dataclass
 class Figures:
     """Every figure of one run, by section, in the order they were measured."""
@@ -114,6 +126,7 @@ def run_bench(plan: BenchPlan, say: Say = print) -> Path:
     started = dt.datetime.now(dt.UTC)
     figures.put("run", load_before=os.getloadavg())
     with _work_dir(plan.work) as work:
+        check_space(plan, work)
         crawl_section(plan, work, figures, say)
         analytics_section(plan, work, figures, say)
         history_section(plan, work, figures, say)
@@ -133,6 +146,23 @@ def _work_dir(given: Path | None) -> Iterator[Path]:
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def space_needed(plan: BenchPlan) -> int:
+    """Bytes a run of `plan` writes into its work folder at most, DuckDB's spill included."""
+    history = plan.models * plan.days * DAY_BYTES
+    return round(plan.models * (WORLD_BYTES + SNAPSHOT_BYTES) + history * (1 + SPILL_SHARE))
+
+
+def check_space(plan: BenchPlan, work: Path) -> None:
+    """Refuse to start a run whose files would not fit beside what is already on the work folder's disk."""
+    needed, free = space_needed(plan), shutil.disk_usage(work).free
+    if free < needed:
+        raise BenchError(
+            f"a benchmark of {plan.models:,} models over {plan.days} days writes up to {needed / 1e9:.1f} GB into "
+            f"{work} (its history of daily partitions, and DuckDB's spill when it queries them), but that disk "
+            f"has {free / 1e9:.1f} GB free; free some space there or pass --work on a larger disk"
+        )
 
 
 def timed(fn: Callable[[], Any], repeat: int = 1) -> tuple[float, Any]:

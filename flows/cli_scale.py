@@ -61,10 +61,13 @@ def bench(
 ) -> None:
     """Measure crawl, analytics and warehouse queries against the design's limits; write BENCHMARKS.md."""
     quiet_prefect(False)
-    from flows.bench import BenchPlan, run_bench
+    from flows.bench import BenchError, BenchPlan, run_bench
 
     plan = BenchPlan.of(models=models, days=days, quick=quick, latency=latency, out=out_file, work=work)
     if plan.models < 1000 or plan.days < 2:
         raise fail("the benchmark needs at least 1000 models and 2 days", 2)
-    report = run_bench(plan, say=lambda line: out.print(line, highlight=False, soft_wrap=True))
+    try:
+        report = run_bench(plan, say=lambda line: out.print(line, highlight=False, soft_wrap=True))
+    except BenchError as error:
+        raise fail(str(error), 2) from None
     out.print(f"wrote {report}", highlight=False, soft_wrap=True)

@@ -61,3 +61,32 @@ def test_the_bench_help_states_the_plans_defaults() -> None:
         f"{QUICK_MODELS:,} models and {QUICK_DAYS} days",
     ):
         assert stated in result.output
+
+
+def test_a_benchmark_that_would_not_fit_on_its_disk_is_refused_before_it_writes_anything(tmp_path, monkeypatch) -> None:
+    import shutil
+    from collections import namedtuple
+
+    from flows.bench import BenchPlan, space_needed
+
+    work, out = tmp_path / "work", tmp_path / "BENCHMARKS.md"
+    plan = BenchPlan.of(models=3000, days=2, quick=False, latency=0.02, out=out, work=work)
+    usage = namedtuple("usage", "total used free")
+    free = space_needed(plan) - 1
+    monkeypatch.setattr(shutil, "disk_usage", lambda _path: usage(10 * free, 9 * free, free))
+    args = ["bench", "--models", "3000", "--days", "2", "--latency", "0.02", "--out", str(out), "--work", str(work)]
+    result = CliRunner().invoke(app, args, terminal_width=400)
+    assert result.exit_code == 2, result.output
+    assert "3,000 models over 2 days" in result.output and "GB free" in result.output and "--work" in result.output
+    assert list(work.iterdir()) == [] and not out.exists()
+
+
+def test_the_space_a_benchmark_needs_grows_with_its_models_and_days() -> None:
+    from pathlib import Path
+
+    from flows.bench import BenchPlan, space_needed
+
+    def needed(models: int, days: int) -> int:
+        return space_needed(BenchPlan.of(models=models, days=days, quick=False, latency=None, out=Path("B.md")))
+
+    assert needed(300_000, 5) < needed(300_000, 90) < needed(3_000_000, 90)
