@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -13,7 +15,9 @@ os.environ.pop("HF_TOKEN", None)
 os.environ.pop("HF_ENDPOINT", None)
 os.environ.pop("MULTIPOLAR_WAREHOUSE", None)
 os.environ.pop("PREFECT_API_URL", None)
-os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="multipolar-prefect-"))
+if "PREFECT_HOME" not in os.environ:  # a private one, removed when the run ends
+    os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="multipolar-prefect-")
+    atexit.register(shutil.rmtree, os.environ["PREFECT_HOME"], ignore_errors=True)
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "120"
 
