@@ -116,7 +116,9 @@ def _string_lists(lists: list[list[str]]) -> pl.Series:
     offsets = np.zeros(len(lists) + 1, dtype=np.int64)
     np.cumsum([len(v) for v in lists], out=offsets[1:])
     values = pl.Series([t for v in lists for t in v], dtype=pl.String).to_arrow()
-    return pl.Series(pl.from_arrow(pa.LargeListArray.from_arrays(pa.array(offsets), values)))
+    # From the buffer itself: `pa.array` of a numpy array imports pandas when it is installed (1 s unless cached).
+    offsets = pa.Array.from_buffers(pa.int64(), len(offsets), [None, pa.py_buffer(offsets)])
+    return pl.Series(pl.from_arrow(pa.LargeListArray.from_arrays(offsets, values)))
 
 
 def _counts(items: list[dict], name: str, report: RowReport) -> list[int | None]:
