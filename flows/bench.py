@@ -3,7 +3,7 @@
 1. Crawl: a synthetic world served by the stand-in Hub in a process of its own (its memory is not the
    crawler's), a latency injected on every page; the crawl runs in a second process whose peak RSS is
    the crawler's. Requests against ceil(models / page size); wall time against the summed latency;
-   the same first pages fetched one after another and with the next page prefetched.
+   the same first pages fetched one after another and ahead.
 2. Analytics: attribution plus every metric of the crawled snapshot against one bare polars read of the
    columns they use, and the metrics against a plain pandas implementation of the same tables; each
    figure in processes of its own, those of all figures taking turns.
@@ -50,7 +50,7 @@ QUICK_DAYS = 5
 PAGE_SIZE = 1000
 LOOKUP_MODELS = 5  # models an analyst looks up over every day of the history
 LATENCY = 0.2  # seconds the stand-in adds to every page: about what the Hub's listing takes
-AB_PAGES = 100  # pages crawled twice, one after another and prefetched, to compare the two
+AB_PAGES = 100  # pages crawled twice, one after another and ahead, to compare the two
 CRAWL_DAY = dt.date(2026, 4, 30)
 DAY_BEFORE = CRAWL_DAY - dt.timedelta(days=1)
 HISTORY_START = dt.date(2026, 1, 1)
@@ -179,7 +179,7 @@ def timed(fn: Callable[[], Any], repeat: int = 1) -> tuple[float, Any]:
 
 
 def crawl_section(plan: BenchPlan, work: Path, figures: Figures, say: Say) -> None:
-    """World, stand-in process, then the crawl processes: A/B of prefetching, then the whole crawl."""
+    """World, stand-in process, then the crawl processes: A/B of fetching ahead, then the whole crawl."""
     from flows.synthetic import series_spec, start, world_name, write_world
 
     say(f"world: generating {plan.models:,} synthetic models")
@@ -204,7 +204,7 @@ def crawl_section(plan: BenchPlan, work: Path, figures: Figures, say: Say) -> No
                 },
             )
         figures.put("crawl_ab", pages=ab_pages)
-        say(f"crawl: all {pages_min:,} pages, prefetched, then published")
+        say(f"crawl: all {pages_min:,} pages, fetched ahead, then published")
         run = crawl_process(hub["url"], work / "warehouse", mode="prefetched")
         served = hub["process"]
     standin_log = served.stderr.read() if served.stderr else ""
@@ -309,8 +309,6 @@ def crawl_worker(endpoint: str, warehouse: Path, *, mode: str, max_pages: int | 
     from flows.scope import parse_scope
     from flows.snapshot import publish_models
 
-    if mode == "sequential":
-        crawl.prefetched = lambda listed, ahead=1: crawl.counted(listed)
     layout = Layout.at(warehouse)
     scope = parse_scope("full")
     seen: dict[str, Any] = {}
@@ -324,7 +322,9 @@ def crawl_worker(endpoint: str, warehouse: Path, *, mode: str, max_pages: int | 
     with RssSampler() as memory:
         began = time.perf_counter()
         try:
-            result = crawl.crawl_to_staging(layout, CRAWL_DAY, scope, endpoint, progress=progress)
+            result = crawl.crawl_to_staging(
+                layout, CRAWL_DAY, scope, endpoint, progress=progress, overlap=mode == "prefetched"
+            )
         except _Enough:
             result = None
         crawl_seconds = time.perf_counter() - began
@@ -1043,13 +1043,13 @@ def report_section(plan: BenchPlan, figures: Figures, started: dt.datetime) -> s
         f"| CPU time of the crawl process | {c['cpu_seconds']} s | | |",
         f"| assemble + publish the models partition | {c['publish_seconds']} s, {_mb(c['models_bytes'])} | | |",
         "",
-        f"The same first {ab['pages']} pages, fetched one after another and with the next page fetched while the "
-        "current one is converted and written:",
+        f"The same first {ab['pages']} pages, fetched one after another and ahead: each page requested as soon as "
+        "the one before names it, and parsed, converted and written while the next is on its way:",
         "",
         "| crawl of the first pages | wall | / injected latency |",
         "|---|---|---|",
         f"| one after another | {ab['sequential_seconds']:.1f} s | {_x(ab['sequential_ratio'])} |",
-        f"| next page prefetched | {ab['prefetched_seconds']:.1f} s | {_x(ab['prefetched_ratio'])} |",
+        f"| fetched ahead | {ab['prefetched_seconds']:.1f} s | {_x(ab['prefetched_ratio'])} |",
         f"| speed-up | {_x(ratio_ab)} | |",
         "",
         f"One page of {plan.page_size} items in the crawl process: JSON parse {r['parse_ms']:.1f} ms, "

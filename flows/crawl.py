@@ -78,8 +78,14 @@ def crawl_to_staging(
     *,
     token: str | None = None,
     progress: ProgressFn | None = None,
+    overlap: bool = True,
 ) -> CrawlResult:
-    """Fetch every page of `scope` into `_staging/crawl/<day>`, resuming a checkpoint of the same query."""
+    """Fetch every page of `scope` into `_staging/crawl/<day>`, resuming a checkpoint of the same query.
+
+    A listing without a limit is fetched ahead (`overlap`): each page is requested as soon as the page
+    before names it, and converted and written while the next one is on its way. Without `overlap`,
+    pages are fetched one after another, as a listing with a limit always is.
+    """
     hub.configure_client()
     folder = layout.crawl_staging(day)
     state = CrawlState.load(folder / CHECKPOINT)
@@ -93,15 +99,17 @@ def crawl_to_staging(
         _discard_unrecorded(folder, state.pages)
 
     began = time.monotonic()
+    sent_before = hub.REQUESTS.value - state.requests  # the state counts every request sent, retries included
     headers = hub.request_headers(token)
     report = RowReport()
     report.dropped.update(state.report["dropped"])
     report.blanked.update(state.report["blanked"])
     while not state.done:
         listing = scope.listings[state.listing]
-        listed = hub.pages(endpoint, listing, headers, start_url=state.next_url)
         # A listing with a limit may stop before its last page: fetch it page by page, never one too many.
-        for page, requests in counted(listed) if listing.limit is not None else prefetched(listed):
+        ahead = overlap and listing.limit is None
+        listed = hub.pages(endpoint, listing, headers, start_url=state.next_url, ahead=ahead)
+        for page in prefetched(listed) if ahead else listed:
             items = page.items
             taken = _listing_items(folder, state.listing) if listing.limit is not None else 0
             if listing.limit is not None:
@@ -110,7 +118,7 @@ def crawl_to_staging(
             write_parquet(frame, _page_file(folder, state.listing, state.pages), level=PAGE_ZSTD_LEVEL)
             state.pages += 1
             state.items += len(items)
-            state.requests += requests
+            state.requests = hub.REQUESTS.value - sent_before
             state.report = report.as_dict()
             state.seconds = round(state.seconds + time.monotonic() - began, 3)
             began = time.monotonic()
@@ -128,23 +136,12 @@ def crawl_to_staging(
     return CrawlResult(folder, state, state.seconds)
 
 
-def counted(listed: Iterator[hub.Page]) -> Iterator[tuple[hub.Page, int]]:
-    """Each page with the requests its fetch took (retries included)."""
-    while True:
-        before = hub.REQUESTS.value
-        page = next(listed, None)
-        if page is None:
-            return
-        yield page, hub.REQUESTS.value - before
-
-
-def prefetched(listed: Iterator[hub.Page], ahead: int = 1) -> Iterator[tuple[hub.Page, int]]:
-    """`counted(listed)`, fetched by a background thread while the caller converts and writes each page.
+def prefetched(listed: Iterator[hub.Page], ahead: int = 1) -> Iterator[hub.Page]:
+    """The pages of `listed`, fetched by a background thread while the caller converts and writes each one.
 
     The Hub's latency, not CPU, bounds a crawl: overlapping the two makes a crawl take about the sum of
     its requests' latencies. Pages arrive in order and a fetch error is raised where its page would have
-    been, so the caller still writes and checkpoints every page before it. Only this thread sends requests
-    while it runs, so each page's request count is exact.
+    been, so the caller still writes and checkpoints every page before it.
     """
     queue: Queue[tuple[str, Any]] = Queue(maxsize=ahead)
     stop = threading.Event()
@@ -160,8 +157,8 @@ def prefetched(listed: Iterator[hub.Page], ahead: int = 1) -> Iterator[tuple[hub
 
     def fetch() -> None:
         try:
-            for entry in counted(listed):
-                if not put(("page", entry)):
+            for page in listed:
+                if not put(("page", page)):
                     return
         except BaseException as error:  # handed to the caller, raised in its thread
             put(("error", error))

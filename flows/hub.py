@@ -64,6 +64,7 @@ def configure_client(timeout: float = REQUEST_TIMEOUT) -> None:
 
     def force_timeout(request: hx.Request) -> None:
         request.extensions["timeout"] = hx.Timeout(timeout).as_dict()
+        request.extensions["trace"] = _trace
 
     def factory() -> hx.Client:
         client = default_client_factory()
@@ -110,50 +111,131 @@ def request_headers(token: str | None) -> dict[str, str]:
     )
 
 
-def pages(endpoint: str, listing: Listing, headers: dict[str, str], start_url: str | None = None) -> Iterator[Page]:
-    """Pages of one listing, following `Link: rel="next"`, from `start_url` when resuming."""
+def pages(
+    endpoint: str,
+    listing: Listing,
+    headers: dict[str, str],
+    start_url: str | None = None,
+    *,
+    ahead: bool = False,
+) -> Iterator[Page]:
+    """Pages of one listing, following `Link: rel="next"`, from `start_url` when resuming.
+
+    With `ahead`, the next page is requested as soon as this page's answer names it, while this page's
+    body is parsed and handed on: the requests follow one another with none of the client's work
+    between them. A body that does not parse is fetched again once the request ahead has ended, and
+    that request's answer is dropped, so one request is in flight at a time. Without it, as for a
+    listing with a limit, no page is requested before the one before it has been taken.
+    """
     first = f"{endpoint}/api/models"
     url, params = (start_url, None) if start_url else (first, listing.params())
     seen = set()
+    waiting: _Request | None = None
     while url is not None:
         full_url = url if params is None else _with_params(url, params)
         if full_url in seen:
             raise HubError(f"{endpoint}: the listing's next-page link loops back to {_redact(full_url)}")
         seen.add(full_url)
         _check_same_origin(endpoint, url)
-        items, next_url = _fetch(endpoint, url, params, headers)
-        if next_url is not None:  # refuse before the page is yielded, so the link is never checkpointed
-            _check_same_origin(endpoint, next_url)
+        response = waiting.result() if waiting is not None else _request(endpoint, url, params, headers)
+        waiting = None
+        for attempt in range(BODY_RETRIES + 1):
+            next_url = response.links.get("next", {}).get("url")
+            if next_url is not None:  # refuse before the page is yielded, so the link is never checkpointed
+                _check_same_origin(endpoint, next_url)
+                if ahead and next_url not in seen:
+                    waiting = _Request(endpoint, next_url, headers)
+            try:
+                items = _items(response)
+                break
+            except _Unreadable as error:
+                if waiting is not None:
+                    waiting.drop()
+                    waiting = None
+                if attempt == BODY_RETRIES:
+                    raise HubError(f"{endpoint}: {error}, {BODY_RETRIES + 1} times in a row") from None
+                response = _request(endpoint, url, params, headers)
         yield Page(items, full_url, next_url)
         url, params = next_url, None
 
 
-def _fetch(endpoint: str, url: str, params: list | None, headers: dict[str, str]) -> tuple[list[dict], str | None]:
-    """One page, retried on malformed bodies; transport retries and 429 waits are the client's."""
-    last = "no response"
-    for _attempt in range(BODY_RETRIES + 1):
+_sending = threading.local()  # the event a request sent on a thread of its own sets once it is on the wire
+
+
+def _trace(name: str, _info: dict) -> None:
+    """The client's trace of each request: says when a request ahead awaits its answer."""
+    if name == "http11.receive_response_headers.started" and (sent := getattr(_sending, "sent", None)):
+        sent.set()
+
+
+class _Request:
+    """One page's request, sent on a thread of its own: `result()` is its response or raises its error.
+
+    It returns once the request is sent (or has failed): the caller's next work, parsing a page, holds
+    the interpreter for milliseconds, and would otherwise delay the sending by as much.
+    """
+
+    SEND_WAIT = 1.0  # seconds to wait for the request to be sent, a new connection included
+
+    def __init__(self, endpoint: str, url: str, headers: dict[str, str]) -> None:
+        self._response: hx.Response | None = None
+        self._error: BaseException | None = None
+        self._sent = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(endpoint, url, headers), daemon=True)
+        self._thread.start()
+        self._sent.wait(self.SEND_WAIT)
+
+    def _run(self, endpoint: str, url: str, headers: dict[str, str]) -> None:
+        _sending.sent = self._sent
         try:
-            response = http_backoff("GET", url, params=params, headers=headers, **BACKOFF)
-            hf_raise_for_status(response)
-        except OfflineModeIsEnabled:
-            raise HubError(f"{endpoint}: offline mode is on (HF_HUB_OFFLINE); unset it to crawl") from None
-        except HfHubHTTPError as error:
-            status = error.response.status_code if error.response is not None else "?"
-            raise HubError(f"{endpoint} answered HTTP {status} after retries: {_first_line(error)}") from None
-        except hx.HTTPError as error:
-            raise HubError(f"cannot reach {endpoint}: {type(error).__name__}: {_first_line(error)}") from None
-        try:
-            items = parse_body(response.content)
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            kind = response.headers.get("content-type", "?")
-            reason = getattr(error, "msg", str(error))
-            last = f"HTTP {response.status_code} with an unreadable body ({kind}: {reason})"
-            continue
-        if not isinstance(items, list):
-            last = f"HTTP {response.status_code} with a body that is not a list of models"
-            continue
-        return items, response.links.get("next", {}).get("url")
-    raise HubError(f"{endpoint}: {last}, {BODY_RETRIES + 1} times in a row")
+            self._response = _request(endpoint, url, None, headers)
+        except BaseException as error:  # raised where the page is taken
+            self._error = error
+        finally:
+            self._sent.set()
+
+    def result(self) -> hx.Response:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._response is not None
+        return self._response
+
+    def drop(self) -> None:
+        """Wait for the request to end, and forget its answer."""
+        self._thread.join()
+
+
+class _Unreadable(ValueError):
+    """A page's body is not a list of models."""
+
+
+def _request(endpoint: str, url: str, params: list | None, headers: dict[str, str]) -> hx.Response:
+    """One page's response; transport retries and 429 waits are the client's."""
+    try:
+        response = http_backoff("GET", url, params=params, headers=headers, **BACKOFF)
+        hf_raise_for_status(response)
+    except OfflineModeIsEnabled:
+        raise HubError(f"{endpoint}: offline mode is on (HF_HUB_OFFLINE); unset it to crawl") from None
+    except HfHubHTTPError as error:
+        status = error.response.status_code if error.response is not None else "?"
+        raise HubError(f"{endpoint} answered HTTP {status} after retries: {_first_line(error)}") from None
+    except hx.HTTPError as error:
+        raise HubError(f"cannot reach {endpoint}: {type(error).__name__}: {_first_line(error)}") from None
+    return response
+
+
+def _items(response: hx.Response) -> list[dict]:
+    """The page's models, or `_Unreadable` saying what its body is instead."""
+    try:
+        items = parse_body(response.content)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        kind = response.headers.get("content-type", "?")
+        reason = getattr(error, "msg", str(error))
+        raise _Unreadable(f"HTTP {response.status_code} with an unreadable body ({kind}: {reason})") from None
+    if not isinstance(items, list):
+        raise _Unreadable(f"HTTP {response.status_code} with a body that is not a list of models")
+    return items
 
 
 def parse_body(body: bytes) -> object:

@@ -560,12 +560,13 @@ class _Handler(BaseHTTPRequestHandler):
         if replaced:
             self.replace(plan.replacement)
             return
-        if plan.replacement is not None:  # truncated: a valid start, cut off
-            self.send(200, body[: len(body) // 2])
+        headers = [("Link", f'<{link}>; rel="next"')] if link else []
+        if plan.replacement is not None:  # truncated: a valid start, cut off after its headers
+            self.send(200, body[: len(body) // 2], headers=headers)
             return
         with hub._lock:
             hub.pages_served += 1
-        self.send(200, body, headers=[("Link", f'<{link}>; rel="next"')] if link else [])
+        self.send(200, body, headers=headers)
 
     def replace(self, fault: Fault) -> None:
         if fault.kind == "dropped_connection":

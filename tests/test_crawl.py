@@ -119,6 +119,23 @@ def test_a_transient_fault_is_retried_and_the_crawl_completes(tmp_path, fault) -
         assert crawled(tmp_path, hub).height == 1_200
 
 
+@pytest.mark.parametrize("overlap", [True, False], ids=["ahead", "one after another"])
+def test_each_page_is_requested_as_soon_as_the_page_before_names_it(tmp_path, overlap) -> None:
+    layout = Layout.at(tmp_path / "wh")
+    # Page 2's body is cut off twice; its headers, the next link among them, arrive whole.
+    with StandinHub(world(1_000), page_size=250, faults=[faults.truncated_body(2, pages={2})]) as hub:
+        result = crawl_to_staging(layout, DAY, parse_scope("full"), hub.url, overlap=overlap)
+        requested = [r.page for r in hub.listing_requests()]
+        staged, _rows = assemble(layout, DAY, result)
+    if overlap:  # page 3 is asked for before page 2's body is read; its answer is dropped while 2 is asked again
+        assert requested == [1, 2, 3, 2, 3, 2, 3, 4]
+    else:
+        assert requested == [1, 2, 2, 2, 3, 4]
+    assert result.state.requests == len(requested) and result.state.pages == 4
+    with StandinHub(world(1_000), page_size=250) as clean:
+        assert pl.read_parquet(staged).equals(crawled(tmp_path / "clean", clean))
+
+
 def test_a_lasting_server_error_fails_with_the_endpoint_and_last_status(tmp_path) -> None:
     with StandinHub(world(10), faults=[faults.server_error(502, times=None)]) as hub:
         with pytest.raises(HubError, match=rf"{hub.url} answered HTTP 502"):
