@@ -192,7 +192,7 @@ def crawl_section(plan: BenchPlan, work: Path, figures: Figures, say: Say) -> No
     ab_pages = min(AB_PAGES if not plan.quick else AB_PAGES // 2, pages_min)
     with standin_process(world, plan.latency, plan.page_size) as hub:
         figures.put("standin", load_seconds=hub["load_seconds"], rss=hub["rss"])
-        for mode in ("sequential", "prefetched"):
+        for mode in ("sequential", "ahead"):
             say(f"crawl: first {ab_pages} pages, {mode}")
             run = crawl_process(hub["url"], work / f"ab-{mode}", mode=mode, max_pages=ab_pages)
             figures.put(
@@ -205,7 +205,7 @@ def crawl_section(plan: BenchPlan, work: Path, figures: Figures, say: Say) -> No
             )
         figures.put("crawl_ab", pages=ab_pages)
         say(f"crawl: all {pages_min:,} pages, fetched ahead, then published")
-        run = crawl_process(hub["url"], work / "warehouse", mode="prefetched")
+        run = crawl_process(hub["url"], work / "warehouse", mode="ahead")
         served = hub["process"]
     standin_log = served.stderr.read() if served.stderr else ""
     match = re.search(r"served (\d+) requests, (\d+) pages", standin_log)
@@ -323,7 +323,7 @@ def crawl_worker(endpoint: str, warehouse: Path, *, mode: str, max_pages: int | 
         began = time.perf_counter()
         try:
             result = crawl.crawl_to_staging(
-                layout, CRAWL_DAY, scope, endpoint, progress=progress, overlap=mode == "prefetched"
+                layout, CRAWL_DAY, scope, endpoint, progress=progress, overlap=mode == "ahead"
             )
         except _Enough:
             result = None
@@ -1013,7 +1013,7 @@ def report_section(plan: BenchPlan, figures: Figures, started: dt.datetime) -> s
         command += f" --models {plan.models} --days {plan.days}"
     if plan.latency != LATENCY:
         command += f" --latency {plan.latency}"
-    ratio_ab = ab["sequential_seconds"] / ab["prefetched_seconds"]
+    ratio_ab = ab["sequential_seconds"] / ab["ahead_seconds"]
     lines = [
         f"## Run: {mode} ({plan.models:,} models, {plan.days} days)",
         "",
@@ -1049,7 +1049,7 @@ def report_section(plan: BenchPlan, figures: Figures, started: dt.datetime) -> s
         "| crawl of the first pages | wall | / injected latency |",
         "|---|---|---|",
         f"| one after another | {ab['sequential_seconds']:.1f} s | {_x(ab['sequential_ratio'])} |",
-        f"| fetched ahead | {ab['prefetched_seconds']:.1f} s | {_x(ab['prefetched_ratio'])} |",
+        f"| fetched ahead | {ab['ahead_seconds']:.1f} s | {_x(ab['ahead_ratio'])} |",
         f"| speed-up | {_x(ratio_ab)} | |",
         "",
         f"One page of {plan.page_size} items in the crawl process: JSON parse {r['parse_ms']:.1f} ms, "
@@ -1214,7 +1214,7 @@ def main(argv: list[str] | None = None) -> None:
     crawl = commands.add_parser("crawl")
     crawl.add_argument("--endpoint", required=True)
     crawl.add_argument("--warehouse", required=True, type=Path)
-    crawl.add_argument("--mode", choices=("sequential", "prefetched"), default="prefetched")
+    crawl.add_argument("--mode", choices=("sequential", "ahead"), default="ahead")
     crawl.add_argument("--max-pages", type=int)
     step = commands.add_parser("step")
     step.add_argument("name", choices=tuple(REFRESH_STEPS))
