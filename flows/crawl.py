@@ -136,14 +136,14 @@ def crawl_to_staging(
     return CrawlResult(folder, state, state.seconds)
 
 
-def prefetched(listed: Iterator[hub.Page], ahead: int = 1) -> Iterator[hub.Page]:
+def prefetched(listed: Iterator[hub.Page], depth: int = 1) -> Iterator[hub.Page]:
     """The pages of `listed`, fetched by a background thread while the caller converts and writes each one.
 
     The Hub's latency, not CPU, bounds a crawl: overlapping the two makes a crawl take about the sum of
     its requests' latencies. Pages arrive in order and a fetch error is raised where its page would have
     been, so the caller still writes and checkpoints every page before it.
     """
-    queue: Queue[tuple[str, Any]] = Queue(maxsize=ahead)
+    queue: Queue[tuple[str, Any]] = Queue(maxsize=depth)
     stop = threading.Event()
 
     def put(entry: tuple[str, Any]) -> bool:
