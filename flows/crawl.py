@@ -14,7 +14,6 @@ from queue import Full, Queue
 from typing import Any
 
 import polars as pl
-from polars.io.plugins import register_io_source
 
 from flows import hub
 from flows.rows import RowReport, model_rows
@@ -23,8 +22,8 @@ from warehouse.layout import Layout
 from warehouse.publish import (
     PAGE_ZSTD_LEVEL,
     polars_writing,
-    sink_parquet,
     staging_file,
+    write_frames,
     write_json_atomic,
     write_parquet,
 )
@@ -198,12 +197,12 @@ def assemble(layout: Layout, day: dt.date, result: CrawlResult) -> tuple[Path, i
     Memory stays bounded at any size. Repeats a shifting listing produces are found on a 64-bit hash of
     each id (8 bytes a model), confirmed on the ids sharing one. The ids are then cut into ranges of about
     `BUCKET_ROWS` rows (from a sample); the pages are spread over one file per range, a few pages at a
-    time; and each range is sorted alone and handed to polars' streaming writer in turn.
+    time; and each range is sorted alone and written in turn.
     """
     pages = sorted(result.staging.glob("page-*.parquet"))
     target = staging_file(layout, MODELS, day)
     if not pages:
-        write_parquet(MODELS.empty(), target)
+        write_parquet(MODELS.empty(), target, dictionary=MODELS.dictionary)
         return target, 0
     scan = pl.scan_parquet(pages, schema=MODELS.schema).with_row_index("_row")
     ids = scan.select(
@@ -219,7 +218,7 @@ def assemble(layout: Layout, day: dt.date, result: CrawlResult) -> tuple[Path, i
     try:
         bounds = _id_bounds(sample, rows)
         _spread(pages, repeats, bounds, buckets)
-        sink_parquet(_in_id_order(buckets, bounds.len() + 1), target)
+        write_frames(_in_id_order(buckets, bounds.len() + 1), target, MODELS.schema, dictionary=MODELS.dictionary)
     finally:
         shutil.rmtree(buckets, ignore_errors=True)
     return target, rows - repeats.len()
@@ -247,27 +246,12 @@ def _spread(pages: list[Path], repeats: pl.Series, bounds: pl.Series, buckets: P
                 rows.write_parquet(path, compression="lz4", statistics=False)
 
 
-def _in_id_order(buckets: Path, count: int, batch: int = 32_768) -> pl.LazyFrame:
-    """The rows of the bucket files in id order, one range sorted at a time, as a plan to stream."""
-
-    def ranges(columns: list[str] | None, predicate: pl.Expr | None, limit: int | None, _size: int | None):
-        for number in range(count):
-            files = sorted(buckets.glob(f"{number:05d}-*.parquet"))
-            if not files:
-                continue
-            rows = pl.read_parquet(files, schema=MODELS.schema).sort("model_id")
-            if predicate is not None:
-                rows = rows.filter(predicate)
-            if columns is not None:
-                rows = rows.select(columns)
-            for start in range(0, rows.height, batch):
-                if limit is not None and limit <= 0:
-                    return
-                piece = rows.slice(start, batch if limit is None else min(batch, limit))
-                limit = None if limit is None else limit - piece.height
-                yield piece
-
-    return register_io_source(io_source=ranges, schema=MODELS.schema)
+def _in_id_order(buckets: Path, count: int) -> Iterator[pl.DataFrame]:
+    """The rows of the bucket files in id order, one range read and sorted at a time."""
+    for number in range(count):
+        files = sorted(buckets.glob(f"{number:05d}-*.parquet"))
+        if files:
+            yield pl.read_parquet(files, schema=MODELS.schema).sort("model_id")
 
 
 def _repeated_rows(scan: pl.LazyFrame, hashes: pl.Series) -> tuple[int, pl.Series]:

@@ -6,6 +6,7 @@ import datetime as dt
 import random
 
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 from huggingface_hub import HfApi
 
@@ -96,6 +97,9 @@ def test_pages_are_assembled_in_id_order_each_id_as_first_seen(tmp_path, monkeyp
     assembled = pl.read_parquet(staged)
     assert rows == expected.height == len(set(ids)) and assembled.equals(expected)
     assert (assembled["downloads_30d"] >= 1_000).all()
+    group = pq.ParquetFile(staged).metadata.row_group(0)  # written as it is published: tags dictionary-encoded
+    tags = next(group.column(n) for n in range(group.num_columns) if group.column(n).path_in_schema.startswith("tags"))
+    assert "RLE_DICTIONARY" in tags.encodings
     assert not (staging / "buckets").exists()
 
 

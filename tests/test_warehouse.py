@@ -9,6 +9,7 @@ import time
 
 import polars as pl
 import psutil
+import pyarrow.parquet as pq
 import pytest
 
 from warehouse.contract import SchemaViolation, conform
@@ -139,6 +140,57 @@ def test_frames_are_written_a_row_group_at_a_time_in_the_order_asked(monkeypatch
     assert ordered.equals(frame.sort("id")) and ordered.get_column("tags").n_chunks() == 4
     flat = frame.drop("tags")  # no list column: written as it is
     assert publish.by_row_group(flat).get_column("id").n_chunks() == 1
+
+
+def encodings(path) -> dict[str, set[str]]:
+    """Each column's encodings in a Parquet file, over its row groups."""
+    footer = pq.ParquetFile(path).metadata
+    found: dict[str, set[str]] = {}
+    for group in range(footer.num_row_groups):
+        for number in range(footer.num_columns):
+            column = footer.row_group(group).column(number)
+            found.setdefault(column.path_in_schema, set()).update(column.encodings)
+    return found
+
+
+def test_repeated_values_of_models_are_dictionary_encoded_and_read_back_as_strings(tmp_path) -> None:
+    layout = Layout.at(tmp_path)
+    ids = [f"{org}/m-{n:03d}" for org in ("Qwen", "meta-llama", "a") for n in range(40)]
+    frame = models_frame(ids).with_columns(
+        pl.Series("tags", [["text-generation", "region:us", f"base_model:{i}"] for i in ids]),
+        pl.lit("text-generation").alias("pipeline_tag"),
+    )
+    publish_frame(layout, MODELS, DAY, frame, {})
+    path = layout.partition_file(MODELS, DAY)
+    found = encodings(path)
+    declared = {f"{c}.list.element" if isinstance(MODELS.schema[c], pl.List) else c for c in MODELS.dictionary}
+    assert {"author", "tags.list.element"} <= declared <= set(found)
+    assert all("RLE_DICTIONARY" in found[c] for c in declared)
+    assert "RLE_DICTIONARY" not in found["model_id"]  # every id is unique: a dictionary would only add to it
+    published = pl.read_parquet(path)
+    assert published.schema == MODELS.schema and published.equals(frame.sort("model_id"))
+    described = run_sql(layout, "DESCRIBE SELECT author, tags FROM models")
+    assert dict(described.select("column_name", "column_type").rows()) == {"author": "VARCHAR", "tags": "VARCHAR[]"}
+
+
+def test_frames_written_one_after_another_fill_whole_row_groups(tmp_path, monkeypatch) -> None:
+    import warehouse.publish as publish
+
+    monkeypatch.setattr(publish, "ROW_GROUP_SIZE", 3)
+    frame = models_frame([f"a/{n:02d}" for n in range(13)], list(range(13)))
+    pieces = [frame.slice(0, 2), frame.slice(2, 5), frame.slice(7, 0), frame.slice(7, 1), frame.slice(8, 5)]
+    path = tmp_path / "models.parquet"
+    publish.write_frames(pieces, path, MODELS.schema, dictionary=MODELS.dictionary)
+    footer = pq.ParquetFile(path).metadata
+    assert [footer.row_group(g).num_rows for g in range(footer.num_row_groups)] == [3, 3, 3, 3, 1]
+    assert pl.read_parquet(path).equals(frame)
+
+
+def test_an_arrow_write_that_fails_is_an_os_error_naming_the_file(tmp_path) -> None:
+    import warehouse.publish as publish
+
+    error = publish.os_error_of(OSError("Error writing bytes to file. Detail: [errno 28] No space left"), "f.parquet")
+    assert isinstance(error, OSError) and error.errno == 28 and error.filename == "f.parquet"
 
 
 def test_readers_ignore_a_partition_whose_meta_was_never_written(tmp_path) -> None:

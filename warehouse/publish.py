@@ -8,13 +8,15 @@ import json
 import os
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from warehouse.contract import SchemaViolation, conform, key_hash, key_of
 from warehouse.layout import Layout
@@ -24,7 +26,11 @@ from warehouse.tables import Table
 ROW_GROUP_SIZE = 128_000
 ZSTD_LEVEL = 9  # published partitions: written once, read for years
 PAGE_ZSTD_LEVEL = 3  # the crawl's page files: written on its hot path, read once
-_OS_ERROR = re.compile(r"\(os error (\d+)\)")  # how polars reports the OSError under its own
+# A row group of 3 M models' tags holds about 100 k distinct values (3 MB); past the page's limit, the rest
+# of the column chunk is written plain.
+DICTIONARY_PAGE_BYTES = 8 << 20
+# How polars (`(os error 28)`) and Arrow (`[errno 28]`) report the OSError under their own
+_OS_ERROR = re.compile(r"\(os error (\d+)\)|\[errno (\d+)\]", re.IGNORECASE)
 
 
 class AlreadyPublished(RuntimeError):
@@ -74,8 +80,15 @@ def staging_file(layout: Layout, table: Table, day: dt.date) -> Path:
     return folder / f"{table.name}-{day.isoformat()}-{uuid.uuid4().hex}.parquet"
 
 
-def write_parquet(frame: pl.DataFrame, path: Path, *, level: int = ZSTD_LEVEL) -> None:
-    """Write zstd Parquet and flush it to disk; a failed write (a full disk, say) is an OSError naming the file."""
+def write_parquet(
+    frame: pl.DataFrame, path: Path, *, level: int = ZSTD_LEVEL, dictionary: tuple[str, ...] = ()
+) -> None:
+    """Write zstd Parquet and flush it to disk; a failed write (a full disk, say) is an OSError naming the file.
+
+    The columns named in `dictionary` (a list column: its elements) are written dictionary-encoded."""
+    if dictionary:
+        write_frames([frame], path, frame.schema, level=level, dictionary=dictionary)
+        return
     with polars_writing(path):
         by_row_group(frame).write_parquet(
             path, compression="zstd", compression_level=level, row_group_size=ROW_GROUP_SIZE
@@ -97,6 +110,47 @@ def by_row_group(frame: pl.DataFrame, order: pl.Series | None = None) -> pl.Data
     return pl.concat(groups, rechunk=False) if groups else frame
 
 
+def write_frames(
+    frames: Iterable[pl.DataFrame],
+    path: Path,
+    schema: pl.Schema | dict[str, pl.DataType],
+    *,
+    level: int = ZSTD_LEVEL,
+    dictionary: tuple[str, ...] = (),
+) -> None:
+    """Frames of `schema`, one after another, written as one file a row group at a time, and flushed to disk.
+
+    pyarrow's writer dictionary-encodes the columns named in `dictionary` and reads them back as strings;
+    polars' writer encodes only Categorical columns so, and readers would get them as Categorical. A 3 M-model
+    `models` file: 119.2 MB against 130.1 MB, read in 0.42 s against 0.60 s.
+    """
+    columns = [f"{name}.list.element" if isinstance(schema[name], pl.List) else name for name in dictionary]
+    arrow_schema = pl.DataFrame(schema=schema).to_arrow().schema
+    options = {"compression": "zstd", "compression_level": level, "dictionary_pagesize_limit": DICTIONARY_PAGE_BYTES}
+    with arrow_writing(path), pq.ParquetWriter(path, arrow_schema, use_dictionary=columns, **options) as writer:
+        held: list[pl.DataFrame] = []
+        rows = 0
+        for frame in frames:
+            held.append(frame)
+            rows += frame.height
+            while rows >= ROW_GROUP_SIZE:
+                joined = pl.concat(held, rechunk=False)
+                writer.write_table(joined.slice(0, ROW_GROUP_SIZE).to_arrow(), row_group_size=ROW_GROUP_SIZE)
+                held, rows = [joined.slice(ROW_GROUP_SIZE)], joined.height - ROW_GROUP_SIZE
+        if rows:
+            writer.write_table(pl.concat(held, rechunk=False).to_arrow(), row_group_size=ROW_GROUP_SIZE)
+    fsync(path)
+
+
+@contextmanager
+def arrow_writing(path: object) -> Iterator[None]:
+    """A pyarrow write to `path`: its failure (a full disk, say) is raised as an OSError naming the file."""
+    try:
+        yield
+    except (OSError, pa.ArrowException) as error:
+        raise os_error_of(error, path) from None
+
+
 def sink_parquet(plan: pl.LazyFrame, path: Path, *, level: int = ZSTD_LEVEL) -> None:
     """`write_parquet` for a plan: polars' streaming engine writes its batches as they are made, so the
     table is never held whole in memory."""
@@ -115,11 +169,12 @@ def polars_writing(path: object) -> Iterator[None]:
 
 
 def os_error_of(error: Exception, path: object) -> Exception:
-    """The OSError inside a polars error (`… (os error 28)`), naming `path`; else the error itself."""
+    """The OSError inside a polars or Arrow error (`… (os error 28)`, `[errno 28]`), naming `path`; else the
+    error itself."""
     found = _OS_ERROR.search(str(error))
     if found is None:
         return error
-    code = int(found.group(1))
+    code = int(found.group(1) or found.group(2))
     return OSError(code, os.strerror(code), str(path))
 
 
@@ -137,7 +192,7 @@ def publish_frame(
     conformed = conform(frame, table)
     if table.order and not conformed.get_column(table.order).is_sorted():
         conformed = by_row_group(conformed, conformed.get_column(table.order).arg_sort())
-    write = partial(write_parquet, conformed)
+    write = partial(write_parquet, conformed, dictionary=table.dictionary)
     return _publish_written(layout, table, day, write, provenance, rows=conformed.height, force=force)
 
 
@@ -152,7 +207,16 @@ def publish_plan(
 ) -> dict[str, Any]:
     """`publish_frame` for a plan: streamed into `_staging`, checked there against `table`, then published."""
     refuse_if_published(layout, table, day, force=force)
-    return _publish_written(layout, table, day, partial(sink_parquet, plan), provenance, force=force)
+    if table.dictionary:
+        write = partial(_write_batches, plan, dictionary=table.dictionary)
+    else:
+        write = partial(sink_parquet, plan)
+    return _publish_written(layout, table, day, write, provenance, force=force)
+
+
+def _write_batches(plan: pl.LazyFrame, path: Path, *, dictionary: tuple[str, ...]) -> None:
+    with polars_writing(path):
+        write_frames(plan.collect_batches(), path, plan.collect_schema(), dictionary=dictionary)
 
 
 def _publish_written(

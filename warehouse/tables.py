@@ -20,6 +20,8 @@ class Table:
     not_null: tuple[str, ...] = ()
     description: str = ""
     order: str | None = None  # rows are published in this column's order
+    # Columns (of a list, its elements) written dictionary-encoded: their values repeat from row to row.
+    dictionary: tuple[str, ...] = ()
 
     @property
     def columns(self) -> list[str]:
@@ -54,6 +56,7 @@ MODELS = Table(
     not_null=("model_id", "author"),
     description="One row per public model listed by the Hub on the snapshot date, in model_id order.",
     order="model_id",
+    dictionary=("author", "pipeline_tag", "library_name", "tags", "base_models", "base_relation", "gated"),
 )
 
 # What the registry says of a namespace, and what an attribution credits (null for an unreviewed namespace).
