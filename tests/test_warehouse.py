@@ -15,7 +15,7 @@ import pytest
 from warehouse.contract import SchemaViolation, conform
 from warehouse.layout import Layout
 from warehouse.lock import WarehouseLocked, writer_lock
-from warehouse.publish import AlreadyPublished, publish_frame, publish_staged, sha256_of
+from warehouse.publish import AlreadyPublished, publish_frame, publish_plan, publish_staged, sha256_of
 from warehouse.query import MEMORY_ENV, MEMORY_FLOOR, QueryRefused, connect, run_sql
 from warehouse.tables import ATTRIBUTIONS, MODELS
 
@@ -171,6 +171,8 @@ def test_repeated_values_of_models_are_dictionary_encoded_and_read_back_as_strin
     assert published.schema == MODELS.schema and published.equals(frame.sort("model_id"))
     described = run_sql(layout, "DESCRIBE SELECT author, tags FROM models")
     assert dict(described.select("column_name", "column_type").rows()) == {"author": "VARCHAR", "tags": "VARCHAR[]"}
+    publish_plan(layout, MODELS, DAY, frame.sort("model_id").lazy(), {}, force=True)  # a plan, written the same way
+    assert encodings(path) == found and pl.read_parquet(path).equals(published)
 
 
 def test_frames_written_one_after_another_fill_whole_row_groups(tmp_path, monkeypatch) -> None:
