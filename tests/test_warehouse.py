@@ -195,6 +195,19 @@ def test_an_arrow_write_that_fails_is_an_os_error_naming_the_file(tmp_path) -> N
     assert isinstance(error, OSError) and error.errno == 28 and error.filename == "f.parquet"
 
 
+def test_an_error_reading_the_rows_to_write_keeps_the_file_it_names(tmp_path) -> None:
+    import warehouse.publish as publish
+
+    missing = tmp_path / "bucket.parquet"
+
+    def frames():
+        yield pl.read_parquet(missing) if missing.exists() else missing.open("rb")
+
+    with pytest.raises(FileNotFoundError) as caught:
+        publish.write_frames(frames(), tmp_path / "models.parquet", MODELS.schema, dictionary=MODELS.dictionary)
+    assert caught.value.filename == str(missing)
+
+
 def test_readers_ignore_a_partition_whose_meta_was_never_written(tmp_path) -> None:
     layout = Layout.at(tmp_path)
     publish_frame(layout, MODELS, DAY, models_frame(["a/x"]), {})

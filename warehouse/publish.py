@@ -145,17 +145,23 @@ def write_frames(
 
 @contextmanager
 def arrow_writing(path: object) -> Iterator[None]:
-    """A pyarrow write to `path`: its failure (a full disk, say) is raised as an OSError naming the file."""
+    """A pyarrow write to `path`: its failure (a full disk, say) is raised as an OSError naming the file. An
+    OSError that names a file already (one the frames being written were read from, say) is left as it is."""
     try:
         yield
     except (OSError, pa.ArrowException) as error:
+        if isinstance(error, OSError) and error.filename is not None:
+            raise
         raise os_error_of(error, path) from None
 
 
-def sink_parquet(plan: pl.LazyFrame, path: Path, *, level: int = ZSTD_LEVEL) -> None:
+def sink_parquet(plan: pl.LazyFrame, path: Path, *, level: int = ZSTD_LEVEL, dictionary: tuple[str, ...] = ()) -> None:
     """`write_parquet` for a plan: polars' streaming engine writes its batches as they are made, so the
-    table is never held whole in memory."""
+    table is never held whole in memory; with `dictionary`, its batches go to `write_frames`."""
     with polars_writing(path):
+        if dictionary:
+            write_frames(plan.collect_batches(), path, plan.collect_schema(), level=level, dictionary=dictionary)
+            return
         plan.sink_parquet(path, compression="zstd", compression_level=level, row_group_size=ROW_GROUP_SIZE)
     fsync(path)
 
@@ -208,16 +214,8 @@ def publish_plan(
 ) -> dict[str, Any]:
     """`publish_frame` for a plan: streamed into `_staging`, checked there against `table`, then published."""
     refuse_if_published(layout, table, day, force=force)
-    if table.dictionary:
-        write = partial(_write_batches, plan, dictionary=table.dictionary)
-    else:
-        write = partial(sink_parquet, plan)
+    write = partial(sink_parquet, plan, dictionary=table.dictionary)
     return _publish_written(layout, table, day, write, provenance, force=force)
-
-
-def _write_batches(plan: pl.LazyFrame, path: Path, *, dictionary: tuple[str, ...]) -> None:
-    with polars_writing(path):
-        write_frames(plan.collect_batches(), path, plan.collect_schema(), dictionary=dictionary)
 
 
 def _publish_written(
