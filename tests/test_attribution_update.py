@@ -112,6 +112,15 @@ def test_updating_random_worlds_gives_the_full_attribution_row_for_row(
     assert update.recomputed < len(today)
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_a_full_attribution_is_the_same_whatever_order_the_models_come_in(seed: int) -> None:
+    models = frame(random_world(random.Random(seed), 400))
+    in_order = attribute(models.sort("model_id"), REGISTRY)
+    assert in_order.get_column("model_id").is_sorted()
+    assert attribute(models.sample(fraction=1.0, shuffle=True, seed=seed), REGISTRY).equals(in_order)
+    assert attribute(models.sort("model_id", descending=True), REGISTRY).equals(in_order)
+
+
 def test_a_change_at_the_root_of_a_chain_reaches_every_model_below_even_past_the_depth_limit() -> None:
     chain = [f"org/c{i}" for i in range(MAX_DEPTH + 4)]
     world = {c: (c, [chain[i - 1]] if i else [], "finetune") for i, c in enumerate(chain)}
