@@ -57,6 +57,13 @@ UNREVIEWED_NOTE = pl.when(pl.col("entry").is_null()).then(pl.lit(f"; {UNREVIEWED
 NODE = pl.UInt32()
 
 
+def on_every_core(plan: pl.LazyFrame) -> pl.DataFrame:
+    """`plan` collected by the streaming engine, which splits row-wise work (strings made or hashed, values
+    gathered) over every core in batches, rows kept in order; an eager frame's expression runs on one core.
+    The evidence of 1.9 M lineage walks: 0.15 s against 0.28 s on 2 cores."""
+    return plan.collect(engine="streaming")
+
+
 def namespace_of(model_id: pl.Expr, author: pl.Expr) -> pl.Expr:
     """The namespace of a repo id: the text before the first "/", else the author."""
     slash = model_id.str.find("/", literal=True)
@@ -102,8 +109,10 @@ def graph_of(models: pl.DataFrame) -> Graph:
     # One chunk each: gathers from a chunked column are several times slower.
     names = pl.concat([models.get_column("model_id"), outside.get_column("parent_id")], rechunk=True).rename("name")
     authors = pl.concat([models.get_column("author"), pl.repeat(None, outside.height, dtype=pl.String(), eager=True)])
-    namespaces = pl.DataFrame({"name": names, "author": authors}).select(
-        namespace_of(pl.col("name"), pl.col("author")).alias("namespace")
+    namespaces = on_every_core(
+        pl.LazyFrame({"name": names, "author": authors}).select(
+            namespace_of(pl.col("name"), pl.col("author")).alias("namespace")
+        )
     )
     counts = usable.group_by("node").len()
     parents = pl.zeros(names.len(), pl.Int32(), eager=True).scatter(counts["node"], counts["len"].cast(pl.Int32()))
@@ -192,19 +201,19 @@ def lineage_walks(graph: Graph, *, max_depth: int = MAX_DEPTH) -> pl.DataFrame:
             ).select(columns)
         )
         moved = step.filter(~cycle)
-        target = moved.get_column("parent")
-        moved = moved.select(
-            "origin",
-            "node",
-            pl.col("parent"),
-            "weight",
-            pl.col("depth") + 1,
-            "path",
-            (
-                names.gather(target) if depth == 0 else pl.concat_str("trail", pl.lit(" -> "), names.gather(target))
-            ).alias("trail"),
-            "split",
-            parents.gather(target).alias("parents"),
+        parent_name = taken(names, "parent")
+        moved = on_every_core(
+            moved.lazy().select(
+                "origin",
+                "node",
+                pl.col("parent"),
+                "weight",
+                pl.col("depth") + 1,
+                "path",
+                (parent_name if depth == 0 else pl.concat_str("trail", pl.lit(" -> "), parent_name)).alias("trail"),
+                "split",
+                taken(parents, "parent").alias("parents"),
+            )
         )
         finished = pl.col("parents") == 0
         done.append(_status(moved.filter(finished).drop("node").rename({"parent": "node"}), graph).select(columns))
@@ -309,7 +318,9 @@ def attribution_plan(models: Frame, registry: pl.DataFrame) -> pl.LazyFrame:
     # Every row's evidence is one of: its namespace's uploader line (one per model), its registry row's
     # official line (one per entry, then the unreviewed exclusion) or its own lineage line.
     lines = [
-        hosted.select(pl.concat_str(pl.lit("uploader:"), taken(graph.namespaces, "origin"), UNREVIEWED_NOTE)),
+        on_every_core(
+            hosted.lazy().select(pl.concat_str(pl.lit("uploader:"), taken(graph.namespaces, "origin"), UNREVIEWED_NOTE))
+        ),
         table.select("official_evidence"),
         pl.DataFrame([EXCLUDED_UNREVIEWED]),
         lineage_evidence.to_frame(),
@@ -387,7 +398,9 @@ def _lineage(snapshot: pl.DataFrame, graph: Graph, entries: pl.Series) -> tuple[
         pl.lit(")"),
     )
     derived = walks.filter(~pl.col("own"))
-    single = derived.filter(~pl.col("split")).with_columns(evidence=pl.concat_str(trail, UNREVIEWED_NOTE))
+    single = on_every_core(
+        derived.lazy().filter(~pl.col("split")).with_columns(evidence=pl.concat_str(trail, UNREVIEWED_NOTE))
+    )
     # Paths of a merge reaching the same namespace combine: weights summed, the shortest depth, every trail.
     merged = (
         derived.filter("split")
