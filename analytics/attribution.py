@@ -188,8 +188,11 @@ def lineage_walks(graph: Graph, *, max_depth: int = MAX_DEPTH) -> pl.DataFrame:
     for depth in range(max_depth):
         if frontier.is_empty():
             break
-        step = frontier.join(graph.edges, on="node").with_columns(
-            pl.col("weight") / pl.col("parents"), split=pl.col("split") | (pl.col("parents") > 1)
+        # In one chunk: a join gathers the walks' paths (lists) from many chunks three times slower.
+        step = (
+            frontier.rechunk()
+            .join(graph.edges, on="node")
+            .with_columns(pl.col("weight") / pl.col("parents"), split=pl.col("split") | (pl.col("parents") > 1))
         )
         parent = pl.col("parent")
         visited = (parent == pl.col("origin")) | (parent == pl.col("node")) | pl.col("path").list.contains(parent)
