@@ -127,6 +127,37 @@ def test_a_model_without_parents_is_its_own_root() -> None:
     )
 
 
+def test_each_row_of_a_snapshot_made_in_many_batches_carries_its_own_models_strings() -> None:
+    # 300,000 models: the strings are made in batches on every core, and must land on their own rows.
+    namespaces = ["Qwen", "meta-llama", "someone", "else"]
+    index = pl.int_range(300_000, eager=True)
+    ids = pl.format("{}/m{}", pl.lit(pl.Series(namespaces)).gather(index % 4), index.cast(pl.String).str.zfill(6))
+    frame = pl.DataFrame({"i": index}).with_columns(model_id=ids)
+    parent = pl.when(pl.col("i") % 2 == 1).then(pl.col("model_id").shift(1))
+    frame = frame.with_columns(
+        author=pl.col("model_id").str.split("/").list.first(),
+        base_models=pl.concat_list(parent).list.drop_nulls(),
+        base_relation=pl.when(parent.is_not_null()).then(pl.lit("finetune")),
+    )
+    models = pl.concat([MODELS.empty(), frame.drop("i")], how="diagonal_relaxed").select(MODELS.columns)
+    out = attribute(models.sample(fraction=1.0, shuffle=True, seed=7), REGISTRY)
+    note = pl.when(pl.col("reviewed")).then(pl.lit("")).otherwise(pl.lit("; unreviewed namespace"))
+    uploader = out.filter(pl.col("rule") == "uploader")
+    assert uploader.get_column("model_id").equals(models.get_column("model_id").sort())
+    assert uploader.select(
+        (pl.col("credited_namespace") == pl.col("model_id").str.split("/").list.first()).all(),
+        (pl.col("evidence") == pl.concat_str(pl.lit("uploader:"), "credited_namespace", note)).all(),
+    ).row(0) == (True, True)
+    lineage = out.filter(pl.col("rule") == "lineage").join(models, on="model_id", maintain_order="left")
+    parent_id = pl.col("base_models").list.first()
+    expected = pl.when(parent_id.is_null()).then(pl.concat_str(pl.lit("lineage: own root"), note))
+    expected = expected.otherwise(pl.concat_str(pl.lit("lineage: "), parent_id, pl.lit(" (root, finetune)"), note))
+    assert lineage.select(
+        (pl.col("credited_namespace") == pl.coalesce(parent_id, "model_id").str.split("/").list.first()).all(),
+        (pl.col("evidence") == expected).all(),
+    ).row(0) == (True, True)
+
+
 @pytest.mark.parametrize("relation", ["quantized", "adapter"])
 def test_quantizations_and_adapters_count_for_the_base_models_lab(relation: str) -> None:
     models = snapshot("Qwen/Qwen3-8B", ("bartowski/Qwen3-8B-GGUF", ["Qwen/Qwen3-8B"], relation))
