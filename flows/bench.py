@@ -41,7 +41,7 @@ import polars as pl
 from analytics.attribution import INPUTS
 from flows.synthetic.ecosystem import SeriesSpec
 from warehouse.layout import Layout
-from warehouse.tables import ATTRIBUTIONS, CONCENTRATION, CREDIT, MODELS, REGISTRY, SHARES
+from warehouse.tables import ATTRIBUTIONS, CONCENTRATION, CREDIT, MODEL_METADATA, MODELS, REGISTRY, SHARES
 
 FULL_MODELS = 3_000_000
 FULL_DAYS = 90
@@ -54,6 +54,10 @@ AB_PAGES = 100  # pages crawled twice, one after another and ahead, to compare t
 CRAWL_DAY = dt.date(2026, 4, 30)
 DAY_BEFORE = CRAWL_DAY - dt.timedelta(days=1)
 HISTORY_START = dt.date(2026, 1, 1)
+HISTORY_START_TIME = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+# Models whose metadata changes on a history's day: as many as the synthetic world's births and as many
+# touched repos (a history keeps its ids, so each is a change)
+TOUCHED_PER_DAY = 2 * SeriesSpec.birth_rate
 # Columns of `models` that attribution and metrics read.
 MODEL_COLUMNS = ["model_id", "author", "base_models", "base_relation", "downloads_30d", "downloads_all_time"]
 MODEL_COLUMNS += ["pipeline_tag", "params_total"]
@@ -226,6 +230,7 @@ def crawl_section(plan: BenchPlan, work: Path, figures: Figures, say: Say) -> No
         peak_rss=run["peak_rss"],
         peak_rss_crawl=run["peak_rss_crawl"],
         models_bytes=run["bytes"],
+        metadata_bytes=run.get("metadata_bytes"),
     )
     figures.put("rows", **page_conversion(world, plan.page_size))
 
@@ -344,6 +349,9 @@ def crawl_worker(endpoint: str, warehouse: Path, *, mode: str, max_pages: int | 
         "peak_rss": max(memory.peak, high_water_rss()),
         "peak_rss_crawl": peak_crawl,
         "bytes": file.stat().st_size if file.is_file() else None,
+        "metadata_bytes": sum(
+            layout.version_file(MODEL_METADATA, v).stat().st_size for v in layout.published_versions(MODEL_METADATA)
+        ),
     }
 
 
@@ -429,6 +437,16 @@ def day_before(models: pl.DataFrame, seed: int, turnover: float = SeriesSpec.bir
     return drifted(pl.concat([models.filter(~born), deleted]), -1, seed)
 
 
+def touched(models: pl.DataFrame, day: int, seed: int, rate: float = TOUCHED_PER_DAY) -> pl.DataFrame:
+    """`models` with `rate` of them changed on day `day` (a new `last_modified`), as the synthetic world's repos
+    are each day: the metadata a history keeps grows by that much a day."""
+    rng = np.random.default_rng([seed, 11, day])
+    rows = rng.choice(models.height, size=round(rate * models.height), replace=False)
+    changed = pl.Series(np.isin(np.arange(models.height), rows))
+    later = pl.col("last_modified").fill_null(HISTORY_START_TIME) + pl.duration(days=day + 1)
+    return models.with_columns(last_modified=pl.when(changed).then(later).otherwise(pl.col("last_modified")))
+
+
 def drifted(models: pl.DataFrame, offset: int, seed: int) -> pl.DataFrame:
     """`models` moved by `offset` days: 30-day downloads drift (±5 %/day), all-time ones move by a day's worth."""
     rng = np.random.default_rng([seed, abs(offset), int(offset < 0)])
@@ -448,6 +466,7 @@ ANALYTICS_ROUNDS = 2  # rounds of fresh processes: every analytics figure is the
 class AnalyticsFiles:
     """The files the analytics figures read: the crawled day, the day before and their attributions."""
 
+    layout: Layout
     models: Path
     previous: Path
     previous_attributions: Path
@@ -457,12 +476,25 @@ class AnalyticsFiles:
     @classmethod
     def of(cls, layout: Layout) -> AnalyticsFiles:
         return cls(
+            layout=layout,
             models=layout.partition_file(MODELS, CRAWL_DAY),
             previous=layout.partition_file(MODELS, DAY_BEFORE),
             previous_attributions=layout.partition_file(ATTRIBUTIONS, DAY_BEFORE),
             attributions=layout.partition_file(ATTRIBUTIONS, CRAWL_DAY),
             registry=layout.partition_file(REGISTRY, CRAWL_DAY),
         )
+
+    def scan_models(self) -> pl.LazyFrame:
+        """The crawled day's `models`, each model's metadata gathered from where it is kept."""
+        return self.layout.scan(MODELS, CRAWL_DAY)
+
+    def scan_previous(self) -> pl.LazyFrame:
+        return self.layout.scan(MODELS, DAY_BEFORE)
+
+    def read_models(self, day: dt.date, columns: list[str] | None = None) -> pl.DataFrame:
+        from warehouse.metadata import read_models
+
+        return read_models(self.layout, day, columns)
 
 
 def analytics_section(plan: BenchPlan, work: Path, figures: Figures, say: Say) -> None:
@@ -479,14 +511,14 @@ def analytics_section(plan: BenchPlan, work: Path, figures: Figures, say: Say) -
 
     layout = Layout.at(work / "warehouse")
     files = AnalyticsFiles.of(layout)
-    full = pl.read_parquet(files.models)
+    full = files.read_models(CRAWL_DAY)
     publish_frame(layout, MODELS, DAY_BEFORE, day_before(full, plan.seed), {"source_kind": "synthetic"}, force=True)
     del full
     say("analytics: the day before's attributions, by the refresh's own step")
     attribute_date(layout, DAY_BEFORE, force=True)
     say("analytics: the crawled day's attributions, every model attributed")
     registry = load_registry()
-    attributions = attribute(pl.scan_parquet(files.models), registry)
+    attributions = attribute(files.scan_models(), registry)
     made_with = publish_frame(
         layout, REGISTRY, CRAWL_DAY, registry_rows(registry), {"source_kind": "synthetic"}, force=True
     )
@@ -547,15 +579,15 @@ def bare_read(files: AnalyticsFiles, repeat: int) -> dict[str, Any]:
 
     def bare() -> tuple[pl.DataFrame, ...]:
         return (
-            pl.read_parquet(files.models, columns=MODEL_COLUMNS),
-            pl.read_parquet(files.previous, columns=["model_id", "downloads_all_time"]),
+            files.read_models(CRAWL_DAY, MODEL_COLUMNS),
+            files.read_models(DAY_BEFORE, ["model_id", "downloads_all_time"]),
             pl.read_parquet(files.registry, columns=["entry", *CREDIT]),
         )
 
     def bare_update() -> tuple[pl.DataFrame, ...]:
         return (
             *bare(),
-            pl.read_parquet(files.previous, columns=list(INPUTS)),
+            files.read_models(DAY_BEFORE, list(INPUTS)),
             pl.read_parquet(files.previous_attributions),
         )
 
@@ -568,7 +600,7 @@ def attribute_every_model(files: AnalyticsFiles, repeat: int) -> dict[str, Any]:
     from analytics.registry import load_registry
 
     registry = load_registry()
-    return {"attribute_s": timed(lambda: attribute(pl.scan_parquet(files.models), registry), repeat)[0]}
+    return {"attribute_s": timed(lambda: attribute(files.scan_models(), registry), repeat)[0]}
 
 
 def update_from_day_before(files: AnalyticsFiles, repeat: int) -> dict[str, Any]:
@@ -577,11 +609,10 @@ def update_from_day_before(files: AnalyticsFiles, repeat: int) -> dict[str, Any]
     from analytics.registry import load_registry
 
     registry = load_registry()
-    scan = pl.scan_parquet
 
     def update() -> tuple[pl.DataFrame, Any]:
         rows, made = attribution_update(
-            scan(files.models), registry, scan(files.previous), scan(files.previous_attributions)
+            files.scan_models(), registry, files.scan_previous(), pl.scan_parquet(files.previous_attributions)
         )
         return rows.collect(), made
 
@@ -600,7 +631,7 @@ def polars_metrics(files: AnalyticsFiles) -> dict[str, pl.DataFrame]:
 
     scan = pl.scan_parquet
     return metric_tables(
-        scan(files.models), scan(files.attributions), scan(files.previous), registry=scan(files.registry)
+        files.scan_models(), scan(files.attributions), files.scan_previous(), registry=scan(files.registry)
     )
 
 
@@ -616,7 +647,7 @@ def every_metric(files: AnalyticsFiles, repeat: int) -> dict[str, Any]:
 
 def every_metric_in_pandas(files: AnalyticsFiles, repeat: int) -> dict[str, Any]:
     """The same metrics in plain pandas, and how far they are from `metric_tables`' (not timed)."""
-    seconds, theirs = timed(lambda: pandas_metrics(files.models, files.attributions, files.previous), repeat)
+    seconds, theirs = timed(lambda: pandas_metrics(files.layout, files.attributions), repeat)
     tables = polars_metrics(files)
     return {
         "pandas_s": seconds,
@@ -630,7 +661,7 @@ def least_work_of(files: AnalyticsFiles, repeat: int) -> dict[str, Any]:
     """`least_work` on the crawled day."""
     from analytics.registry import load_registry
 
-    least = least_work(files.models, files.attributions, load_registry(), repeat)
+    least = least_work(files.read_models(CRAWL_DAY, MODEL_COLUMNS), files.attributions, load_registry(), repeat)
     return {f"{name}_s": seconds for name, seconds in least.items()}
 
 
@@ -652,11 +683,10 @@ LEAST_WORK = {
 }
 
 
-def least_work(models_file: Path, attributions_file: Path, registry: pl.DataFrame, repeat: int) -> dict[str, float]:
+def least_work(models: pl.DataFrame, attributions_file: Path, registry: pl.DataFrame, repeat: int) -> dict[str, float]:
     """Seconds of string work attribution and metrics cannot skip, each step alone on frames in memory."""
     from analytics.attribution import namespace_of
 
-    models = pl.read_parquet(models_file, columns=MODEL_COLUMNS)
     attributions = pl.read_parquet(attributions_file, columns=["model_id", "weight"])
     registry = registry.select("namespace", *CREDIT)
     index = pl.int_range(pl.len(), dtype=pl.UInt32)
@@ -695,19 +725,26 @@ def max_difference(ours: pl.DataFrame, theirs: pl.DataFrame, column: str) -> flo
     return joined.select((pl.col(column) - pl.col(f"{column}_ours")).abs().max()).item()
 
 
-def pandas_metrics(models_file: Path, attributions_file: Path, previous_file: Path) -> dict[str, pl.DataFrame]:
+def pandas_metrics(layout: Layout, attributions_file: Path) -> dict[str, pl.DataFrame]:
     """The `shares` and `concentration` tables in plain pandas: merges, a groupby per population and dimension.
 
     It covers what `analytics.metrics.metric_tables` computes: windows 30d, all_time and between, every
     population and rule, the four dimensions; shares with Unknown, and over known actors HHI, effective
-    poles, entropy, exp(entropy), Gini and CR1/3/5. It reads the same Parquet files.
+    poles, entropy, exp(entropy), Gini and CR1/3/5. It reads the same Parquet files, and merges each day's
+    models with the metadata versions it points at, as a pandas user of the warehouse would.
     """
     import pandas as pd
 
     from analytics.metrics import DIMENSIONS, LLM_PIPELINES, SIZE_CLASSES, WINDOWS
 
-    models = pd.read_parquet(models_file, columns=MODEL_COLUMNS[:1] + MODEL_COLUMNS[3:])
-    previous = pd.read_parquet(previous_file, columns=["model_id", "downloads_all_time"])
+    daily = ["model_id", "downloads_30d", "downloads_all_time", "metadata_version"]
+    models = pd.read_parquet(layout.partition_file(MODELS, CRAWL_DAY), columns=daily)
+    kept = [str(layout.version_file(MODEL_METADATA, v)) for v in models["metadata_version"].unique()]
+    metadata = pd.concat(
+        pd.read_parquet(f, columns=["metadata_version", "model_id", "pipeline_tag", "params_total"]) for f in kept
+    )
+    models = models.merge(metadata, on=["metadata_version", "model_id"], how="left")
+    previous = pd.read_parquet(layout.partition_file(MODELS, DAY_BEFORE), columns=["model_id", "downloads_all_time"])
     attributions = pd.read_parquet(attributions_file, columns=["model_id", "rule", "weight", *DIMENSIONS])
     models = models.merge(previous.rename(columns={"downloads_all_time": "previous"}), on="model_id", how="left")
     models["30d"] = models["downloads_30d"].fillna(0).astype("float64")
@@ -778,10 +815,11 @@ def history_section(plan: BenchPlan, work: Path, figures: Figures, say: Say) -> 
     from analytics.attribution import registry_rows
     from analytics.registry import load_registry
     from flows.steps import metrics_date
+    from warehouse.metadata import read_models
     from warehouse.publish import publish_frame, publish_staged, staging_file
 
     source = Layout.at(work / "warehouse")
-    base = pl.read_parquet(source.partition_file(MODELS, CRAWL_DAY))
+    base = read_models(source, CRAWL_DAY)
     attributions_file = source.partition_file(ATTRIBUTIONS, CRAWL_DAY)
     attribution_rows = pl.scan_parquet(attributions_file).select(pl.len()).collect().item()
     registry = registry_rows(load_registry())
@@ -792,6 +830,7 @@ def history_section(plan: BenchPlan, work: Path, figures: Figures, say: Say) -> 
     for index in range(plan.days):
         day = HISTORY_START + dt.timedelta(days=index)
         t0 = time.perf_counter()
+        base = touched(base, index, plan.seed)
         frame = drifted(base, index - plan.days + 1, plan.seed)
         publish_frame(layout, MODELS, day, frame, {"source_kind": "synthetic"}, force=True)
         t1 = time.perf_counter()
@@ -855,10 +894,14 @@ def model_lookups(layout: Layout, ids: list[str]) -> dict[str, Any]:
 def partition_bytes(layout: Layout) -> dict[str, float]:
     """Mean bytes on disk per snapshot day of each table, and their total."""
     out: dict[str, float] = {}
+    days = len(layout.published_dates(MODELS))
     for table in (MODELS, ATTRIBUTIONS, REGISTRY, SHARES, CONCENTRATION):
         files = layout.published_files(table)
         out[f"bytes_{table.name}"] = sum(f.stat().st_size for f in files) / len(files)
-    out["bytes_per_day"] = sum(out.values())
+    versions = [layout.version_file(MODEL_METADATA, v) for v in layout.published_versions(MODEL_METADATA)]
+    out["bytes_model_metadata"] = sum(f.stat().st_size for f in versions[1:]) / max(days - 1, 1)
+    out["bytes_model_metadata_first"] = versions[0].stat().st_size if versions else 0
+    out["bytes_per_day"] = sum(v for k, v in out.items() if k != "bytes_model_metadata_first")
     out["bytes_total"] = sum(f.stat().st_size for f in layout.root.rglob("*.parquet"))
     return out
 
@@ -868,8 +911,12 @@ def column_bytes(layout: Layout, day: dt.date) -> dict[str, int]:
     import pyarrow.parquet as pq
 
     out: dict[str, int] = {}
-    for table in (MODELS, ATTRIBUTIONS):
-        meta = pq.ParquetFile(layout.partition_file(table, day)).metadata
+    files = {MODELS: layout.partition_file(MODELS, day), ATTRIBUTIONS: layout.partition_file(ATTRIBUTIONS, day)}
+    versions = layout.published_versions(MODEL_METADATA)
+    if versions:
+        files[MODEL_METADATA] = layout.version_file(MODEL_METADATA, versions[0])
+    for table, file in files.items():
+        meta = pq.ParquetFile(file).metadata
         for group in range(meta.num_row_groups):
             row_group = meta.row_group(group)
             for c in range(row_group.num_columns):
@@ -1041,7 +1088,8 @@ def report_section(plan: BenchPlan, figures: Figures, started: dt.datetime) -> s
         f"| peak RSS of the crawl process, crawl + assemble + publish | {_gb(c['peak_rss'])} | < 1 GB "
         f"| {_verdict(c['peak_rss'] < 1e9)} |",
         f"| CPU time of the crawl process | {c['cpu_seconds']} s | | |",
-        f"| assemble + publish the models partition | {c['publish_seconds']} s, {_mb(c['models_bytes'])} | | |",
+        f"| assemble + publish the models partition | {c['publish_seconds']} s, {_mb(c['models_bytes'])} and "
+        f"{_mb(c.get('metadata_bytes'))} of metadata kept | | |",
         "",
         f"The same first {ab['pages']} pages, fetched one after another and ahead: each page requested as soon as "
         "the one before names it, and parsed, converted and written while the next is on its way:",
@@ -1119,8 +1167,10 @@ def report_section(plan: BenchPlan, figures: Figures, started: dt.datetime) -> s
         "### A history of daily snapshots",
         "",
         f"{h['days']} daily partitions of {h['models']:,} models, written through the warehouse: each day's models "
-        "are the crawled snapshot with 30-day downloads drifted (log-normal, 5 % a day) and all-time downloads "
-        "moved by a day's worth per day (`publish_frame`); its attributions are the crawled snapshot's file "
+        "are the crawled snapshot with 30-day downloads drifted (log-normal, 5 % a day), all-time downloads "
+        f"moved by a day's worth per day and {TOUCHED_PER_DAY:.1%} of the models changed (a new `last_modified`: "
+        "the synthetic world's births and touched repos a day) (`publish_frame`); its attributions are the "
+        "crawled snapshot's file "
         "(`publish_staged`: the ids do not change, so neither does the attribution), beside the registry they "
         "were made with; its metrics are computed "
         "by the refresh's own `metrics_date`. Generating and crawling that many worlds would take hours and "
@@ -1130,13 +1180,18 @@ def report_section(plan: BenchPlan, figures: Figures, started: dt.datetime) -> s
         "",
         "| bytes on disk per snapshot day | |",
         "|---|---|",
-        f"| models | {_mb(h['bytes_models'])} |",
+        f"| models (each day's counts, pointing at the metadata kept) | {_mb(h['bytes_models'])} |",
+        f"| model metadata new or changed that day (`model_metadata` versions after the first) "
+        f"| {_mb(h['bytes_model_metadata'])} |",
         f"| attributions | {_mb(h['bytes_attributions'])} |",
         f"| registry | {_mb(h['bytes_registry'])} |",
         f"| metrics (shares + concentration) | {_mb(h['bytes_shares'] + h['bytes_concentration'])} |",
-        f"| all | {_mb(h['bytes_per_day'])} (a year: {_gb(h['bytes_per_day'] * 365)}) |",
+        f"| all | {_mb(h['bytes_per_day'])} |",
+        "| kept once: the first day's metadata (`model_metadata` version 1) "
+        f"| {_mb(h['bytes_model_metadata_first'])} |",
+        f"| a year of days | {_gb(h['bytes_model_metadata_first'] + h['bytes_per_day'] * 365)} |",
         "",
-        "Largest columns of one day: " + largest_columns(f["columns"]) + ".",
+        "Largest columns of one day (and of the metadata kept once): " + largest_columns(f["columns"]) + ".",
         "",
         "An analyst's country-share series (30-day downloads, all models, uploader rule) over every day, "
         "through the warehouse's DuckDB views (`multipolar sql`):",

@@ -202,7 +202,7 @@ def assemble(layout: Layout, day: dt.date, result: CrawlResult) -> tuple[Path, i
     pages = sorted(result.staging.glob("page-*.parquet"))
     target = staging_file(layout, MODELS, day)
     if not pages:
-        write_parquet(MODELS.empty(), target, dictionary=MODELS.dictionary)
+        write_parquet(MODELS.empty(), target, level=PAGE_ZSTD_LEVEL)
         return target, 0
     scan = pl.scan_parquet(pages, schema=MODELS.schema).with_row_index("_row")
     ids = scan.select(
@@ -218,7 +218,8 @@ def assemble(layout: Layout, day: dt.date, result: CrawlResult) -> tuple[Path, i
     try:
         bounds = _id_bounds(sample, rows)
         _spread(pages, repeats, bounds, buckets)
-        write_frames(_in_id_order(buckets, bounds.len() + 1), target, MODELS.schema, dictionary=MODELS.dictionary)
+        # Read once, as it is published (`warehouse.metadata`): written fast rather than small.
+        write_frames(_in_id_order(buckets, bounds.len() + 1), target, MODELS.schema, level=PAGE_ZSTD_LEVEL)
     finally:
         shutil.rmtree(buckets, ignore_errors=True)
     return target, rows - repeats.len()

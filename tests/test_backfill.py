@@ -80,7 +80,7 @@ def test_a_csv_backfill_publishes_each_date_with_its_provenance_and_metrics(tmp_
         "tags",
     ]
     assert meta["import_options"] == {"path": str(source), "force": False, "dashboard": False}
-    models = pl.read_parquet(layout.partition_file(MODELS, days[0])).sort("model_id")
+    models = layout.scan(MODELS, days[0]).collect().sort("model_id")
     gguf = models.row(by_predicate=pl.col("model_id") == "unsloth/Qwen3-8B-GGUF", named=True)
     assert gguf["base_models"] == ["Qwen/Qwen3-8B"] and gguf["base_relation"] == "quantized"
     assert gguf["author"] == "unsloth" and gguf["downloads_all_time"] == 800
@@ -96,7 +96,7 @@ def test_parquet_and_jsonl_files_import_like_csv(tmp_path) -> None:
         assert frame["snapshot_date"].to_list() == ["2026-03-01", "2026-03-01", "2026-03-08"]
     result = run_import(tmp_path / "a.parquet", tmp_path / "wh")
     assert result.exit_code == 0, result.output
-    models = pl.read_parquet(Layout.at(tmp_path / "wh").partition_file(MODELS, dt.date(2026, 3, 1)))
+    models = Layout.at(tmp_path / "wh").scan(MODELS, dt.date(2026, 3, 1)).collect()
     assert models.filter(pl.col("model_id") == "Qwen/Qwen3-8B")["base_models"].to_list() == [["Qwen/Qwen3-8B-Base"]]
     result = run_import(tmp_path / "b.jsonl", tmp_path / "wh2")
     assert result.exit_code == 0, result.output
@@ -132,7 +132,7 @@ def test_reimporting_is_a_no_op_and_force_replaces(tmp_path) -> None:
     forced = run_import(source, warehouse, "--force")
     assert forced.exit_code == 0, forced.output
     assert read_meta(layout, MODELS, day)["sha256"] != before["sha256"]
-    models = pl.read_parquet(layout.partition_file(MODELS, day))
+    models = layout.scan(MODELS, day).collect()
     assert models.filter(pl.col("model_id") == "Qwen/Qwen3-8B")["downloads_30d"].item() == 4242
     shares = pl.read_parquet(layout.partition_file(SHARES, day))
     china = shares.filter(

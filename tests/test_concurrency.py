@@ -47,7 +47,7 @@ def error_lines(text: str) -> list[str]:
 
 
 def models_of(warehouse: Path) -> pl.DataFrame:
-    return pl.read_parquet(Layout.at(warehouse).partition_file(MODELS, DAY))
+    return Layout.at(warehouse).scan(MODELS, DAY).collect()
 
 
 def test_a_second_refresh_at_the_same_time_exits_3_naming_the_holder_or_waits_with_wait(tmp_path, prefect_api) -> None:

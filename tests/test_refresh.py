@@ -37,7 +37,7 @@ def refresh(hub: StandinHub, warehouse: Path, *extra: str):
 
 def published(warehouse: Path) -> pl.DataFrame:
     layout = Layout.at(warehouse)
-    return pl.read_parquet(layout.partition_file(MODELS, layout.published_dates(MODELS)[0]))
+    return layout.scan(MODELS, layout.published_dates(MODELS)[0]).collect()
 
 
 def test_refresh_publishes_a_dated_snapshot_with_provenance(tmp_path) -> None:

@@ -118,7 +118,7 @@ def test_models_are_published_in_id_order_and_a_staged_file_out_of_order_is_refu
     layout = Layout.at(tmp_path)
     ids = ["zz/last", "Qwen/q", "a/x", "a/w", "\u00e9/accent", "B/upper"]
     publish_frame(layout, MODELS, DAY, models_frame(ids, [1, 2, 3, 4, 5, 6]), {})
-    published = pl.read_parquet(layout.partition_file(MODELS, DAY))
+    published = layout.scan(MODELS, DAY).collect()
     assert published["model_id"].to_list() == sorted(ids, key=str.encode)
     assert dict(zip(published["model_id"], published["downloads_30d"], strict=True))["a/x"] == 3
     staged = tmp_path / "staged.parquet"

@@ -22,6 +22,7 @@ from warehouse.tables import Table
 DEFAULT_ROOT = "./data"
 PART_NAME = "part-00000.parquet"
 _DATE_DIR = re.compile(r"^snapshot_date=(\d{4}-\d{2}-\d{2})$")
+_VERSION_DIR = re.compile(r"^version-(\d{6})$")
 
 
 def resolve_root(root: str | os.PathLike[str] | None = None) -> Any:
@@ -50,7 +51,11 @@ class Layout:
         return not isinstance(self.root, Path)
 
     def scan(self, table: Table, day: dt.date) -> pl.LazyFrame:
-        """A lazy read of one partition, local or remote."""
+        """A lazy read of one partition, local or remote; `models` with each model's metadata in its row."""
+        if table.name == "models":
+            from warehouse.metadata import scan_models
+
+            return scan_models(self, day)
         return pl.scan_parquet(str(self.partition_file(table, day)))
 
     def table_dir(self, table: Table) -> Path:
@@ -67,6 +72,29 @@ class Layout:
 
     def meta_file(self, table: Table, day: dt.date) -> Path:
         return self.meta_dir(table) / f"{day.isoformat()}.json"
+
+    def version_file(self, table: Table, version: int) -> Path:
+        """The file of one version of a table kept by version rather than by date (`model_metadata`)."""
+        return self.table_dir(table) / f"version-{version:06d}" / PART_NAME
+
+    def version_meta_file(self, table: Table, version: int) -> Path:
+        return self.meta_dir(table) / f"version-{version:06d}.json"
+
+    def published_versions(self, table: Table) -> list[int]:
+        """Versions on disk with their `_meta` record, oldest first."""
+        base = self.table_dir(table)
+        if not base.is_dir():
+            return []
+        found = (_VERSION_DIR.match(p.name) for p in base.iterdir() if p.is_dir())
+        versions = sorted(int(m.group(1)) for m in found if m)
+        return [v for v in versions if self.version_meta_file(table, v).is_file()]
+
+    def version_numbers(self, table: Table) -> list[int]:
+        """Every version with a folder or a `_meta` record, published or left by a write that stopped."""
+        base, meta = self.table_dir(table), self.meta_dir(table)
+        names = [p.name for p in base.iterdir()] if base.is_dir() else []
+        names += [p.name.removesuffix(".json") for p in meta.iterdir()] if meta.is_dir() else []
+        return sorted({int(m.group(1)) for m in map(_VERSION_DIR.match, names) if m})
 
     @property
     def staging(self) -> Path:

@@ -13,7 +13,8 @@ import polars as pl
 import psutil
 
 from warehouse.layout import Layout
-from warehouse.tables import ATTRIBUTIONS, MODELS, TABLES
+from warehouse.metadata import is_split
+from warehouse.tables import ATTRIBUTIONS, DAILY_COLUMNS, MODEL_DAYS, MODEL_METADATA, MODELS, TABLES, Table
 
 READ_ONLY_STATEMENTS = {"SELECT", "EXPLAIN"}
 MEMORY_ENV = "MULTIPOLAR_DUCKDB_MEMORY"
@@ -40,7 +41,12 @@ def connect(layout: Layout) -> duckdb.DuckDBPyConnection:
     if layout.remote:
         con.register_filesystem(layout.root.fs)
     published = {table.name: layout.published_dates(table) for table in TABLES.values()}
+    split = {day for day in published[MODELS.name] if is_split(layout, day)}
+    for view in model_views(layout, published[MODELS.name], split):
+        con.execute(view)
     for table in TABLES.values():
+        if table is MODELS:
+            continue
         files = [layout.partition_file(table, day) for day in published[table.name]]
         if files:
             listing = ", ".join(sql_literal(str(f)) for f in files)
@@ -51,7 +57,7 @@ def connect(layout: Layout) -> duckdb.DuckDBPyConnection:
         else:
             empty = table.empty().with_columns(pl.lit(None, pl.Date).alias("snapshot_date"))
             con.from_arrow(empty.to_arrow()).create_view(table.name)
-    credited = credited_view(layout, published[MODELS.name], published[ATTRIBUTIONS.name])
+    credited = credited_view(layout, published[MODELS.name], published[ATTRIBUTIONS.name], split)
     if credited:
         con.execute(credited)
     else:
@@ -63,21 +69,93 @@ def connect(layout: Layout) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def credited_view(layout: Layout, model_dates: list[dt.date], attribution_dates: list[dt.date]) -> str | None:
+def model_views(layout: Layout, days: list[dt.date], split: set[dt.date]) -> list[str]:
+    """`model_days` (each day's counts and where its metadata is kept), `model_metadata` (every version) and
+    `models` (each day's whole rows: the two joined, and the days written whole)."""
+    stored = [day for day in days if day in split]
+    versions = layout.published_versions(MODEL_METADATA)
+    views = [
+        _view("model_days", MODEL_DAYS, [layout.partition_file(MODEL_DAYS, day) for day in stored], hive=True),
+        _view("model_metadata", MODEL_METADATA, [layout.version_file(MODEL_METADATA, v) for v in versions]),
+    ]
+    whole = [layout.partition_file(MODELS, day) for day in days if day not in split]
+    columns = ", ".join(f"{'d' if c in DAILY_COLUMNS else 'm'}.{c}" for c in MODELS.columns)
+    parts = [
+        f"SELECT {columns}, d.snapshot_date FROM model_days d JOIN model_metadata m USING (metadata_version, model_id)"
+    ]
+    if whole:
+        parts.append(f"SELECT * FROM {_files(whole, hive=True)}")
+    return [*views, "CREATE VIEW models AS " + " UNION ALL BY NAME ".join(parts)]
+
+
+def _view(name: str, table: Table, files: list[Path], *, hive: bool = False) -> str:
+    """A view over `files` of `table`; typed and empty when there are none."""
+    if files:
+        return f"CREATE VIEW {name} AS SELECT * FROM {_files(files, hive=hive)}"
+    columns = [f"CAST(NULL AS {_sql_type(dtype)}) AS {column}" for column, dtype in table.schema.items()]
+    if hive:
+        columns.append("CAST(NULL AS DATE) AS snapshot_date")
+    return f"CREATE VIEW {name} AS SELECT {', '.join(columns)} WHERE false"
+
+
+def _files(files: list[Path], *, hive: bool = False) -> str:
+    listing = ", ".join(sql_literal(str(f)) for f in files)
+    return f"read_parquet([{listing}], hive_partitioning = {str(hive).lower()}, union_by_name = true)"
+
+
+def _sql_type(dtype: pl.DataType) -> str:
+    if isinstance(dtype, pl.List):
+        return f"{_sql_type(dtype.inner)}[]"
+    return {
+        pl.String: "VARCHAR",
+        pl.Int32: "INTEGER",
+        pl.Int64: "BIGINT",
+        pl.UInt32: "UINTEGER",
+        pl.UInt64: "UBIGINT",
+        pl.Float64: "DOUBLE",
+        pl.Boolean: "BOOLEAN",
+        pl.Date: "DATE",
+    }.get(dtype.base_type(), "TIMESTAMPTZ" if isinstance(dtype, pl.Datetime) else "VARCHAR")
+
+
+def credited_view(
+    layout: Layout, model_dates: list[dt.date], attribution_dates: list[dt.date], split: set[dt.date] = frozenset()
+) -> str | None:
     """`credited`: every attribution row with its model's columns, one join per date both tables have.
 
     One join of the whole `models` and `attributions` views builds one hash table of every date's rows;
     joined date by date, each hash table is one day's (about twice as fast over 90 days of 3 M models),
-    and a filter on `snapshot_date` skips the other dates' files.
+    and a filter on `snapshot_date` skips the other dates' files. A day whose metadata is kept apart is
+    joined to it after (`model_metadata`, one join for every such day).
     """
     dates = sorted(set(model_dates) & set(attribution_dates))
-    joins = [
+
+    def attributions(day: dt.date) -> str:
+        file = sql_literal(str(layout.partition_file(ATTRIBUTIONS, day)))
+        return f"read_parquet({file}, hive_partitioning = true) a"
+
+    whole = [
         f"SELECT m.*, a.* EXCLUDE (model_id, snapshot_date) "
         f"FROM read_parquet({sql_literal(str(layout.partition_file(MODELS, day)))}, hive_partitioning = true) m "
-        f"JOIN read_parquet({sql_literal(str(layout.partition_file(ATTRIBUTIONS, day)))}, hive_partitioning = true) a "
-        "USING (model_id)"
+        f"JOIN {attributions(day)} USING (model_id)"
         for day in dates
+        if day not in split
     ]
+    daily = [
+        f"SELECT d.*, a.* EXCLUDE (model_id, snapshot_date) "
+        f"FROM read_parquet({sql_literal(str(layout.partition_file(MODEL_DAYS, day)))}, hive_partitioning = true) d "
+        f"JOIN {attributions(day)} USING (model_id)"
+        for day in dates
+        if day in split
+    ]
+    joins = list(whole)
+    if daily:
+        columns = ", ".join(f"{'d' if c in DAILY_COLUMNS else 'm'}.{c}" for c in MODELS.columns)
+        credit = ", ".join(f"d.{c}" for c in ATTRIBUTIONS.columns if c != "model_id")
+        joins.append(
+            f"SELECT {columns}, d.snapshot_date, {credit} FROM ({' UNION ALL '.join(daily)}) d "
+            "JOIN model_metadata m USING (metadata_version, model_id)"
+        )
     return "CREATE VIEW credited AS " + " UNION ALL BY NAME ".join(joins) if joins else None
 
 

@@ -59,6 +59,42 @@ MODELS = Table(
     dictionary=("author", "pipeline_tag", "library_name", "tags", "base_models", "base_relation", "gated"),
 )
 
+# What a day's models file holds of each model: what the Hub counts for it that day. The rest of a model's row,
+# its metadata, is kept once per change in `model_metadata`, and the day's row points at it.
+DAILY_COLUMNS = ("model_id", "downloads_30d", "downloads_all_time", "likes", "trending_score")
+METADATA_COLUMNS = tuple(c for c in MODELS.columns if c not in DAILY_COLUMNS[1:])
+
+MODEL_DAYS = Table(
+    name="models",
+    location="models",
+    schema={
+        **{c: MODELS.schema[c] for c in DAILY_COLUMNS},
+        "metadata_version": pl.Int32(),
+        "metadata_row": pl.UInt32(),
+    },
+    key=("model_id",),
+    not_null=("model_id", "metadata_version", "metadata_row"),
+    description="How `models` is stored: one row per model listed on the snapshot date, in model_id order, with "
+    "the day's counts; its metadata is row `metadata_row` of `model_metadata` version `metadata_version`.",
+    order="model_id",
+)
+
+MODEL_METADATA = Table(
+    name="model_metadata",
+    location="model_metadata",
+    schema={
+        "metadata_version": pl.Int32(),
+        **{c: MODELS.schema[c] for c in METADATA_COLUMNS},
+        "metadata_hash": pl.UInt64(),
+    },
+    key=("model_id",),
+    not_null=("metadata_version", "model_id", "author", "metadata_hash"),
+    description="The metadata of models, kept once per change: each version holds the rows of the models a "
+    "published day found new or changed, in model_id order (`<location>/version-NNNNNN/part-00000.parquet`).",
+    order="model_id",
+    dictionary=tuple(c for c in MODELS.dictionary if c in METADATA_COLUMNS),
+)
+
 # What the registry says of a namespace, and what an attribution credits (null for an unreviewed namespace).
 CREDIT: dict[str, pl.DataType] = {
     "lab": pl.String(),

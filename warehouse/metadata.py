@@ -1,0 +1,244 @@
+"""`models` kept as each day's counts, and each model's metadata kept once per change.
+
+A model's metadata (its author, dates, tags, lineage, size…) rarely changes from one day to the next, while its
+counts do. A day's `models` partition therefore holds the counts (`MODEL_DAYS`), and each row points at its
+metadata by position: row `metadata_row` of version `metadata_version` of `model_metadata`. Publishing a day
+compares every model's metadata with the day before's, on a 64-bit hash of its columns, and writes one new
+version holding only the rows that are new or changed. A version is written once and never changed, so the
+days pointing at it stay right whatever is published or replaced later.
+
+Readers get the whole row back: `scan_models` (also `Layout.scan(MODELS, day)`) is a LazyFrame of the `models`
+schema that reads only the columns a query uses. A day written whole, before metadata was kept apart, reads as
+it is.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from polars.io.plugins import register_io_source
+
+from warehouse.layout import Layout
+from warehouse.provenance import base_provenance
+from warehouse.publish import (
+    ROW_GROUP_SIZE,
+    RowGroupWriter,
+    check_staged,
+    place,
+    publish_staged,
+    refuse_if_published,
+    sha256_of,
+    staging_file,
+    write_json_atomic,
+)
+from warehouse.tables import DAILY_COLUMNS, METADATA_COLUMNS, MODEL_DAYS, MODEL_METADATA, MODELS
+
+POINTER = ("metadata_version", "metadata_row")
+HASHED = METADATA_COLUMNS[1:]  # a model's metadata but its id: compared within one model only
+HASH_SEED = 0
+# A day's pointers run up one by one through long stretches of the same version: delta-encoded, they cost
+# about 0.2 MB a day at 3 M models, against 8 MB for plain encoding.
+DAY_ENCODINGS = {"metadata_row": "DELTA_BINARY_PACKED"}
+
+
+def metadata_hash(frame: pl.DataFrame) -> pl.Series:
+    """A 64-bit hash of each row's metadata. polars does not promise the same hash across its versions: after
+    an upgrade that changes it, every model reads as changed once, and its metadata is kept again."""
+    return frame.select(pl.struct(HASHED).hash(HASH_SEED).alias("metadata_hash")).to_series()
+
+
+def is_split(layout: Layout, day: dt.date) -> bool:
+    """Whether `day`'s `models` partition points at `model_metadata` (rather than holding every column)."""
+    return "metadata_version" in pl.scan_parquet(str(layout.partition_file(MODELS, day))).collect_schema()
+
+
+def scan_models(layout: Layout, day: dt.date) -> pl.LazyFrame:
+    """`day`'s `models`, every column of the schema, each model's metadata gathered from where it is kept."""
+    if not is_split(layout, day):
+        return pl.scan_parquet(str(layout.partition_file(MODELS, day)))
+
+    def source(
+        columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None, _batch_size: int | None
+    ) -> Iterator[pl.DataFrame]:
+        frame = read_models(layout, day, columns)
+        if predicate is not None:
+            frame = frame.filter(predicate)
+        yield frame if n_rows is None else frame.head(n_rows)
+
+    return register_io_source(source, schema=MODELS.schema, explain_name="models", explain_detail=str(day))
+
+
+def read_models(layout: Layout, day: dt.date, columns: list[str] | None = None) -> pl.DataFrame:
+    """`day`'s `models` with `columns` (all when None), in model_id order."""
+    wanted = (list(columns) or ["model_id"]) if columns is not None else MODELS.columns  # [] for a count of rows
+    daily = [c for c in wanted if c in DAILY_COLUMNS]
+    kept = [c for c in wanted if c not in DAILY_COLUMNS]
+    file = str(layout.partition_file(MODELS, day))
+    if not kept:
+        return pl.read_parquet(file, columns=daily)
+    days = pl.read_parquet(file, columns=[*daily, *POINTER])
+    found = gather_metadata(layout, days, kept)
+    return pl.concat([days.select(daily), found], how="horizontal").select(wanted)
+
+
+def gather_metadata(layout: Layout, days: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
+    """The metadata `columns` (`metadata_hash` may be one) each row of `days` points at, in its order.
+
+    The versions pointed at are scanned as one and gathered from in one query, which polars runs column by
+    column on every core: at 3 M models, six columns in 0.51-0.56 s against 0.33 s to read them whole."""
+    versions = days.get_column("metadata_version").unique().sort().to_list()
+    lengths = [version_rows(layout, v) for v in versions]
+    starts = pl.Series([0, *lengths[:-1]], dtype=pl.UInt32).cum_sum()
+    start = days.get_column("metadata_version").replace_strict(versions, starts, return_dtype=pl.UInt32)
+    if not versions:
+        return pl.DataFrame(schema={c: MODEL_METADATA.schema[c] for c in columns})
+    files = [str(layout.version_file(MODEL_METADATA, v)) for v in versions]
+    positions = start + days.get_column("metadata_row")
+    return pl.scan_parquet(files).select(columns).select(pl.all().gather(positions)).collect()
+
+
+def version_rows(layout: Layout, version: int) -> int:
+    """The rows of a published version, from its `_meta` record; an error naming it when it is not published."""
+    meta = read_version_meta(layout, version)
+    if meta is None:
+        raise FileNotFoundError(
+            f"model_metadata version {version} is not published ({layout.version_meta_file(MODEL_METADATA, version)})"
+        )
+    return int(meta["rows"])
+
+
+def read_version_meta(layout: Layout, version: int) -> dict[str, Any] | None:
+    path = layout.version_meta_file(MODEL_METADATA, version)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def prior_day(layout: Layout, day: dt.date) -> dt.date | None:
+    """The latest published day before `day` whose models point at kept metadata, or None."""
+    earlier = [d for d in layout.published_dates(MODELS) if d < day]
+    return earlier[-1] if earlier and is_split(layout, earlier[-1]) else None
+
+
+def prior_pointers(layout: Layout, day: dt.date | None) -> pl.DataFrame:
+    """Each model of `day` with its pointer and its metadata's hash, in model_id order (none for no day)."""
+    schema = {"model_id": pl.String(), **{c: MODEL_DAYS.schema[c] for c in POINTER}, "prior_hash": pl.UInt64()}
+    if day is None:
+        return pl.DataFrame(schema=schema)
+    days = pl.read_parquet(str(layout.partition_file(MODELS, day)), columns=["model_id", *POINTER])
+    hashes = gather_metadata(layout, days, ["metadata_hash"]).get_column("metadata_hash").alias("prior_hash")
+    return days.with_columns(hashes).rechunk()
+
+
+def publish_models(
+    layout: Layout, day: dt.date, staged: Path, provenance: dict[str, Any], *, force: bool = False
+) -> dict[str, Any]:
+    """Publish a staged whole `models` file as `day`'s rows and, first, the metadata version they point at.
+
+    The staged file is checked whole first, then read a row group at a time: memory holds the day before's
+    pointers (about 0.2 GB at 3 M models) and one row group. Returns the day's `_meta` record."""
+    refuse_if_published(layout, MODELS, day, force=force)
+    rows = check_staged(MODELS, staged)
+    batches = pl.scan_parquet(staged).collect_batches()
+    return _publish_split(layout, day, batches, rows, provenance, force=force)
+
+
+def publish_models_frame(
+    layout: Layout, day: dt.date, frame: pl.DataFrame, provenance: dict[str, Any], *, force: bool = False
+) -> dict[str, Any]:
+    """`publish_models` for a frame already checked against `MODELS` and in model_id order."""
+    refuse_if_published(layout, MODELS, day, force=force)
+    batches = (frame.slice(start, ROW_GROUP_SIZE) for start in range(0, frame.height, ROW_GROUP_SIZE))
+    return _publish_split(layout, day, batches, frame.height, provenance, force=force)
+
+
+def _publish_split(
+    layout: Layout,
+    day: dt.date,
+    batches: Iterable[pl.DataFrame],
+    rows: int,
+    provenance: dict[str, Any],
+    *,
+    force: bool,
+) -> dict[str, Any]:
+    before = prior_day(layout, day)
+    prior = prior_pointers(layout, before)
+    version = max(layout.version_numbers(MODEL_METADATA), default=0) + 1
+    days_file = staging_file(layout, MODEL_DAYS, day)
+    kept_file = staging_file(layout, MODEL_METADATA, day)
+    try:
+        written = _split(batches, prior, version, days_file, kept_file)
+        if written:
+            _publish_version(layout, version, day, kept_file, written)
+        record = {
+            **provenance,
+            "metadata": {
+                "compared_with": before.isoformat() if before else None,
+                "new_version": version if written else None,
+                "rows_kept": written,
+            },
+        }
+        return publish_staged(layout, MODEL_DAYS, day, days_file, record, rows=rows, force=force)
+    finally:
+        days_file.unlink(missing_ok=True)
+        kept_file.unlink(missing_ok=True)
+
+
+def _split(batches: Iterable[pl.DataFrame], prior: pl.DataFrame, version: int, days_file: Path, kept_file: Path) -> int:
+    """Write the day's rows to `days_file` and the metadata not kept already to `kept_file`; return its rows.
+
+    `batches` come in model_id order, as does `prior`: each batch is paired with the prior rows of its range."""
+    ids = prior.get_column("model_id")
+    kept = 0
+    with (
+        RowGroupWriter(days_file, MODEL_DAYS.schema, encodings=DAY_ENCODINGS) as days,
+        RowGroupWriter(kept_file, MODEL_METADATA.schema, dictionary=MODEL_METADATA.dictionary) as metadata,
+    ):
+        for batch in batches:
+            if batch.height == 0:
+                continue
+            hashes = metadata_hash(batch)
+            first, last = batch.item(0, "model_id"), batch.item(-1, "model_id")
+            start = ids.search_sorted(first, side="left")
+            window = prior.slice(start, ids.search_sorted(last, side="right") - start)
+            paired = (
+                batch.select("model_id")
+                .with_columns(hashes)
+                .join(window, on="model_id", how="left", maintain_order="left")
+            )
+            same = (paired.get_column("metadata_hash") == paired.get_column("prior_hash")).fill_null(False)
+            new = ~same
+            numbers = (new.cast(pl.UInt32).cum_sum() - 1 + kept).cast(pl.UInt32)
+            days.write(
+                batch.select(DAILY_COLUMNS).with_columns(
+                    pl.when(same).then(paired.get_column("metadata_version")).otherwise(version).alias(POINTER[0]),
+                    pl.when(same).then(paired.get_column("metadata_row")).otherwise(numbers).alias(POINTER[1]),
+                )
+            )
+            if new.any():
+                fresh = batch.filter(new).select(METADATA_COLUMNS).with_columns(hashes.filter(new))
+                metadata.write(fresh.select(pl.lit(version, pl.Int32).alias(POINTER[0]), pl.all()))
+                kept += fresh.height
+    return kept
+
+
+def _publish_version(layout: Layout, version: int, day: dt.date, staged: Path, rows: int) -> dict[str, Any]:
+    """Put a written version in place, then its `_meta` record: from then on days may point at it."""
+    target = layout.version_file(MODEL_METADATA, version)
+    meta = {
+        **base_provenance(),
+        "table": MODEL_METADATA.name,
+        "version": version,
+        "written_for": day.isoformat(),
+        "rows": rows,
+        "file": str(target.relative_to(layout.root)),
+        "sha256": sha256_of(staged),
+        "hash": f"polars {pl.__version__} struct hash, seed {HASH_SEED}",
+        "published_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    place(layout, staged, target)
+    write_json_atomic(layout.version_meta_file(MODEL_METADATA, version), meta)
+    return meta
