@@ -911,11 +911,11 @@ def column_bytes(layout: Layout, day: dt.date) -> dict[str, int]:
     import pyarrow.parquet as pq
 
     out: dict[str, int] = {}
-    files = {MODELS: layout.partition_file(MODELS, day), ATTRIBUTIONS: layout.partition_file(ATTRIBUTIONS, day)}
+    files = [(MODELS, layout.partition_file(MODELS, day)), (ATTRIBUTIONS, layout.partition_file(ATTRIBUTIONS, day))]
     versions = layout.published_versions(MODEL_METADATA)
     if versions:
-        files[MODEL_METADATA] = layout.version_file(MODEL_METADATA, versions[0])
-    for table, file in files.items():
+        files.append((MODEL_METADATA, layout.version_file(MODEL_METADATA, versions[0])))
+    for table, file in files:
         meta = pq.ParquetFile(file).metadata
         for group in range(meta.num_row_groups):
             row_group = meta.row_group(group)

@@ -368,7 +368,7 @@ def same_table(published: pl.DataFrame, expected: pl.DataFrame) -> None:
 
 
 def contents(layout: Layout, day: dt.date) -> dict[str, pl.DataFrame]:
-    return {t.name: pl.read_parquet(layout.partition_file(t, day)) for t in TABLES}
+    return {t.name: layout.scan(t, day).collect() for t in TABLES}
 
 
 @contextmanager

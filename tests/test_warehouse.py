@@ -17,7 +17,7 @@ from warehouse.layout import Layout
 from warehouse.lock import WarehouseLocked, writer_lock
 from warehouse.publish import AlreadyPublished, publish_frame, publish_plan, publish_staged, sha256_of
 from warehouse.query import MEMORY_ENV, MEMORY_FLOOR, QueryRefused, connect, run_sql
-from warehouse.tables import ATTRIBUTIONS, MODELS
+from warehouse.tables import ATTRIBUTIONS, MODEL_METADATA, MODELS
 
 DAY = dt.date(2026, 5, 12)
 
@@ -161,18 +161,20 @@ def test_repeated_values_of_models_are_dictionary_encoded_and_read_back_as_strin
         pl.lit("text-generation").alias("pipeline_tag"),
     )
     publish_frame(layout, MODELS, DAY, frame, {})
-    path = layout.partition_file(MODELS, DAY)
+    path = layout.version_file(MODEL_METADATA, 1)  # where the metadata of a model is kept
     found = encodings(path)
     declared = {f"{c}.list.element" if isinstance(MODELS.schema[c], pl.List) else c for c in MODELS.dictionary}
     assert {"author", "tags.list.element"} <= declared <= set(found)
     assert all("RLE_DICTIONARY" in found[c] for c in declared)
     assert "RLE_DICTIONARY" not in found["model_id"]  # every id is unique: a dictionary would only add to it
-    published = pl.read_parquet(path)
+    assert pl.read_parquet(path).schema == MODEL_METADATA.schema
+    published = layout.scan(MODELS, DAY).collect()
     assert published.schema == MODELS.schema and published.equals(frame.sort("model_id"))
     described = run_sql(layout, "DESCRIBE SELECT author, tags FROM models")
     assert dict(described.select("column_name", "column_type").rows()) == {"author": "VARCHAR", "tags": "VARCHAR[]"}
     publish_plan(layout, MODELS, DAY, frame.sort("model_id").lazy(), {}, force=True)  # a plan, written the same way
-    assert encodings(path) == found and pl.read_parquet(path).equals(published)
+    assert encodings(layout.version_file(MODEL_METADATA, 2)) == found
+    assert layout.scan(MODELS, DAY).collect().equals(published)
 
 
 def test_frames_written_one_after_another_fill_whole_row_groups(tmp_path, monkeypatch) -> None:

@@ -142,7 +142,7 @@ def publish_models(
     pointers (about 0.2 GB at 3 M models) and one row group. Returns the day's `_meta` record."""
     refuse_if_published(layout, MODELS, day, force=force)
     rows = check_staged(MODELS, staged)
-    batches = pl.scan_parquet(staged).collect_batches()
+    batches = pl.scan_parquet(staged).collect_batches(chunk_size=ROW_GROUP_SIZE)
     return _publish_split(layout, day, batches, rows, provenance, force=force)
 
 
@@ -214,8 +214,16 @@ def _split(batches: Iterable[pl.DataFrame], prior: pl.DataFrame, version: int, d
             numbers = (new.cast(pl.UInt32).cum_sum() - 1 + kept).cast(pl.UInt32)
             days.write(
                 batch.select(DAILY_COLUMNS).with_columns(
-                    pl.when(same).then(paired.get_column("metadata_version")).otherwise(version).alias(POINTER[0]),
-                    pl.when(same).then(paired.get_column("metadata_row")).otherwise(numbers).alias(POINTER[1]),
+                    pl.when(same)
+                    .then(paired.get_column("metadata_version"))
+                    .otherwise(version)
+                    .cast(pl.Int32)
+                    .alias(POINTER[0]),
+                    pl.when(same)
+                    .then(paired.get_column("metadata_row"))
+                    .otherwise(numbers)
+                    .cast(pl.UInt32)
+                    .alias(POINTER[1]),
                 )
             )
             if new.any():
