@@ -125,7 +125,7 @@ def write_frames(
     `models` file: 119.2 MB against 130.1 MB, read whole in 0.40-0.42 s against 0.51-0.56 s; written in about
     11 s against 5-6 s, as pyarrow encodes the columns one after another.
     """
-    with RowGroupWriter(path, schema, level=level, dictionary=dictionary) as writer:
+    with arrow_writing(path), RowGroupWriter(path, schema, level=level, dictionary=dictionary) as writer:
         for frame in frames:
             writer.write(frame)
 
@@ -153,7 +153,6 @@ class RowGroupWriter:
         }
         self.held: list[pl.DataFrame] = []
         self.rows = 0
-        self.written = 0
 
     def __enter__(self) -> RowGroupWriter:
         arrow_schema = pl.DataFrame(schema=self.schema).to_arrow().schema
@@ -172,7 +171,6 @@ class RowGroupWriter:
     def _group(self, frame: pl.DataFrame) -> None:
         with arrow_writing(self.path):
             self.writer.write_table(frame.to_arrow(), row_group_size=ROW_GROUP_SIZE)
-        self.written += frame.height
 
     def __exit__(self, kind: object, *_rest: object) -> None:
         with arrow_writing(self.path):
