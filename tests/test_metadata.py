@@ -70,7 +70,7 @@ def test_a_day_keeps_only_the_metadata_that_changed_and_reads_back_whole(tmp_pat
     assert list(stored(layout, NEXT).columns) == MODEL_DAYS.columns  # the counts and the pointer only
     assert kept(layout, 1).height == 50
     assert sorted(kept(layout, 2).get_column("model_id")) == ["lab2/model-0058", "lab3/model-0003"]
-    assert meta["metadata"] == {"compared_with": DAY.isoformat(), "new_version": 2, "rows_kept": 2}
+    assert meta["metadata"] == {"compared_with": DAY.isoformat(), "new_version": 2, "rows_kept": 2, "versions": [1, 2]}
     assert read_meta(layout, MODELS, NEXT)["rows"] == 50
 
     assert layout.scan(MODELS, DAY).collect().equals(first.sort("model_id"))
@@ -123,6 +123,13 @@ def test_replacing_a_day_leaves_the_days_that_point_at_its_metadata_right(tmp_pa
     assert read_models(layout, DAY).equals(renamed.sort("model_id"))
     assert read_models(layout, NEXT).equals(second.sort("model_id"))
 
+    recounted = second.with_columns(pl.col("likes") + 1)
+    meta = publish_frame(layout, MODELS, NEXT, recounted, {"source_kind": "test"}, force=True)
+    assert meta["metadata"]["compared_with"] == DAY.isoformat()  # now pointing at version 3
+    assert layout.published_versions(MODEL_METADATA) == [3, 4]  # what no day points at any more is removed
+    assert read_models(layout, DAY).equals(renamed.sort("model_id"))
+    assert read_models(layout, NEXT).equals(recounted.sort("model_id"))
+
 
 def test_a_backfilled_day_is_compared_with_the_day_before_it(tmp_path) -> None:
     layout = Layout.at(tmp_path)
@@ -146,7 +153,7 @@ def test_a_day_written_whole_reads_as_it_is_and_the_next_keeps_all_its_metadata(
     assert scan_models(layout, DAY).collect().equals(whole)
 
     meta = publish_frame(layout, MODELS, NEXT, next_day(whole), {"source_kind": "test"})
-    assert meta["metadata"] == {"compared_with": None, "new_version": 1, "rows_kept": 50}
+    assert meta["metadata"] == {"compared_with": None, "new_version": 1, "rows_kept": 50, "versions": [1]}
     both = run_sql(layout, "SELECT snapshot_date, * EXCLUDE (snapshot_date) FROM models ORDER BY ALL")
     both = both.with_columns(pl.col(pl.Datetime).dt.convert_time_zone("UTC"))
     expected = pl.concat(
@@ -200,6 +207,8 @@ def test_a_publish_stopped_after_its_metadata_leaves_the_day_unpublished_and_is_
     assert not list((layout.staging / "publish").glob("*"))
 
     meta = publish_frame(layout, MODELS, NEXT, next_day(world()), {"source_kind": "test"})
-    assert meta["metadata"]["new_version"] == 3  # version 2 is pointed at by no day
+    assert meta["metadata"]["new_version"] == 3 and meta["metadata"]["versions"] == [1, 3]
     assert set(stored(layout, NEXT).get_column("metadata_version").unique()) == {1, 3}
+    assert layout.published_versions(MODEL_METADATA) == [1, 3]  # version 2, pointed at by no day, is gone
+    assert not layout.version_file(MODEL_METADATA, 2).parent.exists()
     assert read_models(layout, NEXT).equals(next_day(world()).sort("model_id"))

@@ -5,7 +5,8 @@ counts do. A day's `models` partition therefore holds the counts (`MODEL_DAYS`),
 metadata by position: row `metadata_row` of version `metadata_version` of `model_metadata`. Publishing a day
 compares every model's metadata with the day before's, on a 64-bit hash of its columns, and writes one new
 version holding only the rows that are new or changed. A version is written once and never changed, so the
-days pointing at it stay right whatever is published or replaced later.
+days pointing at it stay right whatever is published or replaced later; once no published day points at it
+(its day was replaced, or its publish stopped before the day), it is removed.
 
 Readers get the whole row back: `scan_models` (also `Layout.scan(MODELS, day)`) is a LazyFrame of the `models`
 schema that reads only the columns a query uses. A day written whole, before metadata was kept apart, reads as
@@ -16,11 +17,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow.parquet as pq
 from polars.io.plugins import register_io_source
 
 from warehouse.layout import Layout
@@ -31,6 +34,7 @@ from warehouse.publish import (
     check_staged,
     place,
     publish_staged,
+    read_meta,
     refuse_if_published,
     sha256_of,
     staging_file,
@@ -142,7 +146,7 @@ def publish_models(
     pointers (about 0.2 GB at 3 M models) and one row group. Returns the day's `_meta` record."""
     refuse_if_published(layout, MODELS, day, force=force)
     rows = check_staged(MODELS, staged)
-    batches = pl.scan_parquet(staged).collect_batches(chunk_size=ROW_GROUP_SIZE)
+    batches = (pl.from_arrow(batch) for batch in pq.ParquetFile(staged).iter_batches(batch_size=ROW_GROUP_SIZE))
     return _publish_split(layout, day, batches, rows, provenance, force=force)
 
 
@@ -170,7 +174,7 @@ def _publish_split(
     days_file = staging_file(layout, MODEL_DAYS, day)
     kept_file = staging_file(layout, MODEL_METADATA, day)
     try:
-        written = _split(batches, prior, version, days_file, kept_file)
+        written, pointed = _split(batches, prior, version, days_file, kept_file)
         if written:
             _publish_version(layout, version, day, kept_file, written)
         record = {
@@ -179,20 +183,27 @@ def _publish_split(
                 "compared_with": before.isoformat() if before else None,
                 "new_version": version if written else None,
                 "rows_kept": written,
+                "versions": sorted(pointed),
             },
         }
-        return publish_staged(layout, MODEL_DAYS, day, days_file, record, rows=rows, force=force)
+        meta = publish_staged(layout, MODEL_DAYS, day, days_file, record, rows=rows, force=force)
+        drop_unreferenced(layout)
+        return meta
     finally:
         days_file.unlink(missing_ok=True)
         kept_file.unlink(missing_ok=True)
 
 
-def _split(batches: Iterable[pl.DataFrame], prior: pl.DataFrame, version: int, days_file: Path, kept_file: Path) -> int:
-    """Write the day's rows to `days_file` and the metadata not kept already to `kept_file`; return its rows.
+def _split(
+    batches: Iterable[pl.DataFrame], prior: pl.DataFrame, version: int, days_file: Path, kept_file: Path
+) -> tuple[int, set[int]]:
+    """Write the day's rows to `days_file` and the metadata not kept already to `kept_file`; return the rows
+    kept and the versions the day points at.
 
     `batches` come in model_id order, as does `prior`: each batch is paired with the prior rows of its range."""
     ids = prior.get_column("model_id")
     kept = 0
+    pointed: set[int] = set()
     with (
         RowGroupWriter(days_file, MODEL_DAYS.schema, encodings=DAY_ENCODINGS) as days,
         RowGroupWriter(kept_file, MODEL_METADATA.schema, dictionary=MODEL_METADATA.dictionary) as metadata,
@@ -212,25 +223,55 @@ def _split(batches: Iterable[pl.DataFrame], prior: pl.DataFrame, version: int, d
             same = (paired.get_column("metadata_hash") == paired.get_column("prior_hash")).fill_null(False)
             new = ~same
             numbers = (new.cast(pl.UInt32).cum_sum() - 1 + kept).cast(pl.UInt32)
-            days.write(
-                batch.select(DAILY_COLUMNS).with_columns(
-                    pl.when(same)
-                    .then(paired.get_column("metadata_version"))
-                    .otherwise(version)
-                    .cast(pl.Int32)
-                    .alias(POINTER[0]),
-                    pl.when(same)
-                    .then(paired.get_column("metadata_row"))
-                    .otherwise(numbers)
-                    .cast(pl.UInt32)
-                    .alias(POINTER[1]),
-                )
+            rows = batch.select(DAILY_COLUMNS).with_columns(
+                pl.when(same)
+                .then(paired.get_column("metadata_version"))
+                .otherwise(version)
+                .cast(pl.Int32)
+                .alias(POINTER[0]),
+                pl.when(same)
+                .then(paired.get_column("metadata_row"))
+                .otherwise(numbers)
+                .cast(pl.UInt32)
+                .alias(POINTER[1]),
             )
+            days.write(rows)
+            pointed.update(rows.get_column(POINTER[0]).unique().to_list())
             if new.any():
                 fresh = batch.filter(new).select(METADATA_COLUMNS).with_columns(hashes.filter(new))
                 metadata.write(fresh.select(pl.lit(version, pl.Int32).alias(POINTER[0]), pl.all()))
                 kept += fresh.height
-    return kept
+    return kept, pointed
+
+
+def referenced_versions(layout: Layout) -> set[int]:
+    """The metadata versions some published day points at: from each day's `_meta` record, or its file."""
+    found: set[int] = set()
+    for day in layout.published_dates(MODELS):
+        listed = ((read_meta(layout, MODELS, day) or {}).get("metadata") or {}).get("versions")
+        if listed is not None:
+            found.update(listed)
+        elif is_split(layout, day):
+            file = str(layout.partition_file(MODELS, day))
+            found.update(pl.read_parquet(file, columns=[POINTER[0]]).get_column(POINTER[0]).unique().to_list())
+    return found
+
+
+def drop_unreferenced(layout: Layout) -> list[int]:
+    """Remove the metadata versions no published day points at (left by a day replaced with `--force`, or by
+    a publish that stopped between its metadata and its day); return their numbers. Call only while holding
+    the writer lock. Its `_meta` record goes first, so a version is never half there and still trusted."""
+    referenced = referenced_versions(layout)
+    dropped = [v for v in layout.version_numbers(MODEL_METADATA) if v not in referenced]
+    for version in dropped:
+        layout.version_meta_file(MODEL_METADATA, version).unlink(missing_ok=True)
+        folder = layout.version_file(MODEL_METADATA, version).parent
+        if layout.remote:
+            if folder.exists():
+                folder.fs.rm(folder.path, recursive=True)
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+    return dropped
 
 
 def _publish_version(layout: Layout, version: int, day: dt.date, staged: Path, rows: int) -> dict[str, Any]:
