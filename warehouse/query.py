@@ -202,20 +202,22 @@ def run_sql(layout: Layout, sql: str) -> pl.DataFrame:
     check_read_only(sql)
     for attempt in range(ATTEMPTS):
         before = _files_now(layout)
-        con = connect(layout)
+        con = None
         try:
+            con = connect(layout)  # lists the files, which a forced publish may replace or remove meanwhile
             frame = con.sql(sql).pl()
         except duckdb.PermissionException as error:
             raise QueryRefused(
                 f"refused: {str(error).splitlines()[0]} (only the warehouse's own files can be read)"
             ) from None
-        except duckdb.Error:
+        except (duckdb.Error, OSError):
             if attempt + 1 < ATTEMPTS and _files_now(layout) != before:
                 time.sleep(0.01 * attempt)
                 continue  # a forced publish replaced a file mid-read: the error is the mix, not the query
             raise
         finally:
-            con.close()
+            if con is not None:
+                con.close()
         # DuckDB opens a file more than once per query (schema at bind, row groups at scan); a partition
         # renamed into place in between would mix two versions, so such a result is read again.
         if _files_now(layout) == before:
@@ -227,8 +229,9 @@ def run_sql(layout: Layout, sql: str) -> pl.DataFrame:
 def _files_now(layout: Layout) -> list[tuple[str, object, object]]:
     """Which file each published partition is now: path and version (inode and mtime, or ETag)."""
     found = []
+    versions = [layout.version_file(MODEL_METADATA, v) for v in layout.published_versions(MODEL_METADATA)]
     for table in TABLES.values():
-        for path in layout.published_files(table):
+        for path in [*layout.published_files(table), *(versions if table is MODELS else [])]:
             try:
                 found.append((str(path), *_version(path)))
             except FileNotFoundError:
