@@ -96,11 +96,11 @@ def gather_metadata(layout: Layout, days: pl.DataFrame, columns: list[str]) -> p
     The versions pointed at are scanned as one and gathered from in one query, which polars runs column by
     column on every core: at 3 M models, six columns in 0.51-0.56 s against 0.33 s to read them whole."""
     versions = days.get_column("metadata_version").unique().sort().to_list()
+    if not versions:
+        return pl.DataFrame(schema={c: MODEL_METADATA.schema[c] for c in columns})
     lengths = [version_rows(layout, v) for v in versions]
     starts = pl.Series([0, *lengths[:-1]], dtype=pl.UInt32).cum_sum()
     start = days.get_column("metadata_version").replace_strict(versions, starts, return_dtype=pl.UInt32)
-    if not versions:
-        return pl.DataFrame(schema={c: MODEL_METADATA.schema[c] for c in columns})
     files = [str(layout.version_file(MODEL_METADATA, v)) for v in versions]
     positions = start + days.get_column("metadata_row")
     return pl.scan_parquet(files).select(columns).select(pl.all().gather(positions)).collect()
