@@ -177,6 +177,13 @@ def test_sql_models_and_credited_join_each_day_to_its_metadata(tmp_path) -> None
     assert days.row(0) == (100, 2)
     kept_rows = run_sql(layout, "SELECT count(*) FROM model_metadata").item()
     assert kept_rows == 52
+    # Each day's row points at its own model's metadata: row `metadata_row` of its version's file.
+    pointed = run_sql(
+        layout,
+        "SELECT count(*) AS n, count(*) FILTER (WHERE d.model_id <> m.model_id) AS wrong "
+        "FROM model_days d JOIN model_metadata m USING (metadata_version, metadata_row)",
+    )
+    assert pointed.row(0) == (100, 0)
 
 
 def test_a_missing_metadata_version_is_a_clear_error(tmp_path) -> None:

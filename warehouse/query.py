@@ -76,25 +76,43 @@ def model_views(layout: Layout, days: list[dt.date], split: set[dt.date]) -> lis
     versions = layout.published_versions(MODEL_METADATA)
     views = [
         _view("model_days", MODEL_DAYS, [layout.partition_file(MODEL_DAYS, day) for day in stored], hive=True),
-        _view("model_metadata", MODEL_METADATA, [layout.version_file(MODEL_METADATA, v) for v in versions]),
+        metadata_view(layout, versions),
     ]
     whole = [layout.partition_file(MODELS, day) for day in days if day not in split]
     columns = ", ".join(f"{'d' if c in DAILY_COLUMNS else 'm'}.{c}" for c in MODELS.columns)
-    parts = [
-        f"SELECT {columns}, d.snapshot_date FROM model_days d JOIN model_metadata m USING (metadata_version, model_id)"
-    ]
+    parts = [f"SELECT {columns}, d.snapshot_date FROM model_days d JOIN model_metadata m USING ({POINTER})"]
     if whole:
         parts.append(f"SELECT * FROM {_files(whole, hive=True)}")
     return [*views, "CREATE VIEW models AS " + " UNION ALL BY NAME ".join(parts)]
 
 
-def _view(name: str, table: Table, files: list[Path], *, hive: bool = False) -> str:
+# A day's row points at its metadata by version and row: joined on these two integers rather than on
+# (metadata_version, model_id), a day of 3 M models reads its metadata in half the time or less.
+POINTER = "metadata_version, metadata_row"
+
+
+def metadata_view(layout: Layout, versions: list[int]) -> str:
+    """`model_metadata`: every version's rows, each with `metadata_row`, its row in its version's file."""
+    files = [layout.version_file(MODEL_METADATA, v) for v in versions]
+    if not files:
+        return _view("model_metadata", MODEL_METADATA, [], pointer=True)
+    listing = ", ".join(sql_literal(str(f)) for f in files)
+    return (
+        "CREATE VIEW model_metadata AS SELECT * EXCLUDE (file_row_number), "
+        "CAST(file_row_number AS UINTEGER) AS metadata_row "
+        f"FROM read_parquet([{listing}], file_row_number = true, union_by_name = true)"
+    )
+
+
+def _view(name: str, table: Table, files: list[Path], *, hive: bool = False, pointer: bool = False) -> str:
     """A view over `files` of `table`; typed and empty when there are none."""
     if files:
         return f"CREATE VIEW {name} AS SELECT * FROM {_files(files, hive=hive)}"
     columns = [f"CAST(NULL AS {_sql_type(dtype)}) AS {column}" for column, dtype in table.schema.items()]
     if hive:
         columns.append("CAST(NULL AS DATE) AS snapshot_date")
+    if pointer:
+        columns.append("CAST(NULL AS UINTEGER) AS metadata_row")
     return f"CREATE VIEW {name} AS SELECT {', '.join(columns)} WHERE false"
 
 
@@ -154,7 +172,7 @@ def credited_view(
         credit = ", ".join(f"d.{c}" for c in ATTRIBUTIONS.columns if c != "model_id")
         joins.append(
             f"SELECT {columns}, d.snapshot_date, {credit} FROM ({' UNION ALL '.join(daily)}) d "
-            "JOIN model_metadata m USING (metadata_version, model_id)"
+            f"JOIN model_metadata m USING ({POINTER})"
         )
     return "CREATE VIEW credited AS " + " UNION ALL BY NAME ".join(joins) if joins else None
 
