@@ -82,6 +82,33 @@ def test_a_day_keeps_only_the_metadata_that_changed_and_reads_back_whole(tmp_pat
     assert layout.scan(MODELS, NEXT).select(pl.len()).collect().item() == 50
 
 
+QUERIES = {
+    "a few ids": lambda q: q.filter(
+        pl.col("model_id").is_in(["lab2/model-0058", "lab3/model-0003", "lab4/model-0004"])
+    ),
+    "a few ids, not read back": lambda q: q.filter(
+        pl.col("model_id").is_in(["lab2/model-0058", "lab0/model-0007"])
+    ).select("tags", "downloads_30d"),
+    "counts": lambda q: q.filter(pl.col("downloads_30d") > 300).select("model_id", "base_models"),
+    "metadata": lambda q: q.filter(pl.col("tags").list.contains("gguf")).select("model_id", "likes", "author"),
+    "metadata, many rows": lambda q: q.filter(pl.col("library_name") == "gguf").select("downloads_30d", "created_at"),
+    "both": lambda q: q.filter((pl.col("downloads_30d") < 200) | (pl.col("params_total") > 45_000_000)),
+    "nothing": lambda q: q.filter(pl.col("author") == "nobody").select("tags"),
+    "head": lambda q: q.head(3),
+    "head of a filter": lambda q: q.filter(pl.col("gated") == "auto").head(4).select("model_id", "gated"),
+}
+
+
+@pytest.mark.parametrize("query", QUERIES)
+def test_a_filtered_query_reads_the_rows_it_keeps_as_a_whole_read_would(tmp_path, query) -> None:
+    layout = Layout.at(tmp_path)
+    publish_frame(layout, MODELS, DAY, world(), {"source_kind": "test"})
+    publish_frame(layout, MODELS, NEXT, next_day(world()), {"source_kind": "test"})
+    whole = next_day(world()).sort("model_id").lazy()  # version 2's rows sit between version 1's in id order
+    got = QUERIES[query](layout.scan(MODELS, NEXT)).collect()
+    assert got.equals(QUERIES[query](whole).collect())
+
+
 def test_a_day_with_nothing_changed_writes_no_metadata(tmp_path) -> None:
     layout = Layout.at(tmp_path)
     publish_frame(layout, MODELS, DAY, world(), {"source_kind": "test"})

@@ -62,48 +62,91 @@ def is_split(layout: Layout, day: dt.date) -> bool:
 
 
 def scan_models(layout: Layout, day: dt.date) -> pl.LazyFrame:
-    """`day`'s `models`, every column of the schema, each model's metadata gathered from where it is kept."""
+    """`day`'s `models`, every column of the schema, each model's metadata gathered from where it is kept.
+
+    Only the columns a query uses are read. A filter on the counts (`model_id`, downloads…) is applied to the
+    day's file, whose row groups its statistics can skip, before any metadata is looked up; a filter on the
+    metadata is applied once its own columns are gathered, and the other columns are gathered for the rows it
+    keeps. A few rows' metadata is read from the row groups holding them only."""
     if not is_split(layout, day):
         return pl.scan_parquet(str(layout.partition_file(MODELS, day)))
 
     def source(
         columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None, _batch_size: int | None
     ) -> Iterator[pl.DataFrame]:
-        frame = read_models(layout, day, columns)
-        if predicate is not None:
-            frame = frame.filter(predicate)
-        yield frame if n_rows is None else frame.head(n_rows)
+        yield read_models(layout, day, columns, predicate=predicate, n_rows=n_rows)
 
     return register_io_source(source, schema=MODELS.schema, explain_name="models", explain_detail=str(day))
 
 
-def read_models(layout: Layout, day: dt.date, columns: list[str] | None = None) -> pl.DataFrame:
-    """`day`'s `models` with `columns` (all when None), in model_id order."""
+def read_models(
+    layout: Layout,
+    day: dt.date,
+    columns: list[str] | None = None,
+    *,
+    predicate: pl.Expr | None = None,
+    n_rows: int | None = None,
+) -> pl.DataFrame:
+    """`day`'s `models` with `columns` (all when None), in model_id order; only the rows `predicate` keeps,
+    and the first `n_rows` of them."""
     wanted = (list(columns) or ["model_id"]) if columns is not None else MODELS.columns  # [] for a count of rows
-    daily = [c for c in wanted if c in DAILY_COLUMNS]
-    kept = [c for c in wanted if c not in DAILY_COLUMNS]
-    file = str(layout.partition_file(MODELS, day))
+    tested = [] if predicate is None else [c for c in MODELS.columns if c in predicate.meta.root_names()]
+    needed = [c for c in MODELS.columns if c in wanted or c in tested]
+    daily = [c for c in needed if c in DAILY_COLUMNS]
+    kept = [c for c in needed if c not in DAILY_COLUMNS]
+    scan = pl.scan_parquet(str(layout.partition_file(MODELS, day)))
+    if predicate is not None and all(c in DAILY_COLUMNS for c in tested):
+        scan, predicate = scan.filter(predicate), None  # the day's own columns: filtered as they are read
+    if predicate is None and n_rows is not None:
+        scan = scan.head(n_rows)
     if not kept:
-        return pl.read_parquet(file, columns=daily)
-    days = pl.read_parquet(file, columns=[*daily, *POINTER])
-    found = gather_metadata(layout, days, kept)
-    return pl.concat([days.select(daily), found], how="horizontal").select(wanted)
+        frame = scan.select(daily).collect()
+    else:
+        days = scan.select(*daily, *POINTER).collect()
+        if predicate is None:
+            frame = pl.concat([days.select(daily), gather_metadata(layout, days, kept)], how="horizontal")
+        else:  # the metadata the filter tests first, then the rest for the rows it keeps
+            first = [c for c in kept if c in tested]
+            days = pl.concat([days, gather_metadata(layout, days, first)], how="horizontal").filter(predicate)
+            if n_rows is not None:
+                days = days.head(n_rows)
+            rest = [c for c in kept if c not in tested]
+            frame = pl.concat([days, gather_metadata(layout, days, rest)], how="horizontal")
+            predicate = None
+    if predicate is not None:
+        frame = frame.filter(predicate)
+    if n_rows is not None:
+        frame = frame.head(n_rows)
+    return frame.select(wanted)
+
+
+# Below this share of the rows of the versions pointed at, metadata is read from the row groups holding the rows
+# wanted (a 5-model lookup at 3 M models: 0.1 s against 0.6 s to gather from every row group).
+FEW_ROWS = 1 / 8
 
 
 def gather_metadata(layout: Layout, days: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
     """The metadata `columns` (`metadata_hash` may be one) each row of `days` points at, in its order.
 
     The versions pointed at are scanned as one and gathered from in one query, which polars runs column by
-    column on every core: at 3 M models, six columns in 0.51-0.56 s against 0.33 s to read them whole."""
+    column on every core: at 3 M models, six columns in 0.51-0.56 s against 0.33 s to read them whole. For a
+    few rows, only the row groups that hold them are read."""
     versions = days.get_column("metadata_version").unique().sort().to_list()
-    if not versions:
+    if not versions or not columns:
         return pl.DataFrame(schema={c: MODEL_METADATA.schema[c] for c in columns})
     lengths = [version_rows(layout, v) for v in versions]
     starts = pl.Series([0, *lengths[:-1]], dtype=pl.UInt32).cum_sum()
     start = days.get_column("metadata_version").replace_strict(versions, starts, return_dtype=pl.UInt32)
     files = [str(layout.version_file(MODEL_METADATA, v)) for v in versions]
-    positions = start + days.get_column("metadata_row")
-    return pl.scan_parquet(files).select(columns).select(pl.all().gather(positions)).collect()
+    positions = (start + days.get_column("metadata_row")).rename("position")
+    scan = pl.scan_parquet(files)
+    if positions.len() >= FEW_ROWS * sum(lengths):
+        return scan.select(columns).select(pl.all().gather(positions)).collect()
+    # A filter on the row index skips the row groups holding none of the rows; as a list, polars also
+    # skips the pages within them (a Series is read whole).
+    found = scan.with_row_index("position").filter(pl.col("position").is_in(positions.unique().to_list()))
+    rows = found.select("position", *columns).collect()
+    return positions.to_frame().join(rows, on="position", how="left", maintain_order="left").select(columns)
 
 
 def version_rows(layout: Layout, version: int) -> int:
