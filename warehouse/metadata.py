@@ -142,8 +142,8 @@ def gather_metadata(layout: Layout, days: pl.DataFrame, columns: list[str]) -> p
     scan = pl.scan_parquet(files)
     if positions.len() >= FEW_ROWS * sum(lengths):
         return scan.select(columns).select(pl.all().gather(positions)).collect()
-    # A filter on the row index skips the row groups holding none of the rows; as a list, polars also
-    # skips the pages within them (a Series is read whole).
+    # A filter on the row index skips the row groups holding none of the rows when the index values are given
+    # as a list: given as a Series, every row group was read (5 rows of 3 M: 0.26 s against 0.05 s).
     found = scan.with_row_index("position").filter(pl.col("position").is_in(positions.unique().to_list()))
     rows = found.select("position", *columns).collect()
     return positions.to_frame().join(rows, on="position", how="left", maintain_order="left").select(columns)

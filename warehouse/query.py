@@ -87,7 +87,7 @@ def model_views(layout: Layout, days: list[dt.date], split: set[dt.date]) -> lis
 
 
 # A day's row points at its metadata by version and row: joined on these two integers rather than on
-# (metadata_version, model_id), a day of 3 M models reads its metadata in half the time or less.
+# (metadata_version, model_id), days of 3 M models read their metadata in about half the time.
 POINTER = "metadata_version, metadata_row"
 
 
