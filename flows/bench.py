@@ -877,10 +877,22 @@ def model_lookups(layout: Layout, ids: list[str]) -> dict[str, Any]:
         warm, _ = timed(lambda: con.sql(sql).pl())
     finally:
         con.close()
-    files = [str(layout.partition_file(MODELS, day)) for day in layout.published_dates(MODELS)]
+    days = layout.published_dates(MODELS)
+    files = [str(layout.partition_file(MODELS, day)) for day in days]
     scan = pl.scan_parquet(files, hive_partitioning=True).filter(pl.col("model_id").is_in(ids))
     polars_s, theirs = timed(lambda: scan.select("snapshot_date", "model_id", "downloads_30d").collect())
     same = theirs.sort("snapshot_date", "model_id")["downloads_30d"].equals(found["downloads_30d"])
+    # The same models with metadata: DuckDB's `models` view, and the warehouse's polars reader day by day.
+    described = sql.replace("downloads_30d FROM", "downloads_30d, pipeline_tag, tags FROM")
+    con = connect(layout)
+    try:
+        timed(lambda: con.sql(described).pl())
+        described_s, with_metadata = timed(lambda: con.sql(described).pl())
+    finally:
+        con.close()
+    readers = pl.concat([layout.scan(MODELS, day).with_columns(snapshot_date=pl.lit(day)) for day in days])
+    columns = ["snapshot_date", "model_id", "downloads_30d", "pipeline_tag", "tags"]
+    scan_models_s, read = timed(lambda: readers.filter(pl.col("model_id").is_in(ids)).select(columns).collect())
     return {
         "models": len(ids),
         "rows": found.height,
@@ -888,6 +900,9 @@ def model_lookups(layout: Layout, ids: list[str]) -> dict[str, Any]:
         "duckdb_warm": warm,
         "polars": polars_s,
         "same": same,
+        "duckdb_metadata": described_s,
+        "scan_models": scan_models_s,
+        "scan_models_same": read.sort("snapshot_date", "model_id").equals(with_metadata.select(columns)),
     }
 
 
@@ -1221,6 +1236,9 @@ def report_section(plan: BenchPlan, figures: Figures, started: dt.datetime) -> s
         f"| DuckDB view, second run | {lk['duckdb_warm']:.2f} s | {lk['rows']:,} |",
         f"| polars `scan_parquet(…).filter(…)` | {lk['polars']:.2f} s "
         f"| {'the same rows' if lk['same'] else 'OTHER ROWS'} |",
+        f"| with `pipeline_tag` and `tags`: DuckDB view, second run | {lk['duckdb_metadata']:.2f} s | {lk['rows']:,} |",
+        f"| with `pipeline_tag` and `tags`: `Layout.scan(MODELS, day)` of every day, concatenated and filtered "
+        f"| {lk['scan_models']:.2f} s | {'the same rows' if lk['scan_models_same'] else 'OTHER ROWS'} |",
     ]
     return "\n".join(lines)
 

@@ -35,6 +35,8 @@ def test_a_toy_benchmark_writes_every_section_of_its_report(tmp_path) -> None:
     assert re.search(r"\| registry \| [0-9.]+ kB \|", report)
     assert re.search(r"\| DuckDB view, second run \| [0-9.]+ s \| 10 \|", report)  # 5 models on 2 days
     assert re.search(r"\| polars `scan_parquet\(…\).filter\(…\)` \| [0-9.]+ s \| the same rows \|", report)
+    assert re.search(r"\| with `pipeline_tag` and `tags`: DuckDB view, second run \| [0-9.]+ s \| 10 \|", report)
+    assert re.search(r"of every day, concatenated and filtered \| [0-9.]+ s \| the same rows \|", report)
     assert "old figures" not in report and report.count("## Run: full") == 1
     # The report's command line reruns the same benchmark: every option that differs from its default.
     assert "`uv run multipolar bench --models 3000 --days 2 --latency 0.02`" in report
