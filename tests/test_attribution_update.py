@@ -34,6 +34,7 @@ def assert_same_as_full(today: pl.DataFrame, before: pl.DataFrame, *, streamed: 
     full = attribute(today, REGISTRY)
     assert rows.schema == full.schema
     assert rows.equals(full), "the updated rows differ from a full attribution"
+    assert full.get_column("model_id").equals(today.get_column("model_id").gather(full.get_column("model_row")))
     return update
 
 
@@ -117,8 +118,16 @@ def test_a_full_attribution_is_the_same_whatever_order_the_models_come_in(seed: 
     models = frame(random_world(random.Random(seed), 400))
     in_order = attribute(models.sort("model_id"), REGISTRY)
     assert in_order.get_column("model_id").is_sorted()
-    assert attribute(models.sample(fraction=1.0, shuffle=True, seed=seed), REGISTRY).equals(in_order)
-    assert attribute(models.sort("model_id", descending=True), REGISTRY).equals(in_order)
+    for given in (models.sort("model_id"), models.sample(fraction=1.0, shuffle=True, seed=seed)):
+        rows = attribute(given, REGISTRY)
+        assert rows.drop("model_row").equals(in_order.drop("model_row"))
+        # Each row points at its model's row in the frame given.
+        assert rows.get_column("model_id").equals(given.get_column("model_id").gather(rows.get_column("model_row")))
+    assert (
+        attribute(models.sort("model_id", descending=True), REGISTRY)
+        .drop("model_row")
+        .equals(in_order.drop("model_row"))
+    )
 
 
 def test_a_change_at_the_root_of_a_chain_reaches_every_model_below_even_past_the_depth_limit() -> None:
@@ -192,13 +201,16 @@ def test_the_refresh_updates_a_date_from_the_day_before_and_says_so_in_its_meta(
     assert attribute_date(layout, DAY)["updated_from"] == DAY_BEFORE.isoformat()
     meta = made(layout)
     assert meta["from"] == DAY_BEFORE.isoformat() and 0 < meta["recomputed"] < today.height
-    expected = attribute(today, load_registry())
-    assert pl.read_parquet(layout.partition_file(ATTRIBUTIONS, DAY)).equals(expected)
+    expected = attribute(today.sort("model_id"), load_registry())  # as published
+    published = pl.read_parquet(layout.partition_file(ATTRIBUTIONS, DAY))
+    assert published.equals(expected)
+    ids = pl.read_parquet(layout.partition_file(MODELS, DAY)).get_column("model_id")
+    assert published.get_column("model_id").equals(ids.gather(published.get_column("model_row")))
 
 
 def test_a_damaged_or_foreign_day_before_is_not_updated_from(tmp_path, monkeypatch) -> None:
     layout, today = two_days(tmp_path)
-    expected = attribute(today, load_registry())
+    expected = attribute(today.sort("model_id"), load_registry())  # as published
     published = layout.partition_file(ATTRIBUTIONS, DAY_BEFORE)
     meta_file = layout.meta_file(ATTRIBUTIONS, DAY_BEFORE)
     intact, meta = published.read_bytes(), json.loads(meta_file.read_text())
@@ -221,7 +233,7 @@ def test_a_damaged_or_foreign_day_before_is_not_updated_from(tmp_path, monkeypat
     registry = tmp_path / "registry.csv"
     registry.write_bytes(REGISTRY_PATH.read_bytes() + b"some-new-lab,Some Lab,FR,Europe,industry,test\n")
     monkeypatch.setattr(registry_module, "REGISTRY_PATH", registry)
-    expected = attribute(today, load_registry())
+    expected = attribute(today.sort("model_id"), load_registry())  # as published
     attributed_in_full()
 
 

@@ -12,7 +12,7 @@ import pytest
 from tests.test_warehouse import models_frame
 from warehouse.layout import Layout
 from warehouse.metadata import is_split, metadata_hash, read_models, scan_models
-from warehouse.publish import publish_frame, read_meta, write_parquet
+from warehouse.publish import publish_frame, read_meta, sha256_of, write_parquet
 from warehouse.query import run_sql
 from warehouse.tables import MODEL_DAYS, MODEL_METADATA, MODELS
 
@@ -211,6 +211,37 @@ def test_sql_models_and_credited_join_each_day_to_its_metadata(tmp_path) -> None
         "FROM model_days d JOIN model_metadata m USING (metadata_version, metadata_row)",
     )
     assert pointed.row(0) == (100, 0)
+
+
+def test_credited_joins_on_model_row_only_the_dates_attributed_from_their_models_as_published(tmp_path) -> None:
+    from flows.steps import attribute_date
+    from warehouse.query import rows_point_at_models
+
+    layout = Layout.at(tmp_path)
+    whole, later = world(), NEXT + dt.timedelta(days=1)
+    path = layout.partition_file(MODELS, DAY)  # a day written whole, as before metadata was kept apart
+    path.parent.mkdir(parents=True)
+    write_parquet(whole, path)
+    layout.meta_file(MODELS, DAY).parent.mkdir(parents=True)
+    layout.meta_file(MODELS, DAY).write_text(json.dumps({"rows": 50, "sha256": sha256_of(path)}))
+    publish_frame(layout, MODELS, NEXT, next_day(whole), {"source_kind": "test"})
+    publish_frame(layout, MODELS, later, next_day(whole), {"source_kind": "test"})
+    for day in (DAY, NEXT, later):
+        attribute_date(layout, day)
+    # The last date's models are replaced after it was attributed: a model born first moves every row.
+    born = world(60).filter(pl.col("model_id") == "lab2/model-0058").with_columns(model_id=pl.lit("aaa/first"))
+    publish_frame(layout, MODELS, later, pl.concat([born, next_day(whole)]), {"source_kind": "test"}, force=True)
+    assert [rows_point_at_models(layout, day) for day in (DAY, NEXT, later)] == [True, True, False]
+
+    columns = "snapshot_date, model_id, tags, downloads_30d, rule, credited_namespace, country, weight, evidence"
+    by_id = run_sql(
+        layout,
+        f"SELECT {columns} FROM (SELECT * EXCLUDE (model_row) FROM attributions) a "
+        "JOIN models m USING (snapshot_date, model_id) ORDER BY ALL",
+    )
+    assert by_id.height == run_sql(layout, "SELECT count(*) FROM attributions").item()
+    assert run_sql(layout, f"SELECT {columns} FROM credited ORDER BY ALL").equals(by_id)
+    assert "model_row" not in run_sql(layout, "SELECT * FROM credited LIMIT 1").columns
 
 
 def test_a_missing_metadata_version_is_a_clear_error(tmp_path) -> None:

@@ -88,7 +88,7 @@ def test_a_duplicate_key_is_counted_exactly_even_when_every_hash_collides(collid
 
 ATTRIBUTIONS_NULLS = [
     pl.lit(None, pl.String).alias(c) for c in ("lab", "country", "region", "developer_type", "evidence")
-] + [pl.lit(0, pl.Int32).alias("lineage_depth"), pl.lit(None, pl.Int32).alias("entry")]
+] + [pl.lit(0, pl.Int32).alias("lineage_depth"), pl.lit(None, pl.Int32).alias("entry"), pl.lit(0).alias("model_row")]
 
 
 def test_publish_writes_data_then_meta_with_checksum_and_refuses_a_second_time(tmp_path) -> None:
@@ -302,7 +302,7 @@ def test_credited_is_the_join_of_each_dates_models_and_attributions_typed_when_e
     one_day = run_sql(layout, f"{credited} WHERE snapshot_date = DATE '{days[1]}'{order}")
     assert one_day.equals(expected.filter(pl.col("snapshot_date") == days[1]))
     everything = run_sql(layout, "SELECT * FROM credited LIMIT 1")
-    assert everything.columns == [*MODELS.columns, "snapshot_date", *ATTRIBUTIONS.columns[1:]]
+    assert everything.columns == [*MODELS.columns, "snapshot_date", *ATTRIBUTIONS.columns[2:]]  # no join keys
 
 
 def test_sql_cannot_read_duckdbs_default_spill_folder_in_the_working_directory(tmp_path, monkeypatch) -> None:

@@ -143,44 +143,66 @@ def credited_view(
 
     One join of the whole `models` and `attributions` views builds one hash table of every date's rows;
     joined date by date, each hash table is one day's (about twice as fast over 90 days of 3 M models),
-    and a filter on `snapshot_date` skips the other dates' files. A day whose metadata is kept apart is
-    joined to it after (`model_metadata`, one join for every such day).
+    and a filter on `snapshot_date` skips the other dates' files. A date's attributions made from its
+    models as published now are joined on `model_row`, the model's row in its file, an integer; others
+    (made before `model_row`, or from models since replaced) on the id. A day whose metadata is kept
+    apart is joined to it after (`model_metadata`, one join for every such day).
     """
     dates = sorted(set(model_dates) & set(attribution_dates))
+    by_row = {day for day in dates if rows_point_at_models(layout, day)}
 
-    def attributions(day: dt.date) -> str:
-        file = sql_literal(str(layout.partition_file(ATTRIBUTIONS, day)))
-        return f"read_parquet({file}, hive_partitioning = true) a"
+    def joined(table: Table, day: dt.date, alias: str) -> str:
+        file = sql_literal(str(layout.partition_file(table, day)))
+        attributions = sql_literal(str(layout.partition_file(ATTRIBUTIONS, day)))
+        if day in by_row:
+            numbered = f"read_parquet({file}, hive_partitioning = true, file_row_number = true)"
+            return (
+                f"SELECT {alias}.* EXCLUDE (file_row_number), a.* EXCLUDE (model_id, snapshot_date, model_row) "
+                f"FROM {numbered} {alias} JOIN read_parquet({attributions}, hive_partitioning = true) a "
+                f"ON a.model_row = {alias}.file_row_number"
+            )
+        credit = "* EXCLUDE (model_row)" if has_model_row(layout, day) else "*"
+        return (
+            f"SELECT {alias}.*, a.* EXCLUDE (model_id, snapshot_date) "
+            f"FROM read_parquet({file}, hive_partitioning = true) {alias} "
+            f"JOIN (SELECT {credit} FROM read_parquet({attributions}, hive_partitioning = true)) a USING (model_id)"
+        )
 
-    whole = [
-        f"SELECT m.*, a.* EXCLUDE (model_id, snapshot_date) "
-        f"FROM read_parquet({sql_literal(str(layout.partition_file(MODELS, day)))}, hive_partitioning = true) m "
-        f"JOIN {attributions(day)} USING (model_id)"
-        for day in dates
-        if day not in split
-    ]
-    daily = [
-        f"SELECT d.*, a.* EXCLUDE (model_id, snapshot_date) "
-        f"FROM read_parquet({sql_literal(str(layout.partition_file(MODEL_DAYS, day)))}, hive_partitioning = true) d "
-        f"JOIN {attributions(day)} USING (model_id)"
-        for day in dates
-        if day in split
-    ]
-    joins = list(whole)
+    joins = [joined(MODELS, day, "m") for day in dates if day not in split]
+    daily = [joined(MODEL_DAYS, day, "d") for day in dates if day in split]
     if daily:
         columns = ", ".join(f"{'d' if c in DAILY_COLUMNS else 'm'}.{c}" for c in MODELS.columns)
-        credit = ", ".join(f"d.{c}" for c in ATTRIBUTIONS.columns if c != "model_id")
+        credit = ", ".join(f"d.{c}" for c in CREDITED_FROM_ATTRIBUTIONS)
         joins.append(
-            f"SELECT {columns}, d.snapshot_date, {credit} FROM ({' UNION ALL '.join(daily)}) d "
+            f"SELECT {columns}, d.snapshot_date, {credit} FROM ({' UNION ALL BY NAME '.join(daily)}) d "
             f"JOIN model_metadata m USING ({JOINED_ON})"
         )
     return "CREATE VIEW credited AS " + " UNION ALL BY NAME ".join(joins) if joins else None
 
 
+# What `credited` takes from each attribution row: everything but the keys its join consumed.
+CREDITED_FROM_ATTRIBUTIONS = [c for c in ATTRIBUTIONS.columns if c not in ("model_id", "model_row")]
+
+
+def has_model_row(layout: Layout, day: dt.date) -> bool:
+    """Whether `day`'s attributions carry `model_row` (those made before it was added do not)."""
+    return "model_row" in pl.scan_parquet(str(layout.partition_file(ATTRIBUTIONS, day))).collect_schema()
+
+
+def rows_point_at_models(layout: Layout, day: dt.date) -> bool:
+    """Whether each of `day`'s attribution rows can be joined to its model by `model_row`: they carry it,
+    and were made from the `models` file published for `day` now (by its sha256 in both `_meta`)."""
+    from warehouse.publish import read_meta
+
+    made_from = (read_meta(layout, ATTRIBUTIONS, day) or {}).get("inputs", {}).get("models_sha256")
+    models = read_meta(layout, MODELS, day) or {}
+    return made_from is not None and made_from == models.get("sha256") and has_model_row(layout, day)
+
+
 def credited_columns() -> pl.DataFrame:
     """An empty `credited`: the columns and types of the view when no date has both tables."""
     models = MODELS.empty().with_columns(pl.lit(None, pl.Date).alias("snapshot_date"))
-    return pl.concat([models, ATTRIBUTIONS.empty().drop("model_id")], how="horizontal")
+    return pl.concat([models, ATTRIBUTIONS.empty().select(CREDITED_FROM_ATTRIBUTIONS)], how="horizontal")
 
 
 def memory_limit() -> str:

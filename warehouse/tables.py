@@ -108,6 +108,9 @@ ATTRIBUTIONS = Table(
     location="attributions",
     schema={
         "model_id": pl.String(),
+        # The model's row in the date's `models` file (its `model_days` file when the metadata is kept
+        # apart), from 0: the date's two tables join on it as on the id, by an integer.
+        "model_row": pl.UInt32(),
         "rule": pl.String(),
         "credited_namespace": pl.String(),
         **CREDIT,
