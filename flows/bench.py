@@ -506,7 +506,7 @@ def analytics_section(plan: BenchPlan, work: Path, figures: Figures, say: Say) -
     spell of a shared machine falls on every figure of a round rather than on one alone."""
     from analytics.attribution import attribute, registry_rows
     from analytics.registry import load_registry
-    from flows.steps import attribute_date
+    from flows.steps import attribute_date, attribution_inputs
     from warehouse.publish import publish_frame
 
     layout = Layout.at(work / "warehouse")
@@ -522,7 +522,11 @@ def analytics_section(plan: BenchPlan, work: Path, figures: Figures, say: Say) -
     made_with = publish_frame(
         layout, REGISTRY, CRAWL_DAY, registry_rows(registry), {"source_kind": "synthetic"}, force=True
     )
-    provenance = {"source_kind": "synthetic", "registry_sha256": made_with["sha256"]}
+    provenance = {
+        "source_kind": "synthetic",
+        "registry_sha256": made_with["sha256"],
+        "inputs": attribution_inputs(layout, CRAWL_DAY),
+    }
     publish_frame(layout, ATTRIBUTIONS, CRAWL_DAY, attributions, provenance, force=True)
     del attributions
     measured: list[dict[str, Any]] = []
@@ -628,10 +632,16 @@ def update_from_day_before(files: AnalyticsFiles, repeat: int) -> dict[str, Any]
 def polars_metrics(files: AnalyticsFiles) -> dict[str, pl.DataFrame]:
     """`metric_tables` of the crawled day against the day before."""
     from analytics.metrics import metric_tables
+    from warehouse.query import rows_point_at_models
 
     scan = pl.scan_parquet
+    by_row = rows_point_at_models(files.layout, CRAWL_DAY)
     return metric_tables(
-        files.scan_models(), scan(files.attributions), files.scan_previous(), registry=scan(files.registry)
+        files.scan_models(),
+        scan(files.attributions),
+        files.scan_previous(),
+        registry=scan(files.registry),
+        by_row=by_row,
     )
 
 
@@ -679,15 +689,15 @@ LEAST_WORK = {
     "order_ids": "check the ids are in order, as a published day's are (the attribution sorts them only if not)",
     "uploader": "the uploader rule alone: each id's namespace, joined to the registry",
     "parents": "lineage's first step: the base models exploded and joined to the ids",
-    "join": "the metrics' join of the attribution rows to the models on the id (merged when both are in id order)",
+    "join": "the metrics' lookup of each attribution row's model: its downloads at `model_row`",
 }
 
 
 def least_work(models: pl.DataFrame, attributions_file: Path, registry: pl.DataFrame, repeat: int) -> dict[str, float]:
-    """Seconds of string work attribution and metrics cannot skip, each step alone on frames in memory."""
+    """Seconds of the work attribution and metrics cannot skip, each step alone on frames in memory."""
     from analytics.attribution import namespace_of
 
-    attributions = pl.read_parquet(attributions_file, columns=["model_id", "weight"])
+    attributions = pl.read_parquet(attributions_file, columns=["model_row", "weight"])
     registry = registry.select("namespace", *CREDIT)
     index = pl.int_range(pl.len(), dtype=pl.UInt32)
 
@@ -702,17 +712,9 @@ def least_work(models: pl.DataFrame, attributions_file: Path, registry: pl.DataF
             registry, on="namespace", how="left", maintain_order="left"
         ),
         "parents": parents,
-        "join": lambda: merged_join(attributions, models.select("model_id", "downloads_30d")),
+        "join": lambda: attributions.with_columns(pl.lit(models.get_column("downloads_30d")).gather("model_row")),
     }
     return {name: timed(step, repeat)[0] for name, step in steps.items()}
-
-
-def merged_join(rows: pl.DataFrame, models: pl.DataFrame) -> pl.DataFrame:
-    """`rows` joined to `models` on the id as the metrics join them: merged when both are in id order."""
-    from analytics.order import by_merge
-
-    engine, (rows, models) = by_merge([rows, models])
-    return rows.lazy().join(models.lazy(), on="model_id", how="inner").collect(engine=engine)
 
 
 def max_difference(ours: pl.DataFrame, theirs: pl.DataFrame, column: str) -> float | None:
@@ -814,7 +816,7 @@ def history_section(plan: BenchPlan, work: Path, figures: Figures, say: Say) -> 
     """`days` daily partitions of every table, their bytes, and an analyst's series over them in DuckDB."""
     from analytics.attribution import registry_rows
     from analytics.registry import load_registry
-    from flows.steps import metrics_date
+    from flows.steps import attribution_inputs, metrics_date
     from warehouse.metadata import read_models
     from warehouse.publish import publish_frame, publish_staged, staging_file
 
@@ -837,7 +839,13 @@ def history_section(plan: BenchPlan, work: Path, figures: Figures, say: Say) -> 
         made_with = publish_frame(layout, REGISTRY, day, registry, {"source_kind": "synthetic"}, force=True)
         staged = staging_file(layout, ATTRIBUTIONS, day)
         shutil.copyfile(attributions_file, staged)
-        provenance = {"source_kind": "synthetic", "registry_sha256": made_with["sha256"]}
+        # A history's day changes counts and `last_modified` only, never the ids, their order or the lineage
+        # inputs: the crawled day's attributions are the day's own, made from its models as published.
+        provenance = {
+            "source_kind": "synthetic",
+            "registry_sha256": made_with["sha256"],
+            "inputs": attribution_inputs(layout, day),
+        }
         publish_staged(layout, ATTRIBUTIONS, day, staged, provenance, rows=attribution_rows, force=True)
         t2 = time.perf_counter()
         metrics_date(layout, day, force=True)

@@ -155,6 +155,7 @@ def _checked_bytes(layout: Layout, table: Table, day: dt.date, sha256: str | Non
 def metrics_date(layout: Layout, day: dt.date, *, force: bool = False) -> dict[str, Any]:
     """Compute and publish `shares` and `concentration` for `day`."""
     from analytics.metrics import metric_tables
+    from warehouse.query import rows_point_at_models
 
     inputs = metric_inputs(layout, day)
     if not force and _current(layout, (SHARES, CONCENTRATION), day, inputs):
@@ -165,7 +166,8 @@ def metrics_date(layout: Layout, day: dt.date, *, force: bool = False) -> dict[s
     previous = previous_date(layout, day)
     previous_models = layout.scan(MODELS, previous) if previous else None
     registry = registry_used(layout, day)
-    tables = metric_tables(models, attributions, previous_models, registry=registry, streamed=True)
+    by_row = rows_point_at_models(layout, day)
+    tables = metric_tables(models, attributions, previous_models, registry=registry, streamed=True, by_row=by_row)
     provenance: dict[str, Any] = {"inputs": inputs, "registry_version": _registry_of(layout, day)}
     if previous_models is not None:
         provenance["negative_all_time_deltas"] = tables["negative_deltas"].row(0, named=True)

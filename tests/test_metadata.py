@@ -8,13 +8,14 @@ import shutil
 
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from tests.test_warehouse import models_frame
 from warehouse.layout import Layout
 from warehouse.metadata import is_split, metadata_hash, read_models, scan_models
 from warehouse.publish import publish_frame, read_meta, sha256_of, write_parquet
 from warehouse.query import run_sql
-from warehouse.tables import MODEL_DAYS, MODEL_METADATA, MODELS
+from warehouse.tables import ATTRIBUTIONS, MODEL_DAYS, MODEL_METADATA, MODELS, SHARES
 
 DAY = dt.date(2026, 5, 12)
 NEXT = DAY + dt.timedelta(days=1)
@@ -214,7 +215,8 @@ def test_sql_models_and_credited_join_each_day_to_its_metadata(tmp_path) -> None
 
 
 def test_credited_joins_on_model_row_only_the_dates_attributed_from_their_models_as_published(tmp_path) -> None:
-    from flows.steps import attribute_date
+    from analytics.metrics import metric_tables
+    from flows.steps import attribute_date, metrics_date
     from warehouse.query import rows_point_at_models
 
     layout = Layout.at(tmp_path)
@@ -242,6 +244,12 @@ def test_credited_joins_on_model_row_only_the_dates_attributed_from_their_models
     assert by_id.height == run_sql(layout, "SELECT count(*) FROM attributions").item()
     assert run_sql(layout, f"SELECT {columns} FROM credited ORDER BY ALL").equals(by_id)
     assert "model_row" not in run_sql(layout, "SELECT * FROM credited LIMIT 1").columns
+    # The metrics find each model by its row on the same dates only.
+    for day, before in ((NEXT, DAY), (later, NEXT)):
+        metrics_date(layout, day, force=True)
+        by_id = metric_tables(layout.scan(MODELS, day), layout.scan(ATTRIBUTIONS, day), layout.scan(MODELS, before))
+        published = pl.read_parquet(layout.partition_file(SHARES, day)).drop("snapshot_date", strict=False)
+        assert_frame_equal(published, by_id["shares"], check_exact=False, rel_tol=1e-9, abs_tol=1e-9)
 
 
 def test_a_missing_metadata_version_is_a_clear_error(tmp_path) -> None:

@@ -375,3 +375,33 @@ def test_grouping_on_registry_rows_gives_the_tables_of_grouping_on_the_dimension
     renumbered = registry_rows(REGISTRY).with_columns(pl.col("entry").reverse())
     wrong = metric_tables(models, attributions, previous, registry=renumbered)
     assert not wrong["shares"].equals(by_rows["shares"])
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["read whole", "streamed"])
+@pytest.mark.parametrize("seed", [7, 8])
+def test_finding_each_model_by_its_row_gives_the_tables_of_joining_on_the_ids(seed, streamed):
+    from analytics.attribution import attribute, registry_rows
+    from tests.test_attribution import REGISTRY
+    from tests.test_attribution_update import frame, random_world
+
+    rng = random.Random(seed)
+    world = frame(random_world(rng, 600))  # not in id order: rows are found where the models are
+    models = world.with_columns(
+        downloads_30d=pl.Series([rng.randrange(10**6) for _ in range(world.height)]),
+        downloads_all_time=pl.Series([rng.randrange(10**7) for _ in range(world.height)]),
+        params_total=pl.Series([rng.choice([None, 10**8, 10**10]) for _ in range(world.height)]),
+        pipeline_tag=pl.Series([rng.choice([None, "text-generation"]) for _ in range(world.height)]),
+    )
+    previous = models.sample(fraction=0.8, seed=seed)
+    attributions = attribute(models, REGISTRY).sample(fraction=1.0, shuffle=True, seed=seed)
+    for registry in (None, registry_rows(REGISTRY)):
+        by_ids = metric_tables(models, attributions, previous, registry=registry, streamed=streamed)
+        by_rows = metric_tables(models, attributions, previous, registry=registry, streamed=streamed, by_row=True)
+        for name in ("shares", "concentration"):
+            assert_frame_equal(by_ids[name], by_rows[name], check_exact=False, rel_tol=1e-9, abs_tol=1e-9)
+        assert by_ids["negative_deltas"].equals(by_rows["negative_deltas"])
+    # Rows pointing elsewhere give other tables; attributions without `model_row` are joined on the ids.
+    moved = attributions.with_columns((pl.col("model_row") + 1) % models.height)
+    assert not metric_tables(models, moved, previous, by_row=True)["shares"].equals(by_ids["shares"])
+    older = metric_tables(models, moved.drop("model_row"), previous, registry=registry, by_row=True)
+    assert_frame_equal(by_ids["shares"], older["shares"], check_exact=False, rel_tol=1e-9, abs_tol=1e-9)
