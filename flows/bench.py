@@ -1176,7 +1176,7 @@ def report_section(plan: BenchPlan, figures: Figures, started: dt.datetime) -> s
             for k, text in REFRESH_STEPS.items()
         ],
         "",
-        "What the ≤ 3× aim leaves room for: the string work a full pass over a snapshot cannot skip, each step "
+        "What the ≤ 3× aim leaves room for: the work a full pass over a snapshot cannot skip, each step "
         "on its own from frames already in memory (`flows.bench.least_work`), measured as the figures above:",
         "",
         "| step | seconds | / bare read |",
@@ -1194,7 +1194,8 @@ def report_section(plan: BenchPlan, figures: Figures, started: dt.datetime) -> s
         f"moved by a day's worth per day and {TOUCHED_PER_DAY:.1%} of the models changed (a new `last_modified`: "
         "the synthetic world's births and touched repos a day) (`publish_frame`); its attributions are the "
         "crawled snapshot's file "
-        "(`publish_staged`: the ids do not change, so neither does the attribution), beside the registry they "
+        "(`publish_staged`: the ids and their rows do not change, so neither do the attributions, and their "
+        "`_meta` names the day's models file they belong to), beside the registry they "
         "were made with; its metrics are computed "
         "by the refresh's own `metrics_date`. Generating and crawling that many worlds would take hours and "
         f"measure nothing new. Written in {h['write_seconds']} s (per day: models "
@@ -1225,8 +1226,9 @@ def report_section(plan: BenchPlan, figures: Figures, started: dt.datetime) -> s
         f"| {q['metrics_rows']:,} | {_gb(q['metrics_added_rss'])} |",
         f"| from the raw tables (`models` ⋈ `attributions`, one join) | {q['raw_cold_seconds']:.2f} s "
         f"| {q['raw_warm_seconds']:.2f} s | {q['raw_rows']:,} | {_gb(q['raw_added_rss'])} |",
-        f"| from the raw tables through the `credited` view (one join per date) | {q['credited_cold_seconds']:.2f} s "
-        f"| {q['credited_warm_seconds']:.2f} s | {q['credited_rows']:,} | {_gb(q['credited_added_rss'])} |",
+        "| from the raw tables through the `credited` view (one join per date, on `model_row`) "
+        f"| {q['credited_cold_seconds']:.2f} s | {q['credited_warm_seconds']:.2f} s | {q['credited_rows']:,} "
+        f"| {_gb(q['credited_added_rss'])} |",
         "",
         "All three give the same series (largest share difference from the metric tables: "
         f"{q['raw_max_share_diff']:.1e} for the one join, {q['credited_max_share_diff']:.1e} for `credited`); the "
