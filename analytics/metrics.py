@@ -246,8 +246,8 @@ def metric_tables(
 
     `by_row` says that `attributions` were made from `models` as given, row for row (as a date's are when
     their `_meta.inputs` name its models file): each attribution row then finds its model at `model_row`,
-    an integer, and the attributions' ids are not read (3 M models: the tables in 0.73–0.80 s against
-    0.96–1.15 s read whole, 0.83–1.04 s against 1.06–1.41 s streamed).
+    an integer, and the attributions' ids are not read (3 M models: the tables in 0.73–0.91 s against
+    0.96–1.15 s read whole, 0.83–1.10 s against 1.06–1.41 s streamed).
     Attributions without `model_row`, published before it was kept, are joined on the ids."""
     if registry is not None and not all("entry" in f.lazy().collect_schema() for f in (attributions, registry)):
         registry = None
