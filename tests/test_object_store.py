@@ -96,6 +96,19 @@ def test_a_refresh_publishes_every_table_and_the_dashboard_to_the_object_store(b
     assert (layout.dashboard_dir / "index.html").is_file() and (layout.dashboard_dir / "dashboard.json").is_file()
     frame = run_sql(layout, "SELECT rule, count(*) AS n FROM attributions GROUP BY rule ORDER BY rule")
     assert frame["n"].to_list() == [800, 800, 800]
+    # `credited` joins the date on `model_row` there too: each attribution row meets its own model.
+    from warehouse.query import rows_point_at_models
+
+    assert rows_point_at_models(layout, DAY)
+    credited = run_sql(layout, "SELECT count(*) AS n, count(DISTINCT model_id) AS ids FROM credited")
+    assert credited.row(0) == (2400, 800)
+    # The id comes from `models` and the namespace from `attributions`: a row met by another model's would differ.
+    paired = run_sql(
+        layout,
+        "SELECT count(*) FILTER (WHERE contains(model_id, '/')) AS n, count(*) FILTER (WHERE contains(model_id, '/') "
+        "AND credited_namespace <> split_part(model_id, '/', 1)) AS wrong FROM credited WHERE rule = 'uploader'",
+    )
+    assert paired.row(0)[0] > 700 and paired.row(0)[1] == 0
     assert not layout.staging.joinpath("crawl", DAY.isoformat()).exists()  # local work in progress cleared
 
 

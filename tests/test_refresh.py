@@ -258,3 +258,15 @@ def test_the_registry_used_is_published_beside_the_attributions_and_joins_their_
     file = layout.partition_file(ATTRIBUTIONS, DAY)
     pl.read_parquet(file).drop("entry").write_parquet(file)
     assert pending_steps(layout, DAY, dashboard=False) == ["attribute", "metrics", "crossovers"]
+    # So does one attributed before `model_row` was kept; until then its metrics and `credited` join it on the ids.
+    from polars.testing import assert_frame_equal
+
+    from warehouse.query import run_sql
+
+    assert attribute_date(layout, DAY, force=True)["status"] == "published"
+    pl.read_parquet(file).drop("model_row").write_parquet(file)
+    assert pending_steps(layout, DAY, dashboard=False) == ["attribute", "metrics", "crossovers"]
+    assert metrics_date(layout, DAY, force=True)["status"] == "published"
+    assert_frame_equal(pl.read_parquet(layout.partition_file(SHARES, DAY)), shares, rel_tol=1e-9, abs_tol=1e-9)
+    credited = run_sql(layout, "SELECT count(*) AS n, count(DISTINCT model_id) AS ids FROM credited").row(0)
+    assert credited == (pl.read_parquet(file).height, pl.read_parquet(layout.partition_file(MODELS, DAY)).height)
