@@ -149,7 +149,8 @@ def credited_view(
     apart is joined to it after (`model_metadata`, one join for every such day).
     """
     dates = sorted(set(model_dates) & set(attribution_dates))
-    by_row = {day for day in dates if rows_point_at_models(layout, day)}
+    carried = {day for day in dates if has_model_row(layout, day)}  # each date's footer read once
+    by_row = {day for day in carried if made_from_models_as_published(layout, day)}
 
     def joined(table: Table, day: dt.date, alias: str) -> str:
         file = sql_literal(str(layout.partition_file(table, day)))
@@ -161,7 +162,7 @@ def credited_view(
                 f"FROM {numbered} {alias} JOIN read_parquet({attributions}, hive_partitioning = true) a "
                 f"ON a.model_row = {alias}.file_row_number"
             )
-        credit = "* EXCLUDE (model_row)" if has_model_row(layout, day) else "*"
+        credit = "* EXCLUDE (model_row)" if day in carried else "*"
         return (
             f"SELECT {alias}.*, a.* EXCLUDE (model_id, snapshot_date) "
             f"FROM read_parquet({file}, hive_partitioning = true) {alias} "
@@ -189,14 +190,20 @@ def has_model_row(layout: Layout, day: dt.date) -> bool:
     return "model_row" in pl.scan_parquet(str(layout.partition_file(ATTRIBUTIONS, day))).collect_schema()
 
 
-def rows_point_at_models(layout: Layout, day: dt.date) -> bool:
-    """Whether each of `day`'s attribution rows can be joined to its model by `model_row`: they carry it,
-    and were made from the `models` file published for `day` now (by its sha256 in both `_meta`)."""
+def made_from_models_as_published(layout: Layout, day: dt.date) -> bool:
+    """Whether `day`'s attributions were made from the `models` file published for `day` now (by its sha256
+    in both `_meta`)."""
     from warehouse.publish import read_meta
 
     made_from = (read_meta(layout, ATTRIBUTIONS, day) or {}).get("inputs", {}).get("models_sha256")
     models = read_meta(layout, MODELS, day) or {}
-    return made_from is not None and made_from == models.get("sha256") and has_model_row(layout, day)
+    return made_from is not None and made_from == models.get("sha256")
+
+
+def rows_point_at_models(layout: Layout, day: dt.date) -> bool:
+    """Whether each of `day`'s attribution rows can be joined to its model by `model_row`: they carry it,
+    and were made from the `models` file published for `day` now."""
+    return made_from_models_as_published(layout, day) and has_model_row(layout, day)
 
 
 def credited_columns() -> pl.DataFrame:
