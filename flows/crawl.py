@@ -205,13 +205,9 @@ def assemble(layout: Layout, day: dt.date, result: CrawlResult) -> tuple[Path, i
         write_parquet(MODELS.empty(), target, level=PAGE_ZSTD_LEVEL)
         return target, 0
     scan = pl.scan_parquet(pages, schema=MODELS.schema).with_row_index("_row")
-    ids = scan.select(
-        pl.col("model_id").hash().alias("hash"),
-        pl.when(pl.col("_row") % SAMPLE_EVERY == 0).then("model_id").alias("sample"),
-    ).collect()
-    rows, repeats = _repeated_rows(scan, ids.get_column("hash"))
-    sample = ids.get_column("sample").drop_nulls()
-    del ids
+    hashes, sample = _hashed_ids(pages)
+    rows, repeats = _repeated_rows(scan, hashes)
+    del hashes
     buckets = result.staging / "buckets"
     shutil.rmtree(buckets, ignore_errors=True)
     buckets.mkdir()
@@ -223,6 +219,18 @@ def assemble(layout: Layout, day: dt.date, result: CrawlResult) -> tuple[Path, i
     finally:
         shutil.rmtree(buckets, ignore_errors=True)
     return target, rows - repeats.len()
+
+
+def _hashed_ids(pages: list[Path]) -> tuple[pl.Series, pl.Series]:
+    """A 64-bit hash of each page row's id, in row order, and one id in `SAMPLE_EVERY`; read `SPREAD_PAGES`
+    pages at a time (3 M models: the process grows by 0.10 GB, against 0.27 GB reading every page at once)."""
+    hashes, sample, first = [], [], 0
+    for start in range(0, len(pages), SPREAD_PAGES):
+        ids = pl.read_parquet(pages[start : start + SPREAD_PAGES], columns=["model_id"]).get_column("model_id")
+        hashes.append(ids.hash())
+        sample.append(ids.gather_every(SAMPLE_EVERY, offset=-first % SAMPLE_EVERY))
+        first += ids.len()
+    return pl.concat(hashes, rechunk=True), pl.concat(sample)
 
 
 def _id_bounds(sample: pl.Series, rows: int) -> pl.Series:
@@ -259,7 +267,12 @@ def _repeated_rows(scan: pl.LazyFrame, hashes: pl.Series) -> tuple[int, pl.Serie
     """The rows scanned, and the numbers of those whose id was seen on an earlier row: found on the ids'
     `hashes`, confirmed on the ids sharing one."""
     rows = hashes.len()
-    shared = hashes.is_duplicated().arg_true().cast(pl.UInt32())
+    # Equal hashes are neighbours once sorted: a sorted copy takes 8 bytes a row (3 M models: the process
+    # grows by 0.03 GB, against 0.21 GB for `is_duplicated`'s table of every hash).
+    ordered = hashes.sort()
+    twice = ordered.filter(ordered == ordered.shift(1))
+    del ordered
+    shared = hashes.is_in(twice.implode()).arg_true().cast(pl.UInt32())
     if shared.is_empty():
         return rows, shared
     candidates = scan.select("_row", "model_id").filter(pl.col("_row").is_in(shared.implode())).collect()

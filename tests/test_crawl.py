@@ -72,9 +72,13 @@ def test_models_repeated_across_pages_are_kept_once(tmp_path) -> None:
         assert frame.height == 900 and frame["model_id"].n_unique() == 900
 
 
-def test_pages_are_assembled_in_id_order_each_id_as_first_seen(tmp_path, monkeypatch) -> None:
+@pytest.mark.parametrize("collide", [False, True], ids=["hashes", "hashes colliding"])
+def test_pages_are_assembled_in_id_order_each_id_as_first_seen(collide, tmp_path, monkeypatch) -> None:
     import flows.crawl as crawl
 
+    if collide:  # hashes shared by many different ids: only the ids themselves may decide what repeats
+        hashed_ids = crawl._hashed_ids
+        monkeypatch.setattr(crawl, "_hashed_ids", lambda pages: ((h := hashed_ids(pages))[0] % 5, h[1]))
     # Ranges of 40 rows and pages spread 3 at a time: many ranges, each fed by several reads of pages.
     monkeypatch.setattr(crawl, "BUCKET_ROWS", 40)
     monkeypatch.setattr(crawl, "SPREAD_PAGES", 3)

@@ -129,6 +129,23 @@ def test_models_are_published_in_id_order_and_a_staged_file_out_of_order_is_refu
     assert not layout.partition_file(MODELS, DAY + dt.timedelta(days=1)).exists()
 
 
+@pytest.mark.parametrize(
+    ("ids", "repeats"),
+    [(["a/x", "a/y", "a/y", "b/z", "b/z", "b/z"], 3), (["b/z", "a/x", "a/y", "b/z", "a/x"], 2)],
+    ids=["in order, repeats side by side", "out of order, repeats apart"],
+)
+def test_a_staged_models_file_repeating_an_id_is_refused_in_order_or_not(ids, repeats, tmp_path) -> None:
+    from warehouse import publish
+
+    staged = tmp_path / "staged.parquet"
+    models_frame(ids).write_parquet(staged)
+    with pytest.raises(SchemaViolation, match="duplicate key") as caught:
+        publish.check_staged(MODELS, staged)
+    assert caught.value.bad_rows == repeats  # rows more than there are ids
+    models_frame(sorted(set(ids))).write_parquet(staged)
+    assert publish.check_staged(MODELS, staged) == len(set(ids))
+
+
 def test_frames_are_written_a_row_group_at_a_time_in_the_order_asked(monkeypatch) -> None:
     import warehouse.publish as publish
 
