@@ -114,6 +114,33 @@ def test_a_failed_publish_leaves_the_published_partition_untouched(tmp_path) -> 
     assert sha256_of(layout.partition_file(MODELS, DAY)) == before
 
 
+def test_a_replacement_stopped_before_its_record_leaves_the_date_unpublished_not_misdescribed(
+    tmp_path, monkeypatch
+) -> None:
+    from warehouse import publish
+
+    layout = Layout.at(tmp_path)
+    publish_frame(layout, MODELS, DAY, models_frame(["a/x", "b/y"], [1, 2]), {})
+    write_record = publish.write_json_atomic
+
+    def stopped(path, payload) -> None:
+        if path == layout.meta_file(MODELS, DAY):
+            raise OSError(28, "No space left on device", str(path))
+        write_record(path, payload)
+
+    monkeypatch.setattr(publish, "write_json_atomic", stopped)
+    with pytest.raises(OSError):
+        publish_frame(layout, MODELS, DAY, models_frame(["a/x", "c/z", "d/w"], [3, 4, 5]), {}, force=True)
+    # The new file is in place, and no record says it is the old one: readers skip the date.
+    assert pl.read_parquet(layout.partition_file(MODELS, DAY)).height == 3
+    assert DAY not in layout.published_dates(MODELS)
+    assert run_sql(layout, "SELECT count(*) AS n FROM models").item() == 0
+    monkeypatch.setattr(publish, "write_json_atomic", write_record)
+    meta = publish_frame(layout, MODELS, DAY, models_frame(["a/x", "c/z", "d/w"], [3, 4, 5]), {})
+    assert meta["sha256"] == sha256_of(layout.partition_file(MODELS, DAY))
+    assert run_sql(layout, "SELECT sum(downloads_30d) AS n FROM models").item() == 12
+
+
 def test_models_are_published_in_id_order_and_a_staged_file_out_of_order_is_refused(tmp_path) -> None:
     layout = Layout.at(tmp_path)
     ids = ["zz/last", "Qwen/q", "a/x", "a/w", "\u00e9/accent", "B/upper"]

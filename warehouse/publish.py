@@ -350,6 +350,10 @@ def publish_staged(
         "sha256": sha256_of(staged),
         "published_at": _now(),
     }
+    # A replaced date is unpublished until its new record is written: a crash in between leaves a file no
+    # record vouches for, which readers skip and the next run publishes again, never the old record
+    # describing the new file.
+    layout.meta_file(table, day).unlink(missing_ok=True)
     place(layout, staged, layout.partition_file(table, day))
     write_json_atomic(layout.meta_file(table, day), meta)
     return meta
