@@ -86,7 +86,11 @@ def test_a_refresh_publishes_every_table_and_the_dashboard_to_the_object_store(b
         assert result.exit_code == 0, result.output
         assert "published 2026-05-12: 800 models" in result.output
         again = refresh(hub, bucket)
-    assert "nothing to do" in again.output
+        assert "nothing to do" in again.output
+        # A forced refresh replaces the date in the bucket: each old record removed, its new file put, a new record.
+        replaced = refresh(hub, bucket, "--force")
+    assert replaced.exit_code == 0, replaced.output
+    assert "published 2026-05-12: 800 models" in replaced.output
     layout = Layout.at(bucket)
     assert layout.remote and layout.published_dates(MODELS) == [DAY]
     for table in (MODELS, ATTRIBUTIONS, SHARES):
