@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 
 import polars as pl
@@ -167,3 +168,39 @@ def test_an_import_backfills_into_the_object_store(bucket: str, tmp_path) -> Non
     )
     assert [round(s, 4) for s in china["share"]] == [round(100 / 180, 4), round(120 / 190, 4)]
     assert os.environ["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1")
+
+
+def test_sql_lists_each_table_afresh_rather_than_asking_for_each_file(bucket: str, tmp_path, monkeypatch) -> None:
+    import s3fs
+
+    days = [dt.date(2026, 5, d) for d in range(8, 12)]
+    source = tmp_path / "snapshots.csv"
+    source.write_text(
+        "snapshot_date,model_id,downloads_30d\n"
+        + "".join(f"{d},Qwen/Qwen3-8B,{100 + n}\n{d},meta-llama/Llama-3.1-8B,{80 - n}\n" for n, d in enumerate(days))
+    )
+    assert runner.invoke(app, ["import", str(source), "--warehouse", bucket]).exit_code == 0
+    layout = Layout.at(bucket)
+    fs = layout.root.fs
+    asked: Counter[str] = Counter()
+    call = fs._call_s3
+
+    async def counted(method, *args, **kwargs):
+        asked[method] += 1
+        return await call(method, *args, **kwargs)
+
+    monkeypatch.setattr(fs, "_call_s3", counted)
+    query = "SELECT snapshot_date, count(*) AS n FROM credited GROUP BY 1 ORDER BY 1"
+    assert run_sql(layout, query)["snapshot_date"].to_list() == days
+    first = Counter(asked)
+    # Another writer adds a date: the next query lists again and sees it.
+    other = s3fs.S3FileSystem(skip_instance_cache=True)
+    for found in other.find(layout.root.path):
+        if days[-1].isoformat() in found and "/dashboard/" not in found:
+            other.copy(found, found.replace(days[-1].isoformat(), DAY.isoformat()))
+    asked.clear()
+    assert run_sql(layout, query)["snapshot_date"].to_list() == [*days, DAY]
+    # Every file's size, date and ETag come from listings: no file is looked up alone, and a date more
+    # costs no listing more.
+    assert first["head_object"] == asked["head_object"] == 0, (first, asked)
+    assert 0 < first["list_objects_v2"] == asked["list_objects_v2"], (first, asked)

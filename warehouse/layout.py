@@ -11,9 +11,11 @@ import datetime as dt
 import hashlib
 import os
 import re
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import polars as pl
 
@@ -23,6 +25,9 @@ DEFAULT_ROOT = "./data"
 PART_NAME = "part-00000.parquet"
 _DATE_DIR = re.compile(r"^snapshot_date=(\d{4}-\d{2}-\d{2})$")
 _VERSION_DIR = re.compile(r"^version-(\d{6})$")
+REQUESTS_AT_ONCE = 16  # small reads sent to an object store at once (`Layout.each`)
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def resolve_root(root: str | os.PathLike[str] | None = None) -> Any:
@@ -128,8 +133,29 @@ class Layout:
         return sorted(dt.date.fromisoformat(m.group(1)) for m in found if m)
 
     def published_dates(self, table: Table) -> list[dt.date]:
-        """Dates whose partition is complete: data on disk and its `_meta` record written last."""
-        return [d for d in self.partition_dates(table) if self.meta_file(table, d).is_file()]
+        """Dates whose partition is complete: data on disk and its `_meta` record written last. The records
+        are listed once, not looked up a date at a time (a request each on an object store)."""
+        meta = self.meta_dir(table)
+        recorded = {p.name for p in meta.iterdir()} if meta.is_dir() else set()
+        return [d for d in self.partition_dates(table) if f"{d.isoformat()}.json" in recorded]
+
+    def list_afresh(self, tables: Iterable[Table]) -> None:
+        """On an object store, forget what was listed before and list every file of `tables` and every `_meta`
+        record anew, a request per 1,000 files: looking one up or opening it then needs no request of its
+        own for its size, date and ETag."""
+        if not self.remote:
+            return
+        fs = self.root.fs
+        fs.invalidate_cache()
+        locations = sorted({"_meta", *(t.location for t in tables)})
+        self.each(lambda location: fs.find(f"{self.root.path}/{location}"), locations)
+
+    def each(self, work: Callable[[T], R], items: Iterable[T]) -> list[R]:
+        """`work` on every item, in order; on an object store a few at a time, as each waits on requests."""
+        if not self.remote:
+            return [work(item) for item in items]
+        with ThreadPoolExecutor(max_workers=REQUESTS_AT_ONCE) as pool:
+            return list(pool.map(work, items))
 
     def published_files(self, table: Table) -> list[Path]:
         """The data files of every published partition, oldest first."""

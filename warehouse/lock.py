@@ -107,6 +107,8 @@ def _object_lock(layout: Layout, purpose: str, wait_seconds: float) -> Iterator[
             if time.monotonic() >= deadline:
                 raise WarehouseLocked(_held_message(layout)) from None
             time.sleep(0.5)
+    # What this process listed before it held the lock may be out of date: a writer starts from the store as it is.
+    lock.fs.invalidate_cache()
     try:
         yield
     finally:

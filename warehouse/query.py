@@ -6,6 +6,8 @@ import datetime as dt
 import os
 import re
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import duckdb
@@ -40,8 +42,9 @@ def connect(layout: Layout) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(":memory:", config={"temp_directory": str(spill), "memory_limit": memory_limit()})
     if layout.remote:
         con.register_filesystem(layout.root.fs)
+        layout.list_afresh(LISTED)
     published = {table.name: layout.published_dates(table) for table in TABLES.values()}
-    split = {day for day in published[MODELS.name] if is_split(layout, day)}
+    split = _where(layout, partial(is_split, layout), published[MODELS.name])
     for view in model_views(layout, published[MODELS.name], split):
         con.execute(view)
     for table in TABLES.values():
@@ -149,8 +152,8 @@ def credited_view(
     apart is joined to it after (`model_metadata`, one join for every such day).
     """
     dates = sorted(set(model_dates) & set(attribution_dates))
-    carried = {day for day in dates if has_model_row(layout, day)}  # each date's footer read once
-    by_row = {day for day in carried if made_from_models_as_published(layout, day)}
+    carried = _where(layout, partial(has_model_row, layout), dates)  # each date's footer read once
+    by_row = _where(layout, partial(made_from_models_as_published, layout), sorted(carried))
 
     def joined(table: Table, day: dt.date, alias: str) -> str:
         file = sql_literal(str(layout.partition_file(table, day)))
@@ -179,6 +182,11 @@ def credited_view(
             f"JOIN model_metadata m USING ({JOINED_ON})"
         )
     return "CREATE VIEW credited AS " + " UNION ALL BY NAME ".join(joins) if joins else None
+
+
+def _where(layout: Layout, test: Callable[[dt.date], bool], days: list[dt.date]) -> set[dt.date]:
+    """The days that pass `test`, which reads a little of each (a few days at a time on an object store)."""
+    return {day for day, passed in zip(days, layout.each(test, days), strict=True) if passed}
 
 
 # What `credited` takes from each attribution row: everything but the keys its join consumed.
@@ -273,8 +281,15 @@ def run_sql(layout: Layout, sql: str) -> pl.DataFrame:
     raise duckdb.IOException(f"partitions were replaced while the query read them, {ATTEMPTS} times; run it again")
 
 
+# On an object store, every table's files and records are listed when a connection opens and when a query
+# checks its files (`run_sql`), rather than looked up one by one. Over 365 dates of every table on S3 on
+# loopback: `run_sql` of a count of `credited` by date takes 20 s against 119-159 s.
+LISTED = (*TABLES.values(), MODEL_METADATA)
+
+
 def _files_now(layout: Layout) -> list[tuple[str, object, object]]:
     """Which file each published partition is now: path and version (inode and mtime, or ETag)."""
+    layout.list_afresh(LISTED)
     found = []
     versions = [layout.version_file(MODEL_METADATA, v) for v in layout.published_versions(MODEL_METADATA)]
     for table in TABLES.values():
