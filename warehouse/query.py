@@ -34,15 +34,18 @@ def sql_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def connect(layout: Layout) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with a view per table over every published date, confined to the warehouse."""
+def connect(layout: Layout, *, listed: bool = False) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with a view per table over every published date, confined to the warehouse.
+
+    `listed`: the caller has just listed an object store's files afresh (`Layout.list_afresh`)."""
     # DuckDB may read its own spill folder; keep it inside the warehouse's staging, not the working directory.
     spill = layout.staging / "duckdb"
     spill.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(":memory:", config={"temp_directory": str(spill), "memory_limit": memory_limit()})
     if layout.remote:
         con.register_filesystem(layout.root.fs)
-        layout.list_afresh(LISTED)
+        if not listed:
+            layout.list_afresh(LISTED)
     published = {table.name: layout.published_dates(table) for table in TABLES.values()}
     split = _where(layout, partial(is_split, layout), published[MODELS.name])
     for view in model_views(layout, published[MODELS.name], split):
@@ -259,7 +262,8 @@ def run_sql(layout: Layout, sql: str) -> pl.DataFrame:
         before = _files_now(layout)
         con = None
         try:
-            con = connect(layout)  # lists the files, which a forced publish may replace or remove meanwhile
+            # The files as `before` listed them, which a forced publish may replace or remove meanwhile.
+            con = connect(layout, listed=True)
             frame = con.sql(sql).pl()
         except duckdb.PermissionException as error:
             raise QueryRefused(
