@@ -92,13 +92,13 @@ class Layout:
             return []
         found = (_VERSION_DIR.match(p.name) for p in base.iterdir() if p.is_dir())
         versions = sorted(int(m.group(1)) for m in found if m)
-        return [v for v in versions if self.version_meta_file(table, v).is_file()]
+        recorded = _names(self.meta_dir(table))
+        return [v for v in versions if self.version_meta_file(table, v).name in recorded]
 
     def version_numbers(self, table: Table) -> list[int]:
         """Every version with a folder or a `_meta` record, published or left by a write that stopped."""
         base, meta = self.table_dir(table), self.meta_dir(table)
-        names = [p.name for p in base.iterdir()] if base.is_dir() else []
-        names += [p.name.removesuffix(".json") for p in meta.iterdir()] if meta.is_dir() else []
+        names = _names(base) | {name.removesuffix(".json") for name in _names(meta)}
         return sorted({int(m.group(1)) for m in map(_VERSION_DIR.match, names) if m})
 
     @property
@@ -135,9 +135,8 @@ class Layout:
     def published_dates(self, table: Table) -> list[dt.date]:
         """Dates whose partition is complete: data on disk and its `_meta` record written last. The records
         are listed once, not looked up a date at a time (a request each on an object store)."""
-        meta = self.meta_dir(table)
-        recorded = {p.name for p in meta.iterdir()} if meta.is_dir() else set()
-        return [d for d in self.partition_dates(table) if f"{d.isoformat()}.json" in recorded]
+        recorded = _names(self.meta_dir(table))
+        return [d for d in self.partition_dates(table) if self.meta_file(table, d).name in recorded]
 
     def list_afresh(self, tables: Iterable[Table]) -> None:
         """On an object store, forget what was listed before and list every file of `tables` and every `_meta`
@@ -160,3 +159,8 @@ class Layout:
     def published_files(self, table: Table) -> list[Path]:
         """The data files of every published partition, oldest first."""
         return [self.partition_file(table, d) for d in self.published_dates(table)]
+
+
+def _names(folder: Any) -> set[str]:
+    """The names in `folder`, from one listing (empty when it does not exist)."""
+    return {p.name for p in folder.iterdir()} if folder.is_dir() else set()
