@@ -284,7 +284,7 @@ def draw_dashboard(layout: Layout, folder: Path):
     return write_dashboard(
         shares_series(layout),
         series(layout, CONCENTRATION),
-        crossovers.filter(pl.col("snapshot_date") == crossovers["snapshot_date"].max()),
+        crossovers.filter(pl.col("snapshot_date") == pl.col("snapshot_date").max()),
         dashboard_provenance(layout),
         folder,
     )

@@ -332,3 +332,24 @@ def test_an_empty_series_fails_loudly(small: dict, tmp_path: Path) -> None:
 def test_charts_are_altair_charts(small: dict) -> None:
     for chart in view_charts(frames.view_frames(**small)).values():
         assert isinstance(chart, alt.TopLevelMixin)
+
+
+def test_metrics_without_crossovers_draw_a_dashboard_without_a_warning(tmp_path: Path) -> None:
+    import warnings
+
+    from flows.steps import attribute_date, dashboard_step, metrics_date
+    from tests.test_metadata import DAY, world
+    from warehouse.layout import Layout
+    from warehouse.publish import publish_frame
+    from warehouse.tables import CROSSOVERS, MODELS
+
+    layout = Layout.at(tmp_path / "wh")
+    publish_frame(layout, MODELS, DAY, world(), {"source_kind": "synthetic"})
+    attribute_date(layout, DAY)
+    metrics_date(layout, DAY)
+    assert not layout.published_dates(CROSSOVERS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = dashboard_step(layout)
+    assert result["status"] == "published"
+    assert "Multipolar: whose open models" in Path(result["html"]).read_text(encoding="utf-8")
