@@ -181,7 +181,11 @@ def sql(
     except QueryRefused as error:
         raise fail(str(error), 2) from None
     except duckdb.Error as error:
-        raise fail(str(error).splitlines()[0]) from None
+        # The first line says what is wrong; DuckDB's "Did you mean …" or "Candidate bindings: …" after it
+        # names what was likely meant.
+        lines = str(error).splitlines()
+        hints = [line for line in lines[1:] if line.startswith(("Did you mean", "Candidate bindings"))]
+        raise fail(" ".join([lines[0], *hints])) from None
     if format == "csv":
         sys.stdout.write(frame.write_csv())
     elif format == "json":

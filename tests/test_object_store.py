@@ -170,37 +170,68 @@ def test_an_import_backfills_into_the_object_store(bucket: str, tmp_path) -> Non
     assert os.environ["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1")
 
 
-def test_sql_lists_each_table_afresh_rather_than_asking_for_each_file(bucket: str, tmp_path, monkeypatch) -> None:
-    import s3fs
-
-    days = [dt.date(2026, 5, d) for d in range(8, 12)]
+def imported(bucket: str, tmp_path, days: list[dt.date]) -> Layout:
+    """A warehouse on S3 holding `days` imported from a snapshot file, each date attributed and measured."""
     source = tmp_path / "snapshots.csv"
     source.write_text(
         "snapshot_date,model_id,downloads_30d\n"
         + "".join(f"{d},Qwen/Qwen3-8B,{100 + n}\n{d},meta-llama/Llama-3.1-8B,{80 - n}\n" for n, d in enumerate(days))
     )
     assert runner.invoke(app, ["import", str(source), "--warehouse", bucket]).exit_code == 0
-    layout = Layout.at(bucket)
+    return Layout.at(bucket)
+
+
+def counted_requests(layout: Layout, monkeypatch) -> list[tuple[str, dict]]:
+    """Every request s3fs makes for `layout` from now on: its method and arguments."""
     fs = layout.root.fs
-    asked: Counter[str] = Counter()
+    asked: list[tuple[str, dict]] = []
     call = fs._call_s3
 
     async def counted(method, *args, **kwargs):
-        asked[method] += 1
+        asked.append((method, kwargs))
         return await call(method, *args, **kwargs)
 
     monkeypatch.setattr(fs, "_call_s3", counted)
+    return asked
+
+
+def test_sql_lists_each_table_afresh_rather_than_asking_for_each_file(bucket: str, tmp_path, monkeypatch) -> None:
+    import s3fs
+
+    days = [dt.date(2026, 5, d) for d in range(8, 12)]
+    layout = imported(bucket, tmp_path, days)
+    requests = counted_requests(layout, monkeypatch)
+    asked: Counter[str] = Counter()
     query = "SELECT snapshot_date, count(*) AS n FROM credited GROUP BY 1 ORDER BY 1"
     assert run_sql(layout, query)["snapshot_date"].to_list() == days
-    first = Counter(asked)
+    first = Counter(method for method, _ in requests)
     # Another writer adds a date: the next query lists again and sees it.
     other = s3fs.S3FileSystem(skip_instance_cache=True)
     for found in other.find(layout.root.path):
         if days[-1].isoformat() in found and "/dashboard/" not in found:
             other.copy(found, found.replace(days[-1].isoformat(), DAY.isoformat()))
-    asked.clear()
+    requests.clear()
     assert run_sql(layout, query)["snapshot_date"].to_list() == [*days, DAY]
+    asked = Counter(method for method, _ in requests)
     # Every file's size, date and ETag come from listings: no file is looked up alone, and a date more
     # costs no listing more.
     assert first["head_object"] == asked["head_object"] == 0, (first, asked)
     assert 0 < first["list_objects_v2"] == asked["list_objects_v2"], (first, asked)
+
+
+def test_a_query_reads_files_of_the_views_it_names_and_of_no_other(bucket: str, tmp_path, monkeypatch) -> None:
+    layout = imported(bucket, tmp_path, [dt.date(2026, 5, d) for d in range(8, 12)])
+    requests = counted_requests(layout, monkeypatch)
+
+    def tables_read(query: str) -> set[str]:
+        requests.clear()
+        assert run_sql(layout, query).height
+        keys = [arguments["Key"] for method, arguments in requests if method == "get_object"]
+        return {key.split("/snapshot_date=")[0].split("/version=")[0].rsplit("/", 1)[-1] for key in keys}
+
+    assert tables_read("SELECT snapshot_date, max(share) AS top FROM shares GROUP BY 1") == {"shares"}
+    assert tables_read("WITH c AS (SELECT * FROM concentration) SELECT count(*) FROM c") == {"concentration"}
+    # `credited` joins each date's models and attributions (and reads their records): never a metric table.
+    credited = tables_read("SELECT count(*) FROM credited")
+    assert {"models", "attributions"} <= credited
+    assert not credited & {"registry", "shares", "concentration", "crossovers"}, credited

@@ -166,3 +166,18 @@ def test_a_hostile_lab_and_hostile_ids_reach_the_dashboard_only_as_text(tmp_path
     assert "<script>alert" not in page and "<img src=x" not in page and "onerror=alert(2)>" not in page
     spec = json.loads(re.search(r"const spec = (\{.*?\});\n", page, flags=re.S).group(1))
     assert HOSTILE in json.dumps(spec, ensure_ascii=False)  # the name is there, as data
+
+
+@pytest.mark.parametrize(
+    ("query", "hint"),
+    [
+        ("SELECT * FROM share", 'Did you mean "shares"?'),
+        ("WITH s AS (SELECT * FROM shares) SELECT * FROM s JOIN registri USING (entry)", 'Did you mean "registry"?'),
+        ("SELECT actr FROM shares", 'Candidate bindings: "actor"'),
+    ],
+)
+def test_sql_with_a_misspelt_name_fails_in_one_line_naming_what_was_meant(tmp_path, query: str, hint: str) -> None:
+    result = runner.invoke(app, ["sql", query, "--warehouse", str(tmp_path / "wh")])
+    assert result.exit_code == 1, result.output
+    lines = error_lines(result.output)
+    assert len(lines) == 1 and hint in lines[0], lines

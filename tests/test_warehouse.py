@@ -16,8 +16,8 @@ from warehouse.contract import SchemaViolation, conform
 from warehouse.layout import Layout
 from warehouse.lock import WarehouseLocked, writer_lock
 from warehouse.publish import AlreadyPublished, publish_frame, publish_plan, publish_staged, sha256_of
-from warehouse.query import MEMORY_ENV, MEMORY_FLOOR, QueryRefused, connect, run_sql
-from warehouse.tables import ATTRIBUTIONS, MODEL_METADATA, MODELS
+from warehouse.query import MEMORY_ENV, MEMORY_FLOOR, QueryRefused, connect, run_sql, views_read
+from warehouse.tables import ATTRIBUTIONS, MODEL_METADATA, MODELS, TABLES
 
 DAY = dt.date(2026, 5, 12)
 
@@ -313,6 +313,40 @@ def test_sql_refuses_everything_but_reading(tmp_path, query: str) -> None:
 def test_sql_cannot_read_files_outside_the_warehouse(tmp_path, query: str) -> None:
     with pytest.raises(QueryRefused, match="warehouse"):
         run_sql(Layout.at(tmp_path), query)
+
+
+@pytest.mark.parametrize(
+    ("query", "views"),
+    [
+        ("FROM shares", {"shares"}),
+        (
+            'WITH c AS (SELECT * FROM credited) SELECT * FROM c JOIN "Registry" r USING (entry)',
+            {"c", "credited", "registry"},
+        ),
+        (
+            "SELECT (SELECT max(snapshot_date) FROM concentration) AS d FROM main.shares "
+            "WHERE actor IN (SELECT lab FROM registry) UNION ALL SELECT snapshot_date FROM crossovers",
+            {"concentration", "shares", "registry", "crossovers"},
+        ),
+        ("SELECT 1 FROM shares; SELECT 2 FROM Models", {"shares", "models"}),
+        ("EXPLAIN SELECT * FROM shares", None),
+        ("SELECT * FROM query_table('shares')", None),
+        ("SELECT 1 FROM shares, read_parquet('/etc/x.parquet')", None),
+    ],
+)
+def test_a_query_says_which_views_it_reads_or_that_it_cannot_tell(query: str, views: set[str] | None) -> None:
+    assert views_read(query) == views
+
+
+def test_a_query_gets_the_views_it_names_and_those_they_are_made_from(tmp_path) -> None:
+    layout = Layout.at(tmp_path)
+    publish_frame(layout, MODELS, DAY, models_frame(["org/a", "org/b"], [3, 4]), {})
+    made = "SELECT list(view_name ORDER BY view_name) FROM duckdb_views() WHERE NOT internal"
+    assert connect(layout, views={"shares"}).execute(made).fetchone()[0] == ["shares"]
+    credited = connect(layout, views={"Credited"}).execute(made).fetchone()[0]
+    assert credited == ["credited", "model_days", "model_metadata", "models"]
+    assert connect(layout).execute(made).fetchone()[0] == sorted({"model_days", "model_metadata", "credited", *TABLES})
+    assert run_sql(layout, "SELECT sum(downloads_30d) AS n FROM models").item() == 7
 
 
 def test_sql_views_exist_and_are_typed_before_anything_is_published(tmp_path) -> None:

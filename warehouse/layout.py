@@ -87,13 +87,10 @@ class Layout:
 
     def published_versions(self, table: Table) -> list[int]:
         """Versions on disk with their `_meta` record, oldest first."""
-        base = self.table_dir(table)
-        if not base.is_dir():
-            return []
-        found = (_VERSION_DIR.match(p.name) for p in base.iterdir() if p.is_dir())
+        found = map(_VERSION_DIR.match, _names(self.table_dir(table), folders=True))
         versions = sorted(int(m.group(1)) for m in found if m)
         recorded = _names(self.meta_dir(table))
-        return [v for v in versions if self.version_meta_file(table, v).name in recorded]
+        return [v for v in versions if f"version-{v:06d}.json" in recorded]
 
     def version_numbers(self, table: Table) -> list[int]:
         """Every version with a folder or a `_meta` record, published or left by a write that stopped."""
@@ -126,17 +123,14 @@ class Layout:
 
     def partition_dates(self, table: Table) -> list[dt.date]:
         """Dates that have a partition directory on disk (published or not)."""
-        base = self.table_dir(table)
-        if not base.is_dir():
-            return []
-        found = (_DATE_DIR.match(p.name) for p in base.iterdir() if p.is_dir())
+        found = map(_DATE_DIR.match, _names(self.table_dir(table), folders=True))
         return sorted(dt.date.fromisoformat(m.group(1)) for m in found if m)
 
     def published_dates(self, table: Table) -> list[dt.date]:
         """Dates whose partition is complete: data on disk and its `_meta` record written last. The records
         are listed once, not looked up a date at a time (a request each on an object store)."""
         recorded = _names(self.meta_dir(table))
-        return [d for d in self.partition_dates(table) if self.meta_file(table, d).name in recorded]
+        return [d for d in self.partition_dates(table) if f"{d.isoformat()}.json" in recorded]
 
     def list_afresh(self, tables: Iterable[Table]) -> None:
         """On an object store, forget what was listed before and list every file of `tables` and every `_meta`
@@ -161,6 +155,18 @@ class Layout:
         return [self.partition_file(table, d) for d in self.published_dates(table)]
 
 
-def _names(folder: Any) -> set[str]:
-    """The names in `folder`, from one listing (empty when it does not exist)."""
-    return {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+def _names(folder: Any, *, folders: bool = False) -> set[str]:
+    """The names in `folder` (only its sub-folders', `folders`), from one listing; empty when it does not
+    exist. No path is made per name: on an object store, making one costs about 0.1 ms, a second or two for
+    a year of every table's dates."""
+    if isinstance(folder, Path):
+        try:
+            with os.scandir(folder) as entries:
+                return {e.name for e in entries if not folders or e.is_dir()}
+        except (FileNotFoundError, NotADirectoryError):
+            return set()
+    try:
+        entries = folder.fs.ls(folder.path, detail=True)
+    except FileNotFoundError:
+        return set()
+    return {e["name"].rstrip("/").rsplit("/", 1)[-1] for e in entries if not folders or e["type"] == "directory"}

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from functools import partial
 from pathlib import Path
 
@@ -34,24 +35,35 @@ def sql_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def connect(layout: Layout, *, listed: bool = False) -> duckdb.DuckDBPyConnection:
+# The views over the models: `models` and `credited` are made from `model_days` and `model_metadata`.
+MODEL_VIEWS = ("models", "model_days", "model_metadata", "credited")
+
+
+def connect(layout: Layout, *, listed: bool = False, views: Collection[str] | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with a view per table over every published date, confined to the warehouse.
 
-    `listed`: the caller has just listed an object store's files afresh (`Layout.list_afresh`)."""
+    `listed`: the caller has just listed an object store's files afresh (`Layout.list_afresh`).
+    `views`: only these views (and those they are made from) are made; every view when None. DuckDB reads
+    each file's schema when a view over it is made, one file after another: on an object store, about a
+    second for each table over a year of dates, so a query leaves out the views it does not read
+    (`views_read`)."""
     # DuckDB may read its own spill folder; keep it inside the warehouse's staging, not the working directory.
     spill = layout.staging / "duckdb"
     spill.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(":memory:", config={"temp_directory": str(spill), "memory_limit": memory_limit()})
+    wanted, tables = views_made(views), tables_read(views)
     if layout.remote:
         con.register_filesystem(layout.root.fs)
         if not listed:
-            layout.list_afresh(LISTED)
-    published = {table.name: layout.published_dates(table) for table in TABLES.values()}
-    split = _where(layout, partial(is_split, layout), published[MODELS.name])
-    for view in model_views(layout, published[MODELS.name], split):
-        con.execute(view)
+            layout.list_afresh(listed_for(tables))
+    published = {table.name: layout.published_dates(table) for table in tables}
+    split = set()
+    if MODELS in tables:
+        split = _where(layout, partial(is_split, layout), published[MODELS.name])
+        for view in model_views(layout, published[MODELS.name], split):
+            con.execute(view)
     for table in TABLES.values():
-        if table is MODELS:
+        if table is MODELS or table.name not in wanted:
             continue
         files = [layout.partition_file(table, day) for day in published[table.name]]
         if files:
@@ -63,11 +75,12 @@ def connect(layout: Layout, *, listed: bool = False) -> duckdb.DuckDBPyConnectio
         else:
             empty = table.empty().with_columns(pl.lit(None, pl.Date).alias("snapshot_date"))
             con.from_arrow(empty.to_arrow()).create_view(table.name)
-    credited = credited_view(layout, published[MODELS.name], published[ATTRIBUTIONS.name], split)
-    if credited:
-        con.execute(credited)
-    else:
-        con.from_arrow(credited_columns().to_arrow()).create_view("credited")
+    if "credited" in wanted:
+        credited = credited_view(layout, published[MODELS.name], published[ATTRIBUTIONS.name], split)
+        if credited:
+            con.execute(credited)
+        else:
+            con.from_arrow(credited_columns().to_arrow()).create_view("credited")
     con.execute(f"SET allowed_directories = [{sql_literal(str(layout.root) + '/')}]")
     for setting in ("enable_external_access", "autoinstall_known_extensions", "autoload_known_extensions"):
         con.execute(f"SET {setting} = false")
@@ -255,22 +268,58 @@ def check_read_only(sql: str) -> None:
             )
 
 
+def views_read(sql: str) -> set[str] | None:
+    """The tables and views `sql` names (lower case; CTE names too), from its syntax alone; None when that
+    cannot tell: a statement other than SELECT (EXPLAIN) or a table function (`query_table`, `query`) that
+    could name a view in a string."""
+    found: set[str] = set()
+
+    def walk(node: object) -> bool:
+        if isinstance(node, dict):
+            if node.get("type") == "TABLE_FUNCTION":
+                return False
+            if node.get("type") == "BASE_TABLE" and isinstance(node.get("table_name"), str):
+                found.add(node["table_name"].lower())
+            return all(walk(value) for value in node.values())
+        if isinstance(node, list):
+            return all(walk(value) for value in node)
+        return True
+
+    with duckdb.connect(":memory:") as con:
+        for statement in duckdb.extract_statements(sql):
+            tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [statement.query]).fetchone()[0])
+            if tree.get("error") or not walk(tree):
+                return None
+    return found
+
+
 def run_sql(layout: Layout, sql: str) -> pl.DataFrame:
-    """The result of a read-only query over the warehouse's views, read from one unchanging set of files."""
+    """The result of a read-only query over the warehouse's views, read from one unchanging set of files.
+
+    Only the views the query reads are made (`views_read`)."""
     check_read_only(sql)
+    views = views_read(sql)
+    tables = tables_read(views)
     for attempt in range(ATTEMPTS):
-        before = _files_now(layout)
+        before = _files_now(layout, tables)
         con = None
         try:
             # The files as `before` listed them, which a forced publish may replace or remove meanwhile.
-            con = connect(layout, listed=True)
+            con = connect(layout, listed=True, views=views)
             frame = con.sql(sql).pl()
         except duckdb.PermissionException as error:
             raise QueryRefused(
                 f"refused: {str(error).splitlines()[0]} (only the warehouse's own files can be read)"
             ) from None
+        except duckdb.CatalogException:
+            if views is None:
+                raise
+            # A name no view made holds (a typo): asked again over every view, DuckDB's error names the
+            # view it may have meant.
+            views, tables = None, tables_read(None)
+            continue
         except (duckdb.Error, OSError):
-            if attempt + 1 < ATTEMPTS and _files_now(layout) != before:
+            if attempt + 1 < ATTEMPTS and _files_now(layout, tables) != before:
                 time.sleep(0.01 * attempt)
                 continue  # a forced publish replaced a file mid-read: the error is the mix, not the query
             raise
@@ -279,24 +328,49 @@ def run_sql(layout: Layout, sql: str) -> pl.DataFrame:
                 con.close()
         # DuckDB opens a file more than once per query (schema at bind, row groups at scan); a partition
         # renamed into place in between would mix two versions, so such a result is read again.
-        if _files_now(layout) == before:
+        if _files_now(layout, tables) == before:
             return frame
         time.sleep(0.01 * attempt)
     raise duckdb.IOException(f"partitions were replaced while the query read them, {ATTEMPTS} times; run it again")
 
 
-# On an object store, every table's files and records are listed when a connection opens and when a query
-# checks its files (`run_sql`), rather than looked up one by one. Over 365 dates of every table on S3 on
-# loopback: `run_sql` of a count of `credited` by date takes 20 s against 119-159 s.
-LISTED = (*TABLES.values(), MODEL_METADATA)
+def views_made(views: Collection[str] | None) -> set[str]:
+    """The views a connection for `views` makes: those of them that exist and the views they are made from
+    (every view when None)."""
+    every = {*MODEL_VIEWS, *TABLES}
+    if views is None:
+        return every
+    made = {view.lower() for view in views} & every
+    if made & {"models", "credited"}:
+        made |= {"model_days", "model_metadata"}
+    return made
 
 
-def _files_now(layout: Layout) -> list[tuple[str, object, object]]:
-    """Which file each published partition is now: path and version (inode and mtime, or ETag)."""
-    layout.list_afresh(LISTED)
+def tables_read(views: Collection[str] | None) -> list[Table]:
+    """The tables whose files the views a connection for `views` makes read (every table when None)."""
+    made = views_made(views)
+    if made & set(MODEL_VIEWS):
+        made.add(MODELS.name)
+    if "credited" in made:
+        made.add(ATTRIBUTIONS.name)
+    return [table for table in TABLES.values() if table.name in made]
+
+
+def listed_for(tables: list[Table]) -> list[Table]:
+    """What to list afresh on an object store to read `tables`: the kept metadata's versions with `models`."""
+    return [*tables, MODEL_METADATA] if MODELS in tables else tables
+
+
+def _files_now(layout: Layout, tables: list[Table]) -> list[tuple[str, object, object]]:
+    """Which file each published partition of `tables` is now: path and version (inode and mtime, or ETag).
+
+    On an object store, from listings made afresh (a request per 1,000 objects), not a request per file."""
+    layout.list_afresh(listed_for(tables))
     found = []
-    versions = [layout.version_file(MODEL_METADATA, v) for v in layout.published_versions(MODEL_METADATA)]
-    for table in TABLES.values():
+    versions = []
+    if MODELS in tables:
+        versions = [layout.version_file(MODEL_METADATA, v) for v in layout.published_versions(MODEL_METADATA)]
+    for table in tables:
         for path in [*layout.published_files(table), *(versions if table is MODELS else [])]:
             try:
                 found.append((str(path), *_version(path)))
