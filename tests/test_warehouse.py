@@ -319,10 +319,12 @@ def test_sql_cannot_read_files_outside_the_warehouse(tmp_path, query: str) -> No
     ("query", "views"),
     [
         ("FROM shares", {"shares"}),
+        ("SELECT 1", set()),
         (
             'WITH c AS (SELECT * FROM credited) SELECT * FROM c JOIN "Registry" r USING (entry)',
-            {"c", "credited", "registry"},
+            {"credited", "registry"},
         ),
+        ("WITH shares AS (SELECT * FROM main.shares WHERE rule = 'lineage') SELECT * FROM shares", {"shares"}),
         (
             "SELECT (SELECT max(snapshot_date) FROM concentration) AS d FROM main.shares "
             "WHERE actor IN (SELECT lab FROM registry) UNION ALL SELECT snapshot_date FROM crossovers",
@@ -330,6 +332,10 @@ def test_sql_cannot_read_files_outside_the_warehouse(tmp_path, query: str) -> No
         ),
         ("SELECT 1 FROM shares; SELECT 2 FROM Models", {"shares", "models"}),
         ("EXPLAIN SELECT * FROM shares", None),
+        ("SHOW TABLES", None),
+        ("SELECT table_name, column_name FROM information_schema.columns", None),
+        ("SELECT * FROM duckdb_views", None),
+        ("SELECT * FROM share", None),
         ("SELECT * FROM query_table('shares')", None),
         ("SELECT 1 FROM shares, read_parquet('/etc/x.parquet')", None),
     ],
@@ -347,6 +353,10 @@ def test_a_query_gets_the_views_it_names_and_those_they_are_made_from(tmp_path) 
     assert credited == ["credited", "model_days", "model_metadata", "models"]
     assert connect(layout).execute(made).fetchone()[0] == sorted({"model_days", "model_metadata", "credited", *TABLES})
     assert run_sql(layout, "SELECT sum(downloads_30d) AS n FROM models").item() == 7
+    # Asking DuckDB's catalog what there is shows every view.
+    assert set(run_sql(layout, "SHOW TABLES")["name"]) == {"model_days", "model_metadata", "credited", *TABLES}
+    columns = "SELECT column_name FROM information_schema.columns WHERE table_name = 'shares'"
+    assert "actor" in run_sql(layout, columns)["column_name"].to_list()
 
 
 def test_sql_views_exist_and_are_typed_before_anything_is_published(tmp_path) -> None:

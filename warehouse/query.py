@@ -269,28 +269,36 @@ def check_read_only(sql: str) -> None:
 
 
 def views_read(sql: str) -> set[str] | None:
-    """The tables and views `sql` names (lower case; CTE names too), from its syntax alone; None when that
-    cannot tell: a statement other than SELECT (EXPLAIN) or a table function (`query_table`, `query`) that
-    could name a view in a string."""
-    found: set[str] = set()
+    """The warehouse's views `sql` reads (lower case), from its syntax alone; None when that cannot tell: a
+    statement other than SELECT (EXPLAIN), a table function (`query_table`, `query`) that could name a view
+    in a string, `SHOW`, or a name that is neither a view of the warehouse nor the query's own (DuckDB's
+    catalog, such as `information_schema.columns` or `duckdb_tables`, or a misspelt view)."""
+    views = {*MODEL_VIEWS, *TABLES}
+    named: set[str] = set()
+    own: set[str] = set()  # the query's common table expressions
 
     def walk(node: object) -> bool:
-        if isinstance(node, dict):
-            if node.get("type") == "TABLE_FUNCTION":
-                return False
-            if node.get("type") == "BASE_TABLE" and isinstance(node.get("table_name"), str):
-                found.add(node["table_name"].lower())
-            return all(walk(value) for value in node.values())
         if isinstance(node, list):
             return all(walk(value) for value in node)
-        return True
+        if not isinstance(node, dict):
+            return True
+        if node.get("type") in ("TABLE_FUNCTION", "SHOW_REF"):
+            return False
+        if node.get("type") == "BASE_TABLE":
+            if node.get("catalog_name") not in ("", "memory") or node.get("schema_name") not in ("", "main"):
+                return False
+            named.add(str(node.get("table_name")).lower())
+        for cte in (node.get("cte_map") or {}).get("map", []):
+            own.add(str(cte.get("key")).lower())
+        return all(walk(value) for value in node.values())
 
     with duckdb.connect(":memory:") as con:
         for statement in duckdb.extract_statements(sql):
             tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [statement.query]).fetchone()[0])
             if tree.get("error") or not walk(tree):
                 return None
-    return found
+    read = {name for name in named if name in views or name not in own}
+    return read if read <= views else None
 
 
 def run_sql(layout: Layout, sql: str) -> pl.DataFrame:
