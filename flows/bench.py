@@ -871,6 +871,34 @@ def history_section(plan: BenchPlan, work: Path, figures: Figures, say: Say) -> 
     figures.put("queries", **country_share_queries(layout))
     say(f"history: {LOOKUP_MODELS} models' downloads on every day, from the raw models table")
     figures.put("lookups", **model_lookups(layout, lookup_ids))
+    say("history: crossovers and the dashboard of every day, the dashboard opened in headless Chromium")
+    figures.put("dashboard", **history_dashboard(layout, HISTORY_START + dt.timedelta(days=plan.days - 1)))
+
+
+def history_dashboard(layout: Layout, last: dt.date) -> dict[str, Any]:
+    """The refresh's last steps over the history: crossovers of every day's shares as of the last day, and
+    the dashboard of every day's metrics, opened in headless Chromium when there is one."""
+    from dashboards.browser import check_in_browser, chromium_path
+    from flows.steps import crossovers_date, dashboard_step
+
+    crossovers_s, _ = timed(lambda: crossovers_date(layout, last, force=True))
+    dashboard_s, drawn = timed(lambda: dashboard_step(layout, force=True))
+    html = Path(drawn["html"])
+    found = {
+        "crossovers_seconds": crossovers_s,
+        "dashboard_seconds": dashboard_s,
+        "page_bytes": drawn["bytes"],
+        "pngs": len(list(html.parent.glob("*.png"))),
+    }
+    if chromium_path() is None:
+        return found
+    report = check_in_browser(html, html.parent / "screenshot.png")
+    return found | {
+        "views": report.views,
+        "views_drawn": len(report.rendered),
+        "render_ms": report.render_ms,
+        "console_errors": len(report.console_errors),
+    }
 
 
 def model_lookups(layout: Layout, ids: list[str]) -> dict[str, Any]:
@@ -1249,8 +1277,26 @@ def report_section(plan: BenchPlan, figures: Figures, started: dt.datetime) -> s
         f"| with `pipeline_tag` and `tags`: DuckDB view, second run | {lk['duckdb_metadata']:.2f} s | {lk['rows']:,} |",
         f"| with `pipeline_tag` and `tags`: `Layout.scan(MODELS, day)` of every day, concatenated and filtered "
         f"| {lk['scan_models']:.2f} s | {'the same rows' if lk['scan_models_same'] else 'OTHER ROWS'} |",
+        "",
+        dashboard_sentence(f["dashboard"], h["days"]),
     ]
     return "\n".join(lines)
+
+
+def dashboard_sentence(d: dict[str, Any], days: int) -> str:
+    """What the refresh's last steps took over the history, and what the browser saw of the dashboard."""
+    said = (
+        f"The refresh's last steps over the {days} days: crossovers {d['crossovers_seconds']:.1f} s; the dashboard "
+        f"of every day's metrics (`multipolar dashboard`) {d['dashboard_seconds']:.1f} s, a page of "
+        f"{_mb(d['page_bytes'])} and {d['pngs']} PNGs"
+    )
+    if "views" not in d:
+        return said + " (no Chromium here: the page was not opened)."
+    render = "n/a" if d["render_ms"] is None else f"{d['render_ms']:.0f} ms"
+    return (
+        f"{said}; headless Chromium drew marks in {d['views_drawn']} of {d['views']} views in {render}, with "
+        f"{d['console_errors']} console errors."
+    )
 
 
 def h_s(seconds: float) -> str:

@@ -7,6 +7,7 @@ import re
 import pytest
 from typer.testing import CliRunner
 
+from dashboards.browser import chromium_path
 from flows.cli import app
 
 pytestmark = pytest.mark.slow
@@ -37,6 +38,12 @@ def test_a_toy_benchmark_writes_every_section_of_its_report(tmp_path) -> None:
     assert re.search(r"\| polars `scan_parquet\(…\).filter\(…\)` \| [0-9.]+ s \| the same rows \|", report)
     assert re.search(r"\| with `pipeline_tag` and `tags`: DuckDB view, second run \| [0-9.]+ s \| 10 \|", report)
     assert re.search(r"of every day, concatenated and filtered \| [0-9.]+ s \| the same rows \|", report)
+    assert re.search(r"The refresh's last steps over the 2 days: crossovers [0-9.]+ s; the dashboard", report)
+    if chromium_path() is None:
+        assert "(no Chromium here: the page was not opened)" in report
+    else:
+        drawn = r"headless Chromium drew marks in (\d+) of \1 views in [0-9]+ ms, with 0 console errors"
+        assert re.search(drawn, report)
     assert "old figures" not in report and report.count("## Run: full") == 1
     # The report's command line reruns the same benchmark: every option that differs from its default.
     assert "`uv run multipolar bench --models 3000 --days 2 --latency 0.02`" in report
