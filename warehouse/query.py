@@ -44,9 +44,8 @@ def connect(layout: Layout, *, listed: bool = False, views: Collection[str] | No
 
     `listed`: the caller has just listed an object store's files afresh (`Layout.list_afresh`).
     `views`: only these views (and those they are made from) are made; every view when None. DuckDB reads
-    each file's schema when a view over it is made, one file after another: on an object store, about a
-    second for each table over a year of dates, so a query leaves out the views it does not read
-    (`views_read`)."""
+    each file's schema when a view over it is made, one file after another: on an object store, 1-2 s for
+    each table over a year of dates, so a query leaves out the views it does not read (`views_read`)."""
     # DuckDB may read its own spill folder; keep it inside the warehouse's staging, not the working directory.
     spill = layout.staging / "duckdb"
     spill.mkdir(parents=True, exist_ok=True)
@@ -322,8 +321,8 @@ def run_sql(layout: Layout, sql: str) -> pl.DataFrame:
         except duckdb.CatalogException:
             if views is None:
                 raise
-            # A name no view made holds (a typo): asked again over every view, DuckDB's error names the
-            # view it may have meant.
+            # A name DuckDB does not know (a view not made, a misspelt function): asked again over every
+            # view, the query fails, if it still does, with the error, and the hint, that every view gives.
             views, tables = None, tables_read(None)
             continue
         except (duckdb.Error, OSError):
