@@ -201,7 +201,6 @@ def test_sql_lists_each_table_afresh_rather_than_asking_for_each_file(bucket: st
     days = [dt.date(2026, 5, d) for d in range(8, 12)]
     layout = imported(bucket, tmp_path, days)
     requests = counted_requests(layout, monkeypatch)
-    asked: Counter[str] = Counter()
     query = "SELECT snapshot_date, count(*) AS n FROM credited GROUP BY 1 ORDER BY 1"
     assert run_sql(layout, query)["snapshot_date"].to_list() == days
     first = Counter(method for method, _ in requests)
@@ -223,15 +222,15 @@ def test_a_query_reads_files_of_the_views_it_names_and_of_no_other(bucket: str, 
     layout = imported(bucket, tmp_path, [dt.date(2026, 5, d) for d in range(8, 12)])
     requests = counted_requests(layout, monkeypatch)
 
-    def tables_read(query: str) -> set[str]:
+    def folders_read(query: str) -> set[str]:
         requests.clear()
         assert run_sql(layout, query).height
         keys = [arguments["Key"] for method, arguments in requests if method == "get_object"]
         return {key.split("/snapshot_date=")[0].split("/version=")[0].rsplit("/", 1)[-1] for key in keys}
 
-    assert tables_read("SELECT snapshot_date, max(share) AS top FROM shares GROUP BY 1") == {"shares"}
-    assert tables_read("WITH c AS (SELECT * FROM concentration) SELECT count(*) FROM c") == {"concentration"}
+    assert folders_read("SELECT snapshot_date, max(share) AS top FROM shares GROUP BY 1") == {"shares"}
+    assert folders_read("WITH c AS (SELECT * FROM concentration) SELECT count(*) FROM c") == {"concentration"}
     # `credited` joins each date's models and attributions (and reads their records): never a metric table.
-    credited = tables_read("SELECT count(*) FROM credited")
+    credited = folders_read("SELECT count(*) FROM credited")
     assert {"models", "attributions"} <= credited
     assert not credited & {"registry", "shares", "concentration", "crossovers"}, credited
