@@ -359,6 +359,15 @@ def test_a_query_gets_the_views_it_names_and_those_they_are_made_from(tmp_path) 
     assert "actor" in run_sql(layout, columns)["column_name"].to_list()
 
 
+def test_a_query_naming_a_view_not_made_is_asked_again_over_every_view(tmp_path, monkeypatch) -> None:
+    import warehouse.query
+
+    layout = Layout.at(tmp_path)
+    publish_frame(layout, MODELS, DAY, models_frame(["org/a", "org/b"], [3, 4]), {})
+    monkeypatch.setattr(warehouse.query, "views_read", lambda sql: {"shares"})  # the syntax misread
+    assert run_sql(layout, "SELECT sum(downloads_30d) AS n FROM models").item() == 7
+
+
 def test_sql_views_exist_and_are_typed_before_anything_is_published(tmp_path) -> None:
     frame = run_sql(Layout.at(tmp_path), "SELECT * FROM models")
     assert frame.height == 0 and "downloads_30d" in frame.columns and "snapshot_date" in frame.columns
