@@ -7,10 +7,13 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+
+if TYPE_CHECKING:
+    import polars as pl
 
 app = typer.Typer(
     help="Measure how multipolar the open-model ecosystem is, from dated Hugging Face Hub snapshots.",
@@ -187,7 +190,7 @@ def sql(
         hints = [line for line in lines[1:] if line.startswith(("Did you mean", "Candidate bindings"))]
         raise fail(" ".join([lines[0], *hints])) from None
     if format == "csv":
-        sys.stdout.write(frame.write_csv())
+        sys.stdout.write(csv_ready(frame).write_csv())
     elif format == "json":
         sys.stdout.write(frame.write_json() + "\n")
     else:
@@ -201,6 +204,21 @@ def sql(
         out.print(table)
         if frame.height > limit:
             out.print(f"… {frame.height - limit} more rows (use --limit or --format csv)")
+
+
+def csv_ready(frame: pl.DataFrame) -> pl.DataFrame:
+    """`frame` with each nested column (a list such as `tags`, a struct) as its JSON text, as CSV holds only
+    flat values; a null stays an empty cell."""
+    import polars as pl
+
+    return frame.with_columns(
+        pl.when(pl.col(name).is_not_null())
+        # JSON of the struct {"v": value}, less its first 5 and last characters: the value's own JSON.
+        .then(pl.struct(pl.col(name).alias("v")).struct.json_encode().str.slice(5).str.strip_suffix("}"))
+        .alias(name)
+        for name, dtype in frame.schema.items()
+        if dtype.is_nested()
+    )
 
 
 def _published_day(warehouse: str | None, date: str | None):

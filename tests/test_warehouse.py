@@ -438,3 +438,23 @@ def test_sql_memory_limit_leaves_room_for_everything_else_or_is_the_one_given(tm
     monkeypatch.setenv(MEMORY_ENV, "lots")
     with pytest.raises(QueryRefused, match=f"{MEMORY_ENV}='lots' is not a memory size"):
         run_sql(Layout.at(tmp_path), "SELECT 1")
+
+
+def test_sql_as_csv_writes_list_columns_as_json_text_and_nulls_as_empty_cells(tmp_path) -> None:
+    import io
+
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    layout = Layout.at(tmp_path)
+    tags = [["text-generation", 'say "hi", twice'], [], None]
+    frame = models_frame(["org/a", "org/b", "org/c"]).with_columns(pl.Series("tags", tags, pl.List(pl.String)))
+    publish_frame(layout, MODELS, DAY, frame, {})
+    query = "SELECT model_id, tags, base_models FROM models ORDER BY model_id"
+    result = CliRunner().invoke(app, ["sql", query, "--warehouse", str(tmp_path), "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    back = pl.read_csv(io.StringIO(result.stdout), schema_overrides={"tags": pl.String, "base_models": pl.String})
+    assert back["model_id"].to_list() == ["org/a", "org/b", "org/c"]
+    assert [None if t is None else json.loads(t) for t in back["tags"]] == tags
+    assert back["base_models"].to_list() == [None, None, None]
