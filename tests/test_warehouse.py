@@ -458,3 +458,17 @@ def test_sql_as_csv_writes_list_columns_as_json_text_and_nulls_as_empty_cells(tm
     assert back["model_id"].to_list() == ["org/a", "org/b", "org/c"]
     assert [None if t is None else json.loads(t) for t in back["tags"]] == tags
     assert back["base_models"].to_list() == [None, None, None]
+
+
+@pytest.mark.parametrize("fmt", ["table", "csv", "json"])
+def test_sql_gives_intervals_and_blobs_as_text_in_every_format(tmp_path, fmt: str) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    query = "SELECT INTERVAL 36 HOUR AS took, [INTERVAL 1 DAY] AS each, 'x'::BLOB AS raw, 7 AS took"
+    frame = run_sql(Layout.at(tmp_path), query)
+    assert frame.row(0) == ("36:00:00", "[1 day]", "x", 7)
+    result = CliRunner().invoke(app, ["sql", query, "--warehouse", str(tmp_path), "--format", fmt])
+    assert result.exit_code == 0, result.output
+    assert "36:00:00" in result.stdout and "[1 day]" in result.stdout

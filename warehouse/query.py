@@ -313,7 +313,7 @@ def run_sql(layout: Layout, sql: str) -> pl.DataFrame:
         try:
             # The files as `before` listed them, which a forced publish may replace or remove meanwhile.
             con = connect(layout, listed=True, views=views)
-            frame = con.sql(sql).pl()
+            frame = result_frame(con.sql(sql))
         except duckdb.PermissionException as error:
             raise QueryRefused(
                 f"refused: {str(error).splitlines()[0]} (only the warehouse's own files can be read)"
@@ -339,6 +339,28 @@ def run_sql(layout: Layout, sql: str) -> pl.DataFrame:
             return frame
         time.sleep(0.01 * attempt)
     raise duckdb.IOException(f"partitions were replaced while the query read them, {ATTEMPTS} times; run it again")
+
+
+# Types polars cannot take from DuckDB (intervals) or write as CSV or JSON (blobs), alone or nested.
+AS_TEXT = re.compile(r"\b(INTERVAL|BLOB)\b")
+
+
+def result_frame(relation: duckdb.DuckDBPyRelation) -> pl.DataFrame:
+    """A query's result as a polars frame; a column of a type in `AS_TEXT` comes as DuckDB's text of it
+    (`1 day`, `[1 day]`), columns taken by position, as a result's names may repeat."""
+    types = [str(dtype) for dtype in relation.types]
+    if any(AS_TEXT.search(dtype) for dtype in types):
+        relation = relation.project(
+            ", ".join(
+                f"{f'CAST(#{place} AS VARCHAR)' if AS_TEXT.search(dtype) else f'#{place}'} AS {_quoted(name)}"
+                for place, (name, dtype) in enumerate(zip(relation.columns, types, strict=True), 1)
+            )
+        )
+    return relation.pl()
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def views_made(views: Collection[str] | None) -> set[str]:
