@@ -179,8 +179,13 @@ def sql(
 
     if format not in ("table", "csv", "json"):
         raise fail(f"--format {format!r}: use table, csv or json", 2)
+    layout = Layout.at(warehouse)
+    if not layout.remote and not layout.root.is_dir():
+        # A mistyped path would otherwise answer every query with empty views.
+        what = "a file" if layout.root.exists() else "no such folder"
+        raise fail(f"no warehouse at {layout.root} ({what}); give --warehouse or MULTIPOLAR_WAREHOUSE")
     try:
-        frame = run_sql(Layout.at(warehouse), query)
+        frame = run_sql(layout, query)
     except QueryRefused as error:
         raise fail(str(error), 2) from None
     except duckdb.Error as error:

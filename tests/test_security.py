@@ -177,7 +177,20 @@ def test_a_hostile_lab_and_hostile_ids_reach_the_dashboard_only_as_text(tmp_path
     ],
 )
 def test_sql_with_a_misspelt_name_fails_in_one_line_naming_what_was_meant(tmp_path, query: str, hint: str) -> None:
-    result = runner.invoke(app, ["sql", query, "--warehouse", str(tmp_path / "wh")])
+    result = runner.invoke(app, ["sql", query, "--warehouse", str(tmp_path)])
     assert result.exit_code == 1, result.output
     lines = error_lines(result.output)
     assert len(lines) == 1 and hint in lines[0], lines
+
+
+@pytest.mark.parametrize("made", [None, "a file"], ids=["no folder", "a file"])
+def test_sql_on_a_path_that_is_no_warehouse_fails_in_one_line_and_creates_nothing(tmp_path, made: str | None) -> None:
+    path = tmp_path / "wh"
+    if made:
+        path.write_text("not a warehouse\n")
+    result = runner.invoke(app, ["sql", "SELECT count(*) FROM models", "--warehouse", str(path)])
+    assert result.exit_code == 1, result.output
+    lines = error_lines(result.output)
+    assert len(lines) == 1 and f"no warehouse at {path} ({made or 'no such folder'})" in lines[0], result.output
+    assert "Traceback" not in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["wh"] if made else [])
