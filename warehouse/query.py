@@ -37,6 +37,7 @@ def sql_literal(text: str) -> str:
 
 # The views over the models: `models` and `credited` are made from `model_days` and `model_metadata`.
 MODEL_VIEWS = ("models", "model_days", "model_metadata", "credited")
+VIEWS = frozenset({*MODEL_VIEWS, *TABLES})  # every view a connection can make
 
 
 def connect(layout: Layout, *, listed: bool = False, views: Collection[str] | None = None) -> duckdb.DuckDBPyConnection:
@@ -272,7 +273,6 @@ def views_read(sql: str) -> set[str] | None:
     statement other than SELECT (EXPLAIN), a table function (`query_table`, `query`) that could name a view
     in a string, `SHOW`, or a name that is neither a view of the warehouse nor the query's own (DuckDB's
     catalog, such as `information_schema.columns` or `duckdb_tables`, or a misspelt view)."""
-    views = {*MODEL_VIEWS, *TABLES}
     named: set[str] = set()
     own: set[str] = set()  # the query's common table expressions
 
@@ -296,8 +296,8 @@ def views_read(sql: str) -> set[str] | None:
             tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [statement.query]).fetchone()[0])
             if tree.get("error") or not walk(tree):
                 return None
-    read = {name for name in named if name in views or name not in own}
-    return read if read <= views else None
+    read = {name for name in named if name in VIEWS or name not in own}
+    return read if read <= VIEWS else None
 
 
 def run_sql(layout: Layout, sql: str) -> pl.DataFrame:
@@ -366,10 +366,9 @@ def _quoted(name: str) -> str:
 def views_made(views: Collection[str] | None) -> set[str]:
     """The views a connection for `views` makes: those of them that exist and the views they are made from
     (every view when None)."""
-    every = {*MODEL_VIEWS, *TABLES}
     if views is None:
-        return every
-    made = {view.lower() for view in views} & every
+        return set(VIEWS)
+    made = {view.lower() for view in views} & VIEWS
     if made & {"models", "credited"}:
         made |= {"model_days", "model_metadata"}
     return made
