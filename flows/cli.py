@@ -14,6 +14,7 @@ from rich.console import Console
 
 if TYPE_CHECKING:
     import polars as pl
+    from rich.table import Table as RichTable
 
 app = typer.Typer(
     help="Measure how multipolar the open-model ecosystem is, from dated Hugging Face Hub snapshots.",
@@ -35,6 +36,16 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     """Print one clear line and return the exit to raise."""
     err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+def print_table(table: RichTable) -> None:
+    """`table` on stdout: folded to the terminal's width, or whole on one line a row when stdout is a pipe or
+    a file, where rich would otherwise fold every cell at 80 columns (or `$COLUMNS`)."""
+    if out.is_terminal:
+        out.print(table)
+    else:
+        # Not expanded, the table is drawn at its natural width, however wide the console.
+        Console(file=out.file, width=1_000_000, no_color=True).print(table)
 
 
 def parse_day(text: str | None) -> dt.date:
@@ -206,7 +217,7 @@ def sql(
             table.add_column(name, overflow="fold")
         for row in frame.head(limit).iter_rows():
             table.add_row(*["" if v is None else str(v) for v in row])
-        out.print(table)
+        print_table(table)
         if frame.height > limit:
             out.print(f"… {frame.height - limit} more rows (use --limit or --format csv)")
 
@@ -384,7 +395,7 @@ def registry_gaps_cmd(
     for row in gaps.iter_rows(named=True):
         share = "" if row["share"] is None else f"{row['share']:.2%}"
         table.add_row(row["credited_namespace"], f"{row['models']:,}", f"{row['downloads_30d']:,.0f}", share)
-    out.print(table)
+    print_table(table)
 
 
 # Commands kept in modules of their own register themselves on `app` when imported.

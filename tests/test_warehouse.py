@@ -472,3 +472,18 @@ def test_sql_gives_intervals_and_blobs_as_text_in_every_format(tmp_path, fmt: st
     result = CliRunner().invoke(app, ["sql", query, "--warehouse", str(tmp_path), "--format", fmt])
     assert result.exit_code == 0, result.output
     assert "36:00:00" in result.stdout and "[1 day]" in result.stdout
+
+
+def test_sql_as_a_table_into_a_pipe_keeps_each_row_on_one_line(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    long_id = "sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2-finetuned-on-everything-v11"
+    publish_frame(Layout.at(tmp_path), MODELS, DAY, models_frame([long_id, "org/b"]), {})
+    query = "SELECT model_id, model_id AS again, downloads_30d FROM models ORDER BY model_id"
+    result = CliRunner().invoke(app, ["sql", query, "--warehouse", str(tmp_path)], env={"COLUMNS": None})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == 4, result.stdout  # header, rule, two rows: no cell folded at 80 columns
+    assert [line.split() for line in lines[2:]] == [["org/b", "│", "org/b", "│"], [long_id, "│", long_id, "│"]]
