@@ -180,21 +180,30 @@ def sql(
     query: Annotated[str, typer.Argument(help="A read-only SQL query over the warehouse's views.")],
     warehouse: WarehouseOpt = None,
     format: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
-    limit: Annotated[int, typer.Option(help="Rows shown in table format.")] = 50,
+    limit: Annotated[int, typer.Option(help="Rows shown in table format.", min=0)] = 50,
 ) -> None:
     """Run read-only DuckDB SQL over every published date (views: models, attributions, shares, …)."""
     import duckdb
+    import polars as pl
 
     from warehouse.layout import Layout
-    from warehouse.query import QueryRefused, run_sql
+    from warehouse.query import QueryRefused, check_read_only, run_sql
 
     if format not in ("table", "csv", "json"):
         raise fail(f"--format {format!r}: use table, csv or json", 2)
+    try:
+        check_read_only(query)
+    except QueryRefused as error:
+        raise fail(str(error), 2) from None
     layout = Layout.at(warehouse)
     if not layout.remote and not layout.root.is_dir():
         # A mistyped path would otherwise answer every query with empty views.
         what = "a file" if layout.root.exists() else "no such folder"
         raise fail(f"no warehouse at {layout.root} ({what}); give --warehouse or MULTIPOLAR_WAREHOUSE")
+    if not layout.remote and not (layout.root / "_meta").is_dir():
+        # Every publish records its partition under `_meta`: a folder without it holds no published date,
+        # such as the folder above a warehouse, whose views would all be empty.
+        raise fail(f"no warehouse at {layout.root} (nothing published there); give --warehouse or MULTIPOLAR_WAREHOUSE")
     try:
         frame = run_sql(layout, query)
     except QueryRefused as error:
@@ -208,7 +217,9 @@ def sql(
     if format == "csv":
         sys.stdout.write(csv_ready(frame).write_csv())
     elif format == "json":
-        sys.stdout.write(frame.write_json() + "\n")
+        # Decimals as JSON numbers rather than polars' text of them; NaN and infinities, which JSON cannot
+        # hold, as null.
+        sys.stdout.write(frame.with_columns(pl.col(pl.Decimal).cast(pl.Float64)).write_json() + "\n")
     else:
         from rich.table import Table as RichTable
 

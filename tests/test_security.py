@@ -88,7 +88,7 @@ def test_sql_refuses_writes_extensions_and_outside_files_in_one_line_with_exit_2
     tmp_path, query: str, refused: str
 ) -> None:
     warehouse = tmp_path / "wh"
-    warehouse.mkdir()
+    (warehouse / "_meta").mkdir(parents=True)  # a warehouse with nothing published yet
     (tmp_path / "outside.csv").write_text("secret\n42\n")
     sql = query.format(out=tmp_path, wh=warehouse)
     result = runner.invoke(app, ["sql", sql, "--warehouse", str(warehouse)])
@@ -177,20 +177,31 @@ def test_a_hostile_lab_and_hostile_ids_reach_the_dashboard_only_as_text(tmp_path
     ],
 )
 def test_sql_with_a_misspelt_name_fails_in_one_line_naming_what_was_meant(tmp_path, query: str, hint: str) -> None:
+    (tmp_path / "_meta").mkdir()
     result = runner.invoke(app, ["sql", query, "--warehouse", str(tmp_path)])
     assert result.exit_code == 1, result.output
     lines = error_lines(result.output)
     assert len(lines) == 1 and hint in lines[0], lines
 
 
-@pytest.mark.parametrize("made", [None, "a file"], ids=["no folder", "a file"])
-def test_sql_on_a_path_that_is_no_warehouse_fails_in_one_line_and_creates_nothing(tmp_path, made: str | None) -> None:
+@pytest.mark.parametrize(
+    ("made", "said"),
+    [(None, "no such folder"), ("a file", "a file"), ("a folder", "nothing published there")],
+    ids=["no folder", "a file", "a folder of something else"],
+)
+def test_sql_on_a_path_that_is_no_warehouse_fails_in_one_line_and_creates_nothing(
+    tmp_path, made: str | None, said: str
+) -> None:
     path = tmp_path / "wh"
-    if made:
+    if made == "a file":
         path.write_text("not a warehouse\n")
+    elif made == "a folder":  # such as the folder above a warehouse
+        (path / "data" / "_meta").mkdir(parents=True)
     result = runner.invoke(app, ["sql", "SELECT count(*) FROM models", "--warehouse", str(path)])
     assert result.exit_code == 1, result.output
     lines = error_lines(result.output)
-    assert len(lines) == 1 and f"no warehouse at {path} ({made or 'no such folder'})" in lines[0], result.output
+    assert len(lines) == 1 and f"no warehouse at {path} ({said})" in lines[0], result.output
     assert "Traceback" not in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == (["wh"] if made else [])
+    if made == "a folder":
+        assert sorted(p.name for p in path.iterdir()) == ["data"]  # no staging folder made in it

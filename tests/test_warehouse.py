@@ -466,12 +466,51 @@ def test_sql_gives_intervals_and_blobs_as_text_in_every_format(tmp_path, fmt: st
 
     from flows.cli import app
 
+    (tmp_path / "_meta").mkdir()
     query = "SELECT INTERVAL 36 HOUR AS took, [INTERVAL 1 DAY] AS each, 'x'::BLOB AS raw, 7 AS took"
     frame = run_sql(Layout.at(tmp_path), query)
     assert frame.row(0) == ("36:00:00", "[1 day]", "x", 7)
     result = CliRunner().invoke(app, ["sql", query, "--warehouse", str(tmp_path), "--format", fmt])
     assert result.exit_code == 0, result.output
     assert "36:00:00" in result.stdout and "[1 day]" in result.stdout
+
+
+@pytest.mark.parametrize("fmt", ["table", "csv", "json"])
+def test_sql_gives_sums_as_numbers_and_maps_of_any_key_in_every_format(tmp_path, fmt: str) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    (tmp_path / "_meta").mkdir()
+    # `sum` of integers is a 128-bit integer, `histogram` a map of integer keys, `1.5` a decimal.
+    query = (
+        "SELECT sum(x) AS total, [sum(x)] AS totals, histogram(x % 2) AS parity, map(['a'], [1]) AS named, "
+        "sum(x) * 1.5 AS scaled FROM range(4) AS t(x)"
+    )
+    frame = run_sql(Layout.at(tmp_path), query)
+    assert frame.row(0)[:3] == (6, [6], "{0=2, 1=2}") and frame.schema["total"] == pl.Int128
+    result = CliRunner().invoke(app, ["sql", query, "--warehouse", str(tmp_path), "--format", fmt])
+    assert result.exit_code == 0, result.output
+    if fmt == "json":
+        assert json.loads(result.stdout) == [
+            {"total": 6, "totals": [6], "parity": "{0=2, 1=2}", "named": {"a": 1}, "scaled": 9.0}
+        ]
+    elif fmt == "csv":
+        assert result.stdout.splitlines()[1].startswith('6,[6],"{0=2, 1=2}",')
+    else:
+        assert "{0=2, 1=2}" in result.stdout
+
+
+def test_sql_refuses_more_than_one_statement_and_a_negative_limit(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    (tmp_path / "_meta").mkdir()
+    result = CliRunner().invoke(app, ["sql", "SELECT 1; SELECT 2", "--warehouse", str(tmp_path)])
+    assert result.exit_code == 2 and "the query holds 2 statements: give one at a time" in result.output
+    result = CliRunner().invoke(app, ["sql", "SELECT 1", "--warehouse", str(tmp_path), "--limit", "-1"])
+    assert result.exit_code == 2 and "--limit" in result.output
 
 
 def test_sql_as_a_table_into_a_pipe_keeps_each_row_on_one_line(tmp_path) -> None:

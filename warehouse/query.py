@@ -253,7 +253,7 @@ def memory_limit() -> str:
 
 
 def check_read_only(sql: str) -> None:
-    """Refuse anything but SELECT/EXPLAIN statements, naming what was refused."""
+    """Refuse anything but one SELECT/EXPLAIN statement, naming what was refused."""
     try:
         statements = duckdb.extract_statements(sql)
     except duckdb.Error as error:
@@ -266,6 +266,9 @@ def check_read_only(sql: str) -> None:
             raise QueryRefused(
                 f"{kind} statements are refused: `multipolar sql` only reads the warehouse (SELECT, EXPLAIN)"
             )
+    if len(statements) > 1:
+        # Only the last statement's result would be shown, the others' silently dropped.
+        raise QueryRefused(f"the query holds {len(statements)} statements: give one at a time")
 
 
 def views_read(sql: str) -> set[str] | None:
@@ -341,13 +344,15 @@ def run_sql(layout: Layout, sql: str) -> pl.DataFrame:
     raise duckdb.IOException(f"partitions were replaced while the query read them, {ATTEMPTS} times; run it again")
 
 
-# Types polars cannot take from DuckDB (intervals) or write as CSV or JSON (blobs), alone or nested.
-AS_TEXT = re.compile(r"\b(INTERVAL|BLOB)\b")
+# Types polars cannot take from DuckDB (intervals) or write as CSV or JSON (blobs; maps whose keys are not
+# text, such as `histogram`'s), alone or nested.
+AS_TEXT = re.compile(r"\b(INTERVAL|BLOB)\b|\bMAP\((?!VARCHAR,)")
 
 
 def result_frame(relation: duckdb.DuckDBPyRelation) -> pl.DataFrame:
     """A query's result as a polars frame; a column of a type in `AS_TEXT` comes as DuckDB's text of it
-    (`1 day`, `[1 day]`), columns taken by position, as a result's names may repeat."""
+    (`1 day`, `[1 day]`, `{0=12, 1=3}`), columns taken by position, as a result's names may repeat. A 128-bit
+    integer (`HUGEINT`, what `sum` of integers gives), which reaches polars as a decimal, comes as an integer."""
     types = [str(dtype) for dtype in relation.types]
     if any(AS_TEXT.search(dtype) for dtype in types):
         relation = relation.project(
@@ -356,7 +361,20 @@ def result_frame(relation: duckdb.DuckDBPyRelation) -> pl.DataFrame:
                 for place, (name, dtype) in enumerate(zip(relation.columns, types, strict=True), 1)
             )
         )
-    return relation.pl()
+    frame = relation.pl()
+    return frame.cast({name: _integral(dtype) for name, dtype in frame.schema.items() if _integral(dtype) != dtype})
+
+
+def _integral(dtype: pl.DataType) -> pl.DataType:
+    """`dtype` with each decimal without a fraction, alone or in a list or struct, as a 128-bit integer: the
+    same values, which CSV and JSON then write as numbers rather than text."""
+    if isinstance(dtype, pl.Decimal) and dtype.scale == 0:
+        return pl.Int128()
+    if isinstance(dtype, pl.List):
+        return pl.List(_integral(dtype.inner))
+    if isinstance(dtype, pl.Struct):
+        return pl.Struct({field.name: _integral(field.dtype) for field in dtype.fields})
+    return dtype
 
 
 def _quoted(name: str) -> str:
