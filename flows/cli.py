@@ -280,15 +280,23 @@ def attribute(
 ) -> None:
     """Credit every model of a snapshot to a lab, country, region and developer type under each rule."""
     from analytics.registry import RegistryError
-    from flows.steps import attribute_date
+    from flows.steps import attribute_date, pending_steps
     from warehouse.lock import WarehouseLocked, writer_lock
 
     layout, day = _published_day(warehouse, date)
     try:
         with writer_lock(layout, f"attribute {day}"):
             _print_outcomes({f"attribute {day}": attribute_date(layout, day, force=force)})
+            stale = "metrics" in pending_steps(layout, day, dashboard=False)
     except (RegistryError, WarehouseLocked) as error:
         raise fail(str(error)) from None
+    if stale:
+        # The shares, the dashboard and `multipolar sql` still say what the attributions before said.
+        out.print(
+            f"the metrics of {day} are not made from these attributions: run `multipolar metrics --date {day}`",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @app.command()
@@ -381,16 +389,18 @@ def registry_check(
 @registry_app.command("gaps")
 def registry_gaps_cmd(
     date: Annotated[str | None, typer.Option("--date", help="Snapshot date (default: the latest published).")] = None,
-    top: Annotated[int, typer.Option(help="How many namespaces to list.")] = 30,
-    rule: Annotated[str, typer.Option(help="uploader | lineage")] = "uploader",
+    top: Annotated[int, typer.Option(help="How many namespaces to list.", min=1)] = 30,
+    rule: Annotated[str, typer.Option(help="uploader | official | lineage")] = "uploader",
     warehouse: WarehouseOpt = None,
 ) -> None:
     """Unreviewed namespaces ranked by the 30-day downloads they hold: the curator's to-do list."""
     from rich.table import Table as RichTable
 
-    from analytics.attribution import registry_gaps
+    from analytics.attribution import RULES, registry_gaps
     from warehouse.tables import ATTRIBUTIONS, MODELS
 
+    if rule not in RULES:
+        raise fail(f"--rule {rule!r}: use {', '.join(RULES)}", 2)
     layout, day = _published_day(warehouse, date)
     if day not in layout.published_dates(ATTRIBUTIONS):
         raise fail(f"{day} is not attributed yet; run `multipolar attribute --date {day}`")

@@ -73,12 +73,15 @@ def reproduce(
 ) -> None:
     """Set Multipolar's numbers beside each published claim, under the matching rule, window and population."""
     from analytics import reproduction
+    from analytics.metrics import WINDOWS
     from flows.steps import reproduction_of
     from warehouse.layout import Layout
     from warehouse.tables import SHARES
 
     if format not in REPORT_FORMATS:
         raise fail(f"--format {format!r}: use md, html or json", 2)
+    if window not in WINDOWS:
+        raise fail(f"--window {window!r}: use {', '.join(WINDOWS)}", 2)
     layout = Layout.at(warehouse)
     if not layout.published_dates(SHARES):
         raise fail(f"no metrics are published in {layout.root}; run `multipolar import` or `multipolar refresh`")

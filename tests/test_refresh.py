@@ -270,3 +270,28 @@ def test_the_registry_used_is_published_beside_the_attributions_and_joins_their_
     assert_frame_equal(pl.read_parquet(layout.partition_file(SHARES, DAY)), shares, rel_tol=1e-9, abs_tol=1e-9)
     credited = run_sql(layout, "SELECT count(*) AS n, count(DISTINCT model_id) AS ids FROM credited").row(0)
     assert credited == (pl.read_parquet(file).height, pl.read_parquet(layout.partition_file(MODELS, DAY)).height)
+
+
+def test_attributing_again_with_an_edited_registry_says_the_metrics_are_stale(tmp_path, monkeypatch) -> None:
+    from analytics import registry as registry_module
+
+    with StandinHub(world(1_500), page_size=400) as hub:
+        assert refresh(hub, tmp_path).exit_code == 0
+    args = ["attribute", "--date", DATE, "--warehouse", str(tmp_path), "--force"]
+    result = runner.invoke(app, args, env={"COLUMNS": "20000"})
+    assert result.exit_code == 0 and "attribute 2026-05-12" in result.output, result.output
+    assert "metrics of" not in result.output  # the same rows again: the metrics still hold
+    edited = tmp_path / "registry.csv"
+    edited.write_bytes(registry_module.REGISTRY_PATH.read_bytes() + b"someone,A New Lab,FR,Europe,industry,test\n")
+    monkeypatch.setattr(registry_module, "REGISTRY_PATH", edited)
+    result = runner.invoke(app, args[:-1], env={"COLUMNS": "20000"})
+    assert result.exit_code == 0, result.output
+    assert (
+        "the metrics of 2026-05-12 are not made from these attributions: run `multipolar metrics --date 2026-05-12`"
+        in (result.output)
+    )
+    result = runner.invoke(app, ["metrics", "--date", DATE, "--warehouse", str(tmp_path)], env={"COLUMNS": "20000"})
+    assert result.exit_code == 0, result.output
+    from flows.steps import pending_steps
+
+    assert pending_steps(Layout.at(tmp_path), DAY, dashboard=False) == []

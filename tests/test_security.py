@@ -205,3 +205,17 @@ def test_sql_on_a_path_that_is_no_warehouse_fails_in_one_line_and_creates_nothin
     assert sorted(p.name for p in tmp_path.iterdir()) == (["wh"] if made else [])
     if made == "a folder":
         assert sorted(p.name for p in path.iterdir()) == ["data"]  # no staging folder made in it
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["registry", "gaps", "--rule", "Lineage"], "--rule 'Lineage': use uploader, official, lineage"),
+        (["registry", "gaps", "--top", "0"], "--top"),
+        (["reproduce", "--window", "30days"], "--window '30days': use 30d, all_time, between"),
+    ],
+)
+def test_a_report_option_out_of_range_is_refused_rather_than_answered_empty(tmp_path, args, said: str) -> None:
+    result = runner.invoke(app, [*args, "--warehouse", str(tmp_path)], env={"COLUMNS": "20000"})
+    assert result.exit_code == 2, result.output
+    assert said in result.output and "Traceback" not in result.output
