@@ -9,6 +9,7 @@ from __future__ import annotations
 import altair as alt
 import polars as pl
 
+from analytics.concentration import UNKNOWN
 from dashboards.frames import POPULATIONS, REGIONS, RULES, SIZE_CLASSES, WINDOWS, ViewFrames
 
 POPULATION = "population"  # parameter names, referenced by every view's filter
@@ -183,6 +184,13 @@ def region_share_lines(frames: ViewFrames) -> alt.LayerChart:
     )
 
 
+def countries_drawn(actors: list[str], latest: object) -> str:
+    """What the country lines are: the top countries, and `Unknown` when it is among the top actors."""
+    named = len([actor for actor in actors if actor != UNKNOWN])
+    unknown = ", and Unknown" if UNKNOWN in actors else ""
+    return f"The {named} countries with the most downloads on {latest}{unknown}."
+
+
 def country_share_lines(frames: ViewFrames) -> alt.LayerChart:
     """Country shares over time for the top countries on the latest date."""
     color = alt.Color("actor:N", title="Country", sort=frames.actors("country"), scale=alt.Scale(scheme="tableau10"))
@@ -192,7 +200,7 @@ def country_share_lines(frames: ViewFrames) -> alt.LayerChart:
         height=HEIGHT,
         title=title(
             "Share of downloads by country",
-            f"The {len(frames.actors('country'))} countries with the most downloads on {frames.latest}.",
+            countries_drawn(frames.actors("country"), frames.latest),
             "Countries are ISO 3166 codes; Unknown is downloads no registry row explains.",
         ),
     )
@@ -304,7 +312,10 @@ def lab_share_bars(frames: ViewFrames) -> alt.Chart:
             name="lab_share_bars",
             width=WIDTH - 170,
             height=HEIGHT,
-            title=title(f"Top labs on {frames.latest}", f"Share of downloads ({frames.rule} rule)."),
+            title=title(
+                f"Top labs on {frames.latest}",
+                f"Share of downloads ({frames.rule} rule); Unknown, downloads no registry row explains, is no lab.",
+            ),
         )
     )
 

@@ -12,6 +12,8 @@ from datetime import date
 
 import polars as pl
 
+from analytics.concentration import UNKNOWN
+
 REGIONS = ("China", "United States", "Europe", "Rest of world", "Unknown")
 POPULATIONS = ("all", "llm")  # the population switch
 WINDOWS = ("30d", "all_time")  # the window switch
@@ -245,9 +247,13 @@ def rule_comparison(shares: pl.DataFrame, crossovers: pl.DataFrame, latest: date
 
 
 def lab_changes(shares: pl.DataFrame, rule: str, dates: tuple[date, ...]) -> pl.DataFrame:
-    """The top labs on the latest date, with their share change in percentage points since the previous snapshot."""
+    """The top labs on the latest date, with their share change in percentage points since the previous snapshot.
+
+    `Unknown`, the downloads of namespaces no registry row explains, is no lab and is not ranked among them."""
     combo = ["population", "time_window"]
-    labs = shares.filter((pl.col("rule") == rule) & (pl.col("dimension") == "lab") & switched())
+    labs = shares.filter(
+        (pl.col("rule") == rule) & (pl.col("dimension") == "lab") & (pl.col("actor") != UNKNOWN) & switched()
+    )
     latest = (
         labs.filter(pl.col("snapshot_date") == dates[-1])
         .sort(["share", "actor"], descending=[True, False])

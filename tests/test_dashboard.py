@@ -353,3 +353,27 @@ def test_metrics_without_crossovers_draw_a_dashboard_without_a_warning(tmp_path:
         result = dashboard_step(layout)
     assert result["status"] == "published"
     assert "Multipolar: whose open models" in Path(result["html"]).read_text(encoding="utf-8")
+
+
+def test_unknown_is_not_ranked_as_a_lab_nor_counted_as_a_country() -> None:
+    from dashboards.page import headline
+
+    # Namespaces no registry row explains hold more downloads than any lab.
+    metrics = synthetic_metrics(days=3, labs={**LABS, "Unknown": ("Unknown", "Unknown", "intermediary", 9.0e7, 1.0)})
+    views = frames.view_frames(**metrics)
+    assert views.labs.height and "Unknown" not in views.labs["lab"].to_list()
+    latest = metrics["shares"].filter(
+        (pl.col("snapshot_date") == views.latest)
+        & (pl.col("rule") == views.rule)
+        & (pl.col("dimension") == "lab")
+        & (pl.col("population") == "all")
+        & (pl.col("time_window") == "30d")
+    )
+    assert latest.sort("share", descending=True)["actor"][0] == "Unknown"
+    top = latest.filter(pl.col("actor") != "Unknown").sort("share", descending=True).row(0, named=True)
+    assert f"Top lab: {top['actor']} ({top['share']:.1%})" in re.sub(r"<[^>]+>", "", headline(views))
+    countries = views.actors("country")
+    assert "Unknown" in countries
+    assert charts.countries_drawn(countries, views.latest) == (
+        f"The {len(countries) - 1} countries with the most downloads on {views.latest}, and Unknown."
+    )
