@@ -17,21 +17,28 @@ UNKNOWN = "Unknown"
 METRIC_COLUMNS = ["hhi", "effective_poles", "entropy", "exp_entropy", "gini", "cr1", "cr3", "cr5"]
 
 
+def ordered_sum(values: pl.Expr) -> pl.Expr:
+    """The sum of `values` added in their order (aggregation). Floating-point addition depends on the order
+    of its terms, and polars' `sum` of a group may add partial sums in any order, so the same rows could
+    give metrics that differ in the last bit, and a recomputed file another sha256."""
+    return values.cum_sum().last()
+
+
 def share_of_group(downloads: pl.Expr, group: list[str]) -> pl.Expr:
     """Each row's share of its group's downloads; 0.0 when the group has none."""
-    total = downloads.sum().over(group)
+    total = ordered_sum(downloads).over(group)
     return pl.when(total > 0).then(downloads / total).otherwise(0.0)
 
 
 def hhi(share: pl.Expr) -> pl.Expr:
     """Herfindahl–Hirschman index: the sum of squared shares (aggregation)."""
-    return (share**2).sum()
+    return ordered_sum(share**2)
 
 
 def entropy(share: pl.Expr) -> pl.Expr:
     """Shannon entropy in nats, −Σ s ln s over positive shares (aggregation)."""
     positive = share.filter(share > 0)
-    return -(positive * positive.log()).sum()
+    return -ordered_sum(positive * positive.log())
 
 
 def gini(values: pl.Expr) -> pl.Expr:
@@ -39,18 +46,23 @@ def gini(values: pl.Expr) -> pl.Expr:
     ordered = values.sort()
     n = pl.len()
     rank = pl.int_range(1, n + 1, dtype=pl.Int64)
-    return ((2 * rank - n - 1) * ordered).sum() / (n * ordered.sum())
+    return ordered_sum((2 * rank - n - 1) * ordered) / (n * ordered_sum(ordered))
 
 
 def top_share(share: pl.Expr, k: int) -> pl.Expr:
     """The summed share of the k largest actors, CR-k (aggregation)."""
-    return share.top_k(k).sum()
+    return ordered_sum(share.top_k(k).sort())
 
 
 def known_actor_shares(credited: pl.LazyFrame) -> pl.LazyFrame:
-    """Known actors with downloads, each with its share among the known actors of its group."""
-    return credited.filter((pl.col("actor") != UNKNOWN) & (pl.col("downloads") > 0)).with_columns(
-        share_of_group(pl.col("downloads"), GROUP).alias("share")
+    """Known actors with downloads, each with its share among the known actors of its group.
+
+    In actor order within each group: a sum of floats depends on the order of its terms, and the rows may
+    come in any order, so the same actors give the same metrics to the last bit (and the same file)."""
+    return (
+        credited.filter((pl.col("actor") != UNKNOWN) & (pl.col("downloads") > 0))
+        .sort([*GROUP, "actor"])
+        .with_columns(share_of_group(pl.col("downloads"), GROUP).alias("share"))
     )
 
 
@@ -61,7 +73,7 @@ def concentration_of(credited: pl.LazyFrame, groups: pl.LazyFrame) -> pl.LazyFra
         known_actor_shares(credited)
         .group_by(GROUP)
         .agg(
-            pl.col("downloads").sum(),
+            ordered_sum(pl.col("downloads")).alias("downloads"),
             hhi(share).alias("hhi"),
             entropy(share).alias("entropy"),
             gini(pl.col("downloads")).alias("gini"),

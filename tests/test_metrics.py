@@ -405,3 +405,22 @@ def test_finding_each_model_by_its_row_gives_the_tables_of_joining_on_the_ids(se
     assert not metric_tables(models, moved, previous, by_row=True)["shares"].equals(by_ids["shares"])
     older = metric_tables(models, moved.drop("model_row"), previous, registry=registry, by_row=True)
     assert_frame_equal(by_ids["shares"], older["shares"], check_exact=False, rel_tol=1e-9, abs_tol=1e-9)
+
+
+def test_concentration_is_the_same_to_the_bit_whatever_the_order_of_its_rows() -> None:
+    from analytics.concentration import GROUP, concentration_of
+
+    rng = random.Random(7)
+    rows = [
+        {"time_window": "30d", "population": "all", "rule": rule, "dimension": "lab", "actor": f"lab-{i}"}
+        | {"downloads": rng.paretovariate(0.8) * 1e3}
+        for rule in ("uploader", "lineage")
+        for i in range(300)
+    ]
+    credited = pl.DataFrame(rows)
+    groups = credited.select(GROUP).unique(maintain_order=True).lazy()
+    first = concentration_of(credited.lazy(), groups).collect()
+    for seed in range(5):
+        shuffled = credited.sample(fraction=1.0, shuffle=True, seed=seed)
+        again = concentration_of(shuffled.lazy(), groups).collect()
+        assert again.equals(first), seed  # equal to the last bit: a recomputed file has the same sha256
