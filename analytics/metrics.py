@@ -68,6 +68,21 @@ def windows(previous_models: Frame | None) -> list[str]:
     return list(WINDOWS) if previous_models is not None else [w for w in WINDOWS if w != "between"]
 
 
+def recorded_windows(per_model: pl.DataFrame, previous_models: Frame | None) -> list[str]:
+    """The windows of `windows` whose counts the snapshot records. A snapshot whose every model lacks a count
+    (an import of a panel without all-time downloads) has no shares in that window, rather than shares of
+    nothing shown as zeros; `between` needs all-time counts on both dates."""
+    counted = per_model.select(
+        (pl.col(column).is_not_null().any() | (pl.len() == 0)).alias(column) for column in ("30d", "all_time")
+    ).row(0, named=True)
+    if previous_models is not None:
+        before = (
+            previous_models.lazy().select(pl.col("downloads_all_time").is_not_null().any() | (pl.len() == 0)).collect()
+        )
+        counted["between"] = counted["all_time"] and before.item()
+    return [window for window in windows(previous_models) if counted[window]]
+
+
 def all_time_gain(now: pl.Expr, previous: pl.Expr) -> pl.Expr:
     """All-time downloads gained since the previous snapshot; a model absent then gains its whole total."""
     return now.fill_null(0) - previous.fill_null(0)
@@ -114,8 +129,9 @@ def model_downloads(models: Frame, previous_models: Frame | None = None) -> pl.L
         between = [gain.clip(0).alias("between"), gain.alias("delta")]
     return frame.select(
         "model_id",
-        pl.col("downloads_30d").fill_null(0).alias("30d"),
-        pl.col("downloads_all_time").fill_null(0).alias("all_time"),
+        # Missing counts stay null, which every sum leaves out, so a window with none is seen to be missing.
+        pl.col("downloads_30d").alias("30d"),
+        pl.col("downloads_all_time").alias("all_time"),
         *between,
         is_llm(pl.col("pipeline_tag")).alias("llm"),
         size_class(pl.col("params_total")).alias("size"),
@@ -191,10 +207,15 @@ def actor_downloads(buckets: pl.LazyFrame, dimension: str, window_names: list[st
     )
 
 
-def metric_groups(attributions: Frame, previous_models: Frame | None = None) -> pl.LazyFrame:
+def metric_groups(
+    attributions: Frame, previous_models: Frame | None = None, window_names: list[str] | None = None
+) -> pl.LazyFrame:
     """Every (time_window, population, rule, dimension) a snapshot reports, whether or not it has downloads."""
     axes = [
-        pl.LazyFrame({"time_window": windows(previous_models)}),
+        pl.LazyFrame(
+            {"time_window": windows(previous_models) if window_names is None else window_names},
+            schema={"time_window": pl.String},
+        ),
         pl.LazyFrame({"population": POPULATIONS}),
         attributions.lazy().select(pl.col("rule").unique()),
         pl.LazyFrame({"dimension": DIMENSIONS}),
@@ -265,10 +286,10 @@ def metric_tables(
     per_model = model_downloads(ours, before[0] if before else None).collect(engine=engine)
     if engine == "streaming":  # the join kept the models' order
         per_model = per_model.with_columns(pl.col("model_id").set_sorted())
-    window_names = windows(previous_models)
+    window_names = recorded_windows(per_model, previous_models)
     buckets = buckets_of(per_model, credits, window_names, registry, by_row=by_row).collect(engine=engine)
     credited = credited_by_actor(buckets.lazy(), window_names).collect().lazy()
-    groups = metric_groups(attributions, previous_models)
+    groups = metric_groups(attributions, previous_models, window_names)
     tables = {
         "shares": shares_of(credited).sort(*GROUP, "actor").collect(),
         "concentration": concentration_of(credited, groups).sort(GROUP).collect(),

@@ -23,6 +23,8 @@ from typing import Any
 
 import polars as pl
 
+from warehouse.provenance import source_kind_of, source_label
+
 CHINA, US, UNKNOWN = "China", "United States", "Unknown"
 RULES = ("uploader", "official", "lineage")
 DIMENSION = "region"
@@ -133,6 +135,7 @@ class Reproduction:
     as_of: dt.date
     window: str
     notes: list[str] = field(default_factory=list)
+    label: str | None = None  # what the data is when not a crawl of the real Hub (`source_label`)
 
 
 def published_claims() -> pl.DataFrame:
@@ -417,6 +420,7 @@ def reproduce(
         as_of=day,
         window=window,
         notes=notes,
+        label=source_label(source_kind_of(coverage["source_kind"].fill_null("hub"))),
     )
 
 
@@ -495,6 +499,7 @@ def to_markdown(report: Reproduction) -> str:
     lines = [
         "# Reproduction of the published China–US download findings",
         "",
+        *([f"**{report.label}**", ""] if report.label else []),
         f"As of {report.as_of}. Region dimension; each claim under its own rule, population and closest window.",
         "",
         *_md_table(CLAIM_COLUMNS, [_claim_cells(r) for r in claims]),
@@ -538,11 +543,15 @@ def to_html(report: Reproduction) -> str:
     )
     general = "".join(f"<li>{html.escape(n)}</li>" for n in report.notes)
     timeline_rows = [_timeline_cells(r) for r in report.timeline.iter_rows(named=True)]
+    title_label = f" — {html.escape(report.label)}" if report.label else ""
+    warning = "color:#fff;background:#b00020;padding:.3em .6em"
+    label = f'<p style="{warning}"><b>{html.escape(report.label)}</b></p>' if report.label else ""
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
         "<meta http-equiv=Content-Security-Policy content=\"default-src 'none'; style-src 'unsafe-inline'\">"
-        f"<title>Multipolar reproduction {html.escape(str(report.as_of))}</title><style>{STYLE}</style></head><body>"
-        "<h1>Reproduction of the published China–US download findings</h1>"
+        f"<title>Multipolar reproduction {html.escape(str(report.as_of))}{title_label}</title><style>{STYLE}</style>"
+        "</head><body><h1>Reproduction of the published China–US download findings</h1>"
+        f"{label}"
         f"<p>As of {html.escape(str(report.as_of))}. Region dimension; each claim under its own rule, population "
         "and closest window.</p>"
         f"{_html_table(CLAIM_COLUMNS, [_claim_cells(r) for r in claims])}"
@@ -558,6 +567,7 @@ def to_json(report: Reproduction) -> str:
     payload = {
         "as_of": report.as_of,
         "window": report.window,
+        "data_label": report.label,
         "claims": report.claims.to_dicts(),
         "timeline": report.timeline.to_dicts(),
         "notes": report.notes,

@@ -33,8 +33,8 @@ SHARE = alt.Tooltip("share:Q", title="Share", format=".2%")
 DOWNLOADS = alt.Tooltip("downloads:Q", title="Downloads", format=",.0f")
 
 
-def switches() -> list[alt.Parameter]:
-    """The population and window switches, bound to radio buttons."""
+def switches(windows: tuple[str, ...] = WINDOWS) -> list[alt.Parameter]:
+    """The population and window switches, bound to radio buttons; the window switch offers `windows`."""
     return [
         alt.param(
             name=POPULATION,
@@ -46,7 +46,7 @@ def switches() -> list[alt.Parameter]:
         alt.param(
             name=WINDOW,
             value=WINDOWS[0],
-            bind=alt.binding_radio(options=list(WINDOWS), labels=[WINDOW_LABELS[w] for w in WINDOWS], name="Window "),
+            bind=alt.binding_radio(options=list(windows), labels=[WINDOW_LABELS[w] for w in windows], name="Window "),
         ),
     ]
 

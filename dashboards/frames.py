@@ -53,6 +53,13 @@ class ViewFrames:
         return self.dates[-1]
 
     @property
+    def windows(self) -> tuple[str, ...]:
+        """The windows of the switch that some snapshot records: an import of 30-day counts alone has no
+        all-time shares, and its switch offers the last 30 days alone."""
+        present = set(self.series.get_column("w").unique().to_list())
+        return tuple(window for window in WINDOWS if window in present)
+
+    @property
     def previous(self) -> date | None:
         return self.dates[-2] if len(self.dates) > 1 else None
 

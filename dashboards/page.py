@@ -31,14 +31,9 @@ from altair.utils import spec_to_html
 
 from dashboards import charts
 from dashboards.frames import LABEL_CHARS, POPULATIONS, WINDOWS, ViewFrames, view_frames
+from warehouse.provenance import source_label
 
 PROVENANCE_KEYS = ("source", "source_kind", "dates", "rows", "registry_version", "generated_at", "code_version")
-DATA_LABELS = {
-    "standin": "Stand-in Hub data — not the real Hub",
-    "synthetic": "Synthetic data — not the real Hub",
-    "import": "Imported data — not crawled from the Hub by this project",
-}
-UNRECORDED_LABEL = "Data source not recorded — treat these numbers as unverified"
 OUTPUT_DIV = "dashboard"
 EMBED_OPTIONS = {"actions": False, "renderer": "svg"}
 VL_CONVERT_VERSION = ".".join(alt.VEGALITE_VERSION.split(".")[:2])  # the Vega-Lite Altair writes
@@ -64,10 +59,7 @@ class ScriptSafeEncoder(json.JSONEncoder):
 
 def data_label(provenance: Mapping[str, Any]) -> str | None:
     """The visible warning for data that is not a crawl of the real Hub (None for the real Hub)."""
-    kind = provenance.get("source_kind")
-    if kind == "hub":
-        return None
-    return DATA_LABELS.get(str(kind), UNRECORDED_LABEL)
+    return source_label(provenance.get("source_kind"))
 
 
 def view_charts(frames: ViewFrames, *, standalone: bool = False) -> dict[str, alt.TopLevelMixin]:
@@ -103,7 +95,9 @@ def dashboard_chart(frames: ViewFrames) -> alt.VConcatChart:
         row(row(v["lab_share_bars"], v["lab_change_bars"], spacing=6), v["developer_type_areas"]),
         spacing=36,
     )
-    grid = grid.add_params(*charts.switches()).resolve_scale(color="independent", strokeDash="independent")
+    grid = grid.add_params(*charts.switches(frames.windows)).resolve_scale(
+        color="independent", strokeDash="independent"
+    )
     return styled(grid)
 
 
@@ -201,9 +195,20 @@ def page_header(frames: ViewFrames, provenance: Mapping[str, Any]) -> str:
         f" type, over {len(frames.dates)} dated snapshots.</p>\n"
         f'  <p class="headline">{headline(frames)}</p>\n'
         '  <p class="how">The switches set the population and window of every view; hover a mark for'
-        " exact numbers.</p>\n"
+        f" exact numbers.{unrecorded_note(frames)}</p>\n"
         "</header>\n"
     )
+
+
+def unrecorded_note(frames: ViewFrames) -> str:
+    """A sentence naming the windows no snapshot records (and the switch therefore leaves out), or ""."""
+    missing = [UNRECORDED[w] for w in WINDOWS if w not in frames.windows]
+    if not missing:
+        return ""
+    return f" No snapshot here records {' or '.join(missing)}, so the window switch does not offer them."
+
+
+UNRECORDED = {"30d": "downloads of the last 30 days", "all_time": "all-time downloads"}
 
 
 STYLE = """
@@ -307,7 +312,7 @@ def dashboard_html(frames: ViewFrames, provenance: Mapping[str, Any]) -> str:
         STATUS_SCRIPT
         % {
             "views": json.dumps(list(charts.VIEWS)),
-            "switches": json.dumps({charts.POPULATION: list(POPULATIONS), charts.WINDOW: list(WINDOWS)}),
+            "switches": json.dumps({charts.POPULATION: list(POPULATIONS), charts.WINDOW: list(frames.windows)}),
             "div": OUTPUT_DIV,
         },
     )

@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 
 from dashboards import charts, frames
-from dashboards.page import DashboardResult, dashboard_chart, data_label, view_charts, write_dashboard
+from dashboards.page import DashboardResult, dashboard_chart, dashboard_spec, data_label, view_charts, write_dashboard
 
 HOSTILE = "<script>alert(1)</script>"
 LONG_NAME = "deep-lab-" + "x" * 10_000
@@ -377,3 +377,26 @@ def test_unknown_is_not_ranked_as_a_lab_nor_counted_as_a_country() -> None:
     assert charts.countries_drawn(countries, views.latest) == (
         f"The {len(countries) - 1} countries with the most downloads on {views.latest}, and Unknown."
     )
+
+
+def test_a_window_no_snapshot_records_is_not_offered_and_the_page_says_so(small: dict) -> None:
+    from dashboards.page import dashboard_html
+
+    def window_options(spec: dict) -> list[str]:
+        bound = [p for p in _walk(spec) if p.get("name") == charts.WINDOW and "bind" in p]
+        assert len(bound) == 1
+        return bound[0]["bind"]["options"]
+
+    both = frames.view_frames(**small)
+    assert both.windows == ("30d", "all_time") and window_options(dashboard_spec(both)) == ["30d", "all_time"]
+    assert "No snapshot here records" not in dashboard_html(both, provenance(small))
+    # Imported 30-day counts alone: the metrics have no all-time rows.
+    recent = {
+        name: table.filter(pl.col("time_window") != "all_time") if "time_window" in table.columns else table
+        for name, table in small.items()
+    }
+    views = frames.view_frames(**recent)
+    assert views.windows == ("30d",) and window_options(dashboard_spec(views)) == ["30d"]
+    page = dashboard_html(views, provenance(recent))
+    assert "No snapshot here records all-time downloads, so the window switch does not offer them." in page
+    assert '"window": ["30d"]' in page  # the browser check tries only the windows offered

@@ -424,3 +424,31 @@ def test_concentration_is_the_same_to_the_bit_whatever_the_order_of_its_rows() -
         shuffled = credited.sample(fraction=1.0, shuffle=True, seed=seed)
         again = concentration_of(shuffled.lazy(), groups).collect()
         assert again.equals(first), seed  # equal to the last bit: a recomputed file has the same sha256
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_a_window_no_model_has_counts_for_has_no_metrics_rather_than_zeros(streamed: bool) -> None:
+    # An import of a panel of 30-day counts alone: every all-time count is missing, on both dates.
+    def unrecorded(*rows):
+        return models_frame(*rows).with_columns(pl.lit(None, pl.Int64).alias("downloads_all_time"))
+
+    previous = unrecorded(model("Qwen/a", d30=3), model("Meta/b", d30=1))
+    now = unrecorded(model("Qwen/a", d30=5), model("Meta/b", d30=2))
+    attributions = attributions_frame(credit("Qwen/a", "Qwen"), credit("Meta/b", "Meta"))
+    tables = metric_tables(now, attributions, previous, streamed=streamed)
+    for table in ("shares", "concentration"):
+        assert tables[table]["time_window"].unique().to_list() == ["30d"], table
+    assert actor_shares(tables["shares"], **ALL_30D_LAB) == {"Qwen": 5 / 7, "Meta": 2 / 7}
+    # Counts on this date but not on the one before: all time is measured, what came between is not.
+    now = models_frame(model("Qwen/a", d30=5, all_time=50), model("Meta/b", d30=2, all_time=10))
+    tables = metric_tables(now, attributions, previous, streamed=streamed)
+    assert sorted(tables["concentration"]["time_window"].unique()) == ["30d", "all_time"]
+    assert actor_shares(tables["shares"], **(ALL_30D_LAB | {"time_window": "all_time"})) == {
+        "Qwen": 50 / 60,
+        "Meta": 10 / 60,
+    }
+    # A model without a count among models with one is counted as none, as before.
+    now = now.with_columns(
+        pl.when(pl.col("model_id") == "Meta/b").then(None).otherwise("downloads_30d").alias("downloads_30d")
+    )
+    assert actor_shares(metric_tables(now, attributions)["shares"], **ALL_30D_LAB) == {"Qwen": 1.0, "Meta": 0.0}

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 
 import polars as pl
+import pytest
 from typer.testing import CliRunner
 
 from analytics.reproduction import CLAIMS, coverage_frame, published_claims, reproduce, to_html, to_json, to_markdown
@@ -196,3 +197,29 @@ def test_reproduce_over_the_real_llmfit_panel_writes_each_format(shared_data, tm
     assert {k: c["agrees"] for k, c in claims.items()} == {"E1": "yes", "H2": "yes", "A2": "yes", "A1": "yes"}
     assert {c["window"] for c in claims.values()} == {"30d"}  # the panel records 30-day counts only
     assert all(row["official_china"] > row["official_us"] for row in payload["timeline"])
+
+
+@pytest.mark.parametrize(
+    ("kinds", "label"),
+    [
+        (("hub", "hub"), None),
+        (("hub", "synthetic"), "Synthetic data — not the real Hub"),
+        (("import", "import"), "Imported data — not crawled from the Hub by this project"),
+        (("hub", None), "Data source not recorded — treat these numbers as unverified"),
+    ],
+)
+def test_a_report_of_data_other_than_the_real_hub_says_so_above_its_claims(kinds, label) -> None:
+    metas = [{"rows": 4, "source_file": "snapshots.csv"} | ({"source_kind": k} if k else {}) for k in kinds]
+    coverage = coverage_frame(list(zip((D1, D2), metas, strict=True)))
+    if None in kinds:  # a record that names a kind no code writes
+        coverage = coverage.with_columns(pl.lit("made-up").alias("source_kind"))
+    report = reproduce(tiny_shares(), tiny_concentration(), tiny_crossovers(), coverage)
+    assert report.label == label
+    markdown, page, payload = to_markdown(report), to_html(report), json.loads(to_json(report))
+    assert payload["data_label"] == label
+    if label is None:
+        assert "not the real Hub" not in markdown + page and "not crawled" not in markdown + page
+        return
+    assert markdown.index(f"**{label}**") < markdown.index("| claim")
+    assert f"<title>Multipolar reproduction 2026-03-08 — {label}</title>" in page
+    assert page.index(f"<b>{label}</b>") < page.index("<table>")

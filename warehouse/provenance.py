@@ -7,9 +7,36 @@ import platform
 import subprocess
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 LIBRARIES = ("multipolar", "huggingface_hub", "polars", "pyarrow", "duckdb", "prefect", "altair")
+
+# What a dashboard or report says of data that is not a crawl of the real Hub, by `_meta.source_kind`.
+SOURCE_LABELS = {
+    "standin": "Stand-in Hub data — not the real Hub",
+    "synthetic": "Synthetic data — not the real Hub",
+    "import": "Imported data — not crawled from the Hub by this project",
+}
+UNRECORDED_SOURCE = "Data source not recorded — treat these numbers as unverified"
+
+
+def source_kind_of(kinds: Iterable[str]) -> str:
+    """The one source kind a series of dates is labelled by: `hub` only when every date is the real Hub's,
+    else the least trustworthy kind among them (a kind no code writes before any other)."""
+    others = set(kinds) - {"hub"}
+    if not others:
+        return "hub"
+    return next(k for k in (*sorted(others - set(SOURCE_LABELS)), "synthetic", "import", "standin") if k in others)
+
+
+def source_label(kind: object) -> str | None:
+    """The visible warning for data of source kind `kind` (None for the real Hub)."""
+    if kind == "hub":
+        return None
+    return SOURCE_LABELS.get(str(kind), UNRECORDED_SOURCE)
 
 
 @functools.cache
