@@ -26,8 +26,13 @@ def demo(
     from flows.demo import DemoDay, DemoRefused, demo_layout, run_demo, summary_lines
 
     def progress(day: DemoDay) -> None:
+        done = (
+            f"kept {day.day}: already published, {day.models} models (--force replaces it)"
+            if day.kept
+            else f"refreshed {day.day}: {day.models} models, {day.requests} requests, {day.seconds:.1f} s"
+        )
         out.print(
-            f"refreshed {day.day}: {day.models} models, {day.requests} requests, {day.seconds:.1f} s",
+            done,
             highlight=False,
             soft_wrap=True,
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -20,11 +21,14 @@ from typing import Any
 import polars as pl
 
 from warehouse.layout import Layout
-from warehouse.publish import read_meta
+from warehouse.publish import read_meta, write_json_atomic
 
 DEFAULT_WAREHOUSE = "./demo-data"  # synthetic data never lands in ./data unless --warehouse says so
 START = dt.date(2026, 4, 1)
 SOURCE_KIND = "synthetic"
+# The settings of the worlds a demo warehouse holds: other settings make other worlds (the crossover sits
+# mid-series, so even the number of days changes every day's world), whose dates would not continue these.
+SETTINGS_FILE = "demo.json"
 MATCHUP = ("China", "United States")
 SUMMARY_RULES = ("uploader", "lineage")
 
@@ -41,6 +45,7 @@ class DemoDay:
     models: int | None
     requests: int | None
     seconds: float
+    kept: bool = False  # already published with these settings, and not replaced
 
 
 @dataclass
@@ -68,6 +73,20 @@ def foreign_dates(layout: Layout) -> list[dt.date]:
         for d in layout.published_dates(MODELS)
         if (read_meta(layout, MODELS, d) or {}).get("source_kind") != SOURCE_KIND
     ]
+
+
+def check_settings(layout: Layout, settings: dict[str, Any]) -> None:
+    """Refuse to add the worlds of `settings` to a demo warehouse made with other settings."""
+    path = layout.root / SETTINGS_FILE
+    if not path.is_file():
+        return
+    before = json.loads(path.read_text())
+    if before != settings:
+        said = ", ".join(f"--{key} {before.get(key)}" for key in ("days", "models", "seed") if key in before)
+        raise DemoRefused(
+            f"{layout.root} holds a demo made with {said} (from {before.get('start')}); other settings make "
+            "other synthetic worlds, whose dates would not continue these: give the demo another --warehouse"
+        )
 
 
 @contextlib.contextmanager
@@ -107,6 +126,9 @@ def run_demo(
             f"{layout.root} holds snapshots that are not synthetic ({foreign[0]}…); "
             "give the demo a warehouse of its own with --warehouse"
         )
+    settings = {"models": models, "days": days, "start": start.isoformat(), "seed": seed}
+    check_settings(layout, settings)
+    write_json_atomic(layout.root / SETTINGS_FILE, settings)
     spec = series_spec(models, days, start, seed)
     done: list[DemoDay] = []
     with tempfile.TemporaryDirectory(prefix="multipolar-demo-") as tmp, local_requests_allowed():
@@ -125,7 +147,10 @@ def run_demo(
                     dashboard=index == days - 1,
                     source_kind=SOURCE_KIND,
                 )
-                record = DemoDay(eco.day, summary.get("rows"), summary.get("requests"), time.monotonic() - began)
+                kept = summary.get("models") == "already published"
+                record = DemoDay(
+                    eco.day, summary.get("rows"), summary.get("requests"), time.monotonic() - began, kept=kept
+                )
                 done.append(record)
                 if on_day:
                     on_day(record)

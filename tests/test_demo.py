@@ -28,6 +28,17 @@ def test_a_tiny_demo_publishes_a_synthetic_dashboard_and_its_crossover(tmp_path)
     assert f"dashboard: {layout.dashboard_dir / 'index.html'}" in result.output
     assert "China passed the US on 2026-04-02" in result.output  # the series' crossover day
     assert not (tmp_path / "_staging" / "crawl").exists() or not any((tmp_path / "_staging" / "crawl").iterdir())
+    # More days make other worlds (the crossover sits mid-series): they are refused, not joined to these.
+    files = {d: layout.partition_file(MODELS, d).read_bytes() for d in days}
+    longer = runner.invoke(app, ["demo", "--days", "4", "--models", "2000", "--warehouse", str(tmp_path)])
+    assert longer.exit_code == 2, longer.output
+    assert "holds a demo made with --days 3, --models 2000, --seed 0" in " ".join(longer.output.split())
+    assert layout.published_dates(MODELS) == days
+    assert {d: layout.partition_file(MODELS, d).read_bytes() for d in days} == files
+    # The same settings again keep what is published, and say so.
+    again = runner.invoke(app, ["demo", "--days", "3", "--models", "2000", "--warehouse", str(tmp_path)])
+    assert again.exit_code == 0, again.output
+    assert again.output.count("already published") == 3 and "refreshed" not in again.output
 
 
 def test_the_demo_never_writes_into_a_warehouse_of_real_snapshots(tmp_path) -> None:
