@@ -176,5 +176,6 @@ def registry_version(path: Path | str | None = None) -> str:
     """A short content hash and the row count, e.g. `sha256:0a1b2c3d4e5f/412 rows`."""
     path = Path(path) if path is not None else REGISTRY_PATH
     raw = path.read_bytes()
-    rows = sum(1 for _ in csv.reader(io.StringIO(raw.decode("utf-8-sig"), newline=""))) - 1
+    # Undecodable bytes only blur the row count here; `load_registry` refuses them, naming their line.
+    rows = sum(1 for _ in csv.reader(io.StringIO(raw.decode("utf-8-sig", errors="replace"), newline=""))) - 1
     return f"sha256:{hashlib.sha256(raw).hexdigest()[:12]}/{max(rows, 0)} rows"

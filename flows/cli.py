@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -29,6 +30,15 @@ WarehouseOpt = Annotated[
     str | None,
     typer.Option("--warehouse", help="Warehouse root (default: $MULTIPOLAR_WAREHOUSE or ./data)."),
 ]
+
+
+def _seconds(value: float) -> float:
+    if not math.isfinite(value) or value < 0:  # NaN would wait for ever
+        raise typer.BadParameter("give a number of seconds, 0 or more")
+    return value
+
+
+WaitOpt = Annotated[float, typer.Option("--wait", help="Seconds to wait for another writer's lock.", callback=_seconds)]
 DateOpt = Annotated[str | None, typer.Option("--date", help="Snapshot date, YYYY-MM-DD (default: today, UTC).")]
 
 
@@ -103,13 +113,14 @@ def refresh(
     ] = None,
     warehouse: WarehouseOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Replace the date's published snapshot.")] = False,
-    wait: Annotated[float, typer.Option(help="Seconds to wait for another writer's lock.")] = 0.0,
+    wait: WaitOpt = 0.0,
     no_dashboard: Annotated[bool, typer.Option("--no-dashboard", help="Skip writing the dashboard.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's and the client's logs.")] = False,
 ) -> None:
     """Crawl the Hub and publish one dated snapshot with its attributions, metrics and dashboard."""
     day = parse_day(date)
     quiet_prefect(verbose)
+    from analytics.registry import RegistryError, load_registry
     from flows import hub
     from flows.progress import crawl_progress
     from flows.scope import ScopeError, parse_scope
@@ -121,6 +132,12 @@ def refresh(
         chosen = hub.resolve_endpoint(endpoint)
     except (ScopeError, hub.HubError) as error:
         raise fail(str(error), 2) from None
+    if day > dt.datetime.now(dt.UTC).date():
+        raise fail(f"--date {day} is in the future: a refresh records the Hub as it is now", 2)
+    try:
+        load_registry()  # a broken registry fails now, in one line, not after the crawl
+    except RegistryError as error:
+        raise fail(str(error)) from None
     if not force and _nothing_to_do(warehouse, day, dashboard=not no_dashboard):
         out.print(f"{day} is already published in {_root(warehouse)}; nothing to do (use --force to replace it).")
         return
@@ -145,7 +162,7 @@ def refresh(
             )
     except WarehouseLocked as error:
         raise fail(str(error), 3) from None
-    except (hub.HubError, SchemaViolation, OSError) as error:
+    except (hub.HubError, SchemaViolation, RegistryError, OSError) as error:
         raise fail(str(error)) from None
     from flows.refresh import describe
 
@@ -288,7 +305,9 @@ def attribute(
         with writer_lock(layout, f"attribute {day}"):
             _print_outcomes({f"attribute {day}": attribute_date(layout, day, force=force)})
             stale = "metrics" in pending_steps(layout, day, dashboard=False)
-    except (RegistryError, WarehouseLocked) as error:
+    except WarehouseLocked as error:
+        raise fail(str(error), 3) from None
+    except RegistryError as error:
         raise fail(str(error)) from None
     if stale:
         # The shares, the dashboard and `multipolar sql` still say what the attributions before said.
@@ -320,7 +339,9 @@ def metrics(
                 _print_outcomes({f"metrics {d}": metrics_date(layout, d, force=force)})
             for d in days:
                 _print_outcomes({f"crossovers {d}": crossovers_date(layout, d, force=force)})
-    except (RegistryError, WarehouseLocked) as error:
+    except WarehouseLocked as error:
+        raise fail(str(error), 3) from None
+    except RegistryError as error:
         raise fail(str(error)) from None
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from flows.cli import WarehouseOpt, app, err, fail, out
+from flows.cli import WaitOpt, WarehouseOpt, app, err, fail, out
 
 REPORT_FORMATS = ("md", "html", "json")
 
@@ -20,7 +20,7 @@ def import_(
     ],
     warehouse: WarehouseOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Replace dates that are already published.")] = False,
-    wait: Annotated[float, typer.Option(help="Seconds to wait for another writer's lock.")] = 0.0,
+    wait: WaitOpt = 0.0,
     no_dashboard: Annotated[bool, typer.Option("--no-dashboard", help="Skip writing the dashboard.")] = False,
 ) -> None:
     """Backfill dated snapshot files as `models` snapshots, then attribute and measure them."""

@@ -125,7 +125,9 @@ def recompute(
             summary = recompute_flow.with_options(task_runner=chosen)(
                 warehouse=str(layout.root), force=force, dashboard=not no_dashboard
             )
-    except (RegistryError, WarehouseLocked) as error:
+    except WarehouseLocked as error:
+        raise fail(str(error), 3) from None
+    except RegistryError as error:
         raise fail(str(error)) from None
     except schedule.ServerFailed as error:
         raise fail(str(error)) from None

@@ -79,6 +79,9 @@ def resolve_endpoint(endpoint: str | None) -> str:
     """The endpoint to crawl: the argument, else `HF_ENDPOINT`, else the real Hub."""
     chosen = (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
     parts = urlsplit(chosen)
+    if "@" in parts.netloc:
+        # The URL itself is not repeated: it would be printed, and kept in Prefect's database and checkpoints.
+        raise HubError("the endpoint carries credentials (user:password@host): give a Hub token in HF_TOKEN instead")
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise HubError(f"endpoint {chosen!r} is not an http(s) URL")
     return chosen

@@ -219,3 +219,56 @@ def test_a_report_option_out_of_range_is_refused_rather_than_answered_empty(tmp_
     result = runner.invoke(app, [*args, "--warehouse", str(tmp_path)], env={"COLUMNS": "20000"})
     assert result.exit_code == 2, result.output
     assert said in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "said", "code"),
+    [
+        (["--endpoint", "http://crawler:pa55word@127.0.0.1:9"], "the endpoint carries credentials", 2),
+        (["--date", "2999-01-01"], "--date 2999-01-01 is in the future", 2),
+        (["--wait", "nan"], "give a number of seconds", 2),
+        (["--wait", "-1"], "give a number of seconds", 2),
+    ],
+    ids=["credentials in the endpoint", "a future date", "a wait of NaN", "a negative wait"],
+)
+def test_refresh_refuses_bad_options_in_one_line_before_touching_anything(tmp_path, args, said: str, code: int) -> None:
+    warehouse = tmp_path / "wh"
+    result = runner.invoke(
+        app,
+        ["refresh", "--endpoint", "http://127.0.0.1:9", *args, "--warehouse", str(warehouse)],
+        env={"COLUMNS": "20000"},
+    )
+    assert result.exit_code == code, result.output
+    assert said in result.output and "Traceback" not in result.output
+    assert "pa55word" not in result.output  # a credential is never repeated back
+    assert not warehouse.exists()
+
+
+def test_refresh_with_a_broken_registry_fails_in_one_line_before_crawling(tmp_path, monkeypatch) -> None:
+    broken = tmp_path / "registry.csv"
+    broken.write_bytes(registry.REGISTRY_PATH.read_bytes() + b"badns,Bad Lab,XX,Europe,industry,a test row\n\xff\n")
+    monkeypatch.setattr(registry, "REGISTRY_PATH", broken)
+    with StandinHub(world(50)) as hub:
+        result = runner.invoke(
+            app, ["refresh", "--endpoint", hub.url, "--warehouse", str(tmp_path / "wh"), "--date", "2026-05-12"]
+        )
+        assert hub.request_count == 0
+    assert result.exit_code == 1, result.output
+    lines = error_lines(result.output)
+    assert len(lines) == 1 and "has 1 problem(s)" in lines[0], result.output
+    assert "unparsable: not UTF-8" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_every_writing_command_exits_3_on_a_locked_warehouse(tmp_path) -> None:
+    from tests.test_warehouse import models_frame
+    from warehouse.lock import writer_lock
+    from warehouse.publish import publish_frame
+
+    layout = Layout.at(tmp_path)
+    publish_frame(layout, MODELS, DAY, models_frame(["org/a"]), {})
+    with writer_lock(layout, "a test"):
+        for command in (["attribute"], ["metrics"]):
+            result = runner.invoke(app, [*command, "--warehouse", str(tmp_path)], env={"COLUMNS": "20000"})
+            assert result.exit_code == 3, (command, result.output)
+            assert "another Multipolar process is writing" in result.output and "--wait SECONDS" in result.output

@@ -123,5 +123,5 @@ def _held_message(layout: Layout) -> str:
     who = f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}, {holder.get('purpose', 'a write')}"
     return (
         f"another Multipolar process is writing to {layout.root} ({who}, since {holder.get('since', '?')}); "
-        "wait for it to finish or pass --wait SECONDS"
+        "wait for it to finish (`refresh` and `import` can wait: --wait SECONDS)"
     )
