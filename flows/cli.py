@@ -445,7 +445,13 @@ from flows import cli_backfill, cli_scale, cli_serve  # noqa: E402, F401, I001
 
 
 def main() -> None:
-    app()
+    from warehouse.publish import DamagedRecord
+
+    try:
+        app()
+    except DamagedRecord as error:  # from any command: one line naming the file, not a traceback
+        err.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

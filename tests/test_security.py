@@ -272,3 +272,33 @@ def test_every_writing_command_exits_3_on_a_locked_warehouse(tmp_path) -> None:
             result = runner.invoke(app, [*command, "--warehouse", str(tmp_path)], env={"COLUMNS": "20000"})
             assert result.exit_code == 3, (command, result.output)
             assert "another Multipolar process is writing" in result.output and "--wait SECONDS" in result.output
+
+
+@pytest.mark.usefixtures("hub_online")
+@pytest.mark.parametrize("command", ["metrics", "refresh"])
+def test_a_damaged_record_fails_any_command_in_one_line_naming_it(tmp_path, monkeypatch, capsys, command: str) -> None:
+    import sys
+
+    from flows.cli import main
+    from tests.test_warehouse import models_frame
+    from warehouse.publish import publish_frame
+
+    layout = Layout.at(tmp_path)
+    publish_frame(layout, MODELS, DAY - dt.timedelta(days=1), models_frame(["org/a", "org/b"]), {})
+    damaged = layout.meta_file(MODELS, DAY - dt.timedelta(days=1))
+    damaged.write_text('{"table": "models", "sha256": ')  # cut short, as by a full disk or a bad copy
+    args = {
+        "metrics": ["metrics"],
+        "refresh": ["refresh", "--date", DAY.isoformat(), "--no-dashboard"],
+    }[command]
+    with StandinHub(world(30)) as hub:
+        monkeypatch.setattr(sys, "argv", ["multipolar", *args, "--warehouse", str(tmp_path)])
+        if command == "refresh":
+            monkeypatch.setattr(sys, "argv", [*sys.argv, "--endpoint", hub.url])
+        with pytest.raises(SystemExit) as exited:
+            main()
+    assert exited.value.code == 1
+    output = capsys.readouterr().err
+    lines = error_lines(output)
+    assert len(lines) == 1 and f"the record {damaged} is damaged" in " ".join(output.split()), output
+    assert "Traceback" not in output

@@ -16,7 +16,6 @@ it is.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -35,6 +34,7 @@ from warehouse.publish import (
     place,
     publish_staged,
     read_meta,
+    read_record,
     refuse_if_published,
     sha256_of,
     staging_file,
@@ -149,8 +149,7 @@ def version_rows(layout: Layout, version: int) -> int:
 
 
 def read_version_meta(layout: Layout, version: int) -> dict[str, Any] | None:
-    path = layout.version_meta_file(MODEL_METADATA, version)
-    return json.loads(path.read_text()) if path.is_file() else None
+    return read_record(layout.version_meta_file(MODEL_METADATA, version))
 
 
 def prior_day(layout: Layout, day: dt.date) -> dt.date | None:

@@ -57,10 +57,30 @@ def refuse_if_published(layout: Layout, table: Table, day: dt.date, *, force: bo
         raise AlreadyPublished(f"{table.name} {day} is already published (use --force to replace it)")
 
 
+class DamagedRecord(ValueError):
+    """A `_meta` record that is not a JSON object: what it vouches for can be neither trusted nor replaced."""
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    """The `_meta` record at `path`, None when there is none, or a DamagedRecord naming the file."""
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_bytes())
+    except ValueError as error:  # invalid JSON or text
+        record = error
+    if not isinstance(record, dict):
+        why = f": {record}" if isinstance(record, ValueError) else ""
+        raise DamagedRecord(
+            f"the record {path} is damaged (not a JSON object{why}); restore it, or remove it to unpublish "
+            "what it vouches for (its data is then ignored) and publish that date again"
+        )
+    return record
+
+
 def read_meta(layout: Layout, table: Table, day: dt.date) -> dict[str, Any] | None:
     """The `_meta` record of a partition, or None when it is not published."""
-    path = layout.meta_file(table, day)
-    return json.loads(path.read_text()) if path.is_file() else None
+    return read_record(layout.meta_file(table, day))
 
 
 def clear_publish_staging(layout: Layout) -> int:
