@@ -295,3 +295,33 @@ def test_attributing_again_with_an_edited_registry_says_the_metrics_are_stale(tm
     from flows.steps import pending_steps
 
     assert pending_steps(Layout.at(tmp_path), DAY, dashboard=False) == []
+
+
+def test_refreshing_an_earlier_date_brings_the_later_dates_up_to_date(tmp_path) -> None:
+    from flows.steps import pending_steps
+    from warehouse.tables import SHARES
+
+    layout = Layout.at(tmp_path)
+    with StandinHub(world(1_500), page_size=400) as hub:
+        for date in ("2026-05-11", "2026-05-12"):
+            args = ["refresh", "--date", date, "--endpoint", hub.url, "--warehouse", str(tmp_path), "--no-dashboard"]
+            assert runner.invoke(app, args).exit_code == 0
+        later = dt.date(2026, 5, 11)
+        assert "between" not in pl.read_parquet(layout.partition_file(SHARES, later))["time_window"].to_list()
+        args = [
+            "refresh",
+            "--date",
+            "2026-05-10",
+            "--endpoint",
+            hub.url,
+            "--warehouse",
+            str(tmp_path),
+            "--no-dashboard",
+        ]
+        result = runner.invoke(app, args, env={"COLUMNS": "20000"})
+    assert result.exit_code == 0, result.output
+    assert "later dates: updated (metrics 2026-05-11, crossovers 2026-05-11, 2026-05-12)" in result.output
+    for day in (later, DAY):
+        assert pending_steps(layout, day, dashboard=False) == [], day
+    # The date after the new one now measures what came between them.
+    assert "between" in pl.read_parquet(layout.partition_file(SHARES, later))["time_window"].to_list()
