@@ -149,8 +149,12 @@ def refresh(
     from flows.refresh import refresh as refresh_flow
 
     err.print(f"refresh {day} · scope {parsed.text} · {chosen}", highlight=False)
+    from flows.schedule import exit_on_sigterm
+
     try:
-        with crawl_progress(expected):
+        # A SIGTERM (a scheduler's timeout, `kill`) exits through `finally` and Prefect's exit hooks, which stop
+        # its temporary server rather than leave it running.
+        with exit_on_sigterm(), crawl_progress(expected):
             summary = refresh_flow(
                 day=day,
                 scope=parsed.text,

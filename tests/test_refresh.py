@@ -325,3 +325,22 @@ def test_refreshing_an_earlier_date_brings_the_later_dates_up_to_date(tmp_path) 
         assert pending_steps(layout, day, dashboard=False) == [], day
     # The date after the new one now measures what came between them.
     assert "between" in pl.read_parquet(layout.partition_file(SHARES, later))["time_window"].to_list()
+
+
+def test_a_refresh_stopped_by_sigterm_takes_its_prefect_server_with_it(tmp_path) -> None:
+    import psutil
+
+    with StandinHub(world(3_000), page_size=100, faults=[faults.latency(0.3)]) as hub:
+        proc = cli("refresh", "--date", DATE, "--endpoint", hub.url, "--warehouse", str(tmp_path), env=child_env())
+        checkpoint = Layout.at(tmp_path).crawl_staging(DAY) / "checkpoint.json"
+        deadline = time.monotonic() + 120
+        while not checkpoint.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert any("prefect" in " ".join(child.cmdline()) for child in children)  # its temporary server
+        proc.send_signal(signal.SIGTERM)  # to the refresh alone, as `kill PID` or a scheduler's timeout sends it
+        proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM
+    gone, alive = psutil.wait_procs(children, timeout=30)
+    assert not alive, [child.cmdline() for child in alive]
+    assert Layout.at(tmp_path).published_dates(MODELS) == []
