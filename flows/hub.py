@@ -225,6 +225,10 @@ def _request(endpoint: str, url: str, params: list | None, headers: dict[str, st
         raise HubError(f"{endpoint} answered HTTP {status} after retries: {_first_line(error)}") from None
     except hx.HTTPError as error:
         raise HubError(f"cannot reach {endpoint}: {type(error).__name__}: {_first_line(error)}") from None
+    there, here = urlsplit(str(response.url)), urlsplit(endpoint)
+    if (there.hostname, there.port) != (here.hostname, here.port):
+        # The client follows redirects; models listed by another host would be published as the endpoint's.
+        raise HubError(f"{endpoint}: a page was redirected to another host ({there.hostname}:{there.port}); refused")
     return response
 
 

@@ -302,3 +302,36 @@ def test_a_damaged_record_fails_any_command_in_one_line_naming_it(tmp_path, monk
     lines = error_lines(output)
     assert len(lines) == 1 and f"the record {damaged} is damaged" in " ".join(output.split()), output
     assert "Traceback" not in output
+
+
+@pytest.mark.usefixtures("hub_online")
+def test_a_listing_redirected_to_another_host_is_refused_not_published(tmp_path) -> None:
+    import http.server
+    import threading
+
+    with StandinHub(world(40)) as hub:
+
+        class Redirect(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+                self.send_response(302)
+                self.send_header("Location", hub.url + self.path)
+                self.end_headers()
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        redirector = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+        threading.Thread(target=redirector.serve_forever, daemon=True).start()
+        endpoint = f"http://127.0.0.1:{redirector.server_address[1]}"
+        try:
+            result = runner.invoke(
+                app,
+                ["refresh", "--endpoint", endpoint, "--warehouse", str(tmp_path), "--date", "2026-05-12"],
+                env={"COLUMNS": "20000"},
+            )
+        finally:
+            redirector.shutdown()
+    assert result.exit_code == 1, result.output
+    lines = error_lines(result.output)
+    assert len(lines) == 1 and "a page was redirected to another host" in lines[0], result.output
+    assert Layout.at(tmp_path).published_dates(MODELS) == []
