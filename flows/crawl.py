@@ -21,7 +21,9 @@ from flows.scope import Scope
 from warehouse.layout import Layout
 from warehouse.publish import (
     PAGE_ZSTD_LEVEL,
+    DamagedRecord,
     polars_writing,
+    read_meta,
     staging_file,
     write_frames,
     write_json_atomic,
@@ -81,6 +83,9 @@ def crawl_to_staging(
 ) -> CrawlResult:
     """Fetch every page of `scope` into `_staging/crawl/<day>`, resuming a checkpoint of the same query.
 
+    A finished crawl whose snapshot is published already (a run killed after publishing it, before removing
+    its staging) is not resumed: its pages are the old ones, so the crawl starts afresh.
+
     A listing without a limit is fetched ahead (`overlap`): each page is requested as soon as the page
     before names it, and converted and written while the next one is on its way. Without `overlap`,
     pages are fetched one after another, as a listing with a limit always is.
@@ -88,6 +93,8 @@ def crawl_to_staging(
     hub.configure_client()
     folder = layout.crawl_staging(day)
     state = CrawlState.load(folder / CHECKPOINT)
+    if state is not None and state.done and is_published_crawl(layout, day, state):
+        state = None
     if state is None or (state.endpoint, state.scope) != (endpoint, scope.text):
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True, exist_ok=True)
@@ -277,6 +284,36 @@ def _repeated_rows(scan: pl.LazyFrame, hashes: pl.Series) -> tuple[int, pl.Serie
         return rows, shared
     candidates = scan.select("_row", "model_id").filter(pl.col("_row").is_in(shared.implode())).collect()
     return rows, candidates.filter(~pl.col("model_id").is_first_distinct()).get_column("_row")
+
+
+def crawl_record(state: CrawlState) -> dict[str, Any]:
+    """The fields of a crawled `models` `_meta` record taken from the crawl's checkpoint, under their `_meta` names.
+
+    Together they identify the crawl: `started_at` to the second, with its endpoint, scope and figures, which
+    are fixed once the crawl is done.
+    """
+    return {
+        "endpoint": state.endpoint,
+        "scope": state.scope,
+        "started_at": state.started_at,
+        "requests": state.requests,
+        "pages": state.pages,
+        "items_listed": state.items,
+        "resumed": state.resumed,
+        "crawl_seconds": state.seconds,
+    }
+
+
+def is_published_crawl(layout: Layout, day: dt.date, state: CrawlState) -> bool:
+    """Whether the published `models` of `day` are this crawl's: its `_meta` record holds the crawl's record.
+
+    A damaged record vouches for no crawl: the staged one is then kept, to be published again.
+    """
+    try:
+        meta = read_meta(layout, MODELS, day)
+    except DamagedRecord:
+        return False
+    return meta is not None and all(key in meta and meta[key] == value for key, value in crawl_record(state).items())
 
 
 def discard(result: CrawlResult) -> None:

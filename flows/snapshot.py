@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Any
 from urllib.parse import urlsplit
 
-from flows.crawl import CrawlResult, assemble, crawl_summary, discard
+from flows.crawl import CrawlResult, assemble, crawl_record, crawl_summary, discard
 from flows.scope import EXPAND, Scope
 from warehouse.layout import Layout
 from warehouse.publish import publish_staged
@@ -33,24 +33,19 @@ def publish_models(
     summary = crawl_summary(result)
     provenance = {
         "source_kind": source_kind or source_kind_of(summary["endpoint"]),
-        "endpoint": summary["endpoint"],
-        "scope": scope.text,
+        # The crawl's endpoint, scope, start and figures: a later crawl of `day` that finds this crawl's staging
+        # left behind compares them with its checkpoint (`flows.crawl.is_published_crawl`).
+        **crawl_record(result.state),
         "query": [
             {"path": "/api/models", "params": listing.params(), "description": listing.describe()}
             for listing in scope.listings[:50]
         ],
         "listings": len(scope.listings),
         "expand": list(EXPAND),
-        "started_at": summary["started_at"],
         "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "requests": summary["requests"],
-        "pages": summary["pages"],
-        "items_listed": summary["items"],
         "duplicates_removed": summary["items"] - rows - sum(summary["report"]["dropped"].values()),
-        "resumed": summary["resumed"],
         "dropped_items": summary["report"]["dropped"],
         "blanked_values": summary["report"]["blanked"],
-        "crawl_seconds": summary["seconds"],
     }
     try:
         meta = publish_staged(layout, MODELS, day, staged, provenance, force=force)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import json
 import os
 import re
+import shutil
+import tempfile
+import threading
 import time
 from collections.abc import Callable, Collection
 from functools import partial
@@ -47,9 +51,7 @@ def connect(layout: Layout, *, listed: bool = False, views: Collection[str] | No
     `views`: only these views (and those they are made from) are made; every view when None. DuckDB reads
     each file's schema when a view over it is made, one file after another: on an object store, 1-2 s for
     each table over a year of dates, so a query leaves out the views it does not read (`views_read`)."""
-    # DuckDB may read its own spill folder; keep it inside the warehouse's staging, not the working directory.
-    spill = layout.staging / "duckdb"
-    spill.mkdir(parents=True, exist_ok=True)
+    spill = spill_folder(layout)
     con = duckdb.connect(":memory:", config={"temp_directory": str(spill), "memory_limit": memory_limit()})
     wanted, tables = views_made(views), tables_read(views)
     if layout.remote:
@@ -86,6 +88,36 @@ def connect(layout: Layout, *, listed: bool = False, views: Collection[str] | No
         con.execute(f"SET {setting} = false")
     con.execute("SET lock_configuration = true")
     return con
+
+
+def spill_folder(layout: Layout) -> Path:
+    """Where DuckDB spills what exceeds its memory limit: `_staging/duckdb` in the warehouse's staging, or,
+    when that folder cannot be made or written (a read-only warehouse), `private_spill_folder()`.
+
+    A query may read DuckDB's spill folder whatever `allowed_directories` says, so it must hold nothing but
+    DuckDB's own files: never the working directory (DuckDB's default) or the temporary directory itself.
+    """
+    spill = layout.staging / "duckdb"
+    try:
+        spill.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return private_spill_folder()
+    return spill if os.access(spill, os.W_OK | os.X_OK) else private_spill_folder()
+
+
+_private_spill: list[Path] = []
+_private_spill_lock = threading.Lock()
+
+
+def private_spill_folder() -> Path:
+    """A folder of this process's own under the system's temporary directory, made empty and readable by
+    its owner only (`tempfile.mkdtemp`), and removed when the process exits; made again if it is removed."""
+    with _private_spill_lock:
+        if not _private_spill or not _private_spill[-1].is_dir():
+            folder = Path(tempfile.mkdtemp(prefix="multipolar-duckdb-"))
+            atexit.register(shutil.rmtree, folder, ignore_errors=True)
+            _private_spill.append(folder)
+        return _private_spill[-1]
 
 
 def model_views(layout: Layout, days: list[dt.date], split: set[dt.date]) -> list[str]:
@@ -241,7 +273,7 @@ def memory_limit() -> str:
 
     DuckDB's own default, 80% of the machine's RAM, ignores what the calling process and others already hold;
     a join of raw tables over months of days then grows until the kernel kills the process. Under the limit,
-    DuckDB spills to the warehouse's staging folder instead.
+    DuckDB spills to the warehouse's staging folder instead (`spill_folder`).
     """
     given = os.environ.get(MEMORY_ENV, "").strip()
     if given:
