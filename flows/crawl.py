@@ -104,12 +104,39 @@ def crawl_to_staging(
         state.resumed += 1
         _discard_unrecorded(folder, state.pages)
 
-    began = time.monotonic()
-    sent_before = hub.REQUESTS.value - state.requests  # the state counts every request sent, retries included
+    resumed_at = state.pages
     headers = hub.request_headers(token)
     report = RowReport()
     report.dropped.update(state.report["dropped"])
     report.blanked.update(state.report["blanked"])
+    try:
+        _crawl(folder, state, scope, endpoint, headers, report, overlap=overlap, progress=progress)
+    except hub.HubError as error:
+        if state.resumed and state.pages == resumed_at:
+            # The first request after resuming failed: the Hub may no longer take the checkpoint's next-page
+            # link (an expired cursor), and every later run would resume from it again.
+            raise hub.HubError(
+                f"{error}; the crawl resumed from its checkpoint in {folder}, whose next-page link the Hub may no "
+                f"longer accept: remove that folder to crawl {day} from the start"
+            ) from None
+        raise
+    return CrawlResult(folder, state, state.seconds)
+
+
+def _crawl(
+    folder: Path,
+    state: CrawlState,
+    scope: Scope,
+    endpoint: str,
+    headers: dict[str, str],
+    report: RowReport,
+    *,
+    overlap: bool,
+    progress: ProgressFn | None,
+) -> None:
+    """Fetch the listings' pages from where `state` stands, writing each page and the checkpoint after it."""
+    began = time.monotonic()
+    sent_before = hub.REQUESTS.value - state.requests  # the state counts every request sent, retries included
     while not state.done:
         listing = scope.listings[state.listing]
         # A listing with a limit may stop before its last page: fetch it page by page, never one too many.
@@ -139,7 +166,6 @@ def crawl_to_staging(
         state.next_url = None
         state.done = state.listing >= len(scope.listings)
         _save(folder, state)
-    return CrawlResult(folder, state, state.seconds)
 
 
 def prefetched(listed: Iterator[hub.Page], depth: int = 1) -> Iterator[hub.Page]:

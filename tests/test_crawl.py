@@ -208,3 +208,21 @@ def test_every_request_has_a_timeout(tmp_path, monkeypatch) -> None:
     finally:
         hub_module._configured = None
         hub_module.configure_client()
+
+
+def test_a_resumed_cursor_the_hub_refuses_fails_saying_how_to_start_over(tmp_path) -> None:
+    from flows.crawl import CHECKPOINT, CrawlState, _save
+
+    layout = Layout.at(tmp_path / "wh")
+    with StandinHub(world(300), page_size=100) as hub:
+        folder = layout.crawl_staging(DAY)
+        folder.mkdir(parents=True)
+        # A crawl stopped before its first page, whose next-page link the Hub no longer takes.
+        expired = f"{hub.url}/api/models?cursor=expired-cursor&limit=100"
+        _save(
+            folder, CrawlState(endpoint=hub.url, scope="full", started_at="2026-05-12T00:00:00+00:00", next_url=expired)
+        )
+        with pytest.raises(HubError, match=f"remove that folder to crawl {DAY} from the start") as failed:
+            crawl_to_staging(layout, DAY, parse_scope("full"), hub.url)
+        assert str(folder) in str(failed.value) and "answered HTTP 400" in str(failed.value)
+        assert (folder / CHECKPOINT).exists()  # kept as it was: removing it is the operator's call
