@@ -344,3 +344,16 @@ def test_a_refresh_stopped_by_sigterm_takes_its_prefect_server_with_it(tmp_path)
     gone, alive = psutil.wait_procs(children, timeout=30)
     assert not alive, [child.cmdline() for child in alive]
     assert Layout.at(tmp_path).published_dates(MODELS) == []
+
+
+def test_a_warehouse_path_with_glob_characters_is_read_as_a_path(tmp_path) -> None:
+    from warehouse.query import run_sql
+
+    warehouse = tmp_path / "wh-[2026]*?"
+    with StandinHub(world(1_500), page_size=400) as hub:
+        for date in ("2026-05-11", "2026-05-12"):
+            args = ["refresh", "--date", date, "--endpoint", hub.url, "--warehouse", str(warehouse), "--no-dashboard"]
+            result = runner.invoke(app, args)
+            assert result.exit_code == 0, result.output
+    assert published(warehouse).height == 1_500
+    assert run_sql(Layout.at(warehouse), "SELECT count(*) AS n FROM credited")["n"].item() == 2 * 3 * 1_500

@@ -61,7 +61,7 @@ class Layout:
             from warehouse.metadata import scan_models
 
             return scan_models(self, day)
-        return pl.scan_parquet(str(self.partition_file(table, day)))
+        return pl.scan_parquet(str(self.partition_file(table, day)), glob=False)
 
     def table_dir(self, table: Table) -> Path:
         return self.root / table.location

@@ -58,7 +58,7 @@ def metadata_hash(frame: pl.DataFrame) -> pl.Series:
 
 def is_split(layout: Layout, day: dt.date) -> bool:
     """Whether `day`'s `models` partition points at `model_metadata` (rather than holding every column)."""
-    return "metadata_version" in pl.scan_parquet(str(layout.partition_file(MODELS, day))).collect_schema()
+    return "metadata_version" in pl.scan_parquet(str(layout.partition_file(MODELS, day)), glob=False).collect_schema()
 
 
 def scan_models(layout: Layout, day: dt.date) -> pl.LazyFrame:
@@ -69,7 +69,7 @@ def scan_models(layout: Layout, day: dt.date) -> pl.LazyFrame:
     metadata is applied once its own columns are gathered, and the other columns are gathered for the rows it
     keeps. A few rows' metadata is read from the row groups holding them only."""
     if not is_split(layout, day):
-        return pl.scan_parquet(str(layout.partition_file(MODELS, day)))
+        return pl.scan_parquet(str(layout.partition_file(MODELS, day)), glob=False)
 
     def source(
         columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None, _batch_size: int | None
@@ -95,7 +95,7 @@ def read_models(
     daily = [c for c in needed if c in DAILY_COLUMNS]
     kept = [c for c in needed if c not in DAILY_COLUMNS]
     on_metadata = any(c not in DAILY_COLUMNS for c in tested)
-    scan = pl.scan_parquet(str(layout.partition_file(MODELS, day)))
+    scan = pl.scan_parquet(str(layout.partition_file(MODELS, day)), glob=False)
     if not on_metadata:  # a filter on the day's own columns is applied as they are read
         scan = scan if predicate is None else scan.filter(predicate)
         scan = scan if n_rows is None else scan.head(n_rows)
@@ -128,7 +128,7 @@ def gather_metadata(layout: Layout, days: pl.DataFrame, columns: list[str]) -> p
     start = days.get_column("metadata_version").replace_strict(versions, starts, return_dtype=pl.UInt32)
     files = [str(layout.version_file(MODEL_METADATA, v)) for v in versions]
     positions = (start + days.get_column("metadata_row")).rename("position")
-    scan = pl.scan_parquet(files)
+    scan = pl.scan_parquet(files, glob=False)
     if positions.len() >= FEW_ROWS * sum(lengths):
         return scan.select(columns).select(pl.all().gather(positions)).collect()
     # A filter on the row index skips the row groups holding none of the rows when the index values are given
@@ -163,7 +163,7 @@ def prior_pointers(layout: Layout, day: dt.date | None) -> pl.DataFrame:
     schema = {"model_id": pl.String(), **{c: MODEL_DAYS.schema[c] for c in POINTER}, "prior_hash": pl.UInt64()}
     if day is None:
         return pl.DataFrame(schema=schema)
-    days = pl.read_parquet(str(layout.partition_file(MODELS, day)), columns=["model_id", *POINTER])
+    days = pl.read_parquet(str(layout.partition_file(MODELS, day)), columns=["model_id", *POINTER], glob=False)
     hashes = gather_metadata(layout, days, ["metadata_hash"]).get_column("metadata_hash").alias("prior_hash")
     return days.with_columns(hashes).rechunk()
 
@@ -284,7 +284,9 @@ def referenced_versions(layout: Layout) -> set[int]:
             found.update(listed)
         elif is_split(layout, day):
             file = str(layout.partition_file(MODELS, day))
-            found.update(pl.read_parquet(file, columns=[POINTER[0]]).get_column(POINTER[0]).unique().to_list())
+            found.update(
+                pl.read_parquet(file, columns=[POINTER[0]], glob=False).get_column(POINTER[0]).unique().to_list()
+            )
     return found
 
 

@@ -303,7 +303,7 @@ def _publish_written(
 
 def check_staged(table: Table, staged: Path) -> int:
     """Validate a staged Parquet file against `table` without loading it whole; return its row count."""
-    scan = pl.scan_parquet(staged)
+    scan = pl.scan_parquet(staged, glob=False)
     schema = dict(scan.collect_schema())
     if list(schema) != table.columns:
         extra = [c for c in schema if c not in table.schema] or [c for c in table.schema if c not in schema]

@@ -243,7 +243,7 @@ CREDITED_FROM_ATTRIBUTIONS = [c for c in ATTRIBUTIONS.columns if c not in ("mode
 
 def has_model_row(layout: Layout, day: dt.date) -> bool:
     """Whether `day`'s attributions carry `model_row` (those made before it was added do not)."""
-    return "model_row" in pl.scan_parquet(str(layout.partition_file(ATTRIBUTIONS, day))).collect_schema()
+    return "model_row" in pl.scan_parquet(str(layout.partition_file(ATTRIBUTIONS, day)), glob=False).collect_schema()
 
 
 def made_from_models_as_published(layout: Layout, day: dt.date) -> bool:
