@@ -93,7 +93,9 @@ def parse_scope(text: str) -> Scope:
 
 def _names_from_file(path: str) -> list[str]:
     try:
-        lines = Path(path).expanduser().read_text().splitlines()
+        lines = Path(path).expanduser().read_text(encoding="utf-8").splitlines()
     except OSError as error:
         raise ScopeError(f"cannot read organisations file {path!r}: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        raise ScopeError(f"cannot read organisations file {path!r}: not UTF-8 ({error.reason})") from None
     return [line.split("#", 1)[0].strip() for line in lines]

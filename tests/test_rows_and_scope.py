@@ -99,3 +99,10 @@ def test_scopes_parse_to_the_listings_they_crawl(tmp_path) -> None:
 def test_bad_scopes_fail_clearly(text: str) -> None:
     with pytest.raises(ScopeError, match="scope|organisations"):
         parse_scope(text)
+
+
+def test_an_organisations_file_that_is_not_utf8_fails_naming_it(tmp_path) -> None:
+    names = tmp_path / "orgs.txt"
+    names.write_bytes(b"Qwen\nmeta-llama\n\xff\xfe\n")
+    with pytest.raises(ScopeError, match=r"cannot read organisations file .*orgs\.txt.*: not UTF-8"):
+        parse_scope(f"orgs:@{names}")
