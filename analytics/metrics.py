@@ -210,7 +210,8 @@ def actor_downloads(buckets: pl.LazyFrame, dimension: str, window_names: list[st
 def metric_groups(
     attributions: Frame, previous_models: Frame | None = None, window_names: list[str] | None = None
 ) -> pl.LazyFrame:
-    """Every (time_window, population, rule, dimension) a snapshot reports, whether or not it has downloads."""
+    """Every (time_window, population, rule, dimension) a snapshot reports, whether or not it has downloads:
+    in `window_names` (those it records, `recorded_windows`), else in every window it supports."""
     axes = [
         pl.LazyFrame(
             {"time_window": windows(previous_models) if window_names is None else window_names},

@@ -200,15 +200,15 @@ def page_header(frames: ViewFrames, provenance: Mapping[str, Any]) -> str:
     )
 
 
+UNRECORDED = {"30d": "downloads of the last 30 days", "all_time": "all-time downloads"}
+
+
 def unrecorded_note(frames: ViewFrames) -> str:
     """A sentence naming the windows no snapshot records (and the switch therefore leaves out), or ""."""
     missing = [UNRECORDED[w] for w in WINDOWS if w not in frames.windows]
     if not missing:
         return ""
     return f" No snapshot here records {' or '.join(missing)}, so the window switch does not offer them."
-
-
-UNRECORDED = {"30d": "downloads of the last 30 days", "all_time": "all-time downloads"}
 
 
 STYLE = """

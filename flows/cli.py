@@ -147,10 +147,9 @@ def refresh(
         raise fail(str(error)) from None
     expected = parsed.listings[0].limit if len(parsed.listings) == 1 else None
     from flows.refresh import refresh as refresh_flow
-
-    err.print(f"refresh {day} · scope {parsed.text} · {chosen}", highlight=False)
     from flows.schedule import exit_on_sigterm
 
+    err.print(f"refresh {day} · scope {parsed.text} · {chosen}", highlight=False)
     try:
         # A SIGTERM (a scheduler's timeout, `kill`) exits through `finally` and Prefect's exit hooks, which stop
         # its temporary server rather than leave it running.
@@ -454,8 +453,7 @@ def main() -> None:
     try:
         app()
     except DamagedRecord as error:  # from any command: one line naming the file, not a traceback
-        err.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
-        sys.exit(1)
+        sys.exit(fail(str(error)).exit_code)
 
 
 if __name__ == "__main__":
