@@ -23,7 +23,7 @@ from typing import Any
 
 import polars as pl
 
-from warehouse.provenance import source_kind_of, source_label
+from warehouse.provenance import series_source_kind, source_label
 
 CHINA, US, UNKNOWN = "China", "United States", "Unknown"
 RULES = ("uploader", "official", "lineage")
@@ -420,7 +420,7 @@ def reproduce(
         as_of=day,
         window=window,
         notes=notes,
-        label=source_label(source_kind_of(coverage["source_kind"].fill_null("hub"))),
+        label=source_label(series_source_kind(coverage["source_kind"].fill_null("hub"))),
     )
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import polars as pl
 
 from warehouse.layout import Layout
-from warehouse.provenance import source_kind_of
+from warehouse.provenance import series_source_kind
 from warehouse.publish import publish_frame, publish_plan, read_meta, write_json_atomic
 from warehouse.tables import ATTRIBUTIONS, CONCENTRATION, CROSSOVERS, MODELS, REGISTRY, SHARES, Table
 
@@ -252,7 +252,7 @@ def dashboard_provenance(layout: Layout) -> dict[str, Any]:
     latest = read_meta(layout, MODELS, dates[-1]) if dates else None
     latest = latest or {}
     kinds = {(read_meta(layout, MODELS, d) or {}).get("source_kind", "hub") for d in dates}
-    kind = source_kind_of(kinds)
+    kind = series_source_kind(kinds)
     return {
         "source": latest.get("endpoint") or latest.get("source_file"),
         "source_kind": kind,

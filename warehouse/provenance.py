@@ -23,7 +23,7 @@ SOURCE_LABELS = {
 UNRECORDED_SOURCE = "Data source not recorded — treat these numbers as unverified"
 
 
-def source_kind_of(kinds: Iterable[str]) -> str:
+def series_source_kind(kinds: Iterable[str]) -> str:
     """The one source kind a series of dates is labelled by: `hub` only when every date is the real Hub's,
     else the least trustworthy kind among them (a kind no code writes before any other)."""
     others = set(kinds) - {"hub"}

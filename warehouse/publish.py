@@ -65,16 +65,19 @@ def read_record(path: Path) -> dict[str, Any] | None:
     """The `_meta` record at `path`, None when there is none, or a DamagedRecord naming the file."""
     if not path.is_file():
         return None
+
+    def damaged(why: str) -> DamagedRecord:
+        return DamagedRecord(
+            f"the record {path} is damaged ({why}); restore it, or remove it to unpublish what it vouches for "
+            "(its data is then ignored) and publish that date again"
+        )
+
     try:
         record = json.loads(path.read_bytes())
     except ValueError as error:  # invalid JSON or text
-        record = error
+        raise damaged(f"not JSON: {error}") from None
     if not isinstance(record, dict):
-        why = f": {record}" if isinstance(record, ValueError) else ""
-        raise DamagedRecord(
-            f"the record {path} is damaged (not a JSON object{why}); restore it, or remove it to unpublish "
-            "what it vouches for (its data is then ignored) and publish that date again"
-        )
+        raise damaged("not a JSON object")
     return record
 
 
