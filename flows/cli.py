@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import math
@@ -25,6 +26,10 @@ app = typer.Typer(
 )
 out = Console()
 err = Console(stderr=True)
+# Set by `main()`: this process is the `multipolar` command itself, whose refresh then runs against a Prefect
+# server of its own that dies with it, even by SIGKILL (`flows.schedule.prefect_api`). Prefect's temporary
+# server, which a caller of `app` in a longer-lived process shares between refreshes, outlives a SIGKILL.
+COMMAND_PROCESS = False
 
 WarehouseOpt = Annotated[
     str | None,
@@ -147,13 +152,14 @@ def refresh(
         raise fail(str(error)) from None
     expected = parsed.listings[0].limit if len(parsed.listings) == 1 else None
     from flows.refresh import refresh as refresh_flow
-    from flows.schedule import exit_on_sigterm
+    from flows.schedule import ServerFailed, exit_on_sigterm, prefect_api
 
     err.print(f"refresh {day} · scope {parsed.text} · {chosen}", highlight=False)
     try:
-        # A SIGTERM (a scheduler's timeout, `kill`) exits through `finally` and Prefect's exit hooks, which stop
-        # its temporary server rather than leave it running.
-        with exit_on_sigterm(), crawl_progress(expected):
+        # A SIGTERM (a scheduler's timeout, `kill`) exits through `finally` and exit hooks, which stop the
+        # Prefect server rather than leave it running.
+        server = prefect_api() if COMMAND_PROCESS else contextlib.nullcontext()
+        with exit_on_sigterm(), server, crawl_progress(expected):
             summary = refresh_flow(
                 day=day,
                 scope=parsed.text,
@@ -165,7 +171,7 @@ def refresh(
             )
     except WarehouseLocked as error:
         raise fail(str(error), 3) from None
-    except (hub.HubError, SchemaViolation, RegistryError, OSError) as error:
+    except (hub.HubError, SchemaViolation, RegistryError, ServerFailed, OSError) as error:
         raise fail(str(error)) from None
     from flows.refresh import describe
 
@@ -448,8 +454,10 @@ from flows import cli_backfill, cli_scale, cli_serve  # noqa: E402, F401, I001
 
 
 def main() -> None:
+    global COMMAND_PROCESS
     from warehouse.publish import DamagedRecord
 
+    COMMAND_PROCESS = True
     try:
         app()
     except DamagedRecord as error:  # from any command: one line naming the file, not a traceback

@@ -327,7 +327,8 @@ def test_refreshing_an_earlier_date_brings_the_later_dates_up_to_date(tmp_path) 
     assert "between" in pl.read_parquet(layout.partition_file(SHARES, later))["time_window"].to_list()
 
 
-def test_a_refresh_stopped_by_sigterm_takes_its_prefect_server_with_it(tmp_path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_a_refresh_stopped_by_a_signal_takes_its_prefect_server_with_it(tmp_path, signum: int) -> None:
     import psutil
 
     with StandinHub(world(3_000), page_size=100, faults=[faults.latency(0.3)]) as hub:
@@ -338,9 +339,9 @@ def test_a_refresh_stopped_by_sigterm_takes_its_prefect_server_with_it(tmp_path)
             time.sleep(0.05)
         children = psutil.Process(proc.pid).children(recursive=True)
         assert any("prefect" in " ".join(child.cmdline()) for child in children)  # its temporary server
-        proc.send_signal(signal.SIGTERM)  # to the refresh alone, as `kill PID` or a scheduler's timeout sends it
+        proc.send_signal(signum)  # to the refresh alone: `kill PID`, a scheduler's timeout, the OOM killer
         proc.communicate(timeout=60)
-    assert proc.returncode == 128 + signal.SIGTERM
+    assert proc.returncode == (128 + signum if signum == signal.SIGTERM else -signum)
     gone, alive = psutil.wait_procs(children, timeout=30)
     assert not alive, [child.cmdline() for child in alive]
     assert Layout.at(tmp_path).published_dates(MODELS) == []
