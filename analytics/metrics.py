@@ -225,16 +225,20 @@ def metric_groups(
 
 
 def shares_of(credited: pl.LazyFrame) -> pl.LazyFrame:
-    """Each actor's downloads and share of its group's credited downloads, Unknown included."""
-    return credited.with_columns(share_of_group(pl.col("downloads"), GROUP).alias("share")).select(
-        *GROUP, "actor", "downloads", "share"
+    """Each actor's downloads and share of its group's credited downloads, Unknown included, in group and
+    actor order: the group's total adds the downloads in that order, so the same rows give the same shares
+    to the last bit, whatever order they came in."""
+    return (
+        credited.sort(*GROUP, "actor")
+        .with_columns(share_of_group(pl.col("downloads"), GROUP).alias("share"))
+        .select(*GROUP, "actor", "downloads", "share")
     )
 
 
 def shares(models: Frame, attributions: Frame, *, previous_models: Frame | None = None) -> pl.DataFrame:
     """The SHARES table of one snapshot: every actor's downloads and share, Unknown included."""
     credited = credited_downloads(models, attributions, previous_models=previous_models)
-    return shares_of(credited).sort(*GROUP, "actor").collect()
+    return shares_of(credited).collect()
 
 
 def concentration(models: Frame, attributions: Frame, *, previous_models: Frame | None = None) -> pl.DataFrame:
@@ -292,7 +296,7 @@ def metric_tables(
     credited = credited_by_actor(buckets.lazy(), window_names).collect().lazy()
     groups = metric_groups(attributions, previous_models, window_names)
     tables = {
-        "shares": shares_of(credited).sort(*GROUP, "actor").collect(),
+        "shares": shares_of(credited).collect(),
         "concentration": concentration_of(credited, groups).sort(GROUP).collect(),
     }
     if previous_models is not None:

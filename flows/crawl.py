@@ -341,7 +341,7 @@ def is_published_crawl(layout: Layout, day: dt.date, state: CrawlState) -> bool:
         meta = read_meta(layout, MODELS, day)
     except DamagedRecord:
         return False
-    return meta is not None and all(key in meta and meta[key] == value for key, value in crawl_record(state).items())
+    return meta is not None and all(meta.get(key) == value for key, value in crawl_record(state).items())
 
 
 def discard(result: CrawlResult) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -21,7 +20,7 @@ from typing import Any
 import polars as pl
 
 from warehouse.layout import Layout
-from warehouse.publish import read_meta, write_json_atomic
+from warehouse.publish import read_meta, read_record, write_json_atomic
 
 DEFAULT_WAREHOUSE = "./demo-data"  # synthetic data never lands in ./data unless --warehouse says so
 START = dt.date(2026, 4, 1)
@@ -77,11 +76,8 @@ def foreign_dates(layout: Layout) -> list[dt.date]:
 
 def check_settings(layout: Layout, settings: dict[str, Any]) -> None:
     """Refuse to add the worlds of `settings` to a demo warehouse made with other settings."""
-    path = layout.root / SETTINGS_FILE
-    if not path.is_file():
-        return
-    before = json.loads(path.read_text())
-    if before != settings:
+    before = read_record(layout.root / SETTINGS_FILE)
+    if before is not None and before != settings:
         said = ", ".join(f"--{key} {before.get(key)}" for key in ("days", "models", "seed") if key in before)
         raise DemoRefused(
             f"{layout.root} holds a demo made with {said} (from {before.get('start')}); other settings make "
