@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     import polars as pl
     from rich.table import Table as RichTable
 
+    from warehouse.layout import Layout
+
 app = typer.Typer(
     help="Measure how multipolar the open-model ecosystem is, from dated Hugging Face Hub snapshots.",
     no_args_is_help=True,
@@ -235,6 +237,8 @@ def sql(
     except QueryRefused as error:
         raise fail(str(error), 2) from None
     except duckdb.Error as error:
+        if damaged_read(error):
+            raise fail(damage_found(error, layout)) from None
         # The first line says what is wrong; DuckDB's "Did you mean …" or "Candidate bindings: …" after it
         # names what was likely meant.
         lines = str(error).splitlines()
@@ -257,6 +261,38 @@ def sql(
         print_table(table)
         if frame.height > limit:
             out.print(f"… {frame.height - limit} more rows (use --limit or --format csv)")
+
+
+@app.command()
+def check(
+    warehouse: WarehouseOpt = None,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Sizes, Parquet markers and row counts only, not every byte.")
+    ] = False,
+) -> None:
+    """Check every published file against its record (sha256, rows); name what is damaged and how to mend it."""
+    import time
+
+    from warehouse.integrity import check_warehouse
+    from warehouse.layout import Layout
+
+    layout = Layout.at(warehouse)
+    if not layout.remote and not (layout.root / "_meta").is_dir():
+        raise fail(f"no warehouse at {layout.root} (nothing published there); give --warehouse or MULTIPOLAR_WAREHOUSE")
+    began = time.monotonic()
+    report = check_warehouse(layout, full=not quick)
+    how = "sizes, markers and row counts" if quick else "every byte against its sha256"
+    out.print(
+        f"checked {report.partitions:,} published files ({report.bytes / 1e6:,.1f} MB, {how}) in "
+        f"{time.monotonic() - began:.1f} s: "
+        + (f"{len(report.problems)} damaged" if report.problems else "all as published"),
+        highlight=False,
+        soft_wrap=True,
+    )
+    for problem in report.problems:
+        out.print(f"  {problem}", highlight=False, soft_wrap=True)
+    if report.problems:
+        raise typer.Exit(1)
 
 
 def csv_ready(frame: pl.DataFrame) -> pl.DataFrame:
@@ -462,6 +498,58 @@ def main() -> None:
         app()
     except DamagedRecord as error:  # from any command: one line naming the file, not a traceback
         sys.exit(fail(str(error)).exit_code)
+    except Exception as error:
+        if not damaged_read(error):
+            raise
+        # The readers' errors say the bytes are not Parquet, not which file: the check finds it.
+        from warehouse.layout import Layout
+
+        sys.exit(fail(damage_found(error, Layout.at(warehouse_argument(sys.argv[1:])))).exit_code)
+
+
+# What polars, pyarrow and DuckDB say of bytes that are not (whole) Parquet.
+DAMAGE_WORDS = ("out of specification", "magic bytes", "par1", "thrift", "decompress", "corrupt")
+
+
+def damaged_read(error: BaseException) -> bool:
+    """Whether `error` is a reader's complaint about a file's bytes."""
+    import duckdb
+    import polars as pl
+    import pyarrow as pa
+
+    readers = (pl.exceptions.PolarsError, pa.ArrowException, duckdb.Error)
+    return isinstance(error, readers) and any(word in str(error).lower() for word in DAMAGE_WORDS)
+
+
+def damage_found(error: BaseException, layout: Layout) -> str:
+    """One line: what the reader said, and which published files of `layout` are damaged (quick checks first,
+    then every byte against its sha256 when they find nothing)."""
+    from warehouse.integrity import check_warehouse
+
+    said = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    err.print(f"a file could not be read ({said}); checking {layout.root} …", highlight=False, soft_wrap=True)
+    report = check_warehouse(layout, full=False)
+    if not report.problems:
+        report = check_warehouse(layout, full=True)
+    if not report.problems:
+        return f"a file could not be read ({said}), though every published file is as its record says"
+    found = "; ".join(str(problem) for problem in report.problems[:3])
+    more = f" (and {len(report.problems) - 3} more: multipolar check)" if len(report.problems) > 3 else ""
+    return f"a published file is damaged: {found}{more}"
+
+
+def warehouse_argument(argv: list[str]) -> str | None:
+    """The `--warehouse` given on the command line (the demo's own default for `demo`), else None."""
+    for at, word in enumerate(argv):
+        if word == "--warehouse" and at + 1 < len(argv):
+            return argv[at + 1]
+        if word.startswith("--warehouse="):
+            return word.split("=", 1)[1]
+    if argv[:1] == ["demo"]:
+        from flows.demo import DEFAULT_WAREHOUSE
+
+        return DEFAULT_WAREHOUSE
+    return None
 
 
 if __name__ == "__main__":

@@ -66,13 +66,17 @@ def crossover_inputs(layout: Layout, day: dt.date) -> dict[str, Any]:
 
 def _current(layout: Layout, tables: tuple[Table, ...], day: dt.date, inputs: dict[str, Any]) -> bool:
     """Whether every one of `tables` is published for `day`, computed from `inputs`, with the table's columns
-    (a partition written by an older version of the table, such as attributions without `entry`, is not)."""
+    (a partition written by an older version of the table, such as attributions without `entry`, is not, nor
+    is a file whose footer cannot be read, such as one cut short: it is made again)."""
     for table in tables:
         meta = read_meta(layout, table, day)
         file = layout.partition_file(table, day)
         if meta is None or not file.is_file() or meta.get("inputs") != inputs:
             return False
-        if layout.scan(table, day).collect_schema().names() != table.columns:
+        try:
+            if layout.scan(table, day).collect_schema().names() != table.columns:
+                return False
+        except pl.exceptions.PolarsError:
             return False
     return True
 

@@ -1,0 +1,153 @@
+"""`multipolar check` and every command's error name a published file that no longer holds what its record
+vouches for, and say how to mend it; a derived partition cut short is made again by the next run."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from flows import steps
+from flows.cli import app
+from tests.test_warehouse import models_frame
+from warehouse.integrity import check_warehouse
+from warehouse.layout import Layout
+from warehouse.publish import publish_frame
+from warehouse.tables import ATTRIBUTIONS, MODEL_METADATA, MODELS, SHARES
+
+DAYS = (dt.date(2026, 5, 11), dt.date(2026, 5, 12))
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory) -> Path:
+    """A warehouse of two dates with every table published."""
+    root = tmp_path_factory.mktemp("published")
+    layout = Layout.at(root)
+    ids = [f"{org}/m{i}" for org in ("Qwen", "meta-llama", "someone") for i in range(40)]
+    for offset, day in enumerate(DAYS):
+        publish_frame(layout, MODELS, day, models_frame(ids, [100 * (i + offset) for i in range(len(ids))]), {})
+        steps.attribute_date(layout, day)
+        steps.metrics_date(layout, day)
+        steps.crossovers_date(layout, day)
+    return root
+
+
+@pytest.fixture
+def warehouse(published: Path, tmp_path: Path) -> Layout:
+    copy = tmp_path / "wh"
+    shutil.copytree(published, copy)
+    return Layout.at(copy)
+
+
+def cut_short(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def one_byte_changed(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 3] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def other_rows(path: Path) -> None:
+    pl.read_parquet(path).head(3).write_parquet(path)
+
+
+def removed(path: Path) -> None:
+    path.unlink()
+
+
+def check(layout: Layout, *more: str):
+    return runner.invoke(app, ["check", "--warehouse", str(layout.root), *more], env={"COLUMNS": "20000"})
+
+
+def test_an_intact_warehouse_checks_clean(warehouse: Layout) -> None:
+    result = check(warehouse)
+    assert result.exit_code == 0, result.output
+    # 2 dates of 6 dated tables, and the first day's metadata
+    assert "checked 13 published files" in result.output and "all as published" in result.output
+
+
+@pytest.mark.parametrize(
+    ("damage", "said", "quick_finds"),
+    [
+        (cut_short, "is not a whole Parquet file", True),
+        (one_byte_changed, "has changed since it was published", False),
+        (other_rows, "holds 3 rows where its record says 360", True),
+        (removed, "is missing", True),
+    ],
+)
+def test_check_names_each_damaged_file_what_is_wrong_and_how_to_mend_it(
+    warehouse: Layout, damage: Callable[[Path], None], said: str, quick_finds: bool
+) -> None:
+    day = DAYS[1]
+    damaged = warehouse.partition_file(ATTRIBUTIONS, day)
+    damage(damaged)
+    result = check(warehouse)
+    assert result.exit_code == 1, result.output
+    lines = [line.strip() for line in result.output.splitlines()]
+    assert "1 damaged" in lines[0]
+    assert lines[1].startswith(f"attributions {day}: {damaged} {said}"), result.output
+    assert lines[1].endswith(f"make it again: multipolar attribute --date {day} --force")
+    quick = check(warehouse, "--quick")
+    assert quick.exit_code == (1 if quick_finds else 0), quick.output
+    # the mend it names mends it
+    assert runner.invoke(app, ["attribute", "--date", day.isoformat(), "--force", "--warehouse", str(warehouse.root)])
+    assert check(warehouse).exit_code == 0
+
+
+def test_what_the_hub_served_is_to_be_restored_not_remade(warehouse: Layout) -> None:
+    one_byte_changed(warehouse.version_file(MODEL_METADATA, 1))
+    cut_short(warehouse.partition_file(MODELS, DAYS[0]))
+    report = check_warehouse(warehouse)
+    assert [(p.table, p.partition) for p in report.problems] == [
+        ("models", "2026-05-11"),
+        ("model_metadata", "version-000001"),
+    ]
+    assert all("restore it from a backup" in p.mend for p in report.problems)
+
+
+def test_a_damaged_record_is_named_as_such(warehouse: Layout) -> None:
+    record = warehouse.meta_file(SHARES, DAYS[0])
+    record.write_text('{"table": "shares", ')
+    (problem,) = check_warehouse(warehouse).problems
+    assert problem.file == str(record) and f"the record {record} is damaged" in problem.mend
+
+
+def test_a_command_reading_a_damaged_file_fails_in_one_line_naming_it(warehouse: Layout) -> None:
+    """Through the installed `multipolar` command: polars says only that some file is not Parquet."""
+    day = DAYS[1]
+    damaged = warehouse.partition_file(MODELS, day)
+    cut_short(damaged)
+    command = Path(sys.executable).parent / "multipolar"
+    done = subprocess.run(
+        [str(command), "metrics", "--date", day.isoformat(), "--force", "--warehouse", str(warehouse.root)],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "COLUMNS": "20000", "HOME": str(warehouse.root.parent)},
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, done.stderr
+    assert f"models {day}: {damaged} is not a whole Parquet file" in errors[0]
+    assert "restore it from a backup" in errors[0]
+
+
+def test_a_derived_partition_cut_short_is_made_again_by_the_next_run(warehouse: Layout) -> None:
+    day = DAYS[1]
+    cut_short(warehouse.partition_file(ATTRIBUTIONS, day))
+    assert steps.pending_steps(warehouse, day, dashboard=False)[0] == "attribute"
+    assert steps.attribute_date(warehouse, day)["status"] == "published"
+    assert not check_warehouse(warehouse).problems  # the same bytes again: the metrics follow them still
+    assert steps.pending_steps(warehouse, day, dashboard=False) == []

@@ -1,0 +1,167 @@
+"""Whether every published partition still holds what its `_meta` record vouches for.
+
+A partition's record names its file, its row count and the sha256 of its bytes at publishing. A file cut
+short, overwritten or changed by a single bit since then is found by comparing the bytes with that sha256;
+the quick check reads only each file's size, its Parquet markers and its footer's row count, which finds
+a file cut short or replaced, not one changed in place.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from warehouse.layout import Layout
+from warehouse.publish import DamagedRecord, read_record
+from warehouse.tables import ATTRIBUTIONS, CONCENTRATION, CROSSOVERS, MODEL_METADATA, MODELS, REGISTRY, SHARES, Table
+
+MAGIC = b"PAR1"
+CHUNK = 8 << 20  # bytes hashed at a time
+DATED = (MODELS, REGISTRY, ATTRIBUTIONS, SHARES, CONCENTRATION, CROSSOVERS)
+# How each table's partition of a date is made again, when it can be; `models` and `model_metadata` are what
+# the Hub served that day, made again by nothing but a backup.
+REMAKE = {
+    REGISTRY.name: "multipolar attribute --date {date} --force",
+    ATTRIBUTIONS.name: "multipolar attribute --date {date} --force",
+    SHARES.name: "multipolar metrics --date {date} --force",
+    CONCENTRATION.name: "multipolar metrics --date {date} --force",
+    CROSSOVERS.name: "multipolar metrics --date {date} --force",
+}
+RESTORE = "restore it from a backup: what the Hub served then cannot be fetched again"
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One published file: a table's date, or a version of `model_metadata`."""
+
+    table: Table
+    name: str  # the date (YYYY-MM-DD) or `version-NNNNNN`
+    file: Any  # Path or UPath
+    meta_file: Any
+
+    @property
+    def mend(self) -> str:
+        remake = REMAKE.get(self.table.name)
+        return f"make it again: {remake.format(date=self.name)}" if remake else RESTORE
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What is wrong with one published partition, and how to mend it."""
+
+    table: str
+    partition: str
+    file: str
+    what: str
+    mend: str
+
+    def __str__(self) -> str:
+        return f"{self.table} {self.partition}: {self.file} {self.what}; {self.mend}"
+
+
+@dataclass(frozen=True)
+class Report:
+    """What a check of a warehouse found."""
+
+    partitions: int
+    bytes: int
+    problems: list[Problem]
+    full: bool
+
+
+def published_partitions(layout: Layout) -> list[Partition]:
+    """Every partition readers trust (its data and its `_meta` record), every table, oldest first."""
+    found = [
+        Partition(table, day.isoformat(), layout.partition_file(table, day), layout.meta_file(table, day))
+        for table in DATED
+        for day in layout.published_dates(table)
+    ]
+    found += [
+        Partition(
+            MODEL_METADATA,
+            f"version-{version:06d}",
+            layout.version_file(MODEL_METADATA, version),
+            layout.version_meta_file(MODEL_METADATA, version),
+        )
+        for version in layout.published_versions(MODEL_METADATA)
+    ]
+    return found
+
+
+def check_warehouse(layout: Layout, *, full: bool = True, dates: Iterable[dt.date] | None = None) -> Report:
+    """Check every published partition (of `dates` only, when given) against its record; `full` compares every
+    byte with the recorded sha256, else only sizes, Parquet markers and row counts."""
+    partitions = published_partitions(layout)
+    if dates is not None:
+        wanted = {d.isoformat() for d in dates}
+        partitions = [p for p in partitions if p.name in wanted or p.table is MODEL_METADATA]
+    if layout.remote:
+        results = layout.each(lambda p: _check(p, full), partitions)
+    else:
+        with ThreadPoolExecutor(max_workers=2) as pool:  # hashlib lets go of the GIL while it hashes
+            results = list(pool.map(lambda p: _check(p, full), partitions))
+    problems = [problem for problem, _ in results if problem is not None]
+    return Report(len(partitions), sum(size for _, size in results), problems, full)
+
+
+def _check(partition: Partition, full: bool) -> tuple[Problem | None, int]:
+    """What is wrong with `partition` (None when nothing is) and its size in bytes."""
+
+    def problem(what: str, mend: str | None = None) -> Problem:
+        return Problem(partition.table.name, partition.name, str(partition.file), what, mend or partition.mend)
+
+    try:
+        record = read_record(partition.meta_file)
+    except DamagedRecord as error:
+        return Problem(partition.table.name, partition.name, str(partition.meta_file), "is damaged", str(error)), 0
+    if record is None:  # unpublished while being checked
+        return None, 0
+    try:
+        size = partition.file.stat().st_size
+    except FileNotFoundError:
+        return problem("is missing"), 0
+    try:
+        with partition.file.open("rb") as source:
+            what = _examine(source, size, record, full)
+    except OSError as error:
+        what = f"cannot be read ({error.strerror or error})"
+    return (None if what is None else problem(what)), size
+
+
+def _examine(source: Any, size: int, record: dict[str, Any], full: bool) -> str | None:
+    """What is wrong with the open file `source` against its `_meta` record, or None."""
+    head = source.read(len(MAGIC))
+    source.seek(max(size - len(MAGIC), 0))
+    tail = source.read(len(MAGIC))
+    if size < 2 * len(MAGIC) or head != MAGIC or tail != MAGIC:
+        return f"is not a whole Parquet file ({size:,} bytes, no Parquet marker at its {_ends(head, tail)})"
+    try:
+        rows = pq.read_metadata(source).num_rows
+    except (pa.ArrowException, OSError) as error:
+        return f"has a damaged Parquet footer ({error})"
+    if record.get("rows") is not None and rows != record["rows"]:
+        return f"holds {rows:,} rows where its record says {record['rows']:,}"
+    if not full or record.get("sha256") is None:
+        return None
+    source.seek(0)
+    digest = hashlib.sha256()
+    while chunk := source.read(CHUNK):
+        digest.update(chunk)
+    if digest.hexdigest() != record["sha256"]:
+        return (
+            f"has changed since it was published (sha256 {digest.hexdigest()[:12]}…, recorded {record['sha256'][:12]}…)"
+        )
+    return None
+
+
+def _ends(head: bytes, tail: bytes) -> str:
+    if head != MAGIC and tail != MAGIC:
+        return "start or end"
+    return "start" if head != MAGIC else "end: cut short?"
