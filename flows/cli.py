@@ -244,6 +244,7 @@ def sql(
         lines = str(error).splitlines()
         hints = [line for line in lines[1:] if line.startswith(("Did you mean", "Candidate bindings"))]
         raise fail(" ".join([lines[0], *hints])) from None
+    frame = iso_times(frame)
     if format == "csv":
         sys.stdout.write(csv_ready(frame).write_csv())
     elif format == "json":
@@ -293,6 +294,18 @@ def check(
         out.print(f"  {problem}", highlight=False, soft_wrap=True)
     if report.problems:
         raise typer.Exit(1)
+
+
+def iso_times(frame: pl.DataFrame) -> pl.DataFrame:
+    """`frame` with each timestamp as its ISO 8601 text (`2021-04-02T07:19:58.957+00:00`), the same in every
+    format: the fraction of a second only as long as it needs, the offset only when the column has a zone."""
+    import polars as pl
+
+    return frame.with_columns(
+        pl.col(name).dt.to_string("%Y-%m-%dT%H:%M:%S%.f" + ("%:z" if dtype.time_zone else ""))
+        for name, dtype in frame.schema.items()
+        if isinstance(dtype, pl.Datetime)
+    )
 
 
 def csv_ready(frame: pl.DataFrame) -> pl.DataFrame:

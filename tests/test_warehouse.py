@@ -501,6 +501,27 @@ def test_sql_gives_sums_as_numbers_and_maps_of_any_key_in_every_format(tmp_path,
         assert "{0=2, 1=2}" in result.stdout
 
 
+@pytest.mark.parametrize("fmt", ["table", "csv", "json"])
+def test_sql_writes_timestamps_as_the_same_utc_iso_text_in_every_format(tmp_path, fmt: str) -> None:
+    """On a machine in another zone too: the warehouse's times, and the days they fall on, are UTC."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "_meta").mkdir()
+    query = (
+        "SELECT TIMESTAMPTZ '2021-04-02 07:19:58.957+00' AS modified, TIMESTAMPTZ '2021-04-02 20:00:00+00' AS late, "
+        "date_trunc('day', late) AS day, TIMESTAMP '2026-01-01 10:00:00.000005' AS naive"
+    )
+    env = {**os.environ, "TZ": "Asia/Tokyo", "COLUMNS": "200"}
+    command = [sys.executable, "-m", "flows.cli", "sql", query, "--warehouse", str(tmp_path), "--format", fmt]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    expected = ("2021-04-02T07:19:58.957+00:00", "2021-04-02T20:00:00+00:00", "2021-04-02T00:00:00+00:00")
+    for text in (*expected, "2026-01-01T10:00:00.000005"):
+        assert text in done.stdout, done.stdout
+
+
 def test_sql_refuses_more_than_one_statement_and_a_negative_limit(tmp_path) -> None:
     from typer.testing import CliRunner
 

@@ -53,6 +53,9 @@ def connect(layout: Layout, *, listed: bool = False, views: Collection[str] | No
     each table over a year of dates, so a query leaves out the views it does not read (`views_read`)."""
     spill = spill_folder(layout)
     con = duckdb.connect(":memory:", config={"temp_directory": str(spill), "memory_limit": memory_limit()})
+    # Every time in the warehouse is UTC, as are its snapshot dates: so are a query's, whatever the machine's
+    # zone (a day's `date_trunc` included). A setting of DuckDB's time zone extension, loaded by this SET.
+    con.execute("SET TimeZone = 'UTC'")
     wanted, tables = views_made(views), tables_read(views)
     if layout.remote:
         con.register_filesystem(layout.root.fs)
