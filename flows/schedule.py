@@ -29,6 +29,7 @@ from flows.refresh import refresh
 DEPLOYMENT = "daily"
 DEFAULT_CRON = "0 6 * * *"  # 06:00 UTC, after the Hub's daily download counters have settled
 STARTUP_TIMEOUT = 120.0
+SERVER_LOG = "multipolar-server.log"  # under PREFECT_HOME
 
 # A scheduled run has nobody to re-run it by hand: retry the whole flow after transient failures
 # (the Hub down for longer than the client's own retries, a manual refresh holding the writer lock).
@@ -99,12 +100,17 @@ def local_server(port: int | None = None, *, timeout: float = STARTUP_TIMEOUT) -
     port = port or free_port()
     home = Path(PREFECT_HOME.value()).expanduser()
     home.mkdir(parents=True, exist_ok=True)
-    log = home / f"multipolar-server-{port}.log"
+    # One log for every server started under this home, each start headed by a line: a daily refresh does
+    # not leave a file a day behind.
+    log = home / SERVER_LOG
     env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_HOME": str(home)}
     env.pop("PREFECT_API_URL", None)
     env.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
     command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     with open(log, "ab") as sink:
+        started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        sink.write(f"--- {started} prefect server start on 127.0.0.1:{port} (multipolar pid {os.getpid()})\n".encode())
+        sink.flush()
         process = subprocess.Popen(
             [*command, "--no-ui"],
             env=env,

@@ -331,9 +331,11 @@ def test_refreshing_an_earlier_date_brings_the_later_dates_up_to_date(tmp_path) 
 def test_a_refresh_stopped_by_a_signal_takes_its_prefect_server_with_it(tmp_path, signum: int) -> None:
     import psutil
 
+    home = tmp_path / "prefect-home"
     with StandinHub(world(3_000), page_size=100, faults=[faults.latency(0.3)]) as hub:
-        proc = cli("refresh", "--date", DATE, "--endpoint", hub.url, "--warehouse", str(tmp_path), env=child_env())
-        checkpoint = Layout.at(tmp_path).crawl_staging(DAY) / "checkpoint.json"
+        env = child_env(PREFECT_HOME=str(home))
+        proc = cli("refresh", "--date", DATE, "--endpoint", hub.url, "--warehouse", str(tmp_path / "wh"), env=env)
+        checkpoint = Layout.at(tmp_path / "wh").crawl_staging(DAY) / "checkpoint.json"
         deadline = time.monotonic() + 120
         while not checkpoint.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -344,7 +346,10 @@ def test_a_refresh_stopped_by_a_signal_takes_its_prefect_server_with_it(tmp_path
     assert proc.returncode == (128 + signum if signum == signal.SIGTERM else -signum)
     gone, alive = psutil.wait_procs(children, timeout=30)
     assert not alive, [child.cmdline() for child in alive]
-    assert Layout.at(tmp_path).published_dates(MODELS) == []
+    assert Layout.at(tmp_path / "wh").published_dates(MODELS) == []
+    # its server's log, in the one file every server started under this home appends to
+    assert sorted(p.name for p in home.glob("multipolar-server*")) == ["multipolar-server.log"]
+    assert (home / "multipolar-server.log").read_text().startswith("--- ")
 
 
 def test_a_warehouse_path_with_glob_characters_is_read_as_a_path(tmp_path) -> None:
