@@ -50,6 +50,8 @@ STATUS = """(() => {
   return element && element.dataset.done ? element.textContent : null;
 })()"""
 
+PAGE_WIDTH = "document.documentElement.scrollWidth"
+
 
 @dataclass(frozen=True)
 class BrowserReport:
@@ -69,6 +71,8 @@ class BrowserReport:
     wall_seconds: float  # from navigation to the render status, measured outside the browser
     chromium: str = ""
     page_errors: tuple[str, ...] = field(default=())
+    width: int = 0  # the window's width, in CSS pixels
+    page_width: int = 0  # the page's: wider than the window means a sideways scroll
 
     @property
     def ok(self) -> bool:
@@ -228,6 +232,7 @@ def check_in_browser(html: Path, screenshot: Path, timeout: float = 60, *, width
             status = result.get("result", {}).get("value")
         wall = time.monotonic() - started
         status = json.loads(status)
+        page_width = cdp.call("Runtime.evaluate", {"expression": PAGE_WIDTH, "returnByValue": True}, session=session)
         size = cdp.call("Page.getLayoutMetrics", session=session)["cssContentSize"]
         shot = cdp.call(
             "Page.captureScreenshot",
@@ -268,6 +273,8 @@ def check_in_browser(html: Path, screenshot: Path, timeout: float = 60, *, width
         wall_seconds=round(wall, 3),
         chromium=version,
         page_errors=tuple(status["errors"]),
+        width=width,
+        page_width=int(page_width.get("result", {}).get("value") or 0),
     )
 
 

@@ -27,7 +27,7 @@ VIEWS = (
     "developer_type_areas",
     "size_class_bars",
 )
-WIDTH, HEIGHT = 460, 230
+WIDTH, HEIGHT = 380, 230
 REGION_COLORS = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#b0b0b0")
 SHARE = alt.Tooltip("share:Q", title="Share", format=".2%")
 DOWNLOADS = alt.Tooltip("downloads:Q", title="Downloads", format=",.0f")

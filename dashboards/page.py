@@ -84,7 +84,7 @@ def dashboard_chart(frames: ViewFrames) -> alt.VConcatChart:
     """All views in one spec, sharing the population and window switches."""
     v = view_charts(frames)
 
-    def row(*views: alt.TopLevelMixin, spacing: int = 40) -> alt.HConcatChart:
+    def row(*views: alt.TopLevelMixin, spacing: int = 24) -> alt.HConcatChart:
         # Each view keeps its own colours: "actor" means a region in one view and a lab in another.
         return alt.hconcat(*views, spacing=spacing).resolve_scale(color="independent", strokeDash="independent")
 
@@ -215,7 +215,7 @@ STYLE = """
   <title>Multipolar dashboard</title>
   <meta name="viewport" content="width=device-width, initial-scale=1">
   <style>
-    body { font-family: system-ui, sans-serif; margin: 1.5rem; color: #222; }
+    body { font-family: system-ui, sans-serif; margin: 1rem; color: #222; }
     h1 { font-size: 1.5rem; margin: 0 0 .4rem; }
     h2 { font-size: 1rem; }
     .data-label { display: inline-block; background: #b00020; color: #fff; font-weight: 600;

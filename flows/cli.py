@@ -434,7 +434,7 @@ def dashboard(
         out.print(
             f"browser: {len(report.rendered)}/{report.views} views drew marks in {report.render_ms:.0f} ms, "
             f"{len(report.console_errors)} console errors, {len(report.external_requests)} network requests, "
-            f"screenshot {report.screenshot}",
+            f"{report.page_width} px wide in a {report.width} px window, screenshot {report.screenshot}",
             highlight=False,
         )
         if report.empty:

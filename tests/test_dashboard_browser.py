@@ -35,6 +35,8 @@ def test_every_view_renders_offline_without_console_errors(tmp_path: Path) -> No
     assert set(report.rendered) == set(charts.VIEWS)
     assert all(report.marks[name] > 0 for name in charts.VIEWS)
     assert report.ok
+    # The whole page fits a 1280 px laptop window: no sideways scroll, no legend cut off at the edge.
+    assert report.width == 1280 and 0 < report.page_width <= report.width, report.page_width
 
 
 def test_every_switch_setting_draws_every_view(tmp_path: Path) -> None:
