@@ -115,6 +115,16 @@ def test_a_refresh_publishes_every_table_and_the_dashboard_to_the_object_store(b
     )
     assert paired.row(0)[0] > 700 and paired.row(0)[1] == 0
     assert not layout.staging.joinpath("crawl", DAY.isoformat()).exists()  # local work in progress cleared
+    # `multipolar check` reads the objects as it reads files, and names one cut short.
+    from warehouse.integrity import check_warehouse
+
+    report = check_warehouse(layout)
+    assert report.partitions >= 7 and report.problems == []  # every dated table, and the metadata's versions
+    shares = layout.partition_file(SHARES, DAY)
+    data = shares.read_bytes()
+    shares.write_bytes(data[: len(data) // 2])
+    (problem,) = check_warehouse(layout).problems
+    assert (problem.table, problem.file) == ("shares", str(shares)) and "not a whole Parquet file" in problem.what
 
 
 def test_readers_trust_only_partitions_with_their_meta(bucket: str) -> None:
