@@ -131,6 +131,7 @@ def refresh(
     from flows import hub
     from flows.progress import crawl_progress
     from flows.scope import ScopeError, parse_scope
+    from flows.snapshot import NothingListed
     from warehouse.contract import SchemaViolation
     from warehouse.lock import WarehouseLocked
 
@@ -173,7 +174,7 @@ def refresh(
             )
     except WarehouseLocked as error:
         raise fail(str(error), 3) from None
-    except (hub.HubError, SchemaViolation, RegistryError, ServerFailed, OSError) as error:
+    except (hub.HubError, SchemaViolation, RegistryError, ServerFailed, NothingListed, OSError) as error:
         raise fail(str(error)) from None
     from flows.refresh import describe
 
@@ -182,6 +183,14 @@ def refresh(
         f"{summary.get('seconds')} s → {summary['warehouse']}",
         highlight=False,
     )
+    if summary.get("empty_listings"):
+        # Published from the listings that returned models; one that returned none is most often a misspelling.
+        err.print(
+            f"[bold yellow]warning:[/] no models listed for {', '.join(summary['empty_listings'])} "
+            "(is each namespace spelled as on the Hub?)",
+            highlight=False,
+            soft_wrap=True,
+        )
     for step, outcome in summary.get("steps", {}).items():
         out.print(f"  {step}: {describe(outcome)}", highlight=False)
 

@@ -144,7 +144,7 @@ def _crawl(
         listed = hub.pages(endpoint, listing, headers, start_url=state.next_url, ahead=ahead)
         for page in prefetched(listed) if ahead else listed:
             items = page.items
-            taken = _listing_items(folder, state.listing) if listing.limit is not None else 0
+            taken = listing_items(folder, state.listing) if listing.limit is not None else 0
             if listing.limit is not None:
                 items = items[: max(listing.limit - taken, 0)]
             frame = model_rows(items, report)
@@ -357,7 +357,14 @@ def crawl_summary(result: CrawlResult) -> dict[str, Any]:
     return state
 
 
-def _listing_items(folder: Path, listing: int) -> int:
+def listed_any(folder: Path, listing: int) -> bool:
+    """Whether the staged pages of one listing hold any item (reading pages only up to the first that does)."""
+    files = sorted(folder.glob(f"page-{listing:05d}-*.parquet"))
+    return any(pl.scan_parquet(f, glob=False).select(pl.len()).collect().item() for f in files)
+
+
+def listing_items(folder: Path, listing: int) -> int:
+    """How many items the staged pages of one listing hold."""
     files = sorted(folder.glob(f"page-{listing:05d}-*.parquet"))
     return sum(pl.scan_parquet(f, glob=False).select(pl.len()).collect().item() for f in files) if files else 0
 

@@ -120,6 +120,7 @@ def refresh(
             summary["crawl"] = crawl(str(layout.root), day, scope, endpoint)
             meta = publish(str(layout.root), day, scope, force, source_kind)
             summary["models"] = "published"
+            summary["empty_listings"] = meta.get("empty_listings") or []
             logger.info("published models %s: %s rows", day, meta["rows"])
         root = str(layout.root)
         summary["steps"] = {

@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Any
 from urllib.parse import urlsplit
 
-from flows.crawl import CrawlResult, assemble, crawl_record, crawl_summary, discard
+from flows.crawl import CrawlResult, assemble, crawl_record, crawl_summary, discard, listed_any
 from flows.scope import EXPAND, Scope
 from warehouse.layout import Layout
 from warehouse.publish import publish_staged
@@ -19,6 +19,19 @@ def source_kind_of(endpoint: str) -> str:
     return "standin" if host in ("127.0.0.1", "localhost", "::1") else "hub"
 
 
+class NothingListed(RuntimeError):
+    """The crawl's listings returned no model at all: there is no snapshot to publish."""
+
+
+def empty_listings(scope: Scope, result: CrawlResult) -> list[str]:
+    """The listings of `scope` that returned no model (an `orgs:` namespace misspelled, say), as described."""
+    return [
+        listing.author or listing.describe()
+        for index, listing in enumerate(scope.listings)
+        if not listed_any(result.staging, index)
+    ]
+
+
 def publish_models(
     layout: Layout,
     day: dt.date,
@@ -28,7 +41,17 @@ def publish_models(
     force: bool = False,
     source_kind: str | None = None,
 ) -> dict[str, Any]:
-    """Assemble the staged pages into one deduplicated file and publish it; return its `_meta` record."""
+    """Assemble the staged pages into one deduplicated file and publish it; return its `_meta` record.
+
+    A crawl that listed no model publishes nothing (NothingListed): an empty day would read as every share
+    gone. The listings that returned none are recorded (`empty_listings`)."""
+    empty = empty_listings(scope, result)
+    if len(empty) == len(scope.listings):
+        discard(result)
+        raise NothingListed(
+            f"the Hub at {result.state.endpoint} listed no models for --scope {scope.text}: nothing published"
+            + (" (is each namespace spelled as on the Hub?)" if scope.text.startswith("orgs:") else "")
+        )
     staged, rows = assemble(layout, day, result)
     summary = crawl_summary(result)
     provenance = {
@@ -41,6 +64,7 @@ def publish_models(
             for listing in scope.listings[:50]
         ],
         "listings": len(scope.listings),
+        "empty_listings": empty[:50],
         "expand": list(EXPAND),
         "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "duplicates_removed": summary["items"] - rows - sum(summary["report"]["dropped"].values()),

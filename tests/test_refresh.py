@@ -363,3 +363,20 @@ def test_a_warehouse_path_with_glob_characters_is_read_as_a_path(tmp_path) -> No
             assert result.exit_code == 0, result.output
     assert published(warehouse).height == 1_500
     assert run_sql(Layout.at(warehouse), "SELECT count(*) AS n FROM credited")["n"].item() == 2 * 3 * 1_500
+
+
+def test_a_scope_that_lists_no_model_publishes_nothing_and_says_so_in_one_line(tmp_path) -> None:
+    with StandinHub(world(60)) as hub:
+        args = ["refresh", "--date", DATE, "--endpoint", hub.url, "--warehouse", str(tmp_path), "--no-dashboard"]
+        result = runner.invoke(app, [*args, "--scope", "orgs:nobody-here"], env={"COLUMNS": "20000"})
+        assert result.exit_code == 1, result.output
+        assert "listed no models for --scope orgs:nobody-here: nothing published" in result.output
+        assert "Traceback" not in result.output
+        layout = Layout.at(tmp_path)
+        assert layout.published_dates(MODELS) == [] and not layout.crawl_staging(DAY).exists()
+        # One misspelt namespace of several: the others are published, and the run says which listed nothing.
+        result = runner.invoke(app, [*args, "--scope", "orgs:Qwen,nobody-here"], env={"COLUMNS": "20000"})
+    assert result.exit_code == 0, result.output
+    assert "warning: no models listed for nobody-here" in result.output
+    meta = json.loads(layout.meta_file(MODELS, DAY).read_text())
+    assert meta["empty_listings"] == ["nobody-here"] and meta["rows"] == 10
