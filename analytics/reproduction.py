@@ -153,10 +153,17 @@ def coverage_frame(metas: list[tuple[dt.date, dict[str, Any]]]) -> pl.DataFrame:
             "models": meta.get("rows"),
             "source_kind": meta.get("source_kind", "hub"),
             "source": meta.get("source_file") or meta.get("endpoint"),
+            "scope": meta.get("scope"),
         }
         for day, meta in metas
     ]
-    schema = {"snapshot_date": pl.Date, "models": pl.Int64, "source_kind": pl.String, "source": pl.String}
+    schema = {
+        "snapshot_date": pl.Date,
+        "models": pl.Int64,
+        "source_kind": pl.String,
+        "source": pl.String,
+        "scope": pl.String,
+    }
     return pl.DataFrame(rows, schema=schema, orient="row")
 
 
@@ -430,6 +437,13 @@ def _general_notes(shares: pl.DataFrame, coverage: pl.DataFrame, day: dt.date) -
     sources = sorted(set(coverage["source"].drop_nulls().to_list()))
     if kinds:
         notes.append(f"Snapshots: {coverage.height} dates, source kind {', '.join(kinds)}; {', '.join(sources[:3])}.")
+    scopes = coverage.get_column("scope").drop_nulls().unique(maintain_order=True).to_list()
+    partial = [scope for scope in scopes if scope != "full"]
+    if partial:
+        notes.append(
+            f"Crawled with --scope {', '.join(scopes)}: {'those' if len(scopes) > 1 else 'these'} snapshots list part "
+            "of the Hub, so the shares are of the listed models' downloads, not of the whole Hub the claims measure."
+        )
     latest = shares.filter((pl.col("snapshot_date") == day) & (pl.col("dimension") == DIMENSION))
     by_rule = {
         rule: latest.filter(pl.col("rule") == rule)

@@ -7,6 +7,7 @@ headless browser reads to check that every view drew its marks.
 Provenance keys read by the page (all optional; missing ones show as "not recorded"):
     source            where the numbers come from: the Hub endpoint URL, or the import file
     source_kind       "hub" | "standin" | "synthetic" | "import"; anything but "hub" is labelled on the page
+    scopes            how many snapshot dates each crawl scope listed ({"full": 90}); absent for imports
     dates             the snapshot dates (ISO strings); taken from the shares when absent
     rows              rows of metric data behind the page
     registry_version  version of the attribution registry used
@@ -33,7 +34,16 @@ from dashboards import charts
 from dashboards.frames import LABEL_CHARS, POPULATIONS, WINDOWS, ViewFrames, view_frames
 from warehouse.provenance import source_label
 
-PROVENANCE_KEYS = ("source", "source_kind", "dates", "rows", "registry_version", "generated_at", "code_version")
+PROVENANCE_KEYS = (
+    "source",
+    "source_kind",
+    "scopes",
+    "dates",
+    "rows",
+    "registry_version",
+    "generated_at",
+    "code_version",
+)
 OUTPUT_DIV = "dashboard"
 EMBED_OPTIONS = {"actions": False, "renderer": "svg"}
 VL_CONVERT_VERSION = ".".join(alt.VEGALITE_VERSION.split(".")[:2])  # the Vega-Lite Altair writes
@@ -162,6 +172,17 @@ def headline(frames: ViewFrames) -> str:
     return " ".join(parts)
 
 
+def scope_text(scopes: Mapping[str, int] | None) -> str:
+    """What the snapshots listed: one scope, or each with its number of dates (a change of scope moves every
+    share, and the `between` window is not measured across one)."""
+    if not scopes:
+        return _text(None)
+    if len(scopes) == 1:
+        return html.escape(next(iter(scopes)))
+    each = ", ".join(f"{html.escape(scope)} on {n} date{'s' if n != 1 else ''}" for scope, n in scopes.items())
+    return f"{each}: shares move where the scope changes, and no between-snapshot window spans a change"
+
+
 def provenance_footer(frames: ViewFrames, provenance: Mapping[str, Any]) -> str:
     """The provenance footer: snapshot dates, rows, registry version, data source, generation time."""
     dates = sorted(str(d) for d in provenance.get("dates") or [d.isoformat() for d in frames.dates])
@@ -171,6 +192,7 @@ def provenance_footer(frames: ViewFrames, provenance: Mapping[str, Any]) -> str:
         "Rows": f"{rows:,}" if isinstance(rows, int) else _text(rows),
         "Registry version": _text(provenance.get("registry_version")),
         "Data source": f"{_text(provenance.get('source'))} ({_text(provenance.get('source_kind'))})",
+        "Scope": scope_text(provenance.get("scopes")),
         "Generated at": _text(provenance.get("generated_at")),
         "Code version": _text(provenance.get("code_version")),
         "Rule over time": f"{_text(frames.rule)} (the rule comparison shows all three)",

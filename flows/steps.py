@@ -12,6 +12,7 @@ import io
 import json
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -40,6 +41,17 @@ def previous_date(layout: Layout, day: dt.date) -> dt.date | None:
     return earlier[-1] if earlier else None
 
 
+def between_basis(layout: Layout, day: dt.date) -> dt.date | None:
+    """The date `day`'s `between` window is measured from: the date before, when both were listed with the same
+    scope. A model missing from a day crawled with a narrower scope (`top:N`, `orgs:`) is not a new model, and
+    its all-time downloads are no day's gain: across a change of scope there is no `between` window."""
+    previous = previous_date(layout, day)
+    if previous is None:
+        return None
+    scopes = {(read_meta(layout, MODELS, d) or {}).get("scope") for d in (previous, day)}
+    return previous if len(scopes) == 1 else None
+
+
 def attribution_inputs(layout: Layout, day: dt.date) -> dict[str, Any]:
     """What the attributions of `day` are computed from."""
     from analytics.registry import registry_version
@@ -50,12 +62,15 @@ def attribution_inputs(layout: Layout, day: dt.date) -> dict[str, Any]:
 def metric_inputs(layout: Layout, day: dt.date) -> dict[str, Any]:
     """What the metrics of `day` are computed from: its models and attributions, and the previous models."""
     previous = previous_date(layout, day)
-    return {
+    inputs = {
         "models_sha256": _sha(layout, MODELS, day),
         "attributions_sha256": _sha(layout, ATTRIBUTIONS, day),
         "previous_date": previous.isoformat() if previous else None,
         "previous_models_sha256": _sha(layout, MODELS, previous),
     }
+    if previous is not None and between_basis(layout, day) is None:
+        inputs["between"] = "none: the date before was listed with another scope"
+    return inputs
 
 
 def crossover_inputs(layout: Layout, day: dt.date) -> dict[str, Any]:
@@ -168,8 +183,8 @@ def metrics_date(layout: Layout, day: dt.date, *, force: bool = False) -> dict[s
     began = time.monotonic()
     models = layout.scan(MODELS, day)
     attributions = layout.scan(ATTRIBUTIONS, day)
-    previous = previous_date(layout, day)
-    previous_models = layout.scan(MODELS, previous) if previous else None
+    basis = between_basis(layout, day)
+    previous_models = layout.scan(MODELS, basis) if basis else None
     registry = registry_used(layout, day)
     by_row = rows_point_at_models(layout, day)
     tables = metric_tables(models, attributions, previous_models, registry=registry, streamed=True, by_row=by_row)
@@ -255,11 +270,13 @@ def dashboard_provenance(layout: Layout) -> dict[str, Any]:
     dates = layout.published_dates(SHARES)
     latest = read_meta(layout, MODELS, dates[-1]) if dates else None
     latest = latest or {}
-    kinds = {(read_meta(layout, MODELS, d) or {}).get("source_kind", "hub") for d in dates}
-    kind = series_source_kind(kinds)
+    metas = [read_meta(layout, MODELS, d) or {} for d in dates]
+    kind = series_source_kind({meta.get("source_kind", "hub") for meta in metas})
+    scopes = Counter(meta["scope"] for meta in metas if meta.get("scope"))
     return {
         "source": latest.get("endpoint") or latest.get("source_file"),
         "source_kind": kind,
+        "scopes": dict(scopes),
         "dates": [d.isoformat() for d in dates],
         "rows": latest.get("rows"),
         "registry_version": _registry_of(layout, dates[-1]) if dates else None,

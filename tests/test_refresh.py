@@ -380,3 +380,26 @@ def test_a_scope_that_lists_no_model_publishes_nothing_and_says_so_in_one_line(t
     assert "warning: no models listed for nobody-here" in result.output
     meta = json.loads(layout.meta_file(MODELS, DAY).read_text())
     assert meta["empty_listings"] == ["nobody-here"] and meta["rows"] == 10
+
+
+def test_no_between_window_spans_a_change_of_scope_and_the_page_and_report_name_the_scopes(tmp_path) -> None:
+    """A model missing from a `top:N` day is not new the day after a full crawl: its all-time downloads are
+    no day's gain."""
+    from flows.steps import dashboard_provenance, reproduction_of
+    from warehouse.query import run_sql
+
+    with StandinHub(world(120)) as hub:
+        for date, scope in (("2026-05-10", "full"), ("2026-05-11", "top:20"), ("2026-05-12", "full")):
+            args = ["refresh", "--date", date, "--scope", scope, "--endpoint", hub.url, "--warehouse", str(tmp_path)]
+            result = runner.invoke(app, args)
+            assert result.exit_code == 0, result.output
+    layout = Layout.at(tmp_path)
+    windows = run_sql(layout, "SELECT DISTINCT snapshot_date, time_window FROM shares ORDER BY 1, 2")
+    between = windows.filter(pl.col("time_window") == "between")["snapshot_date"].to_list()
+    assert between == [], between  # 05-11 follows a full day, 05-12 a top:20 day
+    assert set(windows["snapshot_date"].to_list()) == {dt.date(2026, 5, d) for d in (10, 11, 12)}
+    assert dashboard_provenance(layout)["scopes"] == {"full": 2, "top:20": 1}
+    page = (layout.dashboard_dir / "index.html").read_text()
+    assert "full on 2 dates, top:20 on 1 date" in page
+    notes = " ".join(reproduction_of(layout).notes)
+    assert "Crawled with --scope full, top:20" in notes
