@@ -122,6 +122,9 @@ def refresh(
     force: Annotated[bool, typer.Option("--force", help="Replace the date's published snapshot.")] = False,
     wait: WaitOpt = 0.0,
     no_dashboard: Annotated[bool, typer.Option("--no-dashboard", help="Skip writing the dashboard.")] = False,
+    backdate: Annotated[
+        bool, typer.Option("--backdate", help="Record the Hub as it is now under a past --date.")
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's and the client's logs.")] = False,
 ) -> None:
     """Crawl the Hub and publish one dated snapshot with its attributions, metrics and dashboard."""
@@ -142,6 +145,12 @@ def refresh(
         raise fail(str(error), 2) from None
     if day > dt.datetime.now(dt.UTC).date():
         raise fail(f"--date {day} is in the future: a refresh records the Hub as it is now", 2)
+    if _backdated(day, chosen, warehouse) and not backdate:
+        raise fail(
+            f"--date {day} is past: a refresh records the Hub as it is now, so that snapshot would hold today's "
+            "counts under an earlier date; give --backdate to do so all the same",
+            2,
+        )
     try:
         load_registry()  # a broken registry fails now, in one line, not after the crawl
     except RegistryError as error:
@@ -193,6 +202,20 @@ def refresh(
         )
     for step, outcome in summary.get("steps", {}).items():
         out.print(f"  {step}: {describe(outcome)}", highlight=False)
+
+
+def _backdated(day: dt.date, endpoint: str, warehouse: str | None) -> bool:
+    """Whether a refresh would record a remote Hub under a past date it did not start crawling on that date.
+
+    A Hub on this machine (the stand-in, a demo) serves a world of any date; a crawl of `day` left in staging
+    was started then, and resumes."""
+    from flows.crawl import CHECKPOINT
+    from flows.snapshot import source_kind_of
+    from warehouse.layout import Layout
+
+    if day >= dt.datetime.now(dt.UTC).date() or source_kind_of(endpoint) != "hub":
+        return False
+    return not Layout.at(warehouse).crawl_staging(day).joinpath(CHECKPOINT).exists()
 
 
 def _root(warehouse: str | None) -> Path:

@@ -228,8 +228,9 @@ def test_a_report_option_out_of_range_is_refused_rather_than_answered_empty(tmp_
         (["--date", "2999-01-01"], "--date 2999-01-01 is in the future", 2),
         (["--wait", "nan"], "give a number of seconds", 2),
         (["--wait", "-1"], "give a number of seconds", 2),
+        (["--endpoint", "https://hub.example.org", "--date", "2026-01-05"], "--date 2026-01-05 is past", 2),
     ],
-    ids=["credentials in the endpoint", "a future date", "a wait of NaN", "a negative wait"],
+    ids=["credentials in the endpoint", "a future date", "a wait of NaN", "a negative wait", "a past date"],
 )
 def test_refresh_refuses_bad_options_in_one_line_before_touching_anything(tmp_path, args, said: str, code: int) -> None:
     warehouse = tmp_path / "wh"
@@ -335,3 +336,17 @@ def test_a_listing_redirected_to_another_host_is_refused_not_published(tmp_path)
     lines = error_lines(result.output)
     assert len(lines) == 1 and "a page was redirected to another host" in lines[0], result.output
     assert Layout.at(tmp_path).published_dates(MODELS) == []
+
+
+def test_a_past_date_is_refused_only_for_a_remote_hub_with_no_crawl_of_it_to_resume(tmp_path) -> None:
+    from flows.cli import _backdated
+
+    today = dt.datetime.now(dt.UTC).date()
+    past, remote, here = today - dt.timedelta(days=3), "https://huggingface.co", "http://127.0.0.1:8777"
+    assert _backdated(past, remote, str(tmp_path))
+    assert not _backdated(today, remote, str(tmp_path))
+    assert not _backdated(past, here, str(tmp_path))  # the stand-in serves a world of any date
+    staging = Layout.at(tmp_path).crawl_staging(past)
+    staging.mkdir(parents=True)
+    (staging / "checkpoint.json").write_text("{}")
+    assert not _backdated(past, remote, str(tmp_path))  # a crawl started that day resumes
