@@ -689,7 +689,8 @@ def _provenance(sources: list[SnapshotFile], options: dict[str, Any], frame: pl.
 def derive_all(
     layout: Layout, seconds: dict[str, float], *, dashboard: bool = True, log: Callable[[str], None] = print
 ) -> dict[str, Any]:
-    """Attribute, measure and detect crossovers for every published date in order, then draw the dashboard.
+    """Attribute, measure and detect crossovers for every published date in order, then write the reproduction
+    report and draw the dashboard.
 
     Each step is skipped where its inputs are unchanged, so dates imported earlier cost nothing, while a
     date inserted before them updates their `between` window and crossovers.
@@ -700,14 +701,22 @@ def derive_all(
     timed = {"attribute": steps.attribute_date, "metrics": steps.metrics_date, "crossovers": steps.crossovers_date}
     for name in timed:
         seconds.setdefault(name, 0.0)
+    said = {"attribute": "attributed", "metrics": "measured", "crossovers": "crossovers"}
     for day in layout.published_dates(MODELS):
+        done = []
         for name, step in timed.items():
             began = time.monotonic()
             outcome = step(layout, day)
             seconds[name] = round(seconds[name] + time.monotonic() - began, 2)
             if outcome.get("status") == "published":
                 outcomes[f"{name} {day}"] = outcome
-        log(f"{day}: attributed, measured, crossovers")
+                done.append(said[name])
+        log(f"{day}: {', '.join(done)}" if done else f"{day}: up to date")
+    began = time.monotonic()
+    report = steps.reproduction_step(layout)
+    report.pop("markdown", None)
+    outcomes["reproduce"] = report
+    seconds["reproduce"] = round(time.monotonic() - began, 2)
     if dashboard:
         began = time.monotonic()
         outcomes["dashboard"] = steps.dashboard_step(layout)

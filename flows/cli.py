@@ -218,6 +218,18 @@ def _backdated(day: dt.date, endpoint: str, warehouse: str | None) -> bool:
     return not Layout.at(warehouse).crawl_staging(day).joinpath(CHECKPOINT).exists()
 
 
+@contextlib.contextmanager
+def warehouse_writer(layout: Layout, what: str):
+    """The warehouse's writer lock for the block, or exit 3 naming its holder."""
+    from warehouse.lock import WarehouseLocked, writer_lock
+
+    try:
+        with writer_lock(layout, what):
+            yield
+    except WarehouseLocked as error:
+        raise fail(str(error), 3) from None
+
+
 def _root(warehouse: str | None) -> Path:
     from warehouse.layout import Layout
 
@@ -413,10 +425,11 @@ def metrics(
     date: Annotated[str | None, typer.Option("--date", help="Snapshot date (default: every published date).")] = None,
     warehouse: WarehouseOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Recompute even if up to date.")] = False,
+    no_dashboard: Annotated[bool, typer.Option("--no-dashboard", help="Skip redrawing the dashboard.")] = False,
 ) -> None:
-    """Recompute shares, concentration and crossovers (attributing first where needed)."""
+    """Recompute shares, concentration and crossovers (attributing first where needed), then the reports."""
     from analytics.registry import RegistryError
-    from flows.steps import attribute_date, crossovers_date, metrics_date
+    from flows.steps import attribute_date, crossovers_date, dashboard_step, metrics_date, reproduction_step
     from warehouse.lock import WarehouseLocked, writer_lock
     from warehouse.tables import MODELS
 
@@ -429,6 +442,12 @@ def metrics(
                 _print_outcomes({f"metrics {d}": metrics_date(layout, d, force=force)})
             for d in days:
                 _print_outcomes({f"crossovers {d}": crossovers_date(layout, d, force=force)})
+            # The report and the page say what the metrics say now (the page is redrawn only when they changed).
+            report = reproduction_step(layout)
+            report.pop("markdown", None)
+            _print_outcomes({"reproduce": report})
+            if not no_dashboard:
+                _print_outcomes({"dashboard": dashboard_step(layout)})
     except WarehouseLocked as error:
         raise fail(str(error), 3) from None
     except RegistryError as error:
@@ -452,12 +471,15 @@ def dashboard(
     if layout.remote and out_dir is None:
         if check:
             raise fail("--check opens a local page: add --out DIR to draw the dashboard on this machine", 2)
-        outcome = dashboard_step(layout, force=True)
+        with warehouse_writer(layout, "dashboard"):
+            outcome = dashboard_step(layout, force=True)
         out.print(f"dashboard: {outcome['html']} ({outcome['bytes']:,} bytes)", highlight=False)
         return
     folder = out_dir or layout.dashboard_dir
-    folder.mkdir(parents=True, exist_ok=True)
-    result = draw_dashboard(layout, folder)
+    # Into the warehouse, as one of its writers: a refresh drawing it at the same time would overwrite it.
+    with warehouse_writer(layout, "dashboard") if out_dir is None else contextlib.nullcontext():
+        folder.mkdir(parents=True, exist_ok=True)
+        result = draw_dashboard(layout, folder)
     out.print(f"dashboard: {result.html} ({result.page_bytes:,} bytes, {len(result.pngs)} PNGs)", highlight=False)
     if check:
         from dashboards.browser import check_in_browser

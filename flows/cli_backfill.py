@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from flows.cli import WaitOpt, WarehouseOpt, app, err, fail, out
+from flows.cli import WaitOpt, WarehouseOpt, app, err, fail, out, warehouse_writer
 
 REPORT_FORMATS = ("md", "html", "json")
 
@@ -85,11 +86,13 @@ def reproduce(
     layout = Layout.at(warehouse)
     if not layout.published_dates(SHARES):
         raise fail(f"no metrics are published in {layout.root}; run `multipolar import` or `multipolar refresh`")
-    report = reproduction_of(layout, window=window)
     target = (out_dir or layout.root / "reports") / f"reproduction.{format}"
-    target.parent.mkdir(parents=True, exist_ok=True)
     render = {"md": reproduction.to_markdown, "html": reproduction.to_html, "json": reproduction.to_json}[format]
-    target.write_text(render(report), encoding="utf-8")
+    # Into the warehouse, as one of its writers; into a folder of the caller's, without the lock.
+    with warehouse_writer(layout, "reproduce") if out_dir is None else contextlib.nullcontext():
+        report = reproduction_of(layout, window=window)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(render(report), encoding="utf-8")
     _artifact(reproduction.to_markdown(report))
     if format == "md":
         sys.stdout.write(reproduction.to_markdown(report) + "\n")

@@ -16,7 +16,7 @@ from prefect.cache_policies import NONE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows import steps
-from flows.refresh import crossovers, dashboard_task
+from flows.refresh import crossovers, dashboard_task, reproduce
 from warehouse.layout import Layout
 from warehouse.lock import writer_lock
 from warehouse.tables import MODELS
@@ -45,7 +45,8 @@ def recompute(
     force: bool = False,
     dashboard: bool = True,
 ) -> dict[str, Any]:
-    """Recompute attributions, metrics and crossovers of every published date (or `dates`), then the dashboard."""
+    """Recompute attributions, metrics and crossovers of every published date (or `dates`), then the reproduction
+    report and the dashboard."""
     began = time.monotonic()
     layout = Layout.at(warehouse)
     published = layout.published_dates(MODELS)
@@ -60,8 +61,10 @@ def recompute(
         computed = round(time.monotonic() - began, 2)
         for d in days:
             done[d.isoformat()]["crossovers"] = crossovers(root, d, force)
+        report = reproduce(root)
         outcome = dashboard_task(root, force) if dashboard else None
     summary: dict[str, Any] = {"warehouse": root, "dates": done, "seconds_per_date_steps": computed}
+    summary["reproduce"] = report
     if outcome is not None:
         summary["dashboard"] = outcome
     summary["seconds"] = round(time.monotonic() - began, 2)

@@ -127,7 +127,9 @@ def test_reimporting_is_a_no_op_and_force_replaces(tmp_path) -> None:
     assert again.exit_code == 0, again.output
     assert "2026-03-01 is already published; skipped (use --force to replace it)" in again.output
     assert "skipped 2 already published dates" in again.output
+    assert "2026-03-01: up to date" in again.output  # not "attributed, measured" for work not done
     assert read_meta(layout, MODELS, day) == before
+    report = (warehouse / "reports" / "reproduction.md").read_text()
     write(source, TINY_CSV.replace("Qwen/Qwen3-8B,900", "Qwen/Qwen3-8B,4242"))
     forced = run_import(source, warehouse, "--force")
     assert forced.exit_code == 0, forced.output
@@ -139,6 +141,9 @@ def test_reimporting_is_a_no_op_and_force_replaces(tmp_path) -> None:
         (pl.col("rule") == "uploader") & (pl.col("dimension") == "region") & (pl.col("time_window") == "30d")
     ).filter((pl.col("population") == "all") & (pl.col("actor") == "China"))
     assert china["downloads"].item() == 4242  # the metrics follow the replaced snapshot
+    assert "2026-03-01: attributed, measured, crossovers" in forced.output
+    # the report an import leaves says what the metrics say now
+    assert (warehouse / "reports" / "reproduction.md").read_text() != report
 
 
 def test_import_waits_for_no_one_while_another_writer_holds_the_lock(tmp_path) -> None:

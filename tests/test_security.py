@@ -350,3 +350,31 @@ def test_a_past_date_is_refused_only_for_a_remote_hub_with_no_crawl_of_it_to_res
     staging.mkdir(parents=True)
     (staging / "checkpoint.json").write_text("{}")
     assert not _backdated(past, remote, str(tmp_path))  # a crawl started that day resumes
+
+
+def test_the_dashboard_and_the_report_are_drawn_into_a_warehouse_only_by_its_one_writer(tmp_path) -> None:
+    from flows import steps
+    from tests.test_warehouse import models_frame
+    from warehouse.lock import writer_lock
+    from warehouse.publish import publish_frame
+
+    layout = Layout.at(tmp_path / "wh")
+    publish_frame(layout, MODELS, DAY, models_frame(["Qwen/a", "meta-llama/b"], [5, 7]), {})
+    steps.attribute_date(layout, DAY)
+    steps.metrics_date(layout, DAY)
+    with writer_lock(layout, "a test"):
+        for command in (["dashboard"], ["reproduce"]):
+            result = runner.invoke(app, [*command, "--warehouse", str(layout.root)], env={"COLUMNS": "20000"})
+            assert result.exit_code == 3, (command, result.output)
+            assert "another Multipolar process is writing" in result.output
+        assert not layout.dashboard_dir.exists() and not (layout.root / "reports").exists()
+        # drawn into a folder of the caller's, they need no lock
+        result = runner.invoke(app, ["reproduce", "--warehouse", str(layout.root), "--out", str(tmp_path / "mine")])
+        assert result.exit_code == 0, result.output
+    # `metrics` leaves the report and the page saying what the metrics say
+    result = runner.invoke(app, ["metrics", "--warehouse", str(layout.root)], env={"COLUMNS": "20000"})
+    assert result.exit_code == 0, result.output
+    assert "reproduce: published" in result.output and "dashboard: published" in result.output
+    assert (layout.root / "reports" / "reproduction.md").is_file() and (layout.dashboard_dir / "index.html").is_file()
+    again = runner.invoke(app, ["metrics", "--warehouse", str(layout.root), "--no-dashboard"])
+    assert "dashboard:" not in again.output
