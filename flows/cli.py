@@ -308,38 +308,6 @@ def sql(
             out.print(f"… {frame.height - limit} more rows (use --limit or --format csv)")
 
 
-@app.command()
-def check(
-    warehouse: WarehouseOpt = None,
-    quick: Annotated[
-        bool, typer.Option("--quick", help="Sizes, Parquet markers and row counts only, not every byte.")
-    ] = False,
-) -> None:
-    """Check every published file against its record (sha256, rows); name what is damaged and how to mend it."""
-    import time
-
-    from warehouse.integrity import check_warehouse
-    from warehouse.layout import Layout
-
-    layout = Layout.at(warehouse)
-    if not layout.remote and not (layout.root / "_meta").is_dir():
-        raise fail(f"no warehouse at {layout.root} (nothing published there); give --warehouse or MULTIPOLAR_WAREHOUSE")
-    began = time.monotonic()
-    report = check_warehouse(layout, full=not quick)
-    how = "sizes, markers and row counts" if quick else "every byte against its sha256"
-    out.print(
-        f"checked {report.partitions:,} published files ({report.bytes / 1e6:,.1f} MB, {how}) in "
-        f"{time.monotonic() - began:.1f} s: "
-        + (f"{len(report.problems)} damaged" if report.problems else "all as published"),
-        highlight=False,
-        soft_wrap=True,
-    )
-    for problem in report.problems:
-        out.print(f"  {problem}", highlight=False, soft_wrap=True)
-    if report.problems:
-        raise typer.Exit(1)
-
-
 def iso_times(frame: pl.DataFrame) -> pl.DataFrame:
     """`frame` with each timestamp as its ISO 8601 text (`2021-04-02T07:19:58.957+00:00`), the same in every
     format: the fraction of a second only as long as it needs, the offset only when the column has a zone."""
@@ -553,7 +521,7 @@ def registry_gaps_cmd(
 
 
 # Commands kept in modules of their own register themselves on `app` when imported.
-from flows import cli_backfill, cli_scale, cli_serve  # noqa: E402, F401, I001
+from flows import cli_backfill, cli_scale, cli_serve, cli_warehouse  # noqa: E402, F401, I001
 
 
 def main() -> None:

@@ -357,6 +357,25 @@ def reproduction_step(layout: Layout) -> dict[str, Any]:
     return {"status": "published", "report": str(target), "markdown": markdown}
 
 
+def remove_date(layout: Layout, day: dt.date) -> dict[str, Any]:
+    """Remove every table's `day` (derived tables first, `models` last), then the metadata versions no day points
+    at any more, and bring the later dates up to date: the next date's `between` window starts a date earlier,
+    and every later crossover is found again. Call only while holding the writer lock."""
+    from warehouse.metadata import drop_unreferenced
+    from warehouse.publish import unpublish
+
+    removed = [
+        t.name for t in (CROSSOVERS, CONCENTRATION, SHARES, ATTRIBUTIONS, REGISTRY, MODELS) if unpublish(layout, t, day)
+    ]
+    versions = drop_unreferenced(layout)
+    redone: dict[str, list[str]] = {}
+    for later in (d for d in layout.published_dates(MODELS) if d > day):
+        for name, step in (("metrics", metrics_date), ("crossovers", crossovers_date)):
+            if step(layout, later).get("status") == "published":
+                redone.setdefault(name, []).append(later.isoformat())
+    return {"removed": removed, "metadata_versions_dropped": versions, "updated": redone}
+
+
 def downstream_steps(layout: Layout, day: dt.date, *, force: bool = False, dashboard: bool = True) -> dict[str, Any]:
     """Attribute, measure and chart the `day` snapshot; return what each step did."""
     done: dict[str, Any] = {

@@ -33,7 +33,9 @@ def published(tmp_path_factory) -> Path:
     layout = Layout.at(root)
     ids = [f"{org}/m{i}" for org in ("Qwen", "meta-llama", "someone") for i in range(40)]
     for offset, day in enumerate(DAYS):
-        publish_frame(layout, MODELS, day, models_frame(ids, [100 * (i + offset) for i in range(len(ids))]), {})
+        frame = models_frame(ids, [100 * (i + offset) for i in range(len(ids))])
+        frame = frame.with_columns((pl.col("downloads_30d") * 10).alias("downloads_all_time"))
+        publish_frame(layout, MODELS, day, frame, {})
         steps.attribute_date(layout, day)
         steps.metrics_date(layout, day)
         steps.crossovers_date(layout, day)
@@ -151,3 +153,38 @@ def test_a_derived_partition_cut_short_is_made_again_by_the_next_run(warehouse: 
     assert steps.attribute_date(warehouse, day)["status"] == "published"
     assert not check_warehouse(warehouse).problems  # the same bytes again: the metrics follow them still
     assert steps.pending_steps(warehouse, day, dashboard=False) == []
+
+
+def test_remove_takes_a_date_out_of_every_table_and_brings_the_later_dates_up_to_date(warehouse: Layout) -> None:
+    from warehouse.query import run_sql
+
+    root = str(warehouse.root)
+    first, last = DAYS
+    assert "between" in run_sql(warehouse, "SELECT DISTINCT time_window FROM shares")["time_window"].to_list()
+    asked = runner.invoke(app, ["remove", "--date", first.isoformat(), "--warehouse", root], input="n\n")
+    assert asked.exit_code == 1 and warehouse.published_dates(MODELS) == list(DAYS)  # nothing without a yes
+    result = runner.invoke(app, ["remove", "--date", first.isoformat(), "--warehouse", root, "--yes"])
+    assert result.exit_code == 0, result.output
+    assert f"removed {first}: crossovers, concentration, shares, attributions, registry, models" in result.output
+    assert f"metrics of later dates: {last}" in result.output
+    for table in (MODELS, ATTRIBUTIONS, SHARES):
+        assert warehouse.published_dates(table) == [last]
+        assert not warehouse.partition_dir(table, first).exists()
+    # the later date has no date before it now: no between window
+    windows = run_sql(warehouse, "SELECT DISTINCT time_window FROM shares")["time_window"].to_list()
+    assert "between" not in windows and "30d" in windows
+    assert check(warehouse).exit_code == 0
+    again = runner.invoke(app, ["remove", "--date", first.isoformat(), "--warehouse", root, "--yes"])
+    assert again.exit_code == 2 and f"nothing is published for {first}" in again.output
+
+
+def test_check_names_derived_partitions_of_a_date_whose_models_are_gone(warehouse: Layout) -> None:
+    from warehouse.publish import unpublish
+
+    day = DAYS[1]
+    unpublish(warehouse, MODELS, day)  # as a replacement stopped between removing and writing the record
+    problems = check_warehouse(warehouse, full=False).problems
+    assert {p.table for p in problems} == {"registry", "attributions", "shares", "concentration", "crossovers"}
+    assert all(p.mend.endswith(f"multipolar remove --date {day}") for p in problems)
+    assert runner.invoke(app, ["remove", "--date", day.isoformat(), "--warehouse", str(warehouse.root), "--yes"])
+    assert check(warehouse).exit_code == 0

@@ -108,7 +108,24 @@ def check_warehouse(layout: Layout, *, full: bool = True, dates: Iterable[dt.dat
         with ThreadPoolExecutor(max_workers=2) as pool:  # hashlib lets go of the GIL while it hashes
             results = list(pool.map(lambda p: _check(p, full), partitions))
     problems = [problem for problem, _ in results if problem is not None]
+    problems += _without_models(layout, partitions)
     return Report(len(partitions), sum(size for _, size in results), problems, full)
+
+
+def _without_models(layout: Layout, partitions: list[Partition]) -> list[Problem]:
+    """Derived partitions of a date whose `models` are not published (a replacement that stopped part way)."""
+    days = {day.isoformat() for day in layout.published_dates(MODELS)}
+    return [
+        Problem(
+            p.table.name,
+            p.name,
+            str(p.file),
+            "is published for a date whose models are not",
+            f"publish the date's models again, or remove the date: multipolar remove --date {p.name}",
+        )
+        for p in partitions
+        if p.table not in (MODELS, MODEL_METADATA) and p.name not in days
+    ]
 
 
 def _check(partition: Partition, full: bool) -> tuple[Problem | None, int]:

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -380,6 +381,22 @@ def publish_staged(
     place(layout, staged, layout.partition_file(table, day))
     write_json_atomic(layout.meta_file(table, day), meta)
     return meta
+
+
+def unpublish(layout: Layout, table: Table, day: dt.date) -> bool:
+    """Remove `day` of `table`: its `_meta` record first, so readers stop trusting it at once, then its data.
+    Whether there was anything to remove. Call only while holding the writer lock."""
+    record, folder = layout.meta_file(table, day), layout.partition_dir(table, day)
+    found = record.exists() or folder.exists()
+    record.unlink(missing_ok=True)
+    if layout.remote:
+        if folder.exists():
+            folder.fs.rm(folder.path, recursive=True)
+    else:
+        shutil.rmtree(folder, ignore_errors=True)
+        if folder.exists():  # a file or a link where the folder was
+            folder.unlink()
+    return found
 
 
 def place(layout: Layout, staged: Path, target: Path) -> None:
