@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 if TYPE_CHECKING:
     import polars as pl
@@ -51,7 +52,7 @@ DateOpt = Annotated[str | None, typer.Option("--date", help="Snapshot date, YYYY
 
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print one clear line and return the exit to raise."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -281,8 +282,9 @@ def sql(
     except QueryRefused as error:
         raise fail(str(error), 2) from None
     except duckdb.Error as error:
-        if damaged_read(error):
-            raise fail(damage_found(error, layout)) from None
+        found = damage_found(error, layout)
+        if found is not None:
+            raise fail(found) from None
         # The first line says what is wrong; DuckDB's "Did you mean …" or "Candidate bindings: …" after it
         # names what was likely meant.
         lines = str(error).splitlines()
@@ -534,43 +536,62 @@ def main() -> None:
     except DamagedRecord as error:  # from any command: one line naming the file, not a traceback
         sys.exit(fail(str(error)).exit_code)
     except Exception as error:
-        if not damaged_read(error):
+        if not read_error(error):
             raise
-        # The readers' errors say the bytes are not Parquet, not which file: the check finds it.
+        # A reader's error seldom names the file it could not read: the check finds which, or it was
+        # something else, whose traceback is kept.
         from warehouse.layout import Layout
 
-        sys.exit(fail(damage_found(error, Layout.at(warehouse_argument(sys.argv[1:])))).exit_code)
+        found = damage_found(error, Layout.at(warehouse_argument(sys.argv[1:])))
+        if found is None:
+            raise
+        sys.exit(fail(found).exit_code)
 
 
-# What polars, pyarrow and DuckDB say of bytes that are not (whole) Parquet.
-DAMAGE_WORDS = ("out of specification", "magic bytes", "par1", "thrift", "decompress", "corrupt")
+# What polars, pyarrow and DuckDB say of bytes that are not (whole) Parquet, or of a file not where it was.
+DAMAGE_WORDS = (
+    "out of specification",
+    "magic bytes",
+    "par1",
+    "thrift",
+    "decompress",
+    "corrupt",
+    "too small to be a parquet file",
+    "don't know what type",
+    "no files found that match",
+)
 
 
-def damaged_read(error: BaseException) -> bool:
-    """Whether `error` is a reader's complaint about a file's bytes."""
+def read_error(error: BaseException) -> bool:
+    """Whether `error` is a reader's (polars, pyarrow, DuckDB) or the file system's."""
     import duckdb
     import polars as pl
     import pyarrow as pa
 
-    readers = (pl.exceptions.PolarsError, pa.ArrowException, duckdb.Error)
-    return isinstance(error, readers) and any(word in str(error).lower() for word in DAMAGE_WORDS)
+    return isinstance(error, (pl.exceptions.PolarsError, pa.ArrowException, duckdb.Error, OSError))
 
 
-def damage_found(error: BaseException, layout: Layout) -> str:
-    """One line: what the reader said, and which published files of `layout` are damaged (quick checks first,
-    then every byte against its sha256 when they find nothing)."""
+def damage_found(error: BaseException, layout: Layout) -> str | None:
+    """One line naming the published files of `layout` that are not what their records say, with what the
+    reader said; None when none is and the error does not speak of damaged bytes. The quick check first;
+    every byte against its sha256 only when the error speaks of damage and the quick check finds none."""
     from warehouse.integrity import check_warehouse
 
-    said = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    err.print(f"a file could not be read ({said}); checking {layout.root} …", highlight=False, soft_wrap=True)
-    report = check_warehouse(layout, full=False)
-    if not report.problems:
-        report = check_warehouse(layout, full=True)
-    if not report.problems:
+    lines = str(error).strip().splitlines()
+    said = " ".join(lines[0].split()) if lines else type(error).__name__
+    damage = any(word in said.lower() for word in DAMAGE_WORDS)
+    if layout.remote or (layout.root / "_meta").is_dir():
+        report = check_warehouse(layout, full=False)
+        if not report.problems and damage:
+            err.print(f"a file could not be read ({said}); checking {layout.root} …", highlight=False, soft_wrap=True)
+            report = check_warehouse(layout, full=True)
+        if report.problems:
+            found = "; ".join(str(problem) for problem in report.problems[:3])
+            more = f" (and {len(report.problems) - 3} more: multipolar check)" if len(report.problems) > 3 else ""
+            return f"a published file is damaged: {found}{more} (the reader said: {said})"
+    if damage:
         return f"a file could not be read ({said}), though every published file is as its record says"
-    found = "; ".join(str(problem) for problem in report.problems[:3])
-    more = f" (and {len(report.problems) - 3} more: multipolar check)" if len(report.problems) > 3 else ""
-    return f"a published file is damaged: {found}{more}"
+    return None
 
 
 def warehouse_argument(argv: list[str]) -> str | None:

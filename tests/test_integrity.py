@@ -125,11 +125,22 @@ def test_a_damaged_record_is_named_as_such(warehouse: Layout) -> None:
     assert problem.file == str(record) and f"the record {record} is damaged" in problem.mend
 
 
-def test_a_command_reading_a_damaged_file_fails_in_one_line_naming_it(warehouse: Layout) -> None:
-    """Through the installed `multipolar` command: polars says only that some file is not Parquet."""
+def another_tables_file(path: Path) -> None:
+    shutil.copyfile(path.parent.parent.parent / "attributions" / path.parent.name / path.name, path)
+
+
+@pytest.mark.parametrize(
+    ("damage", "said"),
+    [(cut_short, "is not a whole Parquet file"), (another_tables_file, "holds 360 rows where its record says 120")],
+)
+def test_a_command_reading_a_damaged_file_fails_in_one_line_naming_it(
+    warehouse: Layout, damage: Callable[[Path], None], said: str
+) -> None:
+    """Through the installed `multipolar` command: polars says only that some file is not Parquet, or that a
+    column is missing (in brackets, which the error line prints as they are)."""
     day = DAYS[1]
     damaged = warehouse.partition_file(MODELS, day)
-    cut_short(damaged)
+    damage(damaged)
     command = Path(sys.executable).parent / "multipolar"
     done = subprocess.run(
         [str(command), "metrics", "--date", day.isoformat(), "--force", "--warehouse", str(warehouse.root)],
@@ -142,7 +153,7 @@ def test_a_command_reading_a_damaged_file_fails_in_one_line_naming_it(warehouse:
     assert "Traceback" not in done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, done.stderr
-    assert f"models {day}: {damaged} is not a whole Parquet file" in errors[0]
+    assert f"models {day}: {damaged} {said}" in errors[0]
     assert "restore it from a backup" in errors[0]
 
 

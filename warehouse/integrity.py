@@ -162,7 +162,7 @@ def _examine(source: Any, size: int, record: dict[str, Any], full: bool) -> str 
     try:
         rows = pq.read_metadata(source).num_rows
     except (pa.ArrowException, OSError) as error:
-        return f"has a damaged Parquet footer ({error})"
+        return f"has a damaged Parquet footer ({' '.join(str(error).split())})"
     if record.get("rows") is not None and rows != record["rows"]:
         return f"holds {rows:,} rows where its record says {record['rows']:,}"
     if not full or record.get("sha256") is None:
