@@ -9,7 +9,8 @@ dates (gaps are fine; an actor missing on a date has share 0; "ahead" means a st
 - the crossover date starts a run of at least `persistence` consecutive dates ahead, or, when fewer
   dates remain, is ahead on all of them;
 - the crossover date is the earliest date meeting all three. It equals `first_date` when the
-  challenger has led since the series began (the crossing itself is then not observed).
+  challenger has led since the series began: the crossing itself is then not observed (`observed` is
+  false; true when the crossing falls between two snapshots of the series, null for `none`).
 `margin` is the challenger's share minus the incumbent's on the latest date, for either status.
 """
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 import polars as pl
 
 SERIES = ["time_window", "population", "rule", "dimension"]
-OUTPUT = [*SERIES, "challenger", "incumbent", "status", "crossover_date", "margin", "first_date", "dates"]
+OUTPUT = [*SERIES, "challenger", "incumbent", "status", "crossover_date", "observed", "margin", "first_date", "dates"]
 
 
 def actor_share(actor: str) -> pl.Expr:
@@ -99,6 +100,7 @@ def crossovers(
             .then(pl.lit("none"))
             .otherwise(pl.lit("crossed"))
             .alias("status"),
+            (pl.col("crossover_date") > pl.col("first_date")).alias("observed"),
         )
         .select(OUTPUT)
         .sort(SERIES)

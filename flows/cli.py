@@ -29,6 +29,10 @@ app = typer.Typer(
 )
 out = Console()
 err = Console(stderr=True)
+# Into a pipe or a file, a line stays one line (rich would fold it at 80 columns, or `$COLUMNS`), so that grep
+# and logs see it whole; on a terminal, rich folds it between words.
+for _console in (out, err):
+    _console.soft_wrap = not _console.is_terminal
 # Set by `main()`: this process is the `multipolar` command itself, whose refresh then runs against a Prefect
 # server of its own that dies with it, even by SIGKILL (`flows.schedule.prefect_api`). Prefect's temporary
 # server, which a caller of `app` in a longer-lived process shares between refreshes, outlives a SIGKILL.

@@ -226,7 +226,7 @@ def crossovers_date(layout: Layout, day: dt.date, *, force: bool = False) -> dic
         & (pl.col("time_window") == "30d")
         & (pl.col("population") == "llm")
     )
-    return {"status": "published", "crossed (30d, llm, region)": sorted(crossed["rule"].to_list())}
+    return {"status": "published", "crossed (30d, llm, region)": ", ".join(sorted(crossed["rule"])) or "none"}
 
 
 def series(layout: Layout, table: Table, *, until: dt.date | None = None) -> pl.DataFrame:

@@ -128,3 +128,13 @@ def test_persistence_below_one_snapshot_is_refused():
 def test_a_series_without_the_dimension_gives_no_rows():
     empty = SHARES.empty().with_columns(pl.lit(None, pl.Date).alias("snapshot_date"))
     assert conform(crossovers(empty), CROSSOVERS).is_empty()
+
+
+def test_a_crossing_is_observed_only_when_it_falls_between_two_snapshots():
+    seen = only_row(crossovers(race([0.1, 0.2, 0.4, 0.5], [0.3, 0.3, 0.3, 0.2])))
+    assert (seen["status"], seen["observed"]) == ("crossed", True)
+    # ahead from the first snapshot on: crossed before the series began, on a date it cannot show
+    before = only_row(crossovers(race([0.4, 0.4, 0.5], [0.3, 0.3, 0.3])))
+    assert (before["status"], before["crossover_date"], before["observed"]) == ("crossed", MONDAYS[0], False)
+    never = only_row(crossovers(race([0.1, 0.2], [0.3, 0.3])))
+    assert (never["status"], never["observed"]) == ("none", None)

@@ -188,6 +188,7 @@ CROSSOVERS = Table(
         "incumbent": pl.String(),
         "status": pl.String(),
         "crossover_date": pl.Date(),
+        "observed": pl.Boolean(),
         "margin": pl.Float64(),
         "first_date": pl.Date(),
         "dates": pl.Int64(),
