@@ -66,7 +66,8 @@ CLAIMS = (
         context=(
             "EOI keeps International/Online (23.8 %) and unaffiliated developers as buckets of their own; "
             "our Unknown region plays that part, so both shares are of all downloads, Unknown included. "
-            "Our closest window is all_time (cumulative since creation); between spans only two snapshots."
+            "Where the snapshots record all-time counts, all_time (cumulative since creation) is our closest "
+            "window; between spans only two snapshots."
         ),
     ),
     Claim(
@@ -339,8 +340,8 @@ def _differences(
     notes = []
     if window != claim.windows[0]:
         notes.append(
-            f"Window: {claim.published_window} published; ours is {window} because the warehouse has no "
-            f"{claim.windows[0]} downloads on {day} (the llmfit panel records trailing-30-day counts only)."
+            f"Window: {claim.published_window} published; ours is {window}, as the snapshots record no "
+            f"{claim.windows[0]} downloads on {day} (an import of 30-day counts alone, such as the llmfit panel)."
         )
     else:
         notes.append(f"Window: {claim.published_window} published; ours is {window}.")
@@ -436,7 +437,8 @@ def _general_notes(shares: pl.DataFrame, coverage: pl.DataFrame, day: dt.date) -
     kinds = sorted(set(coverage["source_kind"].drop_nulls().to_list()))
     sources = sorted(set(coverage["source"].drop_nulls().to_list()))
     if kinds:
-        notes.append(f"Snapshots: {coverage.height} dates, source kind {', '.join(kinds)}; {', '.join(sources[:3])}.")
+        dates = f"{coverage.height} date{'s' if coverage.height != 1 else ''}"
+        notes.append(f"Snapshots: {dates}, source kind {', '.join(kinds)}; {', '.join(sources[:3])}.")
     scopes = coverage.get_column("scope").drop_nulls().unique(maintain_order=True).to_list()
     partial = [scope for scope in scopes if scope != "full"]
     if partial:

@@ -146,7 +146,8 @@ def test_a_claim_falls_back_to_the_next_window_and_says_why() -> None:
     report = reproduce(shares, tiny_concentration(), tiny_crossovers(), tiny_coverage())
     row = claim(report, "E1")
     assert row["window"] == "30d"
-    assert "ours is 30d because the warehouse has no all_time downloads on 2026-03-08" in row["notes"]
+    assert "ours is 30d, as the snapshots record no all_time downloads on 2026-03-08" in row["notes"]
+    assert "Where the snapshots record all-time counts, all_time (cumulative since creation)" in row["notes"]
     assert row["our_china"] == 0.2 and row["our_us"] == 0.2  # 40 / 200 each, Unknown included
     assert claim(report, "A2")["window"] == "30d"
 
