@@ -11,7 +11,9 @@
   parent in the snapshot is followed further; a parent outside it is credited by its namespace. A merge
   splits its credit equally over its parents, recursively; paths reaching the same credited namespace
   combine into one row (weights summed, the shortest depth kept), so a model's weights sum to 1.
-  A walk stops at a cycle or self-reference (crediting the last model before the repeat), at a model
+  A model naming itself beside other parents (a merge listing its own repo) has that name ignored, as a
+  malformed parent beside a valid one is. A walk stops at a cycle or self-reference (crediting the last
+  model before the repeat), at a model
   whose parents are all malformed (crediting that model), or after `MAX_DEPTH` steps.
 
 `reviewed` says whether the credited namespace is in the registry, and `entry` which row of the date's
@@ -106,6 +108,7 @@ def graph_of(models: pl.DataFrame) -> Graph:
         .join(outside, on="parent_id", how="left")
         .select("node", pl.coalesce("parent", "outside").alias("parent"))
     )
+    usable = _without_own_beside_others(usable)
     # One chunk each: gathers from a chunked column are several times slower.
     names = pl.concat([models.get_column("model_id"), outside.get_column("parent_id")], rechunk=True).rename("name")
     authors = pl.concat([models.get_column("author"), pl.repeat(None, outside.height, dtype=pl.String(), eager=True)])
@@ -119,6 +122,17 @@ def graph_of(models: pl.DataFrame) -> Graph:
     edges = usable.with_columns(parents=parents.gather(usable.get_column("node")))
     malformed = links.filter(~pl.col("valid")).group_by("node").agg(pl.col("parent_id").first().alias("malformed"))
     return Graph(n, names, namespaces.to_series().rechunk(), parents.rename("parents"), edges, malformed)
+
+
+def _without_own_beside_others(usable: pl.DataFrame) -> pl.DataFrame:
+    """`usable` without the links of a model to itself beside other parents (a merge listing its own repo),
+    ignored as a malformed parent beside a valid one is; named alone, the model stops its walk as a cycle."""
+    own = usable.get_column("parent") == usable.get_column("node")
+    if not own.any():
+        return usable
+    others = (~own).cast(pl.Int32).rename("others")
+    kept = usable.with_columns(own=own, others=others).with_columns(pl.col("others").sum().over("node"))
+    return kept.filter(~pl.col("own") | (pl.col("others") == 0)).select("node", "parent")
 
 
 def _known_parents(links: pl.DataFrame, models: pl.DataFrame) -> pl.DataFrame:

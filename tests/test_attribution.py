@@ -245,6 +245,19 @@ def test_a_self_reference_credits_the_model_itself() -> None:
     assert row(models, "lineage", "a/loop")["evidence"] == "lineage: (cycle at a/loop, finetune); unreviewed namespace"
 
 
+def test_a_merge_naming_itself_among_its_parents_splits_over_the_others() -> None:
+    models = snapshot(
+        "Qwen/Qwen3-8B",
+        ("someone/merge", ["Qwen/Qwen3-8B", "meta-llama/Llama-3.1-8B", "someone/merge"], "merge"),
+        ("someone/sft", ["someone/merge"], "finetune"),
+    )
+    expected = [("Qwen", 0.5, 1), ("meta-llama", 0.5, 1)]
+    assert credits(models, "lineage")["someone/merge"] == expected
+    assert credits(models, "lineage")["someone/sft"] == [("Qwen", 0.5, 2), ("meta-llama", 0.5, 2)]
+    evidence = attribute(models, REGISTRY).filter(pl.col("model_id") == "someone/merge")["evidence"]
+    assert not any("cycle" in line for line in evidence), evidence.to_list()
+
+
 def test_a_parent_outside_the_snapshot_is_credited_by_its_namespace() -> None:
     models = snapshot(("someone/llama-sft", ["meta-llama/Llama-2-7b"], "finetune"))
     credited = row(models, "lineage", "someone/llama-sft")
