@@ -230,12 +230,13 @@ def crossovers_date(layout: Layout, day: dt.date, *, force: bool = False) -> dic
 
 
 def series(layout: Layout, table: Table, *, until: dt.date | None = None) -> pl.DataFrame:
-    """Every published partition of `table` (up to `until`), with its `snapshot_date`."""
+    """Every published partition of `table` (up to `until`), with its `snapshot_date`. A partition written before
+    a column was added to the table has it null (such as `crossovers.observed`), until it is made again."""
     dates = [d for d in layout.published_dates(table) if until is None or d <= until]
     if not dates:
         return table.empty().with_columns(pl.lit(None, pl.Date).alias("snapshot_date"))
     frames = [layout.scan(table, d).with_columns(pl.lit(d, pl.Date).alias("snapshot_date")) for d in dates]
-    return pl.concat(frames, how="vertical").collect()
+    return pl.concat(frames, how="diagonal_relaxed").collect()
 
 
 def shares_series(layout: Layout, *, until: dt.date | None = None) -> pl.DataFrame:

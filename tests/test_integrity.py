@@ -199,3 +199,20 @@ def test_check_names_derived_partitions_of_a_date_whose_models_are_gone(warehous
     assert all(p.mend.endswith(f"multipolar remove --date {day}") for p in problems)
     assert runner.invoke(app, ["remove", "--date", day.isoformat(), "--warehouse", str(warehouse.root), "--yes"])
     assert check(warehouse).exit_code == 0
+
+
+def test_partitions_written_before_a_column_was_added_read_with_it_null(warehouse: Layout) -> None:
+    """A warehouse published by an earlier version: `crossovers` had no `observed`. The dashboard, the report
+    and `sql` read old and new partitions together until the old are made again."""
+    from warehouse.query import run_sql
+    from warehouse.tables import CROSSOVERS
+
+    old = warehouse.partition_file(CROSSOVERS, DAYS[0])
+    pl.read_parquet(old).drop("observed").write_parquet(old)
+    both = steps.series(warehouse, CROSSOVERS)
+    first = both.filter(pl.col("snapshot_date") == DAYS[0])
+    assert first.height > 0 and first["observed"].null_count() == first.height
+    assert steps.dashboard_step(warehouse, force=True)["status"] == "published"
+    assert steps.reproduction_step(warehouse)["status"] == "published"
+    assert run_sql(warehouse, "SELECT count(*) AS n FROM crossovers WHERE observed IS NULL")["n"].item() > 0
+    assert "crossovers" in steps.pending_steps(warehouse, DAYS[0], dashboard=False)  # made again by the next run
