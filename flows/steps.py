@@ -187,7 +187,9 @@ def metrics_date(layout: Layout, day: dt.date, *, force: bool = False) -> dict[s
     previous_models = layout.scan(MODELS, basis) if basis else None
     registry = registry_used(layout, day)
     by_row = rows_point_at_models(layout, day)
-    tables = metric_tables(models, attributions, previous_models, registry=registry, streamed=True, by_row=by_row)
+    tables = metric_tables(
+        models, attributions, previous_models, registry=registry, streamed=True, by_row=by_row, previous_date=basis
+    )
     provenance: dict[str, Any] = {"inputs": inputs, "registry_version": _registry_of(layout, day)}
     if previous_models is not None:
         provenance["negative_all_time_deltas"] = tables["negative_deltas"].row(0, named=True)

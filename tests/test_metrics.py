@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import random
 
@@ -278,11 +279,17 @@ def test_tables_fit_the_warehouse_schemas():
     attributions = attributions_frame(
         credit("Qwen/a", "Qwen"), credit("x/b", None), credit("Qwen/a", "Qwen", rule="official")
     )
-    tables = metric_tables(models, attributions, previous_models=previous)
+    before = dt.date(2026, 5, 4)  # a week before: the between window says where it starts
+    tables = metric_tables(models, attributions, previous_models=previous, previous_date=before)
     conform(tables["shares"], SHARES)
     conform(tables["concentration"], CONCENTRATION)
-    assert tables["shares"].equals(shares(models, attributions, previous_models=previous))
-    assert tables["concentration"].equals(concentration(models, attributions, previous_models=previous))
+    assert tables["shares"].equals(shares(models, attributions, previous_models=previous, previous_date=before))
+    assert tables["concentration"].equals(
+        concentration(models, attributions, previous_models=previous, previous_date=before)
+    )
+    for table in tables["shares"], tables["concentration"]:
+        starts = table.group_by("time_window").agg(pl.col("window_start").unique()).sort("time_window")
+        assert starts.rows() == [("30d", [None]), ("all_time", [None]), ("between", [before])]
 
 
 def test_concentration_reports_every_group_even_without_models():
