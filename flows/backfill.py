@@ -533,7 +533,10 @@ def validate_import(frame: pl.DataFrame, source: str, *, unit: str = "line") -> 
     """Every problem of one file's rows, each with its line (or row) and reason; empty when importable."""
     missing = [c for c in REQUIRED if c not in frame.columns]
     if missing:
-        return [ImportProblem(source, 1 if unit == "line" else None, f"missing required column {c}") for c in missing]
+        line = 1 if unit == "line" else None
+        other = next((mark for mark in (";", "\t", "|") if any(mark in c for c in frame.columns)), None)
+        hint = f" (its header holds {other!r}: separate its columns with commas)" if other and unit == "line" else ""
+        return [ImportProblem(source, line, f"missing required column {c}{hint}") for c in missing]
     checks = _checks(frame.columns, dt.datetime.now(dt.UTC).date())
     reasons = frame.select(
         LINE, pl.concat_list([pl.when(bad.fill_null(False)).then(reason) for bad, reason in checks]).alias("reason")
@@ -642,11 +645,12 @@ def import_snapshots(
     path = Path(path)
     options = {"path": str(path), "force": force, "dashboard": dashboard}
     started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    # Read and checked before the warehouse is touched: a rejected import leaves no trace in it.
+    began = time.monotonic()
+    files, problems = read_import(snapshot_paths(path))
+    if problems:
+        raise ImportRejected(problems)
     with writer_lock(layout, f"import {path.name}", wait_seconds=wait_seconds):
-        began = time.monotonic()
-        files, problems = read_import(snapshot_paths(path))
-        if problems:
-            raise ImportRejected(problems)
         days: dict[dt.date, list[tuple[SnapshotFile, pl.DataFrame]]] = {}
         for snapshot in files:
             report.files.append(snapshot.provenance() | {"dates": snapshot.frame["snapshot_date"].n_unique()})

@@ -178,6 +178,11 @@ BAD_FILES = {
         "snapshot_date,model_id\n2026-03-01,a/b\n",
         "s.csv:1: missing required column downloads_30d",
     ),
+    "semicolons": (
+        "s.csv",
+        "snapshot_date;model_id;downloads_30d\n2026-03-01;a/b;5\n",
+        "s.csv:1: missing required column model_id (its header holds ';': separate its columns with commas)",
+    ),
     "unparsable date": (
         "s.csv",
         HEADER + "2026-03-01,a/b,1\n03/02/2026,a/c,1\n",
@@ -259,7 +264,7 @@ def test_each_kind_of_bad_file_is_rejected_with_its_line_and_reason_and_publishe
     assert expected in result.output.replace(str(folder) + "/", ""), result.output
     assert "nothing was published" in result.output
     assert published(tmp_path / "wh") == []
-    assert not (tmp_path / "wh" / "_meta").exists()
+    assert not (tmp_path / "wh").exists()  # not even the folder or its lock: the file is read first
 
 
 def test_a_bad_file_in_a_folder_stops_the_good_ones_too(tmp_path) -> None:
