@@ -20,7 +20,7 @@ import io
 import json
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -533,10 +533,7 @@ def validate_import(frame: pl.DataFrame, source: str, *, unit: str = "line") -> 
     """Every problem of one file's rows, each with its line (or row) and reason; empty when importable."""
     missing = [c for c in REQUIRED if c not in frame.columns]
     if missing:
-        line = 1 if unit == "line" else None
-        other = next((mark for mark in (";", "\t", "|") if any(mark in c for c in frame.columns)), None)
-        hint = f" (its header holds {other!r}: separate its columns with commas)" if other and unit == "line" else ""
-        return [ImportProblem(source, line, f"missing required column {c}{hint}") for c in missing]
+        return [ImportProblem(source, 1 if unit == "line" else None, f"missing required column {c}") for c in missing]
     checks = _checks(frame.columns, dt.datetime.now(dt.UTC).date())
     reasons = frame.select(
         LINE, pl.concat_list([pl.when(bad.fill_null(False)).then(reason) for bad, reason in checks]).alias("reason")
@@ -577,6 +574,10 @@ def read_import(paths: Iterable[Path]) -> tuple[list[SnapshotFile], list[ImportP
             continue
         unit = "row" if kind == "parquet" else "line"
         found = validate_import(frame, str(path), unit=unit)
+        mark = next((m for m in (";", "\t", "|") if any(m in c for c in ignored)), None) if kind == "csv" else None
+        if mark:  # a header the reader took for one column: another separator than commas
+            hint = f" (its header holds {mark!r}: separate its columns with commas)"
+            found = [replace(p, reason=p.reason + hint) if p.reason.startswith("missing") else p for p in found]
         problems += found[:MAX_PROBLEMS]
         if len(found) > MAX_PROBLEMS:
             problems.append(ImportProblem(str(path), None, f"… and {len(found) - MAX_PROBLEMS} more problem(s)"))
