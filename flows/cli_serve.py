@@ -75,10 +75,12 @@ def serve(
                 f"(ready after {time.monotonic() - began:.1f} s; Ctrl-C to stop)",
                 highlight=False,
             )
-            schedule.serve(deployment)
+            try:
+                schedule.serve(deployment)
+            finally:
+                err.print("stopped serving", highlight=False)
     except schedule.ServerFailed as error:
         raise fail(str(error)) from None
-    err.print("stopped serving", highlight=False)
 
 
 @app.command()

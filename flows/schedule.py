@@ -7,7 +7,9 @@ cannot reach it, so when no `PREFECT_API_URL` is configured the commands here st
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -17,6 +19,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -252,7 +255,33 @@ def refresh_deployment(
 
 
 def serve(deployment: Any) -> None:
-    """Serve the deployment until interrupted: one run at a time, its schedule paused on shutdown."""
+    """Serve the deployment until interrupted: one run at a time, its schedule paused on shutdown.
+
+    Prefect's runner answers SIGTERM with `sys.exit(0)`: that is turned into the exit a process stopped by
+    SIGTERM makes (143), so a supervisor sees the service was stopped rather than finished. The connections
+    its shutdown cancels are not logged as errors."""
     from prefect import serve as prefect_serve
 
-    prefect_serve(deployment, limit=1, pause_on_shutdown=True, print_starting_message=False)
+    shutdown_noise = _CancelledOnShutdown()
+    logging.getLogger("asyncio").addFilter(shutdown_noise)
+    try:
+        with warnings.catch_warnings():
+            # Prefect's SIGTERM handler calls the runner's async `stop` without awaiting it; `serve` stops the
+            # runner itself as it unwinds.
+            warnings.filterwarnings("ignore", "coroutine 'Runner.astop' was never awaited", RuntimeWarning)
+            prefect_serve(deployment, limit=1, pause_on_shutdown=True, print_starting_message=False)
+    except SystemExit as stop:
+        if stop.code in (0, None):  # Prefect's handler of SIGTERM
+            raise SystemExit(128 + signal.SIGTERM) from None
+        raise
+    finally:
+        logging.getLogger("asyncio").removeFilter(shutdown_noise)
+
+
+class _CancelledOnShutdown(logging.Filter):
+    """Drops asyncio's report of a callback whose task was cancelled (the runner's control channel, cancelled
+    as it shuts down): nothing failed."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, asyncio.CancelledError)

@@ -132,6 +132,9 @@ def test_a_served_schedule_publishes_todays_snapshot_then_stops_its_server(tmp_p
             proc.terminate()
             proc.wait(timeout=60)
     output = logs.read_text()
+    # stopped by SIGTERM, and says so: exit 143 (a supervisor sees it stopped), no shutdown tracebacks
+    assert proc.returncode == 143 and "stopped serving" in output, output[-3000:]
+    assert "Traceback" not in output and "never awaited" not in output, output[-3000:]
     server_pid = int(re.search(r"started a Prefect server at \S+ \(pid (\d+)", output).group(1))
     assert server_pid in {p.pid for p in family}
     _, alive = psutil.wait_procs(family, timeout=30)
