@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import fnmatch
 import io
 import json
 import time
@@ -138,7 +139,8 @@ def snapshot_paths(path: Path) -> list[Path]:
             for p in sorted(path.rglob("*"))
             if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
         ]
-        chosen = [p for p in found if p.suffix.lower() in FORMATS]
+        # An llmfit catalogue is read with the panel beside it, as its pipeline tags and sizes, not as a snapshot.
+        chosen = [p for p in found if p.suffix.lower() in FORMATS and not fnmatch.fnmatch(p.name, LLMFIT_CATALOGUE)]
         if not chosen:
             raise ImportRejected([ImportProblem(str(path), None, "no .csv, .parquet or .jsonl file in the folder")])
         return chosen

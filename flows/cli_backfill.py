@@ -47,8 +47,7 @@ def import_(
         raise fail(str(error)) from None
     for source in report.files:
         out.print(
-            f"read {source['source_file']}: {source['source_format']}, {source['source_rows']:,} rows, "
-            f"{source['dates']} dates",
+            f"read {source['source_file']}: {source['source_format']}, {_rows_read(source)}, {source['dates']} dates",
             highlight=False,
             soft_wrap=True,
         )
@@ -99,6 +98,13 @@ def reproduce(
         err.print(f"reproduction report: {target}", highlight=False, soft_wrap=True)
     else:
         out.print(f"reproduction report: {target}", highlight=False, soft_wrap=True)
+
+
+def _rows_read(source: dict) -> str:
+    """The rows taken from a file; for an llmfit panel, of how many (one per model and date is kept)."""
+    panel = (source.get("llmfit") or {}).get("panel_rows")
+    kept = f"{source['source_rows']:,} rows"
+    return f"{kept} (the last of each model's day, of {panel:,})" if panel is not None else kept
 
 
 def _artifact(markdown: str) -> None:

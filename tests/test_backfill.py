@@ -314,8 +314,9 @@ BAAI/bge-m3,BAAI,567754752,xlm-roberta,unknown,Text embeddings for RAG
 
 
 def test_the_llmfit_panel_keeps_each_days_last_value_and_reads_the_catalogue(tmp_path) -> None:
-    panel = write(tmp_path / "panel.csv", PANEL_CSV)
-    write(tmp_path / "llmfit_hf_models_2026-05-12.csv", CATALOGUE_CSV)
+    (tmp_path / "src").mkdir()
+    panel = write(tmp_path / "src" / "panel.csv", PANEL_CSV)
+    write(tmp_path / "src" / "llmfit_hf_models_2026-05-12.csv", CATALOGUE_CSV)
     frame = llmfit_panel_snapshots(panel)
     assert frame.select("snapshot_date", "model_id", "downloads_30d", "pipeline_tag", "params_total").rows() == [
         ("2026-02-15", "Qwen/Qwen3-8B", "120", "text-generation", "8190735360"),
@@ -327,6 +328,11 @@ def test_the_llmfit_panel_keeps_each_days_last_value_and_reads_the_catalogue(tmp
     meta = read_meta(Layout.at(tmp_path / "wh"), MODELS, dt.date(2026, 2, 15))
     assert meta["source_format"] == "llmfit-panel" and meta["llmfit"]["same_day_rows_dropped"] == 1
     assert meta["llmfit"]["repeated_values"] == 1 and meta["llmfit"]["catalogue_file"].endswith("2026-05-12.csv")
+    assert "3 rows (the last of each model's day, of 4)" in " ".join(result.output.split())
+    # The folder imports as the panel did: the catalogue beside it is the panel's, not a snapshot of its own.
+    folder = run_import(tmp_path / "src", tmp_path / "wh-folder")
+    assert folder.exit_code == 0, folder.output
+    assert published(tmp_path / "wh-folder") == published(tmp_path / "wh")
 
 
 def test_a_bad_llmfit_time_is_rejected_with_its_line(tmp_path) -> None:
