@@ -69,6 +69,14 @@ def serve(
                 name=name,
                 dashboard=not no_dashboard,
             )
+            left = schedule.clear_leftovers(deployment)
+            cleared = [
+                f"removed {left.removed} run(s) an earlier serve scheduled with its own parameters"
+                * bool(left.removed),
+                f"marked {left.crashed} run(s) it left running as crashed" * bool(left.crashed),
+            ]
+            if any(cleared):
+                err.print("; ".join(c for c in cleared if c), highlight=False)
             when = f"every {interval:g} s" if interval else f"cron {cron or DEFAULT_CRON!r} UTC"
             err.print(
                 f"serving refresh/{name} · {when} · scope {scope} · {deployment.parameters['warehouse']} · {api} "

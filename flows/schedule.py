@@ -254,6 +254,51 @@ def refresh_deployment(
     return deployment
 
 
+@dataclass(frozen=True)
+class Leftovers:
+    """What an earlier serve of the deployment left in the Prefect database, and what was done with it."""
+
+    removed: int  # runs scheduled (or waiting to retry) with that serve's parameters, deleted
+    crashed: int  # runs it left running or pending when it stopped, marked crashed
+
+
+def clear_leftovers(deployment: Any) -> Leftovers:
+    """Delete the runs an earlier serve of `deployment` scheduled and never started (they carry its parameters:
+    another endpoint or warehouse), and mark the runs it left running when it stopped as crashed (they would
+    show as running for ever). The schedule makes its runs afresh with the parameters given now."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterId,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.exceptions import ObjectNotFound
+    from prefect.states import Crashed
+
+    waiting, started = [StateType.SCHEDULED], [StateType.RUNNING, StateType.PENDING]
+    with get_client(sync_client=True) as client:
+        try:
+            known = client.read_deployment_by_name(f"{scheduled_refresh.name}/{deployment.name}")
+        except ObjectNotFound:
+            return Leftovers(0, 0)
+        runs = client.read_flow_runs(
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[known.id])),
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=waiting + started))
+            ),
+        )
+        for run in runs:
+            if run.state_type in waiting:
+                client.delete_flow_run(run.id)
+            else:
+                client.set_flow_run_state(run.id, Crashed(message="its serve process stopped"), force=True)
+    removed = sum(run.state_type in waiting for run in runs)
+    return Leftovers(removed, len(runs) - removed)
+
+
 def serve(deployment: Any) -> None:
     """Serve the deployment until interrupted: one run at a time, its schedule paused on shutdown.
 

@@ -244,3 +244,26 @@ def test_recompute_on_a_local_dask_cluster_equals_threads(tmp_path) -> None:
         f"\nrecompute {len(days)} dates: threads {seconds['threads']} s, dask (2 processes) {seconds['dask']} s; "
         f"{identical_bytes}/{3 * len(days)} partitions byte-identical"
     )
+
+
+@pytest.mark.slow
+def test_a_new_serve_clears_the_runs_an_earlier_serve_left_with_its_parameters(tmp_path, monkeypatch) -> None:
+    """A run scheduled (or waiting to retry) by an earlier serve carries its endpoint and warehouse: it is
+    removed, and one left running when that serve stopped is marked crashed."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.states import Running
+
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
+    with schedule.local_server() as server, temporary_settings(updates={PREFECT_API_URL: server.url}):
+        assert schedule.clear_leftovers(schedule.refresh_deployment(interval=60)) == schedule.Leftovers(0, 0)
+        earlier = schedule.refresh_deployment(interval=60, endpoint="http://127.0.0.1:9", warehouse=str(tmp_path))
+        deployment_id = earlier.apply()
+        with get_client(sync_client=True) as client:
+            waiting = client.create_flow_run_from_deployment(deployment_id)
+            stopped = client.create_flow_run_from_deployment(deployment_id)
+            client.set_flow_run_state(stopped.id, Running(), force=True)
+            later = schedule.refresh_deployment(interval=60, endpoint="http://127.0.0.1:8777")
+            assert schedule.clear_leftovers(later) == schedule.Leftovers(removed=1, crashed=1)
+            runs = {run.id: run.state_type.value for run in client.read_flow_runs()}
+    assert waiting.id not in runs and runs[stopped.id] == "CRASHED"
