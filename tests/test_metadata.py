@@ -247,7 +247,9 @@ def test_credited_joins_on_model_row_only_the_dates_attributed_from_their_models
     # The metrics find each model by its row on the same dates only.
     for day, before in ((NEXT, DAY), (later, NEXT)):
         metrics_date(layout, day, force=True)
-        by_id = metric_tables(layout.scan(MODELS, day), layout.scan(ATTRIBUTIONS, day), layout.scan(MODELS, before))
+        by_id = metric_tables(
+            layout.scan(MODELS, day), layout.scan(ATTRIBUTIONS, day), layout.scan(MODELS, before), previous_date=before
+        )
         published = pl.read_parquet(layout.partition_file(SHARES, day)).drop("snapshot_date", strict=False)
         assert_frame_equal(published, by_id["shares"], check_exact=False, rel_tol=1e-9, abs_tol=1e-9)
 
