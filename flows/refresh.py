@@ -58,19 +58,9 @@ def crossovers(warehouse: str, day: dt.date, force: bool) -> dict[str, Any]:
 
 @task(name="later-dates", cache_policy=NONE)
 def later_dates(warehouse: str, day: dt.date) -> dict[str, Any]:
-    """Bring the dates published after `day` up to date with it: a snapshot inserted before them changes their
-    `between` window (the next date's) and their crossovers (every later date's). Each step is skipped where
-    its inputs are unchanged, so a refresh of the latest date does nothing here."""
-    layout = Layout.at(warehouse)
-    redone: dict[str, list[str]] = {}
-    for later in (d for d in layout.published_dates(MODELS) if d > day):
-        for name, step in (
-            ("attribute", steps.attribute_date),
-            ("metrics", steps.metrics_date),
-            ("crossovers", steps.crossovers_date),
-        ):
-            if step(layout, later).get("status") == "published":
-                redone.setdefault(name, []).append(later.isoformat())
+    """Bring the dates published after `day` up to date with it (`steps.update_later_dates`); a refresh of the
+    latest date does nothing here."""
+    redone = steps.update_later_dates(Layout.at(warehouse), day)
     if not redone:
         return {"status": "none to update"}
     return {"status": "updated", **{name: ", ".join(days) for name, days in redone.items()}}

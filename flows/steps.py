@@ -371,12 +371,19 @@ def remove_date(layout: Layout, day: dt.date) -> dict[str, Any]:
         t.name for t in (CROSSOVERS, CONCENTRATION, SHARES, ATTRIBUTIONS, REGISTRY, MODELS) if unpublish(layout, t, day)
     ]
     versions = drop_unreferenced(layout)
+    return {"removed": removed, "metadata_versions_dropped": versions, "updated": update_later_dates(layout, day)}
+
+
+def update_later_dates(layout: Layout, day: dt.date) -> dict[str, list[str]]:
+    """Bring the dates published after `day` up to date with it: a date inserted or removed before them changes
+    the next date's `between` window and every later date's crossovers. Each step is skipped where its inputs
+    are unchanged (nothing to do after the latest date). The dates each step published again, by step."""
     redone: dict[str, list[str]] = {}
     for later in (d for d in layout.published_dates(MODELS) if d > day):
-        for name, step in (("metrics", metrics_date), ("crossovers", crossovers_date)):
+        for name, step in (("attribute", attribute_date), ("metrics", metrics_date), ("crossovers", crossovers_date)):
             if step(layout, later).get("status") == "published":
                 redone.setdefault(name, []).append(later.isoformat())
-    return {"removed": removed, "metadata_versions_dropped": versions, "updated": redone}
+    return redone
 
 
 def downstream_steps(layout: Layout, day: dt.date, *, force: bool = False, dashboard: bool = True) -> dict[str, Any]:
