@@ -374,15 +374,12 @@ def attribute(
     """Credit every model of a snapshot to a lab, country, region and developer type under each rule."""
     from analytics.registry import RegistryError
     from flows.steps import attribute_date, pending_steps
-    from warehouse.lock import WarehouseLocked, writer_lock
 
     layout, day = _published_day(warehouse, date)
     try:
-        with writer_lock(layout, f"attribute {day}"):
+        with warehouse_writer(layout, f"attribute {day}"):
             _print_outcomes({f"attribute {day}": attribute_date(layout, day, force=force)})
             stale = "metrics" in pending_steps(layout, day, dashboard=False)
-    except WarehouseLocked as error:
-        raise fail(str(error), 3) from None
     except RegistryError as error:
         raise fail(str(error)) from None
     if stale:
@@ -404,13 +401,12 @@ def metrics(
     """Recompute shares, concentration and crossovers (attributing first where needed), then the reports."""
     from analytics.registry import RegistryError
     from flows.steps import attribute_date, crossovers_date, dashboard_step, metrics_date, reproduction_step
-    from warehouse.lock import WarehouseLocked, writer_lock
     from warehouse.tables import MODELS
 
     layout, day = _published_day(warehouse, date)
     days = [day] if date else layout.published_dates(MODELS)
     try:
-        with writer_lock(layout, "metrics"):
+        with warehouse_writer(layout, "metrics"):
             for d in days:
                 attribute_date(layout, d)
                 _print_outcomes({f"metrics {d}": metrics_date(layout, d, force=force)})
@@ -422,8 +418,6 @@ def metrics(
             _print_outcomes({"reproduce": report})
             if not no_dashboard:
                 _print_outcomes({"dashboard": dashboard_step(layout)})
-    except WarehouseLocked as error:
-        raise fail(str(error), 3) from None
     except RegistryError as error:
         raise fail(str(error)) from None
 
