@@ -216,3 +216,11 @@ def test_partitions_written_before_a_column_was_added_read_with_it_null(warehous
     assert steps.reproduction_step(warehouse)["status"] == "published"
     assert run_sql(warehouse, "SELECT count(*) AS n FROM crossovers WHERE observed IS NULL")["n"].item() > 0
     assert "crossovers" in steps.pending_steps(warehouse, DAYS[0], dashboard=False)  # made again by the next run
+
+
+def test_a_long_line_into_a_pipe_stays_one_line(warehouse: Layout) -> None:
+    """Not folded at 80 columns (or `$COLUMNS`): grep and logs see each line whole."""
+    result = runner.invoke(app, ["metrics", "--warehouse", str(warehouse.root)], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    report = warehouse.root / "reports" / "reproduction.md"
+    assert f"reproduce: published (report {report})" in result.output.splitlines(), result.output
