@@ -255,15 +255,20 @@ def test_a_new_serve_clears_the_runs_an_earlier_serve_left_with_its_parameters(t
     from prefect.states import Running
 
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
+    name = f"test-{tmp_path.name}"  # a deployment of its own, should the server's database be shared
     with schedule.local_server() as server, temporary_settings(updates={PREFECT_API_URL: server.url}):
-        assert schedule.clear_leftovers(schedule.refresh_deployment(interval=60)) == schedule.Leftovers(0, 0)
-        earlier = schedule.refresh_deployment(interval=60, endpoint="http://127.0.0.1:9", warehouse=str(tmp_path))
+        unknown = schedule.refresh_deployment(interval=60, name=name)
+        assert schedule.clear_leftovers(unknown) == schedule.Leftovers(0, 0)
+        earlier = schedule.refresh_deployment(
+            interval=60, endpoint="http://127.0.0.1:9", warehouse=str(tmp_path), name=name
+        )
         deployment_id = earlier.apply()
         with get_client(sync_client=True) as client:
             waiting = client.create_flow_run_from_deployment(deployment_id)
             stopped = client.create_flow_run_from_deployment(deployment_id)
             client.set_flow_run_state(stopped.id, Running(), force=True)
-            later = schedule.refresh_deployment(interval=60, endpoint="http://127.0.0.1:8777")
+            later = schedule.refresh_deployment(interval=60, endpoint="http://127.0.0.1:8777", name=name)
             assert schedule.clear_leftovers(later) == schedule.Leftovers(removed=1, crashed=1)
             runs = {run.id: run.state_type.value for run in client.read_flow_runs()}
+            assert schedule.clear_leftovers(later) == schedule.Leftovers(0, 0)  # nothing left the second time
     assert waiting.id not in runs and runs[stopped.id] == "CRASHED"
