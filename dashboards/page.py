@@ -34,16 +34,6 @@ from dashboards import charts
 from dashboards.frames import LABEL_CHARS, POPULATIONS, WINDOWS, ViewFrames, view_frames
 from warehouse.provenance import source_label
 
-PROVENANCE_KEYS = (
-    "source",
-    "source_kind",
-    "scopes",
-    "dates",
-    "rows",
-    "registry_version",
-    "generated_at",
-    "code_version",
-)
 OUTPUT_DIV = "dashboard"
 EMBED_OPTIONS = {"actions": False, "renderer": "svg"}
 VL_CONVERT_VERSION = ".".join(alt.VEGALITE_VERSION.split(".")[:2])  # the Vega-Lite Altair writes

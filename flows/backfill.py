@@ -720,9 +720,7 @@ def derive_all(
                 done.append(said[name])
         log(f"{day}: {', '.join(done)}" if done else f"{day}: up to date")
     began = time.monotonic()
-    report = steps.reproduction_step(layout)
-    report.pop("markdown", None)
-    outcomes["reproduce"] = report
+    outcomes["reproduce"] = steps.reproduction_step(layout)
     seconds["reproduce"] = round(time.monotonic() - began, 2)
     if dashboard:
         began = time.monotonic()

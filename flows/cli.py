@@ -413,9 +413,7 @@ def metrics(
             for d in days:
                 _print_outcomes({f"crossovers {d}": crossovers_date(layout, d, force=force)})
             # The report and the page say what the metrics say now (the page is redrawn only when they changed).
-            report = reproduction_step(layout)
-            report.pop("markdown", None)
-            _print_outcomes({"reproduce": report})
+            _print_outcomes({"reproduce": reproduction_step(layout)})
             if not no_dashboard:
                 _print_outcomes({"dashboard": dashboard_step(layout)})
     except RegistryError as error:

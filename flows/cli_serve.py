@@ -70,13 +70,13 @@ def serve(
                 dashboard=not no_dashboard,
             )
             left = schedule.clear_leftovers(deployment)
-            cleared = [
-                f"removed {left.removed} run(s) an earlier serve scheduled with its own parameters"
-                * bool(left.removed),
-                f"marked {left.crashed} run(s) it left running as crashed" * bool(left.crashed),
-            ]
-            if any(cleared):
-                err.print("; ".join(c for c in cleared if c), highlight=False)
+            cleared = []
+            if left.removed:
+                cleared.append(f"removed {left.removed} run(s) an earlier serve scheduled with its own parameters")
+            if left.crashed:
+                cleared.append(f"marked {left.crashed} run(s) it left running as crashed")
+            if cleared:
+                err.print("; ".join(cleared), highlight=False)
             when = f"every {interval:g} s" if interval else f"cron {cron or DEFAULT_CRON!r} UTC"
             err.print(
                 f"serving refresh/{name} · {when} · scope {scope} · {deployment.parameters['warehouse']} · {api} "

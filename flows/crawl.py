@@ -357,16 +357,20 @@ def crawl_summary(result: CrawlResult) -> dict[str, Any]:
     return state
 
 
+def _page_items(folder: Path, listing: int) -> Iterator[int]:
+    """How many items each staged page of one listing holds, page by page (read as they are asked for)."""
+    for page in sorted(folder.glob(f"page-{listing:05d}-*.parquet")):
+        yield pl.scan_parquet(page, glob=False).select(pl.len()).collect().item()
+
+
 def listed_any(folder: Path, listing: int) -> bool:
     """Whether the staged pages of one listing hold any item (reading pages only up to the first that does)."""
-    files = sorted(folder.glob(f"page-{listing:05d}-*.parquet"))
-    return any(pl.scan_parquet(f, glob=False).select(pl.len()).collect().item() for f in files)
+    return any(_page_items(folder, listing))
 
 
 def listing_items(folder: Path, listing: int) -> int:
     """How many items the staged pages of one listing hold."""
-    files = sorted(folder.glob(f"page-{listing:05d}-*.parquet"))
-    return sum(pl.scan_parquet(f, glob=False).select(pl.len()).collect().item() for f in files) if files else 0
+    return sum(_page_items(folder, listing))
 
 
 def _discard_unrecorded(folder: Path, pages: int) -> None:

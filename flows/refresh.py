@@ -75,7 +75,7 @@ def dashboard_task(warehouse: str, force: bool) -> dict[str, Any]:
 @task(name="reproduce", cache_policy=NONE)
 def reproduce(warehouse: str) -> dict[str, Any]:
     """Our numbers beside each published claim, as a report file and the run's artifact."""
-    outcome = steps.reproduction_step(Layout.at(warehouse))
+    outcome = steps.reproduction_step(Layout.at(warehouse), with_markdown=True)
     markdown = outcome.pop("markdown", None)
     if markdown:
         create_markdown_artifact(key="reproduction", markdown=markdown)

@@ -290,13 +290,13 @@ def clear_leftovers(deployment: Any) -> Leftovers:
                 state=FlowRunFilterState(type=FlowRunFilterStateType(any_=waiting + started))
             ),
         )
+        unstarted = [run for run in runs if run.state_type in waiting]
+        for run in unstarted:
+            client.delete_flow_run(run.id)
         for run in runs:
-            if run.state_type in waiting:
-                client.delete_flow_run(run.id)
-            else:
+            if run.state_type not in waiting:
                 client.set_flow_run_state(run.id, Crashed(message="its serve process stopped"), force=True)
-    removed = sum(run.state_type in waiting for run in runs)
-    return Leftovers(removed, len(runs) - removed)
+    return Leftovers(len(unstarted), len(runs) - len(unstarted))
 
 
 def serve(deployment: Any) -> None:

@@ -347,8 +347,9 @@ def reproduction_of(layout: Layout, *, window: str = "30d"):
     )
 
 
-def reproduction_step(layout: Layout) -> dict[str, Any]:
-    """Write `<root>/reports/reproduction.md` and return its markdown for the run's artifact."""
+def reproduction_step(layout: Layout, *, with_markdown: bool = False) -> dict[str, Any]:
+    """Write `<root>/reports/reproduction.md`; what was done, and with `with_markdown` the report itself (for a
+    flow run's artifact)."""
     from analytics.reproduction import to_markdown
 
     if not layout.published_dates(SHARES):
@@ -357,7 +358,8 @@ def reproduction_step(layout: Layout) -> dict[str, Any]:
     target = layout.root / "reports" / "reproduction.md"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(markdown, encoding="utf-8")
-    return {"status": "published", "report": str(target), "markdown": markdown}
+    outcome = {"status": "published", "report": str(target)}
+    return outcome | {"markdown": markdown} if with_markdown else outcome
 
 
 def remove_date(layout: Layout, day: dt.date) -> dict[str, Any]:

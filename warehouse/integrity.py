@@ -8,9 +8,6 @@ a file cut short or replaced, not one changed in place.
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
-from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -19,11 +16,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from warehouse.layout import Layout
-from warehouse.publish import DamagedRecord, read_record
+from warehouse.publish import DamagedRecord, read_record, sha256_of
 from warehouse.tables import ATTRIBUTIONS, CONCENTRATION, CROSSOVERS, MODEL_METADATA, MODELS, REGISTRY, SHARES, Table
 
 MAGIC = b"PAR1"
-CHUNK = 8 << 20  # bytes hashed at a time
 DATED = (MODELS, REGISTRY, ATTRIBUTIONS, SHARES, CONCENTRATION, CROSSOVERS)
 # How each table's partition of a date is made again, when it can be; `models` and `model_metadata` are what
 # the Hub served that day, made again by nothing but a backup.
@@ -73,7 +69,6 @@ class Report:
     partitions: int
     bytes: int
     problems: list[Problem]
-    full: bool
 
 
 def published_partitions(layout: Layout) -> list[Partition]:
@@ -95,13 +90,10 @@ def published_partitions(layout: Layout) -> list[Partition]:
     return found
 
 
-def check_warehouse(layout: Layout, *, full: bool = True, dates: Iterable[dt.date] | None = None) -> Report:
-    """Check every published partition (of `dates` only, when given) against its record; `full` compares every
-    byte with the recorded sha256, else only sizes, Parquet markers and row counts."""
+def check_warehouse(layout: Layout, *, full: bool = True) -> Report:
+    """Check every published partition against its record; `full` compares every byte with the recorded sha256,
+    else only sizes, Parquet markers and row counts."""
     partitions = published_partitions(layout)
-    if dates is not None:
-        wanted = {d.isoformat() for d in dates}
-        partitions = [p for p in partitions if p.name in wanted or p.table is MODEL_METADATA]
     if layout.remote:
         results = layout.each(lambda p: _check(p, full), partitions)
     else:
@@ -109,7 +101,7 @@ def check_warehouse(layout: Layout, *, full: bool = True, dates: Iterable[dt.dat
             results = list(pool.map(lambda p: _check(p, full), partitions))
     problems = [problem for problem, _ in results if problem is not None]
     problems += _without_models(layout, partitions)
-    return Report(len(partitions), sum(size for _, size in results), problems, full)
+    return Report(len(partitions), sum(size for _, size in results), problems)
 
 
 def _without_models(layout: Layout, partitions: list[Partition]) -> list[Problem]:
@@ -146,14 +138,17 @@ def _check(partition: Partition, full: bool) -> tuple[Problem | None, int]:
         return problem("is missing"), 0
     try:
         with partition.file.open("rb") as source:
-            what = _examine(source, size, record, full)
+            what = _examine(source, size, record)
+        recorded = record.get("sha256")
+        if what is None and full and recorded and (found := sha256_of(partition.file)) != recorded:
+            what = f"has changed since it was published (sha256 {found[:12]}…, recorded {recorded[:12]}…)"
     except OSError as error:
         what = f"cannot be read ({error.strerror or error})"
     return (None if what is None else problem(what)), size
 
 
-def _examine(source: Any, size: int, record: dict[str, Any], full: bool) -> str | None:
-    """What is wrong with the open file `source` against its `_meta` record, or None."""
+def _examine(source: Any, size: int, record: dict[str, Any]) -> str | None:
+    """What is wrong with the open file `source` against its `_meta` record's row count, or None."""
     head = source.read(len(MAGIC))
     source.seek(max(size - len(MAGIC), 0))
     tail = source.read(len(MAGIC))
@@ -165,16 +160,6 @@ def _examine(source: Any, size: int, record: dict[str, Any], full: bool) -> str 
         return f"has a damaged Parquet footer ({' '.join(str(error).split())})"
     if record.get("rows") is not None and rows != record["rows"]:
         return f"holds {rows:,} rows where its record says {record['rows']:,}"
-    if not full or record.get("sha256") is None:
-        return None
-    source.seek(0)
-    digest = hashlib.sha256()
-    while chunk := source.read(CHUNK):
-        digest.update(chunk)
-    if digest.hexdigest() != record["sha256"]:
-        return (
-            f"has changed since it was published (sha256 {digest.hexdigest()[:12]}…, recorded {record['sha256'][:12]}…)"
-        )
     return None
 
 

@@ -16,7 +16,6 @@ it is.
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from warehouse.publish import (
     read_meta,
     read_record,
     refuse_if_published,
+    remove_folder,
     sha256_of,
     staging_file,
     write_json_atomic,
@@ -298,12 +298,7 @@ def drop_unreferenced(layout: Layout) -> list[int]:
     dropped = [v for v in layout.version_numbers(MODEL_METADATA) if v not in referenced]
     for version in dropped:
         layout.version_meta_file(MODEL_METADATA, version).unlink(missing_ok=True)
-        folder = layout.version_file(MODEL_METADATA, version).parent
-        if layout.remote:
-            if folder.exists():
-                folder.fs.rm(folder.path, recursive=True)
-        else:
-            shutil.rmtree(folder, ignore_errors=True)
+        remove_folder(layout, layout.version_file(MODEL_METADATA, version).parent)
     return dropped
 
 

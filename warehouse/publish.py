@@ -389,14 +389,19 @@ def unpublish(layout: Layout, table: Table, day: dt.date) -> bool:
     record, folder = layout.meta_file(table, day), layout.partition_dir(table, day)
     found = record.exists() or folder.exists()
     record.unlink(missing_ok=True)
+    remove_folder(layout, folder)
+    return found
+
+
+def remove_folder(layout: Layout, folder: Any) -> None:
+    """Remove `folder` and everything in it, on local disk or an object store (nothing when it is not there)."""
     if layout.remote:
         if folder.exists():
             folder.fs.rm(folder.path, recursive=True)
-    else:
-        shutil.rmtree(folder, ignore_errors=True)
-        if folder.exists():  # a file or a link where the folder was
-            folder.unlink()
-    return found
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+    if folder.is_symlink() or folder.is_file():  # a file or a link where the folder was
+        folder.unlink()
 
 
 def place(layout: Layout, staged: Path, target: Path) -> None:
