@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from flows.cli import WarehouseOpt, app, fail, out, parse_day, warehouse_writer
+from flows.cli import WarehouseOpt, app, err, fail, out, parse_day, warehouse_writer
 
 
 @app.command()
@@ -29,18 +29,44 @@ def check(
         )
     began = time.monotonic()
     report = check_warehouse(layout, full=not quick)
+    if layout.remote and report.partitions == 0:
+        raise fail(
+            f"no warehouse at {layout.root} (nothing published there); give --warehouse or MULTIPOLAR_WAREHOUSE", 2
+        )
+    # Out of date is told only of an undamaged warehouse: a damaged file reads as out of date too.
+    behind = {} if report.problems else out_of_date_lines(layout)
     how = "sizes, markers and row counts" if quick else "every byte against its sha256"
+    found = [f"{len(report.problems)} damaged"] if report.problems else ["all as published"]
+    if behind:
+        found.append(f"{len(behind)} {'date' if len(behind) == 1 else 'dates'} out of date")
     out.print(
         f"checked {report.partitions:,} published files ({report.bytes / 1e6:,.1f} MB, {how}) in "
-        f"{time.monotonic() - began:.1f} s: "
-        + (f"{len(report.problems)} damaged" if report.problems else "all as published"),
+        f"{time.monotonic() - began:.1f} s: " + "; ".join(found),
         highlight=False,
         soft_wrap=True,
     )
     for problem in report.problems:
         out.print(f"  {problem}", highlight=False, soft_wrap=True)
-    if report.problems:
+    for line in behind:
+        out.print(f"  {line}", highlight=False, soft_wrap=True)
+    if report.problems or behind:
         raise typer.Exit(1)
+
+
+def out_of_date_lines(layout) -> list[str]:
+    """A line for each published date whose derived tables are to be made again, saying why and how."""
+    from flows.steps import out_of_date, registries_behind
+
+    earlier_registry = set(registries_behind(layout))
+    lines = []
+    for day, pending in out_of_date(layout).items():
+        why = (
+            "attributed with another registry than the one in use now"
+            if day in earlier_registry
+            else "computed from inputs that changed since (a removal or replacement stopped part way?)"
+        )
+        lines.append(f"{day}: {', '.join(pending)} to be made again, {why}; make them again: multipolar recompute")
+    return lines
 
 
 @app.command()
@@ -50,25 +76,40 @@ def remove(
     yes: Annotated[bool, typer.Option("--yes", help="Remove without asking.")] = False,
 ) -> None:
     """Remove one snapshot date from every table, then bring the later dates up to date."""
-    from flows.steps import dashboard_step, remove_date, reproduction_step
+    from flows.steps import dashboard_step, out_of_date, remove_date, reproduction_step
     from warehouse.layout import Layout
     from warehouse.tables import TABLES
 
     day = parse_day(date)
     layout = Layout.at(warehouse)
+    damaged_before_removal(layout)
     if not any(layout.meta_file(t, day).exists() or layout.partition_dir(t, day).exists() for t in TABLES.values()):
-        raise fail(f"nothing is published for {day} in {layout.root}", 2)
-    if not yes:
+        # A removal that stopped after taking the date out still owes the later dates their update.
+        if not out_of_date(layout, after=day):
+            raise fail(f"nothing is published for {day} in {layout.root}", 2)
+        err.print(f"{day} is removed already: bringing the later dates up to date", highlight=False)
+    elif not yes:
         # What the Hub served that day cannot be fetched again: keep a copy of the warehouse if in doubt.
         typer.confirm(f"remove {day} from every table of {layout.root}?", abort=True, err=True)
     with warehouse_writer(layout, f"remove {day}"):
         done = remove_date(layout, day)
         report = reproduction_step(layout)
         page = dashboard_step(layout)
-    out.print(f"removed {day}: {', '.join(done['removed'])}", highlight=False, soft_wrap=True)
+    if done["removed"]:
+        out.print(f"removed {day}: {', '.join(done['removed'])}", highlight=False, soft_wrap=True)
     if done["metadata_versions_dropped"]:
         versions = ", ".join(str(v) for v in done["metadata_versions_dropped"])
         out.print(f"  model_metadata versions no date points at any more: {versions}", highlight=False)
     for step, days in done["updated"].items():
         out.print(f"  {step} of later dates: {', '.join(days)}", highlight=False, soft_wrap=True)
     out.print(f"  reproduce: {report['status']}; dashboard: {page['status']}", highlight=False)
+
+
+def damaged_before_removal(layout) -> None:
+    """Refuse to start a removal that a damaged record would stop part way: every record is read first (a
+    DamagedRecord names the file)."""
+    from warehouse.integrity import published_partitions
+    from warehouse.publish import read_record
+
+    for partition in published_partitions(layout):
+        read_record(partition.meta_file)

@@ -20,7 +20,7 @@ from typing import Any
 import polars as pl
 
 from warehouse.layout import Layout
-from warehouse.publish import read_meta, read_record, write_json_atomic
+from warehouse.publish import read_json_object, read_meta, write_json_atomic
 
 DEFAULT_WAREHOUSE = "./demo-data"  # synthetic data never lands in ./data unless --warehouse says so
 START = dt.date(2026, 4, 1)
@@ -76,7 +76,10 @@ def foreign_dates(layout: Layout) -> list[dt.date]:
 
 def check_settings(layout: Layout, settings: dict[str, Any]) -> None:
     """Refuse to add the worlds of `settings` to a demo warehouse made with other settings."""
-    before = read_record(layout.root / SETTINGS_FILE)
+    path = layout.root / SETTINGS_FILE
+    before = read_json_object(
+        path, lambda why: DemoRefused(f"{path} is damaged ({why}); remove it, or give the demo another --warehouse")
+    )
     if before is not None and before != settings:
         said = ", ".join(f"--{key} {before.get(key)}" for key in ("days", "models", "seed") if key in before)
         raise DemoRefused(

@@ -112,6 +112,29 @@ def pending_steps(layout: Layout, day: dt.date, *, dashboard: bool = True) -> li
     return pending
 
 
+def out_of_date(layout: Layout, *, after: dt.date | None = None) -> dict[dt.date, list[str]]:
+    """The published dates (after `after`) whose derived tables are missing or were computed from inputs that
+    have changed since, with the steps that would make them again: left so by a removal or a replacement that
+    stopped part way, or by an edit of the registry after they were attributed."""
+    found = {}
+    for day in layout.published_dates(MODELS):
+        if (after is None or day > after) and (pending := pending_steps(layout, day, dashboard=False)):
+            found[day] = pending
+    return found
+
+
+def registries_behind(layout: Layout) -> list[dt.date]:
+    """The published dates attributed with a registry other than the one in use now."""
+    from analytics.registry import registry_version
+
+    current = registry_version()
+    return [
+        day
+        for day in layout.published_dates(ATTRIBUTIONS)
+        if (read_meta(layout, ATTRIBUTIONS, day) or {}).get("registry_version") not in (None, current)
+    ]
+
+
 def attribute_date(layout: Layout, day: dt.date, *, force: bool = False) -> dict[str, Any]:
     """Attribute the `day` snapshot under every rule; publish the `registry` used, then `attributions`.
 

@@ -224,3 +224,73 @@ def test_a_long_line_into_a_pipe_stays_one_line(warehouse: Layout) -> None:
     assert result.exit_code == 0, result.output
     report = warehouse.root / "reports" / "reproduction.md"
     assert f"reproduce: published (report {report})" in result.output.splitlines(), result.output
+
+
+@pytest.mark.parametrize(
+    ("record", "said"),
+    [
+        ({}, "table is missing"),
+        ({"sha256": None}, "sha256 is not a sha256"),
+        ({"rows": "x"}, "rows is not a count"),
+        ({"rows": True}, "rows is not a count"),
+        ({"metadata": {"versions": "1"}}, "metadata.versions is not a list of version numbers"),
+    ],
+)
+def test_a_record_without_what_records_hold_is_damaged_and_remove_touches_nothing(
+    warehouse: Layout, record: dict, said: str
+) -> None:
+    """A record that is JSON, but lacks its sha256 or row count or has them of the wrong kind, vouches for
+    nothing: check names it, and a removal refuses to start rather than stop part way."""
+    import json
+
+    target = warehouse.meta_file(MODELS, DAYS[1])
+    kept = json.loads(target.read_text())
+    target.write_text(json.dumps({} if not record else kept | record))
+    result = check(warehouse)
+    assert result.exit_code == 1, result.output
+    assert f"the record {target} is damaged ({said})" in result.output, result.output
+    removal = runner.invoke(
+        app,
+        ["remove", "--date", DAYS[0].isoformat(), "--warehouse", str(warehouse.root), "--yes"],
+        env={"COLUMNS": "20000"},
+    )
+    assert removal.exit_code == 1 and said in str(removal.exception), removal.output
+    for table in (MODELS, ATTRIBUTIONS, SHARES):  # nothing removed
+        assert warehouse.published_dates(table) == list(DAYS)
+
+
+def test_an_interrupted_removal_is_told_by_check_and_finished_by_removing_again(warehouse: Layout) -> None:
+    """A removal killed after taking the date out, before the later dates were updated: check says which
+    dates are out of date and how to mend them, and the same removal again finishes the work."""
+    from warehouse.publish import unpublish
+
+    first, last = DAYS
+    for table in (steps.CROSSOVERS, steps.CONCENTRATION, SHARES, ATTRIBUTIONS, steps.REGISTRY, MODELS):
+        unpublish(warehouse, table, first)
+    result = check(warehouse)
+    assert result.exit_code == 1, result.output
+    assert "all as published; 1 date out of date" in result.output
+    assert f"{last}: metrics, crossovers to be made again, computed from inputs that changed since" in result.output
+    root = str(warehouse.root)
+    again = runner.invoke(app, ["remove", "--date", first.isoformat(), "--warehouse", root])  # nothing to ask
+    assert again.exit_code == 0, again.output
+    assert f"metrics of later dates: {last}" in again.output
+    assert check(warehouse).exit_code == 0
+    done = runner.invoke(app, ["remove", "--date", first.isoformat(), "--warehouse", root, "--yes"])
+    assert done.exit_code == 2 and f"nothing is published for {first}" in done.output
+
+
+def test_check_tells_of_dates_attributed_with_an_earlier_registry(
+    warehouse: Layout, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from analytics import registry
+
+    edited = tmp_path / "registry.csv"
+    edited.write_bytes(registry.REGISTRY_PATH.read_bytes() + b"\n")
+    monkeypatch.setattr(registry, "REGISTRY_PATH", edited)
+    result = check(warehouse)
+    assert result.exit_code == 1, result.output
+    assert "2 dates out of date" in result.output
+    assert f"{DAYS[0]}: attribute, metrics, crossovers to be made again, attributed with another registry" in (
+        result.output
+    )

@@ -59,20 +59,17 @@ def refuse_if_published(layout: Layout, table: Table, day: dt.date, *, force: bo
 
 
 class DamagedRecord(ValueError):
-    """A `_meta` record that is not a JSON object: what it vouches for can be neither trusted nor replaced."""
+    """A `_meta` record that is not a JSON object, or lacks what a record holds: what it vouches for can be
+    neither trusted nor replaced."""
 
 
-def read_record(path: Path) -> dict[str, Any] | None:
-    """The `_meta` record at `path`, None when there is none, or a DamagedRecord naming the file."""
+SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def read_json_object(path: Path, damaged: Callable[[str], Exception]) -> dict[str, Any] | None:
+    """The JSON object at `path`, None when there is no file, or `damaged(why)` raised."""
     if not path.is_file():
         return None
-
-    def damaged(why: str) -> DamagedRecord:
-        return DamagedRecord(
-            f"the record {path} is damaged ({why}); restore it, or remove it to unpublish what it vouches for "
-            "(its data is then ignored) and publish that date again"
-        )
-
     try:
         record = json.loads(path.read_bytes())
     except ValueError as error:  # invalid JSON or text
@@ -80,6 +77,50 @@ def read_record(path: Path) -> dict[str, Any] | None:
     if not isinstance(record, dict):
         raise damaged("not a JSON object")
     return record
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    """The `_meta` record at `path`, None when there is none, or a DamagedRecord naming the file: not JSON, or
+    without what every record holds (its table, file, row count, sha256 and time of publishing), or with one
+    of them, or the metadata versions a day points at, of the wrong kind."""
+
+    def damaged(why: str) -> DamagedRecord:
+        return DamagedRecord(
+            f"the record {path} is damaged ({why}); restore it, or remove it to unpublish what it vouches for "
+            "(its data is then ignored) and publish that date again"
+        )
+
+    record = read_json_object(path, damaged)
+    if record is None:
+        return None
+    wrong = record_fault(record)
+    if wrong:
+        raise damaged(wrong)
+    return record
+
+
+def record_fault(record: dict[str, Any]) -> str | None:
+    """What is missing from, or of the wrong kind in, a `_meta` record; None when nothing is."""
+    for field in ("table", "file", "published_at"):
+        if not isinstance(record.get(field), str):
+            return f"{field} is {'missing' if field not in record else 'not text'}"
+    rows = record.get("rows")
+    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 0:
+        return "rows is missing" if "rows" not in record else "rows is not a count"
+    if not isinstance(record.get("sha256"), str) or not SHA256.fullmatch(record["sha256"]):
+        return "sha256 is missing" if "sha256" not in record else "sha256 is not a sha256"
+    if "snapshot_date" in record:
+        try:
+            dt.date.fromisoformat(str(record["snapshot_date"]))
+        except ValueError:
+            return "snapshot_date is not a date"
+    for field in ("inputs", "metadata"):
+        if field in record and not isinstance(record[field], dict):
+            return f"{field} is not a JSON object"
+    versions = (record.get("metadata") or {}).get("versions", [])
+    if not isinstance(versions, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in versions):
+        return "metadata.versions is not a list of version numbers"
+    return None
 
 
 def read_meta(layout: Layout, table: Table, day: dt.date) -> dict[str, Any] | None:
