@@ -207,6 +207,25 @@ def refresh(
         )
     for step, outcome in summary.get("steps", {}).items():
         out.print(f"  {step}: {describe(outcome)}", highlight=False)
+    from warehouse.layout import Layout
+
+    warn_registry_behind(Layout.at(warehouse))
+
+
+def warn_registry_behind(layout: Layout) -> None:
+    """Warn when published dates were attributed with another registry than the one in use: their shares and
+    this date's are then not measured alike."""
+    from flows.steps import registries_behind
+
+    behind = registries_behind(layout)
+    if behind:
+        err.print(
+            f"[bold yellow]warning:[/] {len(behind)} published {'date was' if len(behind) == 1 else 'dates were'} "
+            f"attributed with another registry ({behind[0]}{f' … {behind[-1]}' if len(behind) > 1 else ''}); "
+            "`multipolar recompute` attributes them with this one",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _backdated(day: dt.date, endpoint: str, warehouse: str | None) -> bool:

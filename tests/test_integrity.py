@@ -286,7 +286,7 @@ def test_check_tells_of_dates_attributed_with_an_earlier_registry(
     from analytics import registry
 
     edited = tmp_path / "registry.csv"
-    edited.write_bytes(registry.REGISTRY_PATH.read_bytes() + b"\n")
+    edited.write_text(registry.REGISTRY_PATH.read_text().replace("Vintern Vietnamese", "Vintern (Vietnamese)"))
     monkeypatch.setattr(registry, "REGISTRY_PATH", edited)
     result = check(warehouse)
     assert result.exit_code == 1, result.output

@@ -403,3 +403,23 @@ def test_no_between_window_spans_a_change_of_scope_and_the_page_and_report_name_
     assert "full on 2 dates, top:20 on 1 date" in page
     notes = " ".join(reproduction_of(layout).notes)
     assert "Crawled with --scope full, top:20" in notes
+
+
+def test_a_refresh_after_a_registry_edit_warns_of_the_dates_attributed_with_the_earlier_one(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from analytics import registry
+
+    with StandinHub(world(300)) as hub:
+        args = ["refresh", "--endpoint", hub.url, "--warehouse", str(tmp_path), "--no-dashboard"]
+        first = runner.invoke(app, [*args, "--date", "2026-05-11"], env={"COLUMNS": "20000"})
+        assert first.exit_code == 0 and "warning" not in first.output, first.output
+        edited = tmp_path / "registry.csv"
+        edited.write_text(registry.REGISTRY_PATH.read_text().replace("Vintern Vietnamese", "Vintern (Vietnamese)"))
+        monkeypatch.setattr(registry, "REGISTRY_PATH", edited)
+        result = runner.invoke(app, [*args, "--date", DATE], env={"COLUMNS": "20000"})
+    assert result.exit_code == 0, result.output
+    assert (
+        "warning: 1 published date was attributed with another registry (2026-05-11); `multipolar recompute` "
+        "attributes them with this one" in result.output
+    )
