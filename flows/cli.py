@@ -112,6 +112,10 @@ def quiet_prefect(verbose: bool = False) -> None:
         own.addHandler(handler)
         own.setLevel(logging.INFO)
         own.propagate = False
+    # huggingface_hub sets its loggers' level from HF_HUB_VERBOSITY when imported, and logs each retry of a
+    # request (two lines, with the page's URL) as a warning: told only with --verbose; the error that ends
+    # the retries is told in one line either way.
+    os.environ["HF_HUB_VERBOSITY"] = "warning" if verbose else "error"
     for name in ("huggingface_hub", "httpx", "httpx2"):
         logging.getLogger(name).setLevel(logging.WARNING if verbose else logging.ERROR)
 

@@ -71,6 +71,10 @@ class CrawlResult:
 ProgressFn = Callable[[CrawlState, int], None]
 
 
+# The statuses of a Hub that refuses a request as malformed, as it does a cursor it no longer takes.
+CURSOR_REFUSED = (400, 410, 422)
+
+
 def crawl_to_staging(
     layout: Layout,
     day: dt.date,
@@ -112,9 +116,10 @@ def crawl_to_staging(
     try:
         _crawl(folder, state, scope, endpoint, headers, report, overlap=overlap, progress=progress)
     except hub.HubError as error:
-        if state.resumed and state.pages == resumed_at:
-            # The first request after resuming failed: the Hub may no longer take the checkpoint's next-page
-            # link (an expired cursor), and every later run would resume from it again.
+        if state.resumed and state.pages == resumed_at and error.status in CURSOR_REFUSED:
+            # The Hub refused the first request after resuming: it may no longer take the checkpoint's next-page
+            # link (an expired cursor), and every later run would resume from it again. A server error, a
+            # missing page or a failed connection says nothing of the cursor: the next run resumes.
             raise hub.HubError(
                 f"{error}; the crawl resumed from its checkpoint in {folder}, whose next-page link the Hub may no "
                 f"longer accept: remove that folder to crawl {day} from the start"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -28,7 +30,12 @@ BACKOFF = {"max_retries": 5, "base_wait_time": 1.0, "max_wait_time": 8.0}
 
 
 class HubError(RuntimeError):
-    """The Hub could not be crawled; the message names the endpoint and what went wrong."""
+    """The Hub could not be crawled; the message names the endpoint and what went wrong, and `status` the HTTP
+    status the Hub answered with, when it answered."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass
@@ -88,13 +95,16 @@ def resolve_endpoint(endpoint: str | None) -> str:
 
 
 def check_reachable(endpoint: str, *, attempts: int = 4, timeout: float = 5.0) -> None:
-    """Fail fast, with one clear line, when nothing answers at the endpoint's host and port."""
+    """Fail fast, with one clear line, when nothing answers at the endpoint's host and port, or, for https,
+    when it does not speak TLS with a certificate the client trusts (a mistake no retry mends)."""
     parts = urlsplit(endpoint)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     wait = 1.0
     for attempt in range(attempts):
         try:
-            with socket.create_connection((parts.hostname, port), timeout=timeout):
+            with socket.create_connection((parts.hostname, port), timeout=timeout) as connection:
+                if parts.scheme == "https":
+                    _check_tls(endpoint, connection, parts.hostname or "")
                 return
         except OSError as error:
             reason = error.strerror or type(error).__name__
@@ -102,6 +112,21 @@ def check_reachable(endpoint: str, *, attempts: int = 4, timeout: float = 5.0) -
                 raise HubError(f"cannot reach {endpoint}: {reason} (tried {attempts} times)") from None
             time.sleep(wait)
             wait *= 2
+
+
+def _check_tls(endpoint: str, connection: socket.socket, host: str) -> None:
+    """A TLS handshake over `connection` with the certificates the client trusts, or a HubError saying why not."""
+    import certifi
+
+    context = ssl.create_default_context(cafile=os.environ.get("SSL_CERT_FILE") or certifi.where())
+    try:
+        with context.wrap_socket(connection, server_hostname=host):
+            return
+    except ssl.SSLCertVerificationError as error:
+        raise HubError(f"{endpoint}: its certificate is not trusted ({error.verify_message})") from None
+    except ssl.SSLError as error:
+        reason = error.reason or type(error).__name__
+        raise HubError(f"{endpoint}: no TLS handshake ({reason}); is it an http:// endpoint?") from None
 
 
 def request_headers(token: str | None) -> dict[str, str]:
@@ -221,8 +246,8 @@ def _request(endpoint: str, url: str, params: list | None, headers: dict[str, st
     except OfflineModeIsEnabled:
         raise HubError(f"{endpoint}: offline mode is on (HF_HUB_OFFLINE); unset it to crawl") from None
     except HfHubHTTPError as error:
-        status = error.response.status_code if error.response is not None else "?"
-        raise HubError(f"{endpoint} answered HTTP {status} after retries: {_first_line(error)}") from None
+        status = error.response.status_code if error.response is not None else None
+        raise HubError(f"{endpoint} answered HTTP {status or '?'} after retries: {_reason(error)}", status) from None
     except hx.HTTPError as error:
         raise HubError(f"cannot reach {endpoint}: {type(error).__name__}: {_first_line(error)}") from None
     there, here = urlsplit(str(response.url)), urlsplit(endpoint)
@@ -266,6 +291,15 @@ def _with_params(url: str, params: list[tuple[str, str]]) -> str:
 
 def _redact(url: str) -> str:
     return url if len(url) < 200 else url[:200] + "…"
+
+
+def _reason(error: BaseException) -> str:
+    """The first line of an HTTP error, without the page's URL (long, and the same for every page but its
+    cursor)."""
+    return _FOR_URL.sub("", _first_line(error))
+
+
+_FOR_URL = re.compile(r" for url:? ?'?[^' ]+'?")
 
 
 def _first_line(error: BaseException) -> str:

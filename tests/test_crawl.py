@@ -226,3 +226,44 @@ def test_a_resumed_cursor_the_hub_refuses_fails_saying_how_to_start_over(tmp_pat
             crawl_to_staging(layout, DAY, parse_scope("full"), hub.url)
         assert str(folder) in str(failed.value) and "answered HTTP 400" in str(failed.value)
         assert (folder / CHECKPOINT).exists()  # kept as it was: removing it is the operator's call
+
+
+@pytest.mark.parametrize(
+    ("kind", "said"), [("server_error", "answered HTTP 503"), ("dropped_connection", "cannot reach")]
+)
+def test_a_resumed_crawl_the_hub_fails_for_another_reason_keeps_its_checkpoint_without_advice_to_remove_it(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, kind: str, said: str
+) -> None:
+    """A server error or a missing page on the first request after resuming says nothing of the cursor: the
+    error is the Hub's, in one line without the page's long URL, and the next run resumes."""
+    from flows import hub as hub_module
+    from flows.crawl import CHECKPOINT, CrawlState, _save
+
+    monkeypatch.setitem(hub_module.BACKOFF, "max_retries", 1)
+    monkeypatch.setitem(hub_module.BACKOFF, "base_wait_time", 0.01)
+    layout = Layout.at(tmp_path / "wh")
+    with StandinHub(world(300), page_size=100, faults=[faults.Fault(kind, pages=frozenset({2}))]) as hub:
+        first = next(pages(hub.url, parse_scope("full").listings[0], request_headers(None)))
+        folder = layout.crawl_staging(DAY)
+        folder.mkdir(parents=True)
+        _save(
+            folder,
+            CrawlState(endpoint=hub.url, scope="full", started_at="2026-05-12T00:00:00+00:00", next_url=first.next_url),
+        )
+        with pytest.raises(HubError) as failed:
+            crawl_to_staging(layout, DAY, parse_scope("full"), hub.url)
+    told = str(failed.value)
+    assert said in told and "remove that folder" not in told, told
+    assert "expand=" not in told and "cursor=" not in told and "\n" not in told, told
+    assert (folder / CHECKPOINT).exists()
+
+
+def test_an_https_endpoint_that_speaks_no_tls_fails_at_once_in_one_line() -> None:
+    """A mistake no retry mends is told before the crawl, not after retried handshakes."""
+    from flows.hub import check_reachable
+
+    with StandinHub(world(5)) as hub:
+        endpoint = hub.url.replace("http://", "https://")
+        with pytest.raises(HubError, match=r"no TLS handshake \(WRONG_VERSION_NUMBER\); is it an http:// endpoint"):
+            check_reachable(endpoint, attempts=1)
+        assert hub.listing_requests() == []

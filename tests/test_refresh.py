@@ -423,3 +423,19 @@ def test_a_refresh_after_a_registry_edit_warns_of_the_dates_attributed_with_the_
         "warning: 1 published date was attributed with another registry (2026-05-11); `multipolar recompute` "
         "attributes them with this one" in result.output
     )
+
+
+def test_the_clients_retries_are_told_only_with_verbose(tmp_path) -> None:
+    """huggingface_hub logs each retried request in two lines with the page's URL; a retry that then succeeds
+    is the crawl working as it should, and says nothing unless asked."""
+    told = {}
+    for verbose in ((), ("--verbose",)):
+        with StandinHub(world(300), page_size=100, faults=[faults.server_error(503, times=1, pages=2)]) as hub:
+            warehouse = tmp_path / f"wh{len(verbose)}"
+            args = ["refresh", "--date", DATE, "--endpoint", hub.url, "--warehouse", str(warehouse), "--no-dashboard"]
+            proc = cli(*args, *verbose, env=child_env())
+            stdout, stderr = proc.communicate(timeout=300)
+            assert proc.returncode == 0, stderr
+            told[bool(verbose)] = stdout + stderr
+    assert "Retrying in" not in told[False] and "HTTP Error 503" not in told[False], told[False]
+    assert "Retrying in" in told[True]
