@@ -258,6 +258,16 @@ def warehouse_writer(layout: Layout, what: str):
         raise fail(str(error), 3) from None
 
 
+def make_folder(folder: Path) -> None:
+    """Make the output folder `folder` (and its parents), or exit 2 saying in one line why it cannot be."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise fail(f"--out {folder}: a file of that name is there, not a folder", 2) from None
+    except OSError as error:
+        raise fail(f"--out {folder}: cannot make that folder ({error.strerror or error})", 2) from None
+
+
 def _root(warehouse: str | None) -> Path:
     from warehouse.layout import Layout
 
@@ -467,7 +477,7 @@ def dashboard(
     folder = out_dir or layout.dashboard_dir
     # Into the warehouse, as one of its writers: a refresh drawing it at the same time would overwrite it.
     with warehouse_writer(layout, "dashboard") if out_dir is None else contextlib.nullcontext():
-        folder.mkdir(parents=True, exist_ok=True)
+        make_folder(folder)
         result = draw_dashboard(layout, folder)
     out.print(f"dashboard: {result.html} ({result.page_bytes:,} bytes, {len(result.pngs)} PNGs)", highlight=False)
     if check:

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from flows.cli import WaitOpt, WarehouseOpt, app, err, fail, out, warehouse_writer
+from flows.cli import WaitOpt, WarehouseOpt, app, err, fail, make_folder, out, warehouse_writer
 
 REPORT_FORMATS = ("md", "html", "json")
 
@@ -90,7 +90,7 @@ def reproduce(
     # Into the warehouse, as one of its writers; into a folder of the caller's, without the lock.
     with warehouse_writer(layout, "reproduce") if out_dir is None else contextlib.nullcontext():
         report = reproduction_of(layout, window=window)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(target.parent)
         target.write_text(render(report), encoding="utf-8")
     _artifact(reproduction.to_markdown(report))
     if format == "md":

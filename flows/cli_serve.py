@@ -46,16 +46,25 @@ def serve(
     """Refresh on a schedule until stopped (starts a local Prefect server unless PREFECT_API_URL is set)."""
     if cron and interval:
         raise fail("give --cron or --interval, not both", 2)
+    from flows import hub
     from flows.scope import ScopeError, parse_scope
 
     try:
         parse_scope(scope)
-    except ScopeError as error:
+        chosen = hub.resolve_endpoint(endpoint)  # refused as a refresh refuses it, before anything is stored
+    except (ScopeError, hub.HubError) as error:
         raise fail(str(error), 2) from None
     # A long-running service should show its runs; `--verbose`-style logs by default.
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "INFO")
     quiet_prefect(verbose=True)
+    from prefect.client.schemas.schedules import CronSchedule
+
     from flows import schedule
+
+    try:
+        CronSchedule(cron=cron or DEFAULT_CRON, timezone="UTC")
+    except ValueError:
+        raise fail(f"--cron {cron!r} is not a cron schedule (five fields: minute hour day month weekday)", 2) from None
 
     began = time.monotonic()
     try:
@@ -79,7 +88,8 @@ def serve(
                 err.print("; ".join(cleared), highlight=False)
             when = f"every {interval:g} s" if interval else f"cron {cron or DEFAULT_CRON!r} UTC"
             err.print(
-                f"serving refresh/{name} · {when} · scope {scope} · {deployment.parameters['warehouse']} · {api} "
+                f"serving refresh/{name} · {when} · scope {scope} · {chosen} → {deployment.parameters['warehouse']} "
+                f"· {api} "
                 f"(ready after {time.monotonic() - began:.1f} s; Ctrl-C to stop)",
                 highlight=False,
             )
@@ -109,6 +119,8 @@ def recompute(
 
     if runner not in RUNNERS:
         raise fail(f"--runner {runner!r}: use {', '.join(RUNNERS)}", 2)
+    if address and runner == "threads":
+        raise fail("--address names a Dask scheduler or Ray cluster: give --runner dask or --runner ray with it", 2)
     from analytics.registry import RegistryError
     from flows import schedule
     from flows.recompute import RunnerUnavailable, runner_needs_server, task_runner
@@ -127,7 +139,15 @@ def recompute(
     if not days:
         raise fail(f"no snapshot is published in {layout.root}; run `multipolar refresh` first")
     # Dask and Ray workers are other processes: they need a real server, not Prefect's temporary one.
-    api = schedule.prefect_api(on_start=_announce) if runner_needs_server(runner) else contextlib.nullcontext()
+    if runner_needs_server(runner):
+        api = schedule.prefect_api(on_start=_announce)
+    else:
+        api = contextlib.nullcontext()
+        if configured := schedule.configured_api_url():
+            try:
+                schedule.check_api(configured)
+            except schedule.ServerFailed as error:
+                raise fail(str(error)) from None
     err.print(f"recompute {len(days)} dates ({days[0]} … {days[-1]}) on {runner} ({workers} workers)", highlight=False)
     began = time.monotonic()
     try:

@@ -89,6 +89,12 @@ def resolve_endpoint(endpoint: str | None) -> str:
     if "@" in parts.netloc:
         # The URL itself is not repeated: it would be printed, and kept in Prefect's database and checkpoints.
         raise HubError("the endpoint carries credentials (user:password@host): give a Hub token in HF_TOKEN instead")
+    if parts.query or parts.fragment:
+        # Nor this one: a query may carry a token.
+        raise HubError(
+            "the endpoint carries a query or fragment (?… or #…): give scheme://host[:port][/path], and a Hub token "
+            "in HF_TOKEN"
+        )
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise HubError(f"endpoint {chosen!r} is not an http(s) URL")
     return chosen

@@ -83,6 +83,7 @@ def task_runner(kind: str, workers: int = 4, address: str | None = None):
                 "--runner dask needs prefect-dask: pip install 'prefect-dask==0.3.7' (or uv sync --extra scale)"
             ) from None
         if address:
+            check_address(address, "Dask scheduler", 8786)
             return DaskTaskRunner(address=address)
         return DaskTaskRunner(
             cluster_class="distributed.LocalCluster",
@@ -103,9 +104,26 @@ def task_runner(kind: str, workers: int = 4, address: str | None = None):
                 "(it brings ray; a large install, not part of the default environment)"
             ) from None
         if address:
+            check_address(address, "Ray cluster", 10001)
             return RayTaskRunner(address=address)
         return RayTaskRunner(init_kwargs={"num_cpus": workers})
     raise ValueError(f"unknown task runner {kind!r}: use {', '.join(RUNNERS)}")
+
+
+def check_address(address: str, what: str, default_port: int, *, timeout: float = 5.0) -> None:
+    """RunnerUnavailable, in one line, when nothing answers at a cluster's `address` (`tcp://host:port`,
+    `ray://host:port` or `host:port`); the runner would otherwise wait for it, then fail in a long traceback."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    try:
+        port = parts.port or default_port
+        with socket.create_connection((parts.hostname or "", port), timeout=timeout):
+            return
+    except (OSError, ValueError) as error:
+        reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
+        raise RunnerUnavailable(f"cannot reach the {what} at --address {address}: {reason}") from None
 
 
 def runner_needs_server(kind: str) -> bool:

@@ -58,6 +58,20 @@ def configured_api_url() -> str | None:
     return os.environ.get("PREFECT_API_URL") or get_current_settings().api.url
 
 
+def check_api(url: str, *, timeout: float = 10.0) -> None:
+    """ServerFailed, in one line, when nothing answers at the configured Prefect API (a server that answers,
+    even refusing its health check, as a Cloud workspace may, is left to say what it wants)."""
+    import httpx
+
+    try:
+        httpx.get(f"{url.rstrip('/')}/health", timeout=timeout)
+    except httpx.HTTPError as error:
+        raise ServerFailed(
+            f"no Prefect server answers at PREFECT_API_URL {url} ({type(error).__name__}); start it, or unset "
+            "PREFECT_API_URL to run with a server of this command's own"
+        ) from None
+
+
 def scheduler_problem() -> str | None:
     """Why a server started from this environment would create no scheduled runs, if it would not."""
     from importlib.metadata import version
@@ -180,6 +194,7 @@ def prefect_api(*, on_start: Any = None) -> Iterator[str]:
     """
     configured = configured_api_url()
     if configured:
+        check_api(configured)
         yield configured
         return
     with exit_on_sigterm(), local_server() as server:

@@ -1,0 +1,71 @@
+"""A mistaken argument or setting fails in one line saying what is wrong, before anything is started or
+stored: no traceback, through the installed command."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flows import steps
+from tests.test_warehouse import models_frame
+from warehouse.layout import Layout
+from warehouse.publish import publish_frame
+from warehouse.tables import MODELS
+
+DAY = dt.date(2026, 5, 12)
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory) -> Path:
+    """A warehouse of one date with its metrics, and a file where a folder might be asked for."""
+    root = tmp_path_factory.mktemp("errors")
+    layout = Layout.at(root / "wh")
+    frame = models_frame([f"Qwen/m{i}" for i in range(20)], [100 * i for i in range(20)])
+    publish_frame(layout, MODELS, DAY, frame, {})
+    steps.attribute_date(layout, DAY)
+    steps.metrics_date(layout, DAY)
+    (root / "a-file").write_text("not a folder")
+    return root
+
+
+def run(*args: str, **env: str) -> subprocess.CompletedProcess:
+    command = Path(sys.executable).parent / "multipolar"
+    environment = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"} | {"COLUMNS": "20000", **env}
+    return subprocess.run([str(command), *args], capture_output=True, text=True, env=environment, timeout=120)
+
+
+CASES = [
+    (["serve", "--cron", "61 * * * *"], 2, "--cron '61 * * * *' is not a cron schedule"),
+    (["serve", "--cron", "bad"], 2, "--cron 'bad' is not a cron schedule"),
+    (["serve", "--endpoint", "http://user:secret@hub.example"], 2, "the endpoint carries credentials"),
+    (["serve", "--endpoint", "ftp://hub.example"], 2, "endpoint 'ftp://hub.example' is not an http(s) URL"),
+    (["refresh", "--endpoint", "http://hub.example/?token=secret"], 2, "the endpoint carries a query or fragment"),
+    (["serve", "--endpoint", "http://hub.example/?token=secret"], 2, "the endpoint carries a query or fragment"),
+    (["dashboard", "--out", "{root}/a-file"], 2, "--out {root}/a-file: a file of that name is there, not a folder"),
+    (["reproduce", "--out", "{root}/a-file/x"], 2, "--out {root}/a-file/x: cannot make that folder (Not a directory)"),
+    (["recompute", "--address", "tcp://127.0.0.1:9"], 2, "--address names a Dask scheduler or Ray cluster"),
+]
+
+
+@pytest.mark.parametrize(("args", "code", "said"), CASES, ids=[" ".join(c[0][:2]) for c in CASES])
+def test_a_mistaken_argument_fails_in_one_line(warehouse: Path, args: list[str], code: int, said: str) -> None:
+    root = str(warehouse)
+    done = run(*[a.format(root=root) for a in args], "--warehouse", f"{root}/wh")
+    assert done.returncode == code, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr and "secret" not in done.stdout + done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and said.format(root=root) in errors[0], done.stderr
+
+
+@pytest.mark.parametrize("command", [["recompute"], ["serve", "--interval", "60"]])
+def test_a_prefect_api_that_does_not_answer_fails_in_one_line(warehouse: Path, command: list[str]) -> None:
+    done = run(*command, "--warehouse", f"{warehouse}/wh", PREFECT_API_URL="http://127.0.0.1:9/api")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    (error,) = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert "no Prefect server answers at PREFECT_API_URL http://127.0.0.1:9/api" in error
