@@ -310,9 +310,9 @@ def sql(
         # A mistyped path would otherwise answer every query with empty views.
         what = "a file" if layout.root.exists() else "no such folder"
         raise fail(f"no warehouse at {layout.root} ({what}); give --warehouse or MULTIPOLAR_WAREHOUSE")
-    if not layout.remote and not (layout.root / "_meta").is_dir():
-        # Every publish records its partition under `_meta`: a folder without it holds no published date,
-        # such as the folder above a warehouse, whose views would all be empty.
+    if not (layout.root / "_meta").exists():
+        # Every publish records its partition under `_meta`: a folder (or prefix of a bucket) without it holds
+        # no published date, such as the folder above a warehouse, whose views would all be empty.
         raise fail(f"no warehouse at {layout.root} (nothing published there); give --warehouse or MULTIPOLAR_WAREHOUSE")
     try:
         frame = run_sql(layout, query)
@@ -565,12 +565,14 @@ def main() -> None:
     except DamagedRecord as error:  # from any command: one line naming the file, not a traceback
         sys.exit(fail(str(error)).exit_code)
     except Exception as error:
+        from warehouse.layout import Layout
+
+        if (said := store_error(error)) is not None and Layout.at(warehouse_argument(sys.argv[1:])).remote:
+            sys.exit(fail(said).exit_code)
         if not read_error(error):
             raise
         # A reader's error seldom names the file it could not read: the check finds which, or it was
         # something else, whose traceback is kept.
-        from warehouse.layout import Layout
-
         found = damage_found(error, Layout.at(warehouse_argument(sys.argv[1:])))
         if found is None:
             raise
@@ -589,6 +591,34 @@ DAMAGE_WORDS = (
     "don't know what type",
     "no files found that match",
 )
+
+
+def store_error(error: BaseException) -> str | None:
+    """One line saying what an object store refused or why it could not be reached (no credentials, no such
+    bucket, no answer at its endpoint, access denied), from `error` or what it was raised from; else None."""
+    seen: BaseException | None = error
+    while seen is not None:
+        kind = type(seen).__name__
+        if kind in ("NoCredentialsError", "PartialCredentialsError"):
+            return (
+                "the object store asks for credentials and none were found: set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)"
+            )
+        if kind in ("EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError"):
+            endpoint = str(getattr(seen, "kwargs", {}).get("endpoint_url", "")).split("?")[0]
+            host = "/".join(endpoint.split("/")[:3]) or "its endpoint"
+            return f"cannot reach the object store at {host} (AWS_ENDPOINT_URL?)"
+        if isinstance(seen, FileNotFoundError) and "bucket does not exist" in str(seen).lower():
+            return "the warehouse's bucket does not exist on this object store (is --warehouse spelled right?)"
+        if isinstance(seen, PermissionError) or kind == "AccessDenied":
+            return f"the object store refused access: {_one_line(seen)}"
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _one_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return " ".join(lines[0].split()) if lines else type(error).__name__
 
 
 def read_error(error: BaseException) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import socket
@@ -70,7 +71,9 @@ def bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path, request)
     import s3fs
 
     s3fs.S3FileSystem.clear_instance_cache()
-    name = f"wh-{request.node.name.replace('_', '-')[:40].lower()}"
+    # one bucket per test, each parametrized case its own
+    tag = hashlib.sha256(request.node.name.encode()).hexdigest()[:8]
+    name = f"wh-{request.node.originalname.replace('_', '-')[:40].lower()}-{tag}"
     s3fs.S3FileSystem().mkdir(name)
     return f"s3://{name}/multipolar"
 
@@ -244,3 +247,38 @@ def test_a_query_reads_files_of_the_views_it_names_and_of_no_other(bucket: str, 
     credited = folders_read("SELECT count(*) FROM credited")
     assert {"models", "attributions"} <= credited
     assert not credited & {"registry", "shares", "concentration", "crossovers"}, credited
+
+
+@pytest.mark.parametrize(
+    ("setting", "said", "codes"),
+    [
+        ({"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}, "the object store asks for credentials", (1, 1)),
+        ({"AWS_ENDPOINT_URL": "http://127.0.0.1:9"}, "cannot reach the object store at http://127.0.0.1:9", (1, 1)),
+        ({"WAREHOUSE": "s3://no-such-bucket/multipolar"}, "no warehouse at s3://no-such-bucket/multipolar", (2, 1)),
+        ({"WAREHOUSE": "s3://{bucket}/nothing-here"}, "no warehouse at s3://{bucket}/nothing-here", (2, 1)),
+    ],
+    ids=["no credentials", "no answer", "no bucket", "empty prefix"],
+)
+@pytest.mark.parametrize("command", [["check"], ["sql", "SELECT count(*) FROM shares"]], ids=["check", "sql"])
+def test_an_object_store_that_cannot_be_read_fails_in_one_line(
+    bucket: str, tmp_path, setting: dict[str, str], said: str, codes: tuple[int, int], command: list[str]
+) -> None:
+    """An object store without credentials, not answering, without the bucket, or with nothing under the
+    prefix: one line saying which, never `all as published`, an empty answer or a traceback."""
+    name = bucket.split("/")[2]
+    setting = {k: v.format(bucket=name) for k, v in setting.items()}
+    warehouse = setting.pop("WAREHOUSE", bucket)
+    env = {**os.environ, "COLUMNS": "20000", "AWS_EC2_METADATA_DISABLED": "true", **setting}
+    env |= {"AWS_CONFIG_FILE": str(tmp_path / "none"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}
+    env = {k: v for k, v in env.items() if v != ""}
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.cli", *command, "--warehouse", warehouse],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == codes[command[0] == "sql"], done.stdout + done.stderr
+    assert "Traceback" not in done.stderr and "all as published" not in done.stdout and not done.stdout.strip()
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and said.format(bucket=name) in errors[0], done.stderr
