@@ -41,6 +41,10 @@ def serve(
         str | None, typer.Option(help="Hub endpoint (default: $HF_ENDPOINT or https://huggingface.co).")
     ] = None,
     name: Annotated[str, typer.Option(help="Deployment name (runs appear as refresh/NAME).")] = "daily",
+    wait: Annotated[
+        float | None,
+        typer.Option("--wait", help="Seconds a run waits for another writer's lock (default: an hour).", min=0),
+    ] = None,
     no_dashboard: Annotated[bool, typer.Option("--no-dashboard", help="Skip writing the dashboard.")] = False,
 ) -> None:
     """Refresh on a schedule until stopped (starts a local Prefect server unless PREFECT_API_URL is set)."""
@@ -77,6 +81,7 @@ def serve(
                 endpoint=endpoint,
                 name=name,
                 dashboard=not no_dashboard,
+                wait_seconds=schedule.SCHEDULED_WAIT if wait is None else wait,
             )
             left = schedule.clear_leftovers(deployment)
             cleared = []

@@ -38,6 +38,8 @@ SERVER_LOG = "multipolar-server.log"  # under PREFECT_HOME
 # (the Hub down for longer than the client's own retries, a manual refresh holding the writer lock).
 # A retried crawl resumes from its checkpoint, and publishing a date twice is a no-op.
 scheduled_refresh = refresh.with_options(retries=2, retry_delay_seconds=600)
+# How long a scheduled run waits for another writer's lock before it fails (and is retried).
+SCHEDULED_WAIT = 3600.0
 
 
 class ServerFailed(RuntimeError):
@@ -228,11 +230,18 @@ def drain_prefect_clients(timeout: float = 10.0) -> None:
             worker.drain_all(timeout=timeout)
 
 
-def deployment_parameters(scope: str, warehouse: str | None, endpoint: str | None) -> dict[str, Any]:
-    """What every scheduled run is called with. No `day`: each run crawls the date it runs on (UTC)."""
+def deployment_parameters(
+    scope: str, warehouse: str | None, endpoint: str | None, wait_seconds: float = SCHEDULED_WAIT
+) -> dict[str, Any]:
+    """What every scheduled run is called with. No `day`: each run crawls the date it runs on (UTC). A run
+    that finds another writer at work (an analyst's recompute, a removal) waits for it, up to `wait_seconds`."""
     from warehouse.layout import resolve_root
 
-    parameters: dict[str, Any] = {"scope": scope, "warehouse": str(resolve_root(warehouse))}
+    parameters: dict[str, Any] = {
+        "scope": scope,
+        "warehouse": str(resolve_root(warehouse)),
+        "wait_seconds": wait_seconds,
+    }
     if endpoint:
         parameters["endpoint"] = endpoint
     return parameters
@@ -247,13 +256,14 @@ def refresh_deployment(
     endpoint: str | None = None,
     name: str = DEPLOYMENT,
     dashboard: bool = True,
+    wait_seconds: float = SCHEDULED_WAIT,
 ):
     """The `refresh/<name>` deployment: the retrying refresh on a UTC cron or an interval in seconds."""
     from prefect.deployments.runner import EntrypointType
     from prefect.schedules import Cron, Interval
 
     schedule = Interval(interval, timezone="UTC") if interval else Cron(cron or DEFAULT_CRON, timezone="UTC")
-    parameters = deployment_parameters(scope, warehouse, endpoint)
+    parameters = deployment_parameters(scope, warehouse, endpoint, wait_seconds)
     if not dashboard:
         parameters["dashboard"] = False
     deployment = scheduled_refresh.to_deployment(

@@ -63,7 +63,12 @@ def wait_for(path_of, timeout: float) -> Path | None:
 def test_a_scheduled_run_crawls_the_day_it_runs_on(tmp_path) -> None:
     deployment = schedule.refresh_deployment(interval=5, scope="top:10", warehouse=str(tmp_path), endpoint="http://x")
     assert "day" not in deployment.parameters
-    assert deployment.parameters == {"scope": "top:10", "warehouse": str(tmp_path.resolve()), "endpoint": "http://x"}
+    assert deployment.parameters == {
+        "scope": "top:10",
+        "warehouse": str(tmp_path.resolve()),
+        "endpoint": "http://x",
+        "wait_seconds": 3600.0,  # another writer at work is waited for, not failed on and retried 10 min later
+    }
     assert deployment.entrypoint == "flows.schedule.scheduled_refresh"
     assert deployment.schedules[0].schedule.interval == dt.timedelta(seconds=5)
 
@@ -72,7 +77,7 @@ def test_the_default_schedule_is_daily_at_six_utc(tmp_path) -> None:
     deployment = schedule.refresh_deployment(warehouse=str(tmp_path))
     cron = deployment.schedules[0].schedule
     assert (cron.cron, cron.timezone) == ("0 6 * * *", "UTC")
-    assert deployment.parameters == {"scope": "full", "warehouse": str(tmp_path.resolve())}
+    assert deployment.parameters == {"scope": "full", "warehouse": str(tmp_path.resolve()), "wait_seconds": 3600.0}
 
 
 def test_scheduled_refreshes_retry_the_whole_flow_but_interactive_ones_do_not() -> None:
@@ -87,7 +92,8 @@ def test_prefect_yaml_deploys_the_retrying_refresh_to_the_process_pool() -> None
     config = yaml.safe_load((REPO / "prefect.yaml").read_text())
     (daily,) = config["deployments"]
     assert daily["entrypoint"] == "flows/schedule.py:scheduled_refresh"
-    assert daily["work_pool"]["name"] == "multipolar" and set(daily["parameters"]) == {"scope", "warehouse"}
+    assert daily["work_pool"]["name"] == "multipolar" and daily["parameters"]["wait_seconds"] == schedule.SCHEDULED_WAIT
+    assert set(daily["parameters"]) == {"scope", "warehouse", "wait_seconds"}
     assert daily["schedules"][0] == {"cron": "0 6 * * *", "timezone": "UTC", "active": True}
 
 
