@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import shutil
 import threading
 import time
@@ -99,6 +100,18 @@ def crawl_to_staging(
     state = CrawlState.load(folder / CHECKPOINT)
     if state is not None and state.done and is_published_crawl(layout, day, state):
         state = None
+    if state is not None and not state.done and (state.endpoint, state.scope) != (endpoint, scope.text):
+        logging.getLogger("multipolar.crawl").warning(
+            "discarded the unfinished crawl of %s left in %s (%s pages of scope %s from %s): this one is of scope %s "
+            "from %s, and starts afresh",
+            day,
+            folder,
+            state.pages,
+            state.scope,
+            state.endpoint,
+            scope.text,
+            endpoint,
+        )
     if state is None or (state.endpoint, state.scope) != (endpoint, scope.text):
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True, exist_ok=True)

@@ -267,3 +267,26 @@ def test_an_https_endpoint_that_speaks_no_tls_fails_at_once_in_one_line() -> Non
         with pytest.raises(HubError, match=r"no TLS handshake \(WRONG_VERSION_NUMBER\); is it an http:// endpoint"):
             check_reachable(endpoint, attempts=1)
         assert hub.listing_requests() == []
+
+
+def test_an_unfinished_crawl_of_another_scope_is_discarded_saying_so(tmp_path, caplog) -> None:
+    import logging
+
+    from flows.crawl import CrawlState, _save
+
+    layout = Layout.at(tmp_path / "wh")
+    logger = logging.getLogger("multipolar.crawl")
+    logger.addHandler(caplog.handler)  # should the CLI's own handler keep it from the root logger
+    try:
+        with StandinHub(world(30), page_size=10) as hub:
+            folder = layout.crawl_staging(DAY)
+            folder.mkdir(parents=True)
+            state = CrawlState(endpoint=hub.url, scope="top:20", started_at="2026-05-12T00:00:00+00:00", pages=1)
+            _save(folder, state)
+            result = crawl_to_staging(layout, DAY, parse_scope("full"), hub.url)
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert result.state.scope == "full" and result.state.done
+    (said,) = {r.getMessage() for r in caplog.records if r.getMessage().startswith("discarded")}
+    assert said.startswith(f"discarded the unfinished crawl of {DAY} left in {folder} (1 pages of scope top:20")
+    assert said.endswith(f"this one is of scope full from {hub.url}, and starts afresh")
