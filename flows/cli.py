@@ -562,6 +562,15 @@ def main() -> None:
     COMMAND_PROCESS = True
     try:
         app()
+    except SystemExit as done:
+        if done.code == 130:  # Ctrl-C, as typer exits on it
+            err.print(
+                "interrupted: what was published stays whole; run the command again to finish (a refresh resumes its "
+                "crawl from the last page it kept)",
+                highlight=False,
+                soft_wrap=True,
+            )
+        raise
     except DamagedRecord as error:  # from any command: one line naming the file, not a traceback
         sys.exit(fail(str(error)).exit_code)
     except Exception as error:

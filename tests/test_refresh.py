@@ -439,3 +439,29 @@ def test_the_clients_retries_are_told_only_with_verbose(tmp_path) -> None:
             told[bool(verbose)] = stdout + stderr
     assert "Retrying in" not in told[False] and "HTTP Error 503" not in told[False], told[False]
     assert "Retrying in" in told[True]
+
+
+def test_ctrl_c_stops_a_refresh_saying_so_and_the_next_run_resumes(tmp_path) -> None:
+    with StandinHub(world(3_000), page_size=100, faults=[faults.latency(0.15)]) as hub:
+        args = ["refresh", "--date", DATE, "--endpoint", hub.url, "--warehouse", str(tmp_path), "--no-dashboard"]
+        proc = cli(*args, env=child_env())
+        checkpoint = Layout.at(tmp_path).crawl_staging(DAY) / "checkpoint.json"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if json.loads(checkpoint.read_text())["pages"] >= 3:
+                    break
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 130, stderr
+        assert "Traceback" not in stderr
+        assert stderr.splitlines()[-1].startswith("interrupted: what was published stays whole; run the command again")
+        assert Layout.at(tmp_path).published_dates(MODELS) == []
+        hub.set_faults()
+        again = cli(*args, env=child_env())
+        _, stderr = again.communicate(timeout=300)
+    assert again.returncode == 0, stderr
+    assert json.loads(Layout.at(tmp_path).meta_file(MODELS, DAY).read_text())["resumed"] == 1
