@@ -7,6 +7,7 @@ import datetime as dt
 import logging
 import math
 import os
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -75,6 +76,8 @@ def parse_day(text: str | None) -> dt.date:
     if text is None:
         return dt.datetime.now(dt.UTC).date()
     try:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):  # fromisoformat takes 20260501 and 2026-W18-5 too
+            raise ValueError(text)
         return dt.date.fromisoformat(text)
     except ValueError:
         raise fail(f"--date {text!r} is not a date of the form YYYY-MM-DD", 2) from None

@@ -71,6 +71,9 @@ def publish_models(
         "dropped_items": summary["report"]["dropped"],
         "blanked_values": summary["report"]["blanked"],
     }
+    crawled_on = dt.date.fromisoformat(result.state.started_at[:10])
+    if crawled_on > day and provenance["source_kind"] == "hub":  # `--backdate`: the Hub as it was when crawled
+        provenance["backdated_from"] = crawled_on.isoformat()
     try:
         meta = publish_staged(layout, MODELS, day, staged, provenance, force=force)
     finally:

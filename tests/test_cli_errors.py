@@ -49,10 +49,12 @@ CASES = [
     (["dashboard", "--out", "{root}/a-file"], 2, "--out {root}/a-file: a file of that name is there, not a folder"),
     (["reproduce", "--out", "{root}/a-file/x"], 2, "--out {root}/a-file/x: cannot make that folder (Not a directory)"),
     (["recompute", "--address", "tcp://127.0.0.1:9"], 2, "--address names a Dask scheduler or Ray cluster"),
+    (["refresh", "--date", "20260501"], 2, "--date '20260501' is not a date of the form YYYY-MM-DD"),
+    (["metrics", "--date", "2026-W18-5"], 2, "--date '2026-W18-5' is not a date of the form YYYY-MM-DD"),
 ]
 
 
-@pytest.mark.parametrize(("args", "code", "said"), CASES, ids=[" ".join(c[0][:2]) for c in CASES])
+@pytest.mark.parametrize(("args", "code", "said"), CASES, ids=[" ".join(c[0][:3]) for c in CASES])
 def test_a_mistaken_argument_fails_in_one_line(warehouse: Path, args: list[str], code: int, said: str) -> None:
     root = str(warehouse)
     done = run(*[a.format(root=root) for a in args], "--warehouse", f"{root}/wh")

@@ -290,3 +290,20 @@ def test_an_unfinished_crawl_of_another_scope_is_discarded_saying_so(tmp_path, c
     (said,) = {r.getMessage() for r in caplog.records if r.getMessage().startswith("discarded")}
     assert said.startswith(f"discarded the unfinished crawl of {DAY} left in {folder} (1 pages of scope top:20")
     assert said.endswith(f"this one is of scope full from {hub.url}, and starts afresh")
+
+
+@pytest.mark.parametrize(("source_kind", "backdated"), [("hub", True), (None, False)])
+def test_a_hub_crawl_published_under_an_earlier_date_records_the_day_it_was_crawled(
+    tmp_path, source_kind: str | None, backdated: bool
+) -> None:
+    """`--backdate` records the Hub of today under a past date: the record says so. The stand-in serves the
+    world of any date, so a past date from it is no backdating."""
+    from flows.snapshot import publish_models
+
+    layout = Layout.at(tmp_path / "wh")
+    with StandinHub(world(30), page_size=10) as hub:
+        result = crawl_to_staging(layout, DAY, parse_scope("full"), hub.url)
+    meta = publish_models(layout, DAY, parse_scope("full"), result, source_kind=source_kind)
+    today = dt.datetime.now(dt.UTC).date()
+    assert DAY < today
+    assert meta.get("backdated_from") == (today.isoformat() if backdated else None)
