@@ -2,10 +2,14 @@
 
 Choices, in one place:
 - Windows: `30d` (downloads_30d), `all_time` (downloads_all_time) and, when the previous snapshot is
-  given, `between` (all-time downloads gained since it; a model new since then counts its whole
-  all-time total). The Hub's all-time counter can go down (recounts, repo resets): such negative deltas
-  are kept as they are in `model_deltas`, summarised by `negative_deltas`, and count as 0 in shares
-  and concentration, so one shrinking repo never offsets another actor's real downloads.
+  given, `between` (all-time downloads gained since it). A model listed then gains the change of its count;
+  a model created since (after the previous date) gains its whole all-time total. A gain that cannot be
+  known counts 0 and is counted in `unknown_gains`: a model without an all-time count on either date, or
+  absent from the previous snapshot though created before it (hidden then, or missed by that crawl), whose
+  all-time total is no day's gain. Without the previous date, every model absent then counts as new. The
+  Hub's all-time counter can go down (recounts, repo resets): such negative deltas are kept as they are
+  in `model_deltas`, summarised by `negative_deltas`, and count as 0 in shares and concentration, so one
+  shrinking repo never offsets another actor's real downloads.
 - Populations: `all`; `llm` (pipeline_tag text-generation or image-text-to-text); one size class per
   model from params_total (`size:<1B`, `size:1-9B`, `size:10-99B`, `size:100B+`, and `size:unknown`
   when the count is missing or not positive).
@@ -84,23 +88,31 @@ def recorded_windows(per_model: pl.DataFrame, previous_models: Frame | None) -> 
     return [window for window in windows(previous_models) if counted[window]]
 
 
-def all_time_gain(now: pl.Expr, previous: pl.Expr) -> pl.Expr:
-    """All-time downloads gained since the previous snapshot; a model absent then gains its whole total."""
-    return now.fill_null(0) - previous.fill_null(0)
+def all_time_gain(now: pl.Expr, previous: pl.Expr, listed_before: pl.Expr, new: pl.Expr) -> pl.Expr:
+    """All-time downloads gained since the previous snapshot: the change for a model listed then (null when
+    either count is missing), the whole total for a model `new` since, else null (not known)."""
+    return pl.when(listed_before).then(now - previous).when(new).then(now)
 
 
 def previous_all_time(previous_models: Frame) -> pl.LazyFrame:
-    """Each model's all-time downloads at the previous snapshot."""
-    return previous_models.lazy().select("model_id", pl.col("downloads_all_time").alias("previous_all_time"))
+    """Each model's all-time downloads at the previous snapshot, and that it was listed then."""
+    return previous_models.lazy().select(
+        "model_id", pl.col("downloads_all_time").alias("previous_all_time"), pl.lit(True).alias("listed_before")
+    )
 
 
 def model_deltas(models: Frame, previous_models: Frame) -> pl.LazyFrame:
-    """Per model: all-time downloads now, at the previous snapshot (null if new) and the change, negatives kept."""
+    """Per model: all-time downloads now, at the previous snapshot (null if new) and the change, negatives kept
+    (null where it is not known; a model absent then counts as new)."""
+    listed = pl.col("listed_before").fill_null(False)
     return (
         models.lazy()
         .select("model_id", "downloads_all_time")
         .join(previous_all_time(previous_models), on="model_id", how="left")
-        .with_columns(all_time_gain(pl.col("downloads_all_time"), pl.col("previous_all_time")).alias("delta"))
+        .with_columns(
+            all_time_gain(pl.col("downloads_all_time"), pl.col("previous_all_time"), listed, ~listed).alias("delta")
+        )
+        .drop("listed_before")
     )
 
 
@@ -121,13 +133,15 @@ def fallen(deltas: Frame) -> pl.DataFrame:
 
 def model_downloads(models: Frame, previous_models: Frame | None = None) -> pl.LazyFrame:
     """Per model: downloads in each window (negative gains clipped to 0), LLM flag and size class; with a
-    previous snapshot, the all-time `delta` too, negatives kept."""
+    previous snapshot, the all-time `delta` too, negatives kept, and whether the model was `listed_before`
+    (a model absent then counts as new: `not_new_since` takes back the gains of those created before)."""
     frame = models.lazy()
     between = []
     if previous_models is not None:
         frame = frame.join(previous_all_time(previous_models), on="model_id", how="left", maintain_order="left")
-        gain = all_time_gain(pl.col("downloads_all_time"), pl.col("previous_all_time"))
-        between = [gain.clip(0).alias("between"), gain.alias("delta")]
+        listed = pl.col("listed_before").fill_null(False)
+        gain = all_time_gain(pl.col("downloads_all_time"), pl.col("previous_all_time"), listed, ~listed)
+        between = [gain.clip(0).alias("between"), gain.alias("delta"), listed.alias("listed_before")]
     return frame.select(
         "model_id",
         # Missing counts stay null, which every sum leaves out, so a window with none is seen to be missing.
@@ -139,9 +153,48 @@ def model_downloads(models: Frame, previous_models: Frame | None = None) -> pl.L
     )
 
 
-def credited_downloads(models: Frame, attributions: Frame, *, previous_models: Frame | None = None) -> pl.LazyFrame:
+def not_new_since(per_model: pl.DataFrame, models: Frame, previous_date: dt.date) -> pl.DataFrame:
+    """`per_model` with no `between` gain for the models absent from the previous snapshot though created on
+    or before its date (or when is not known): their all-time total is no gain since. Only those few models'
+    creation dates are read."""
+    absent = per_model.filter(~pl.col("listed_before")).get_column("model_id")
+    if absent.is_empty():
+        return per_model
+    created = (
+        models.lazy()
+        .filter(pl.col("model_id").is_in(absent.to_list()))
+        .select("model_id", "created_at")
+        .filter(pl.col("created_at").is_null() | (pl.col("created_at").dt.date() <= previous_date))
+        .collect()
+        .get_column("model_id")
+    )
+    if created.is_empty():
+        return per_model
+    old = pl.col("model_id").is_in(created.to_list())
+    return per_model.with_columns(pl.when(old).then(None).otherwise(pl.col(c)).alias(c) for c in ("between", "delta"))
+
+
+def unknown_gains(per_model: pl.DataFrame) -> pl.DataFrame:
+    """How many models have an all-time count now but no known gain since the previous snapshot (counted 0 in
+    `between`), and their summed all-time downloads."""
+    unknown = per_model.filter(pl.col("delta").is_null() & pl.col("all_time").is_not_null())
+    return unknown.select(
+        pl.len().cast(pl.Int64).alias("models"), pl.col("all_time").sum().cast(pl.Int64).alias("all_time_downloads")
+    )
+
+
+def credited_downloads(
+    models: Frame,
+    attributions: Frame,
+    *,
+    previous_models: Frame | None = None,
+    previous_date: dt.date | None = None,
+) -> pl.LazyFrame:
     """Downloads credited to each actor, one row per time_window, population, rule, dimension and actor."""
-    return credited_from(model_downloads(models, previous_models), attributions, windows(previous_models))
+    per_model = model_downloads(models, previous_models)
+    if previous_models is not None and previous_date is not None:
+        per_model = not_new_since(per_model.collect(), models, previous_date).lazy()
+    return credited_from(per_model, attributions, windows(previous_models))
 
 
 def credited_from(per_model: Frame, attributions: Frame, window_names: list[str]) -> pl.LazyFrame:
@@ -249,7 +302,7 @@ def shares(
     previous_date: dt.date | None = None,
 ) -> pl.DataFrame:
     """The SHARES table of one snapshot: every actor's downloads and share, Unknown included."""
-    credited = credited_downloads(models, attributions, previous_models=previous_models)
+    credited = credited_downloads(models, attributions, previous_models=previous_models, previous_date=previous_date)
     return shares_of(credited).with_columns(window_start(previous_date)).collect()
 
 
@@ -261,7 +314,7 @@ def concentration(
     previous_date: dt.date | None = None,
 ) -> pl.DataFrame:
     """The CONCENTRATION table of one snapshot, over known actors only (null metrics when none)."""
-    credited = credited_downloads(models, attributions, previous_models=previous_models)
+    credited = credited_downloads(models, attributions, previous_models=previous_models, previous_date=previous_date)
     groups = metric_groups(attributions, previous_models)
     return concentration_of(credited, groups).sort(GROUP).with_columns(window_start(previous_date)).collect()
 
@@ -311,6 +364,8 @@ def metric_tables(
     per_model = model_downloads(ours, before[0] if before else None).collect(engine=engine)
     if engine == "streaming":  # the join kept the models' order
         per_model = per_model.with_columns(pl.col("model_id").set_sorted())
+    if previous_models is not None and previous_date is not None:
+        per_model = not_new_since(per_model, models, previous_date)
     window_names = recorded_windows(per_model, previous_models)
     buckets = buckets_of(per_model, credits, window_names, registry, by_row=by_row).collect(engine=engine)
     credited = credited_by_actor(buckets.lazy(), window_names).collect().lazy()
@@ -322,4 +377,5 @@ def metric_tables(
     }
     if previous_models is not None:
         tables["negative_deltas"] = fallen(per_model)
+        tables["unknown_gains"] = unknown_gains(per_model)
     return tables

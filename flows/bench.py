@@ -748,11 +748,14 @@ def pandas_metrics(layout: Layout, attributions_file: Path) -> dict[str, pl.Data
     models = models.merge(metadata, on=["metadata_version", "model_id"], how="left")
     previous = pd.read_parquet(layout.partition_file(MODELS, DAY_BEFORE), columns=["model_id", "downloads_all_time"])
     attributions = pd.read_parquet(attributions_file, columns=["model_id", "rule", "weight", *DIMENSIONS])
-    models = models.merge(previous.rename(columns={"downloads_all_time": "previous"}), on="model_id", how="left")
+    previous = previous.rename(columns={"downloads_all_time": "previous"})
+    models = models.merge(previous, on="model_id", how="left", indicator="listed")
     models["30d"] = models["downloads_30d"].fillna(0).astype("float64")
     models["all_time"] = models["downloads_all_time"].fillna(0).astype("float64")
-    gained = models["all_time"] - models["previous"].fillna(0).astype("float64")
-    models["between"] = gained.clip(lower=0)
+    # A model listed the day before gains the change (unknown, so 0, without both counts); one absent, its total.
+    now = models["downloads_all_time"].astype("float64")
+    gained = np.where(models["listed"] == "both", now - models["previous"].astype("float64"), now)
+    models["between"] = pd.Series(gained, index=models.index).fillna(0).clip(lower=0)
     models["llm"] = models["pipeline_tag"].isin(LLM_PIPELINES)
     params = models["params_total"].astype("float64")
     models["size"] = np.select(

@@ -216,6 +216,8 @@ def metrics_date(layout: Layout, day: dt.date, *, force: bool = False) -> dict[s
     provenance: dict[str, Any] = {"inputs": inputs, "registry_version": _registry_of(layout, day)}
     if previous_models is not None:
         provenance["negative_all_time_deltas"] = tables["negative_deltas"].row(0, named=True)
+        # Models whose gain since the date before is not known (counted 0 in `between`): see analytics.metrics.
+        provenance["unknown_all_time_gains"] = tables["unknown_gains"].row(0, named=True)
     publish_frame(layout, SHARES, day, tables["shares"], provenance, force=True)
     publish_frame(layout, CONCENTRATION, day, tables["concentration"], provenance, force=True)
     return {

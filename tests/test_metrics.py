@@ -207,6 +207,43 @@ def test_between_window_counts_gains_since_the_previous_snapshot():
     assert actor_shares(table) == pytest.approx({"Meta": 0.0, "Mistral": 30 / 80, "Qwen": 50 / 80})
 
 
+def test_a_gain_that_cannot_be_known_counts_nothing_in_the_between_window_and_is_counted_apart():
+    """A model absent the day before though created long since (hidden then, or missed by that crawl), or
+    listed without an all-time count on either day, gains nothing known: its all-time total is no day's
+    gain. A model created since the day before gains its whole total."""
+    before = dt.date(2026, 5, 11)
+
+    def made(row: dict, created: str | None) -> dict:
+        return row | {"created_at": None if created is None else dt.datetime.fromisoformat(created)}
+
+    previous = models_frame(
+        made(model("Qwen/grows", all_time=100), "2025-01-01T00:00:00+00:00"),
+        made(model("Meta/no-count-then", all_time=0), "2025-01-01T00:00:00+00:00"),
+    ).with_columns(
+        pl.when(pl.col("model_id") == "Meta/no-count-then")
+        .then(None)
+        .otherwise(pl.col("downloads_all_time"))
+        .alias("downloads_all_time")
+    )
+    now = models_frame(
+        made(model("Qwen/grows", all_time=150), "2025-01-01T00:00:00+00:00"),
+        made(model("Meta/no-count-then", all_time=900), "2025-01-01T00:00:00+00:00"),
+        made(model("Meta/hidden-then", all_time=1_000_000), "2024-03-01T00:00:00+00:00"),
+        made(model("Meta/undated", all_time=7_000), None),
+        made(model("Mistral/new", all_time=30), "2026-05-12T01:00:00+00:00"),
+    )
+    attributions = attributions_frame(*(credit(m, m.split("/")[0]) for m in now["model_id"]))
+    tables = metric_tables(now, attributions, previous, previous_date=before)
+    between = tables["shares"].filter(**ALL_30D_LAB | {"time_window": "between"})
+    assert dict(zip(*between.select("actor", "downloads"), strict=True)) == {"Meta": 0.0, "Mistral": 30.0, "Qwen": 50.0}
+    assert tables["unknown_gains"].to_dicts() == [{"models": 3, "all_time_downloads": 1_007_900}]
+    assert tables["negative_deltas"].to_dicts() == [{"models": 0, "downloads": 0}]  # no fall made of a missing count
+    # the same through `shares`, and without the previous date every absent model is new, as before
+    assert shares(now, attributions, previous_models=previous, previous_date=before).equals(tables["shares"])
+    undated = metric_tables(now, attributions, previous)["shares"].filter(**ALL_30D_LAB | {"time_window": "between"})
+    assert dict(zip(*undated.select("actor", "downloads"), strict=True))["Meta"] == 1_007_000.0
+
+
 def test_negative_deltas_are_kept_per_model_and_counted_apart():
     previous = models_frame(model("Qwen/grows", all_time=100), model("Meta/shrinks", all_time=200))
     now = models_frame(
