@@ -155,6 +155,7 @@ def coverage_frame(metas: list[tuple[dt.date, dict[str, Any]]]) -> pl.DataFrame:
             "source_kind": meta.get("source_kind", "hub"),
             "source": meta.get("source_file") or meta.get("endpoint"),
             "scope": meta.get("scope"),
+            "note": snapshot_note(meta),
         }
         for day, meta in metas
     ]
@@ -164,8 +165,18 @@ def coverage_frame(metas: list[tuple[dt.date, dict[str, Any]]]) -> pl.DataFrame:
         "source_kind": pl.String,
         "source": pl.String,
         "scope": pl.String,
+        "note": pl.String,
     }
     return pl.DataFrame(rows, schema=schema, orient="row")
+
+
+def snapshot_note(meta: dict[str, Any]) -> str | None:
+    """What an imported date's record says against the date before: a stale copy, or a partial snapshot."""
+    if meta.get("same_counts_as"):
+        return f"same counts as {meta['same_counts_as']}"
+    if meta.get("models_of_date_before"):
+        return f"partial: {meta.get('rows', 0):,} of {meta['models_of_date_before']:,} models"
+    return None
 
 
 def region_shares(shares: pl.DataFrame, day: dt.date, rule: str, population: str, window: str) -> dict[str, float]:
@@ -398,12 +409,14 @@ def timeline(
     dates = pl.concat([shares.filter(keep).select("snapshot_date"), concentration.filter(keep).select("snapshot_date")])
     frame = (
         dates.unique()
-        .join(coverage.select("snapshot_date", "models"), on="snapshot_date", how="left")
+        .join(coverage.select("snapshot_date", "models", "note"), on="snapshot_date", how="left")
         .join(head, on="snapshot_date", how="left")
         .join(poles, on="snapshot_date", how="left")
     )
-    columns = ["snapshot_date", "models", *[f"{r}_{m}" for r in RULES for m in ("china", "us", "poles")]]
-    frame = frame.with_columns(pl.lit(None, pl.Float64).alias(c) for c in columns if c not in frame.columns)
+    columns = ["snapshot_date", "models", *[f"{r}_{m}" for r in RULES for m in ("china", "us", "poles")], "note"]
+    frame = frame.with_columns(
+        pl.lit(None, pl.String if c == "note" else pl.Float64).alias(c) for c in columns if c not in frame.columns
+    )
     # An actor absent on a date has share 0 there, as in crossover detection.
     shares_columns = [c for c in columns if c.endswith(("_china", "_us"))]
     return frame.select(columns).with_columns(pl.col(shares_columns).fill_null(0.0)).sort("snapshot_date")
@@ -439,6 +452,20 @@ def _general_notes(shares: pl.DataFrame, coverage: pl.DataFrame, day: dt.date) -
     if kinds:
         dates = f"{coverage.height} date{'s' if coverage.height != 1 else ''}"
         notes.append(f"Snapshots: {dates}, source kind {', '.join(kinds)}; {', '.join(sources[:3])}.")
+    noted = coverage.filter(pl.col("note").is_not_null()).sort("snapshot_date")
+    stale = noted.filter(pl.col("note").str.starts_with("same counts")).get_column("snapshot_date").to_list()
+    if stale:
+        notes.append(
+            f"{len(stale)} date{'s' if len(stale) != 1 else ''} repeat the counts of the date before for every model "
+            f"listed on both ({', '.join(str(d) for d in stale)}): stale copies in the source, which add no "
+            "observation of their own; a crossover held through them is held by fewer real snapshots."
+        )
+    partial_days = noted.filter(pl.col("note").str.starts_with("partial")).get_column("snapshot_date").to_list()
+    if partial_days:
+        notes.append(
+            f"Partial snapshots ({', '.join(str(d) for d in partial_days)}) list under half the models of the date "
+            "before: their shares are of the few listed."
+        )
     scopes = coverage.get_column("scope").drop_nulls().unique(maintain_order=True).to_list()
     partial = [scope for scope in scopes if scope != "full"]
     if partial:
@@ -489,7 +516,7 @@ def _timeline_header(window: str) -> list[str]:
     header = ["date", "models"]
     for rule in RULES:
         header += [f"{rule} China", f"{rule} US", f"{rule} poles"]
-    return header
+    return [*header, "note"]
 
 
 def _timeline_cells(row: dict[str, Any]) -> list[str]:
@@ -497,7 +524,7 @@ def _timeline_cells(row: dict[str, Any]) -> list[str]:
     for rule in RULES:
         poles = row[f"{rule}_poles"]
         cells += [percent(row[f"{rule}_china"]), percent(row[f"{rule}_us"]), "n/a" if poles is None else f"{poles:.2f}"]
-    return cells
+    return [*cells, row.get("note") or ""]
 
 
 def _md_cell(text: str) -> str:

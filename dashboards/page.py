@@ -8,6 +8,8 @@ Provenance keys read by the page (all optional; missing ones show as "not record
     source            where the numbers come from: the Hub endpoint URL, or the import file
     source_kind       "hub" | "standin" | "synthetic" | "import"; anything but "hub" is labelled on the page
     scopes            how many snapshot dates each crawl scope listed ({"full": 90}); absent for imports
+    stale_dates       imported dates that repeat the counts of the date before (stale copies in the source)
+    partial_dates     imported dates that list under half the models of the date before
     dates             the snapshot dates (ISO strings); taken from the shares when absent
     rows              rows of metric data behind the page
     registry_version  version of the attribution registry used
@@ -173,6 +175,21 @@ def scope_text(scopes: Mapping[str, int] | None) -> str:
     return f"{each}: shares move where the scope changes, and no between-snapshot window spans a change"
 
 
+def caveats(provenance: Mapping[str, Any]) -> dict[str, str]:
+    """Footer entries for imported dates that are stale copies or partial, when there are any."""
+    found = {}
+    if stale := provenance.get("stale_dates"):
+        found["Stale copies"] = (
+            f"{html.escape(', '.join(stale))}: the same counts as the date before for every model listed on both "
+            "(the source repeated its values); they add no observation of their own"
+        )
+    if partial := provenance.get("partial_dates"):
+        found["Partial snapshots"] = (
+            f"{html.escape(', '.join(partial))}: under half the models of the date before; shares of the few listed"
+        )
+    return found
+
+
 def provenance_footer(frames: ViewFrames, provenance: Mapping[str, Any]) -> str:
     """The provenance footer: snapshot dates, rows, registry version, data source, generation time."""
     dates = sorted(str(d) for d in provenance.get("dates") or [d.isoformat() for d in frames.dates])
@@ -183,6 +200,7 @@ def provenance_footer(frames: ViewFrames, provenance: Mapping[str, Any]) -> str:
         "Registry version": _text(provenance.get("registry_version")),
         "Data source": f"{_text(provenance.get('source'))} ({_text(provenance.get('source_kind'))})",
         "Scope": scope_text(provenance.get("scopes")),
+        **caveats(provenance),
         "Generated at": _text(provenance.get("generated_at")),
         "Code version": _text(provenance.get("code_version")),
         "Rule over time": f"{_text(frames.rule)} (the rule comparison shows all three)",

@@ -670,14 +670,57 @@ def import_snapshots(
             ready[day] = (models_frame(pl.concat([r for _, r in parts], how="diagonal")), [s for s, _ in parts])
         report.seconds["read"] = round(time.monotonic() - began, 2)
         began = time.monotonic()
+        compared = staleness(days)
         for day, (frame, sources) in ready.items():
-            provenance = _provenance(sources, options, frame) | {"started_at": started}
+            provenance = _provenance(sources, options, frame) | {"started_at": started} | compared.get(day, {})
+            if "same_counts_as" in provenance:
+                log(
+                    f"warning: {day} repeats the counts of {provenance['same_counts_as']} for every model listed on "
+                    f"both ({provenance['repeated_models']:,}; {provenance['added_models']:,} added): a stale copy?"
+                )
+            if "models_of_date_before" in provenance:
+                log(
+                    f"warning: {day} lists {frame.height:,} models, under half of the "
+                    f"{provenance['models_of_date_before']:,} of the date before (a partial snapshot?)"
+                )
             publish_frame(layout, MODELS, day, frame, provenance, force=force)
             report.published.append(day)
             report.rows += frame.height
         report.seconds["publish"] = round(time.monotonic() - began, 2)
         report.steps = derive_all(layout, report.seconds, dashboard=dashboard, log=log)
     return report
+
+
+COUNTS = ("model_id", "downloads_30d", "downloads_all_time")
+
+
+def staleness(days: dict[dt.date, list[tuple[SnapshotFile, pl.DataFrame]]]) -> dict[dt.date, dict[str, Any]]:
+    """What each imported date's `_meta` says of it against the date before in the import: `same_counts_as`
+    when every model listed on both dates (at least half of this date's) has the same counts (a scraper that
+    kept stale values: the date says nothing new of them), with how many models it repeats and adds;
+    `models_of_date_before` when it lists under half as many models as the date before."""
+    found: dict[dt.date, dict[str, Any]] = {}
+    ordered = [(day, _counts(days[day])) for day in sorted(days)]
+    for (earlier, before), (day, counts) in zip(ordered, ordered[1:], strict=False):
+        both = counts.join(before, on="model_id", how="inner", suffix="_before", nulls_equal=False)
+        same = pl.all_horizontal(pl.col(c).eq_missing(pl.col(f"{c}_before")) for c in COUNTS[1:])
+        repeated = both.select(same.sum()).item()
+        if both.height and repeated == both.height and 2 * both.height >= counts.height:
+            found[day] = {
+                "same_counts_as": earlier.isoformat(),
+                "repeated_models": both.height,
+                "added_models": counts.height - both.height,
+            }
+        elif counts.height * 2 < before.height:
+            found[day] = {"models_of_date_before": before.height}
+    return found
+
+
+def _counts(parts: list[tuple[SnapshotFile, pl.DataFrame]]) -> pl.DataFrame:
+    """A date's models and their counts, as text, a model once."""
+    rows = pl.concat([r for _, r in parts], how="diagonal")
+    counts = rows.select(pl.col(c) if c in rows.columns else pl.lit(None).alias(c) for c in COUNTS)
+    return counts.select(pl.all().cast(pl.String)).unique("model_id", keep="last")
 
 
 def _provenance(sources: list[SnapshotFile], options: dict[str, Any], frame: pl.DataFrame) -> dict[str, Any]:

@@ -305,6 +305,10 @@ def dashboard_provenance(layout: Layout) -> dict[str, Any]:
         "source": latest.get("endpoint") or latest.get("source_file"),
         "source_kind": kind,
         "scopes": dict(scopes),
+        "stale_dates": [d.isoformat() for d, meta in zip(dates, metas, strict=True) if meta.get("same_counts_as")],
+        "partial_dates": [
+            d.isoformat() for d, meta in zip(dates, metas, strict=True) if meta.get("models_of_date_before")
+        ],
         "dates": [d.isoformat() for d in dates],
         "rows": latest.get("rows"),
         "registry_version": _registry_of(layout, dates[-1]) if dates else None,

@@ -358,3 +358,53 @@ def test_the_real_llmfit_panel_backfills_every_date_and_china_leads_among_llms(s
     for rule in ("uploader", "official", "lineage"):
         share = dict(latest.filter(pl.col("rule") == rule).select("actor", "share").iter_rows())
         assert share["China"] > share["United States"], rule
+
+    # The panel's stale copies and its partial date are flagged in the records, the report and the dashboard.
+    stale = {d: read_meta(layout, MODELS, d).get("same_counts_as") for d in days}
+    assert {str(d): s for d, s in stale.items() if s} == {
+        "2026-03-10": "2026-03-04",
+        "2026-03-12": "2026-03-10",
+        "2026-03-18": "2026-03-12",
+        "2026-04-15": "2026-04-08",
+        "2026-05-05": "2026-04-29",
+        "2026-05-12": "2026-05-10",
+    }
+    assert read_meta(layout, MODELS, dt.date(2026, 4, 24))["models_of_date_before"] == 962
+    assert "warning: 2026-05-12 repeats the counts of 2026-05-10 for every model listed on both (1,852" in (
+        result.output
+    )
+    report = (warehouse / "reports" / "reproduction.md").read_text()
+    assert "| same counts as 2026-05-10 |" in report and "| partial: 148 of 962 models |" in report
+    assert "6 dates repeat the counts of the date before for every model listed on both" in report
+
+
+def test_dates_that_repeat_the_counts_of_the_date_before_are_flagged_not_dropped(tmp_path) -> None:
+    text = """snapshot_date,model_id,downloads_30d
+2026-03-01,Qwen/a,900
+2026-03-01,meta-llama/b,600
+2026-03-01,mistralai/c,50
+2026-03-01,google/d,40
+2026-03-08,Qwen/a,900
+2026-03-08,meta-llama/b,600
+2026-03-08,mistralai/c,50
+2026-03-08,google/e,10
+2026-03-15,Qwen/a,950
+2026-03-22,Qwen/a,990
+2026-03-22,meta-llama/b,610
+2026-03-22,mistralai/c,55
+"""
+    warehouse = tmp_path / "wh"
+    result = runner.invoke(app, ["import", str(write(tmp_path / "s.csv", text)), "--warehouse", str(warehouse)])
+    assert result.exit_code == 0, result.output
+    layout = Layout.at(warehouse)
+    metas = {d.isoformat(): read_meta(layout, MODELS, d) for d in layout.published_dates(MODELS)}
+    assert len(metas) == 4  # kept: each is what the source said that day
+    assert metas["2026-03-08"]["same_counts_as"] == "2026-03-01"
+    assert (metas["2026-03-08"]["repeated_models"], metas["2026-03-08"]["added_models"]) == (3, 1)
+    assert metas["2026-03-15"]["models_of_date_before"] == 4 and "same_counts_as" not in metas["2026-03-15"]
+    assert not {"same_counts_as", "models_of_date_before"} & set(metas["2026-03-22"])
+    assert "warning: 2026-03-08 repeats the counts of 2026-03-01 for every model listed on both (3; 1 added)" in (
+        result.output
+    )
+    page = (warehouse / "dashboard" / "index.html").read_text()
+    assert "<dt>Stale copies</dt><dd>2026-03-08:" in page and "<dt>Partial snapshots</dt><dd>2026-03-15:" in page
