@@ -27,7 +27,7 @@ from typing import Any
 
 import polars as pl
 
-from flows.rows import INT64_MAX, MAX_ID_LENGTH, MAX_TAG_LENGTH, MAX_TAGS, lineage
+from flows.rows import INT64_MAX, MAX_ID_LENGTH, MAX_TAG_LENGTH, MAX_TAGS, UNKNOWN_CREATED_AT, lineage
 from warehouse.contract import conform
 from warehouse.layout import Layout
 from warehouse.lock import writer_lock
@@ -366,7 +366,15 @@ def llmfit_panel_snapshots(panel_csv: Path, catalogue_csv: Path | None = None) -
     source = str(panel_csv)
     raw = _csv_rows(_text_of(Path(panel_csv).read_bytes(), source, "csv"), source)
     catalogue = catalogue_csv if catalogue_csv is not None else _catalogue_beside(Path(panel_csv))
-    return _llmfit_rows(raw, source, catalogue)[0].drop(LINE)
+    return zero_as_missing(_llmfit_rows(raw, source, catalogue)[0].drop(LINE))
+
+
+def zero_as_missing(frame: pl.DataFrame) -> pl.DataFrame:
+    """The llmfit panel's 30-day counts with its zeros read as missing: its scraper writes 0 where the API gave no
+    count (`info.get("downloads", 0)`), so a 0 is "not recorded" (nomic-embed-text-v1.5 reads 0 on ten dates,
+    then 9.8 M), which sums as 0 still but is not counted as a model without downloads."""
+    zero = pl.col("downloads_30d").str.strip_chars().cast(pl.Int64, strict=False) == 0
+    return frame.with_columns(pl.when(zero).then(None).otherwise(pl.col("downloads_30d")).alias("downloads_30d"))
 
 
 def _llmfit_rows(raw: pl.DataFrame, source: str, catalogue: Path | None) -> tuple[pl.DataFrame, dict[str, Any]]:
@@ -389,7 +397,7 @@ def _llmfit_rows(raw: pl.DataFrame, source: str, catalogue: Path | None) -> tupl
         LINE,
         "snapshot_date",
         "model_id",
-        pl.col("hf_downloads").alias("downloads_30d"),
+        pl.col("hf_downloads").alias("downloads_30d"),  # its zeros are read as missing once validated
         # llmfit stopped recording likes in April 2026 (0 since): a 0 is "not recorded", not "no likes".
         pl.when(pl.col("hf_likes").cast(pl.Int64, strict=False) > 0).then(pl.col("hf_likes")).alias("likes")
         if "hf_likes" in raw.columns
@@ -401,6 +409,9 @@ def _llmfit_rows(raw: pl.DataFrame, source: str, catalogue: Path | None) -> tupl
             "rows_kept": frame.height,
             "same_day_rows_dropped": raw.height - frame.height,
             "repeated_values": int(repeats or 0),
+            "zero_downloads_read_as_missing": int(
+                kept.select((pl.col("hf_downloads").cast(pl.Int64, strict=False) == 0).sum()).item() or 0
+            ),
             "commits": raw.get_column("commit").n_unique() if "commit" in raw.columns else None,
             "llm_population": LLMFIT_POPULATION,
             "catalogue_file": str(catalogue.resolve()) if catalogue else None,
@@ -584,6 +595,7 @@ def read_import(paths: Iterable[Path]) -> tuple[list[SnapshotFile], list[ImportP
         if len(found) > MAX_PROBLEMS:
             problems.append(ImportProblem(str(path), None, f"… and {len(found) - MAX_PROBLEMS} more problem(s)"))
         columns = [c for c in frame.columns if c != LINE]
+        frame = zero_as_missing(frame) if kind == "llmfit-panel" else frame
         files.append(SnapshotFile(path, kind, sha256_of(path), frame, columns, ignored, details))
     if not problems and len(files) > 1:
         problems += _across_files(files)
@@ -611,7 +623,10 @@ def models_frame(rows: pl.DataFrame) -> pl.DataFrame:
     frame = rows.select(
         text["model_id"].alias("model_id"),
         pl.coalesce(text["author"], pl.col("model_id").str.split("/").list.first()).alias("author"),
-        _timestamp(text["created_at"]).alias("created_at"),
+        # The Hub's stamp for "created before it kept creation dates" is no date, as in a crawl.
+        pl.when(_timestamp(text["created_at"]) != UNKNOWN_CREATED_AT)
+        .then(_timestamp(text["created_at"]))
+        .alias("created_at"),
         pl.lit(None, pl.Datetime("us", "UTC")).alias("last_modified"),
         *[_whole(text[c]).alias(c) for c in ("downloads_30d", "downloads_all_time", "likes")],
         pl.lit(None, pl.Float64).alias("trending_score"),

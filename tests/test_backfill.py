@@ -306,6 +306,7 @@ Qwen/Qwen3-8B,Alibaba,2026-02-15T10:00:00+00:00,c1,data/hf_models.json,100,5,2
 Qwen/Qwen3-8B,Alibaba,2026-02-15T16:00:00+00:00,c2,data/hf_models.json,120,0,2
 BAAI/bge-m3,BAAI,2026-02-15T16:00:00+00:00,c2,data/hf_models.json,50,0,2
 Qwen/Qwen3-8B,Alibaba,2026-02-16T09:00:00+00:00,c3,data/hf_models.json,120,0,2
+BAAI/bge-m3,BAAI,2026-02-16T09:00:00+00:00,c3,data/hf_models.json,0,0,2
 """
 CATALOGUE_CSV = """model_id,provider,parameters_raw,architecture,pipeline_tag,use_case
 Qwen/Qwen3-8B,Alibaba,8190735360,qwen3,unknown,General purpose
@@ -322,13 +323,16 @@ def test_the_llmfit_panel_keeps_each_days_last_value_and_reads_the_catalogue(tmp
         ("2026-02-15", "Qwen/Qwen3-8B", "120", "text-generation", "8190735360"),
         ("2026-02-15", "BAAI/bge-m3", "50", "feature-extraction", "567754752"),
         ("2026-02-16", "Qwen/Qwen3-8B", "120", "text-generation", "8190735360"),
+        # the scraper's 0 for a count the API did not give: not recorded, rather than no downloads
+        ("2026-02-16", "BAAI/bge-m3", None, "feature-extraction", "567754752"),
     ]
     result = run_import(panel, tmp_path / "wh")
     assert result.exit_code == 0, result.output
     meta = read_meta(Layout.at(tmp_path / "wh"), MODELS, dt.date(2026, 2, 15))
     assert meta["source_format"] == "llmfit-panel" and meta["llmfit"]["same_day_rows_dropped"] == 1
     assert meta["llmfit"]["repeated_values"] == 1 and meta["llmfit"]["catalogue_file"].endswith("2026-05-12.csv")
-    assert "3 rows (the last of each model's day, of 4)" in " ".join(result.output.split())
+    assert meta["llmfit"]["zero_downloads_read_as_missing"] == 1
+    assert "4 rows (the last of each model's day, of 5)" in " ".join(result.output.split())
     # The folder imports as the panel did: the catalogue beside it is the panel's, not a snapshot of its own.
     folder = run_import(tmp_path / "src", tmp_path / "wh-folder")
     assert folder.exit_code == 0, folder.output
@@ -408,3 +412,15 @@ def test_dates_that_repeat_the_counts_of_the_date_before_are_flagged_not_dropped
     )
     page = (warehouse / "dashboard" / "index.html").read_text()
     assert "<dt>Stale copies</dt><dd>2026-03-08:" in page and "<dt>Partial snapshots</dt><dd>2026-03-15:" in page
+
+
+def test_the_hubs_stamp_for_an_unknown_creation_date_is_imported_as_no_date(tmp_path) -> None:
+    text = """snapshot_date,model_id,downloads_30d,created_at
+2026-03-01,google-bert/bert-base-uncased,900,2022-03-02T23:29:04.000Z
+2026-03-01,Qwen/Qwen3-8B,600,2025-04-28T12:00:00Z
+"""
+    assert run_import(write(tmp_path / "s.csv", text), tmp_path / "wh").exit_code == 0
+    layout = Layout.at(tmp_path / "wh")
+    created = dict(layout.scan(MODELS, dt.date(2026, 3, 1)).select("model_id", "created_at").collect().iter_rows())
+    assert created["google-bert/bert-base-uncased"] is None
+    assert created["Qwen/Qwen3-8B"] == dt.datetime(2025, 4, 28, 12, tzinfo=dt.UTC)
