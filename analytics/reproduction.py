@@ -386,7 +386,8 @@ def _differences(
         if uploaded > 0:
             notes.append(
                 f"The official rule keeps {percent(kept / uploaded)} of the population's downloads "
-                "(repos of registered labs); re-uploads and community fine-tunes are left out."
+                "(repos of the developers the registry lists, intermediaries not among them); re-uploads and repos "
+                "of accounts it does not list are left out."
             )
     return notes
 

@@ -280,7 +280,7 @@ def rule_comparison_bars(frames: ViewFrames) -> alt.LayerChart:
         height=HEIGHT,
         title=title(
             f"Three attribution rules on {frames.latest}",
-            "uploader: the account hosting the repo; official: registered labs' own repos only;",
+            "uploader: the account hosting the repo; official: listed developers' own repos only;",
             "lineage: follow base_model tags to the root model's lab.",
         ),
     )
