@@ -342,9 +342,9 @@ def sql(
 
         table = RichTable(show_edge=False, header_style="bold")
         for name in frame.columns:
-            table.add_column(name, overflow="fold")
+            table.add_column(escape(name), overflow="fold")
         for row in frame.head(limit).iter_rows():
-            table.add_row(*["" if v is None else str(v) for v in row])
+            table.add_row(*["" if v is None else escape(str(v)) for v in row])  # `[…]` is text, not markup
         print_table(table)
         if frame.height > limit:
             out.print(f"… {frame.height - limit} more rows (use --limit or --format csv)")

@@ -547,3 +547,27 @@ def test_sql_as_a_table_into_a_pipe_keeps_each_row_on_one_line(tmp_path) -> None
     lines = result.stdout.splitlines()
     assert len(lines) == 4, result.stdout  # header, rule, two rows: no cell folded at 80 columns
     assert [line.split() for line in lines[2:]] == [["org/b", "│", "org/b", "│"], [long_id, "│", long_id, "│"]]
+
+
+@pytest.mark.parametrize("fmt", ["table", "csv", "json"])
+def test_sql_gives_unions_variants_and_bracketed_text_as_they_are_in_every_format(tmp_path, fmt: str) -> None:
+    """A union or variant (as in `duckdb_settings()`) comes as its text, and text in brackets is no markup."""
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    (tmp_path / "_meta").mkdir()
+    query = "SELECT union_value(k := 1) AS u, 2::VARIANT AS v, '[/x]' AS \"[b]\""
+    assert run_sql(Layout.at(tmp_path), query).row(0) == ("1", "2", "[/x]")
+    result = CliRunner().invoke(app, ["sql", query, "--warehouse", str(tmp_path), "--format", fmt])
+    assert result.exit_code == 0, result.output
+    assert "[/x]" in result.stdout and "[b]" in result.stdout
+    settings = CliRunner().invoke(
+        app, ["sql", "SELECT * FROM duckdb_settings() LIMIT 3", "--warehouse", str(tmp_path), "--format", fmt]
+    )
+    assert settings.exit_code == 0, settings.output
+
+
+def test_a_pivot_without_in_is_refused_saying_how_to_write_it(tmp_path) -> None:
+    with pytest.raises(QueryRefused, match=r"a PIVOT without IN runs as more than one: list the values"):
+        run_sql(Layout.at(tmp_path), "PIVOT shares ON rule USING sum(downloads)")

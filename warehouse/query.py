@@ -287,6 +287,13 @@ def memory_limit() -> str:
     return f"{max(available // 2, MEMORY_FLOOR) // 2**20}MiB"
 
 
+# DuckDB runs a PIVOT without `IN` as two statements: one to find the values, one to pivot on them.
+PIVOT_HINT = (
+    "; a PIVOT without IN runs as more than one: list the values, as in "
+    "PIVOT shares ON rule IN ('uploader', 'official', 'lineage') USING sum(downloads)"
+)
+
+
 def check_read_only(sql: str) -> None:
     """Refuse anything but one SELECT/EXPLAIN statement, naming what was refused."""
     try:
@@ -300,6 +307,7 @@ def check_read_only(sql: str) -> None:
         if kind not in READ_ONLY_STATEMENTS:
             raise QueryRefused(
                 f"{kind} statements are refused: `multipolar sql` only reads the warehouse (SELECT, EXPLAIN)"
+                + (PIVOT_HINT if kind == "MULTI" and re.search(r"\bpivot\b", sql, re.IGNORECASE) else "")
             )
     if len(statements) > 1:
         # Only the last statement's result would be shown, the others' silently dropped.
@@ -379,9 +387,9 @@ def run_sql(layout: Layout, sql: str) -> pl.DataFrame:
     raise duckdb.IOException(f"partitions were replaced while the query read them, {ATTEMPTS} times; run it again")
 
 
-# Types polars cannot take from DuckDB (intervals) or write as CSV or JSON (blobs; maps whose keys are not
-# text, such as `histogram`'s), alone or nested.
-AS_TEXT = re.compile(r"\b(INTERVAL|BLOB)\b|\bMAP\((?!VARCHAR,)")
+# Types polars cannot take from DuckDB (intervals, unions) or write as CSV or JSON (blobs; variants, which reach
+# it as blobs; maps whose keys are not text, such as `histogram`'s), alone or nested.
+AS_TEXT = re.compile(r"\b(INTERVAL|BLOB|VARIANT)\b|\bUNION\(|\bMAP\((?!VARCHAR,)")
 
 
 def result_frame(relation: duckdb.DuckDBPyRelation) -> pl.DataFrame:
