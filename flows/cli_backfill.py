@@ -90,6 +90,12 @@ def reproduce(
     # Into the warehouse, as one of its writers; into a folder of the caller's, without the lock.
     with warehouse_writer(layout, "reproduce") if out_dir is None else contextlib.nullcontext():
         report = reproduction_of(layout, window=window)
+        if report.timeline.is_empty():
+            raise fail(
+                f"no date has LLM shares in the {window} window (an import of 30-day counts alone records neither "
+                "all_time nor between; between needs the date before, crawled with the same scope): give --window 30d",
+                2,
+            )
         make_folder(target.parent)
         target.write_text(render(report), encoding="utf-8")
     _artifact(reproduction.to_markdown(report))

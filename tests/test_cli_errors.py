@@ -49,6 +49,7 @@ CASES = [
     (["dashboard", "--out", "{root}/a-file"], 2, "--out {root}/a-file: a file of that name is there, not a folder"),
     (["reproduce", "--out", "{root}/a-file/x"], 2, "--out {root}/a-file/x: cannot make that folder (Not a directory)"),
     (["recompute", "--address", "tcp://127.0.0.1:9"], 2, "--address names a Dask scheduler or Ray cluster"),
+    (["reproduce", "--window", "between", "--out", "{root}/rep"], 2, "no date has LLM shares in the between window"),
     (["refresh", "--date", "20260501"], 2, "--date '20260501' is not a date of the form YYYY-MM-DD"),
     (["metrics", "--date", "2026-W18-5"], 2, "--date '2026-W18-5' is not a date of the form YYYY-MM-DD"),
 ]
