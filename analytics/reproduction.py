@@ -514,7 +514,7 @@ def _claim_cells(row: dict[str, Any]) -> list[str]:
 
 
 def _timeline_header(window: str) -> list[str]:
-    header = ["date", "models"]
+    header = ["date", "models (all)"]  # the snapshot's models, of every population
     for rule in RULES:
         header += [f"{rule} China", f"{rule} US", f"{rule} poles"]
     return [*header, "note"]
