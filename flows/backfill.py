@@ -46,11 +46,18 @@ MAX_PROBLEMS = 20  # per file; the total is still counted
 MAX_CELL = 65_536  # longest text cell read at all (a tags cell may be long); longer is hostile
 TEXT_PIPELINES = "text-generation"
 # Encoder families the llmfit catalogue lists: embedding and masked-LM models, not generative LLMs.
-ENCODER_ARCHITECTURES = ("bert", "roberta", "xlm-roberta", "nomic_bert", "squeezebert", "distilbert", "electra")
+ENCODER_ARCHITECTURES = (
+    *("bert", "roberta", "xlm-roberta", "nomic_bert", "squeezebert", "distilbert", "electra", "mpnet", "modernbert"),
+    *("wav2vec2", "wav2vec2-bert", "hubert"),  # speech encoders, such as facebook/w2v-bert-2.0
+)
+# Embedding models the catalogue describes as chat models (intfloat/e5-mistral-7b-instruct: "Instruction
+# following, chat"), known by their name.
+EMBEDDING_NAME = r"(^|[-_.])(e5|embed|embedding|embeddings|bge|gte)([-_.]|$)"
 LLMFIT_POPULATION = (
     "llmfit catalogues LLMs, so every panel model is text-generation unless its catalogue row says otherwise: "
-    "a catalogue pipeline_tag other than 'unknown' is kept; use_case 'Text embeddings…' or an encoder "
-    "architecture (BERT family) is feature-extraction; models absent from the catalogue are text-generation"
+    "a catalogue pipeline_tag other than 'unknown' is kept; use_case 'Text embeddings…', an encoder "
+    "architecture (BERT family, speech encoders) or an embedding model's name (e5, embed, bge, gte) is "
+    "feature-extraction; models absent from the catalogue are text-generation"
 )
 
 _PART = r"[A-Za-z0-9_][A-Za-z0-9._-]*"
@@ -431,7 +438,9 @@ def _catalogue_fields(catalogue: Path | None) -> pl.DataFrame:
     rows = pl.read_csv(catalogue, infer_schema=False)
     tag = pl.col("pipeline_tag").fill_null("unknown")
     encoder = pl.col("architecture").fill_null("").is_in(ENCODER_ARCHITECTURES)
-    embedding = pl.col("use_case").fill_null("").str.to_lowercase().str.contains("embedding")
+    embedding = pl.col("use_case").fill_null("").str.to_lowercase().str.contains("embedding") | pl.col(
+        "model_id"
+    ).str.split("/").list.last().str.to_lowercase().str.contains(EMBEDDING_NAME)
     return rows.select(
         "model_id",
         pl.when(tag != "unknown")

@@ -424,3 +424,14 @@ def test_the_hubs_stamp_for_an_unknown_creation_date_is_imported_as_no_date(tmp_
     created = dict(layout.scan(MODELS, dt.date(2026, 3, 1)).select("model_id", "created_at").collect().iter_rows())
     assert created["google-bert/bert-base-uncased"] is None
     assert created["Qwen/Qwen3-8B"] == dt.datetime(2025, 4, 28, 12, tzinfo=dt.UTC)
+
+
+def test_llmfit_models_that_are_no_llms_are_kept_out_of_the_llm_population(shared_data) -> None:
+    """The catalogue calls a speech encoder and an embedding model general-purpose or chat models."""
+    panel = shared_data / PANEL
+    frame = llmfit_panel_snapshots(panel, panel.with_name("llmfit_hf_models_2026-05-12.csv"))
+    tags = dict(frame.select("model_id", "pipeline_tag").unique("model_id").iter_rows())
+    assert tags["facebook/w2v-bert-2.0"] == "feature-extraction"  # architecture wav2vec2-bert
+    assert tags["intfloat/e5-mistral-7b-instruct"] == "feature-extraction"  # by its name
+    assert tags["BAAI/bge-small-en-v1.5"] == "feature-extraction"
+    assert tags["Qwen/Qwen2.5-7B-Instruct"] == "text-generation"
