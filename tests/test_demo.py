@@ -46,7 +46,16 @@ def test_the_demo_never_writes_into_a_warehouse_of_real_snapshots(tmp_path) -> N
     layout.partition_file(MODELS, __import__("datetime").date(2026, 5, 1)).parent.mkdir(parents=True)
     layout.partition_file(MODELS, __import__("datetime").date(2026, 5, 1)).write_bytes(b"")
     layout.meta_dir(MODELS).mkdir(parents=True)
-    layout.meta_file(MODELS, __import__("datetime").date(2026, 5, 1)).write_text(json.dumps({"source_kind": "hub"}))
+    record = {
+        "source_kind": "hub",
+        "table": "models",
+        "snapshot_date": "2026-05-01",
+        "rows": 0,
+        "file": "models/snapshot_date=2026-05-01/part-0.parquet",
+        "sha256": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",  # of no bytes
+        "published_at": "2026-05-01T06:00:00+00:00",
+    }
+    layout.meta_file(MODELS, __import__("datetime").date(2026, 5, 1)).write_text(json.dumps(record))
     result = runner.invoke(app, ["demo", "--days", "1", "--models", "100", "--warehouse", str(tmp_path)])
     assert result.exit_code == 2 and "not synthetic" in result.output
 

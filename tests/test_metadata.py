@@ -169,6 +169,18 @@ def test_a_backfilled_day_is_compared_with_the_day_before_it(tmp_path) -> None:
         assert read_models(layout, day).equals(frame.sort("model_id")), day
 
 
+def whole_record(layout: Layout, path, rows: int) -> dict:
+    """The `_meta` record of a day written whole, as published before metadata was kept apart."""
+    return {
+        "table": "models",
+        "snapshot_date": DAY.isoformat(),
+        "rows": rows,
+        "file": str(path.relative_to(layout.root)),
+        "sha256": sha256_of(path),
+        "published_at": "2026-05-11T06:00:00+00:00",
+    }
+
+
 def test_a_day_written_whole_reads_as_it_is_and_the_next_keeps_all_its_metadata(tmp_path) -> None:
     layout = Layout.at(tmp_path)
     whole = world()
@@ -176,7 +188,7 @@ def test_a_day_written_whole_reads_as_it_is_and_the_next_keeps_all_its_metadata(
     path.parent.mkdir(parents=True)
     write_parquet(whole, path)
     layout.meta_file(MODELS, DAY).parent.mkdir(parents=True)
-    layout.meta_file(MODELS, DAY).write_text(json.dumps({"rows": 50}))
+    layout.meta_file(MODELS, DAY).write_text(json.dumps(whole_record(layout, path, 50)))
     assert not is_split(layout, DAY)
     assert scan_models(layout, DAY).collect().equals(whole)
 
@@ -225,7 +237,7 @@ def test_credited_joins_on_model_row_only_the_dates_attributed_from_their_models
     path.parent.mkdir(parents=True)
     write_parquet(whole, path)
     layout.meta_file(MODELS, DAY).parent.mkdir(parents=True)
-    layout.meta_file(MODELS, DAY).write_text(json.dumps({"rows": 50, "sha256": sha256_of(path)}))
+    layout.meta_file(MODELS, DAY).write_text(json.dumps(whole_record(layout, path, 50)))
     publish_frame(layout, MODELS, NEXT, next_day(whole), {"source_kind": "test"})
     publish_frame(layout, MODELS, later, next_day(whole), {"source_kind": "test"})
     for day in (DAY, NEXT, later):
