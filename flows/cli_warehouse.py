@@ -29,6 +29,7 @@ def check(
         )
     began = time.monotonic()
     report = check_warehouse(layout, full=not quick)
+    seconds = time.monotonic() - began
     if layout.remote and report.partitions == 0:
         raise fail(
             f"no warehouse at {layout.root} (nothing published there); give --warehouse or MULTIPOLAR_WAREHOUSE", 2
@@ -41,7 +42,7 @@ def check(
         found.append(f"{len(behind)} {'date' if len(behind) == 1 else 'dates'} out of date")
     out.print(
         f"checked {report.partitions:,} published files ({report.bytes / 1e6:,.1f} MB, {how}) in "
-        f"{time.monotonic() - began:.1f} s: " + "; ".join(found),
+        f"{seconds:.1f} s: " + "; ".join(found),
         highlight=False,
         soft_wrap=True,
     )
