@@ -395,9 +395,13 @@ def _llmfit_rows(raw: pl.DataFrame, source: str, catalogue: Path | None) -> tupl
             for r in bad.head(MAX_PROBLEMS).iter_rows(named=True)
         ]
         raise ImportRejected(problems)
-    # A catalogue commit can repeat an older value: the last commit of a day is that day's value.
-    ordered = stamped.with_columns(pl.col("_time").dt.date().cast(pl.String).alias("snapshot_date")).sort("_time", LINE)
-    kept = ordered.unique(["snapshot_date", "model_id"], keep="last", maintain_order=True)
+    # A catalogue commit can repeat an older value: the last commit of a day is that day's value, the last that
+    # records a count (a 0 is none: see `zero_as_missing`) when one does, as a commit may list a model twice.
+    recorded = (pl.col("hf_downloads").str.strip_chars().cast(pl.Int64, strict=False) != 0).fill_null(False)
+    ordered = stamped.with_columns(
+        pl.col("_time").dt.date().cast(pl.String).alias("snapshot_date"), recorded.alias("_recorded")
+    ).sort("_recorded", "_time", LINE)
+    kept = ordered.unique(["snapshot_date", "model_id"], keep="last").sort("_time", LINE)
     previous = pl.col("hf_downloads").shift(1).over("model_id", order_by="snapshot_date")
     repeats = kept.select((pl.col("hf_downloads") == previous).sum()).item()
     frame = kept.select(
@@ -694,13 +698,14 @@ def import_snapshots(
             ready[day] = (models_frame(pl.concat([r for _, r in parts], how="diagonal")), [s for s, _ in parts])
         report.seconds["read"] = round(time.monotonic() - began, 2)
         began = time.monotonic()
-        compared = staleness(days)
+        compared = staleness(days, published_counts(layout, min(days)) if days else None)
         for day, (frame, sources) in ready.items():
             provenance = _provenance(sources, options, frame) | {"started_at": started} | compared.get(day, {})
             if "same_counts_as" in provenance:
                 log(
-                    f"warning: {day} repeats the counts of {provenance['same_counts_as']} for every model listed on "
-                    f"both ({provenance['repeated_models']:,}; {provenance['added_models']:,} added): a stale copy?"
+                    f"warning: {day} repeats the counts of {provenance['same_counts_as']} for every model counted on "
+                    f"both ({provenance['repeated_models']:,} of its {frame.height:,}; {provenance['added_models']:,} "
+                    "not listed then): a stale copy?"
                 )
             if "models_of_date_before" in provenance:
                 log(
@@ -718,33 +723,52 @@ def import_snapshots(
 COUNTS = ("model_id", "downloads_30d", "downloads_all_time")
 
 
-def staleness(days: dict[dt.date, list[tuple[SnapshotFile, pl.DataFrame]]]) -> dict[dt.date, dict[str, Any]]:
-    """What each imported date's `_meta` says of it against the date before in the import: `same_counts_as`
-    when every model listed on both dates (at least half of this date's) has the same counts (a scraper that
-    kept stale values: the date says nothing new of them), with how many models it repeats and adds;
-    `models_of_date_before` when it lists under half as many models as the date before."""
+def staleness(
+    days: dict[dt.date, list[tuple[SnapshotFile, pl.DataFrame]]], before: tuple[dt.date, pl.DataFrame] | None = None
+) -> dict[dt.date, dict[str, Any]]:
+    """What each imported date's `_meta` says of it against the date before (in the import, or `before`, the
+    latest published date before the first imported one, with its counts): `same_counts_as` when every count
+    recorded on both dates is the same, for at least half of this date's models (a scraper that kept stale
+    values: the date says nothing new of them), with how many models it repeats and adds;
+    `models_of_date_before` when it lists under half as many models as the date before (both may be said)."""
     found: dict[dt.date, dict[str, Any]] = {}
-    ordered = [(day, _counts(days[day])) for day in sorted(days)]
-    for (earlier, before), (day, counts) in zip(ordered, ordered[1:], strict=False):
-        both = counts.join(before, on="model_id", how="inner", suffix="_before", nulls_equal=False)
-        same = pl.all_horizontal(pl.col(c).eq_missing(pl.col(f"{c}_before")) for c in COUNTS[1:])
-        repeated = both.select(same.sum()).item()
-        if both.height and repeated == both.height and 2 * both.height >= counts.height:
-            found[day] = {
+    ordered = ([before] if before is not None else []) + [(day, _counts(days[day])) for day in sorted(days)]
+    for (earlier, previous), (day, counts) in zip(ordered, ordered[1:], strict=False):
+        said: dict[str, Any] = {}
+        both = counts.join(previous, on="model_id", how="inner", suffix="_before")
+        known = [pl.col(c).is_not_null() & pl.col(f"{c}_before").is_not_null() for c in COUNTS[1:]]
+        differ = [k & (pl.col(c) != pl.col(f"{c}_before")) for k, c in zip(known, COUNTS[1:], strict=True)]
+        compared, differing = both.select(
+            pl.any_horizontal(known).sum().alias("compared"), pl.any_horizontal(differ).sum().alias("differing")
+        ).row(0)
+        if compared and not differing and 2 * compared >= counts.height:
+            said |= {
                 "same_counts_as": earlier.isoformat(),
-                "repeated_models": both.height,
+                "repeated_models": compared,
                 "added_models": counts.height - both.height,
             }
-        elif counts.height * 2 < before.height:
-            found[day] = {"models_of_date_before": before.height}
+        if counts.height * 2 < previous.height:
+            said["models_of_date_before"] = previous.height
+        if said:
+            found[day] = said
     return found
 
 
 def _counts(parts: list[tuple[SnapshotFile, pl.DataFrame]]) -> pl.DataFrame:
-    """A date's models and their counts, as text, a model once."""
+    """A date's models and their counts, as integers, a model once."""
     rows = pl.concat([r for _, r in parts], how="diagonal")
     counts = rows.select(pl.col(c) if c in rows.columns else pl.lit(None).alias(c) for c in COUNTS)
-    return counts.select(pl.all().cast(pl.String)).unique("model_id", keep="last")
+    whole = [_whole(pl.col(c).cast(pl.String).str.strip_chars()).alias(c) for c in COUNTS[1:]]
+    return counts.select(pl.col("model_id").str.strip_chars(), *whole).unique("model_id", keep="last")
+
+
+def published_counts(layout: Layout, first: dt.date) -> tuple[dt.date, pl.DataFrame] | None:
+    """The latest published date before `first`, with its models' counts; None when there is none."""
+    earlier = [d for d in layout.published_dates(MODELS) if d < first]
+    if not earlier:
+        return None
+    counts = layout.scan(MODELS, earlier[-1]).select(COUNTS).collect()
+    return earlier[-1], counts.with_columns(pl.col(c).cast(pl.Int64) for c in COUNTS[1:])
 
 
 def _provenance(sources: list[SnapshotFile], options: dict[str, Any], frame: pl.DataFrame) -> dict[str, Any]:

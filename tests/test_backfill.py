@@ -374,8 +374,9 @@ def test_the_real_llmfit_panel_backfills_every_date_and_china_leads_among_llms(s
         "2026-05-12": "2026-05-10",
     }
     assert read_meta(layout, MODELS, dt.date(2026, 4, 24))["models_of_date_before"] == 962
-    assert "warning: 2026-05-12 repeats the counts of 2026-05-10 for every model listed on both (1,852" in (
-        result.output
+    assert (
+        "warning: 2026-05-12 repeats the counts of 2026-05-10 for every model counted on both (1,822 of its 1,852"
+        in (result.output)
     )
     report = (warehouse / "reports" / "reproduction.md").read_text()
     assert "| same counts as 2026-05-10 |" in report and "| partial: 148 of 962 models |" in report
@@ -407,11 +408,17 @@ def test_dates_that_repeat_the_counts_of_the_date_before_are_flagged_not_dropped
     assert (metas["2026-03-08"]["repeated_models"], metas["2026-03-08"]["added_models"]) == (3, 1)
     assert metas["2026-03-15"]["models_of_date_before"] == 4 and "same_counts_as" not in metas["2026-03-15"]
     assert not {"same_counts_as", "models_of_date_before"} & set(metas["2026-03-22"])
-    assert "warning: 2026-03-08 repeats the counts of 2026-03-01 for every model listed on both (3; 1 added)" in (
-        result.output
+    assert (
+        "warning: 2026-03-08 repeats the counts of 2026-03-01 for every model counted on both (3 of its 4; 1 not"
+        in (result.output)
     )
     page = (warehouse / "dashboard" / "index.html").read_text()
     assert "<dt>Stale copies</dt><dd>2026-03-08:" in page and "<dt>Partial snapshots</dt><dd>2026-03-15:" in page
+    # A later import is compared with the date published before it.
+    later = "snapshot_date,model_id,downloads_30d\n2026-03-29,Qwen/a,990\n2026-03-29,meta-llama/b,610\n"
+    again = runner.invoke(app, ["import", str(write(tmp_path / "t.csv", later)), "--warehouse", str(warehouse)])
+    assert again.exit_code == 0, again.output
+    assert read_meta(layout, MODELS, dt.date(2026, 3, 29))["same_counts_as"] == "2026-03-22"
 
 
 def test_the_hubs_stamp_for_an_unknown_creation_date_is_imported_as_no_date(tmp_path) -> None:
@@ -435,3 +442,16 @@ def test_llmfit_models_that_are_no_llms_are_kept_out_of_the_llm_population(share
     assert tags["intfloat/e5-mistral-7b-instruct"] == "feature-extraction"  # by its name
     assert tags["BAAI/bge-small-en-v1.5"] == "feature-extraction"
     assert tags["Qwen/Qwen2.5-7B-Instruct"] == "text-generation"
+
+
+def test_a_llmfit_commit_listing_a_model_twice_keeps_the_count_it_records(tmp_path) -> None:
+    """Qwen/Qwen3-Coder-Next is listed twice in a commit of the real panel, with 484,455 and 0 (no count)."""
+    panel = write(
+        tmp_path / "panel.csv",
+        PANEL_CSV.splitlines()[0]
+        + "\nQwen/Qwen3-8B,Alibaba,2026-02-15T10:00:00+00:00,c1,data/hf_models.json,484455,0,2"
+        + "\nQwen/Qwen3-8B,Alibaba,2026-02-15T10:00:00+00:00,c1,data/hf_models.json,0,0,2"
+        + "\nBAAI/bge-m3,BAAI,2026-02-15T10:00:00+00:00,c1,data/hf_models.json,0,0,2\n",
+    )
+    counts = dict(llmfit_panel_snapshots(panel).select("model_id", "downloads_30d").iter_rows())
+    assert counts == {"Qwen/Qwen3-8B": "484455", "BAAI/bge-m3": None}
