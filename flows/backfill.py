@@ -47,8 +47,18 @@ MAX_CELL = 65_536  # longest text cell read at all (a tags cell may be long); lo
 TEXT_PIPELINES = "text-generation"
 # Encoder families the llmfit catalogue lists: embedding and masked-LM models, not generative LLMs.
 ENCODER_ARCHITECTURES = (
+    # text encoders
     *("bert", "roberta", "xlm-roberta", "nomic_bert", "squeezebert", "distilbert", "electra", "mpnet", "modernbert"),
-    *("wav2vec2", "wav2vec2-bert", "hubert"),  # speech encoders, such as facebook/w2v-bert-2.0
+    *("deberta", "deberta-v2", "flaubert", "roformer", "neobert", "eurobert", "canine", "lilt", "relik-reader"),
+    # embedding models built on decoders
+    *("nvembed", "gigarembed", "llama_bidirec", "bidirectional_pplx_qwen3"),
+    # image encoders and image-text embedders
+    *("clip", "clip_vision_model", "clyp", "jina_clip", "internvl_vision", "dinov2", "vit", "aesthetics_predictor"),
+    # speech encoders and audio codecs (facebook/w2v-bert-2.0, kyutai/mimi)
+    *("wav2vec2", "wav2vec2-bert", "hubert", "encodec", "dac", "mimi", "xcodec"),
+    *("higgs_audio_v2_tokenizer", "moss-audio-tokenizer"),
+    # molecule and DNA models
+    *("molformer", "hyenadna"),
 )
 # Embedding models the catalogue describes as chat models (intfloat/e5-mistral-7b-instruct: "Instruction
 # following, chat"), known by their name.
@@ -56,8 +66,9 @@ EMBEDDING_NAME = r"(^|[-_.])(e5|embed|embedding|embeddings|bge|gte)([-_.]|$)"
 LLMFIT_POPULATION = (
     "llmfit catalogues LLMs, so every panel model is text-generation unless its catalogue row says otherwise: "
     "a catalogue pipeline_tag other than 'unknown' is kept; use_case 'Text embeddings…', an encoder "
-    "architecture (BERT family, speech encoders) or an embedding model's name (e5, embed, bge, gte) is "
-    "feature-extraction; models absent from the catalogue are text-generation"
+    "architecture (text, image and speech encoders, audio codecs, embedding models) or an embedding model's name "
+    "(e5, embed, bge, gte) is feature-extraction; models absent from the catalogue are text-generation unless "
+    "so named"
 )
 
 _PART = r"[A-Za-z0-9_][A-Za-z0-9._-]*"
@@ -429,8 +440,10 @@ def _llmfit_rows(raw: pl.DataFrame, source: str, catalogue: Path | None) -> tupl
             "catalogue_sha256": sha256_of(catalogue) if catalogue else None,
         }
     }
+    named = pl.col("model_id").str.split("/").list.last().str.to_lowercase().str.contains(EMBEDDING_NAME)
+    absent = pl.when(named).then(pl.lit("feature-extraction")).otherwise(pl.lit(TEXT_PIPELINES))
     return frame.join(_catalogue_fields(catalogue), on="model_id", how="left").with_columns(
-        pl.col("pipeline_tag").fill_null(TEXT_PIPELINES)
+        pl.col("pipeline_tag").fill_null(absent)
     ).sort(LINE), details
 
 

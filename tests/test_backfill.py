@@ -442,6 +442,7 @@ def test_llmfit_models_that_are_no_llms_are_kept_out_of_the_llm_population(share
     assert tags["intfloat/e5-mistral-7b-instruct"] == "feature-extraction"  # by its name
     assert tags["BAAI/bge-small-en-v1.5"] == "feature-extraction"
     assert tags["Qwen/Qwen2.5-7B-Instruct"] == "text-generation"
+    assert tags["kyutai/mimi"] == tags["jinaai/jina-clip-v2"] == "feature-extraction"  # an audio codec, CLIP
 
 
 def test_a_llmfit_commit_listing_a_model_twice_keeps_the_count_it_records(tmp_path) -> None:
@@ -455,3 +456,11 @@ def test_a_llmfit_commit_listing_a_model_twice_keeps_the_count_it_records(tmp_pa
     )
     counts = dict(llmfit_panel_snapshots(panel).select("model_id", "downloads_30d").iter_rows())
     assert counts == {"Qwen/Qwen3-8B": "484455", "BAAI/bge-m3": None}
+
+
+def test_a_llmfit_model_the_catalogue_does_not_list_is_an_llm_unless_its_name_says_it_embeds(tmp_path) -> None:
+    header = PANEL_CSV.splitlines()[0]
+    rows = [f"{m},x,2026-02-15T10:00:00+00:00,c1,data/hf_models.json,10,0,2" for m in ("royokong/e5-v", "Qwen/x")]
+    panel = write(tmp_path / "panel.csv", "\n".join([header, *rows]) + "\n")  # no catalogue beside it
+    tags = dict(llmfit_panel_snapshots(panel).select("model_id", "pipeline_tag").iter_rows())
+    assert tags == {"royokong/e5-v": "feature-extraction", "Qwen/x": "text-generation"}
