@@ -4,12 +4,13 @@ Choices, in one place:
 - Windows: `30d` (downloads_30d), `all_time` (downloads_all_time) and, when the previous snapshot is
   given, `between` (all-time downloads gained since it). A model listed then gains the change of its count;
   a model created since (after the previous date) gains its whole all-time total. A gain that cannot be
-  known counts 0 and is counted in `unknown_gains`: a model without an all-time count on either date, or
-  absent from the previous snapshot though created before it (hidden then, or missed by that crawl), whose
-  all-time total is no day's gain. Without the previous date, every model absent then counts as new. The
-  Hub's all-time counter can go down (recounts, repo resets): such negative deltas are kept as they are
-  in `model_deltas`, summarised by `negative_deltas`, and count as 0 in shares and concentration, so one
-  shrinking repo never offsets another actor's real downloads.
+  known counts 0: a model without an all-time count on either date, or absent from the previous snapshot
+  though created before it (hidden then, or missed by that crawl), whose all-time total is no day's gain;
+  those with an all-time count now, whose downloads are thus left out, are counted in `unknown_gains`.
+  Without the previous date, every model absent then counts as new. The Hub's all-time counter can go
+  down (recounts, repo resets): such negative deltas are kept as they are in `model_deltas`, summarised
+  by `negative_deltas`, and count as 0 in shares and concentration, so one shrinking repo never offsets
+  another actor's real downloads.
 - Populations: `all`; `llm` (pipeline_tag text-generation or image-text-to-text); one size class per
   model from params_total (`size:<1B`, `size:1-9B`, `size:10-99B`, `size:100B+`, and `size:unknown`
   when the count is missing or not positive).

@@ -457,9 +457,9 @@ def _general_notes(shares: pl.DataFrame, coverage: pl.DataFrame, day: dt.date) -
     stale = noted.filter(pl.col("note").str.starts_with("same counts")).get_column("snapshot_date").to_list()
     if stale:
         notes.append(
-            f"{len(stale)} date{'s' if len(stale) != 1 else ''} repeat the counts of the date before for every model "
-            f"listed on both ({', '.join(str(d) for d in stale)}): stale copies in the source, which add no "
-            "observation of their own; a crossover held through them is held by fewer real snapshots."
+            f"{len(stale)} {'dates repeat' if len(stale) != 1 else 'date repeats'} every count of the date before "
+            f"({', '.join(str(d) for d in stale)}): stale copies in the source, which add no observation of their "
+            "own; a crossover held through them is held by fewer real snapshots."
         )
     partial_days = noted.filter(pl.col("note").str.starts_with("partial")).get_column("snapshot_date").to_list()
     if partial_days:

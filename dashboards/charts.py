@@ -202,7 +202,7 @@ def country_share_lines(frames: ViewFrames) -> alt.LayerChart:
             "Share of downloads by country",
             countries_drawn(frames.actors("country"), frames.latest),
             "Countries are ISO 3166 codes; Unknown is downloads credited to no country (namespaces the registry "
-            "does not list, and listed intermediaries and community accounts without one).",
+            "does not list, and listed ones without a country: mostly intermediaries and community accounts).",
         ),
     )
 

@@ -380,7 +380,7 @@ def test_the_real_llmfit_panel_backfills_every_date_and_china_leads_among_llms(s
     )
     report = (warehouse / "reports" / "reproduction.md").read_text()
     assert "| same counts as 2026-05-10 |" in report and "| partial: 148 of 962 models |" in report
-    assert "6 dates repeat the counts of the date before for every model listed on both" in report
+    assert "6 dates repeat every count of the date before (2026-03-10, 2026-03-12" in report
 
 
 def test_dates_that_repeat_the_counts_of_the_date_before_are_flagged_not_dropped(tmp_path) -> None:
