@@ -431,11 +431,15 @@ def reproduce(
     *,
     window: str = "30d",
     claims: tuple[Claim, ...] = CLAIMS,
+    largest: dict[str, Any] | None = None,
 ) -> Reproduction:
-    """The reproduction report of a warehouse's metric series (each frame with `snapshot_date`)."""
+    """The reproduction report of a warehouse's metric series (each frame with `snapshot_date`); `largest`, the
+    latest date's largest LLM repo (`largest_llm_repo`), is named when it alone moves the shares."""
     day = shares["snapshot_date"].max()
     rows = [claim_row(c, shares, crossovers, coverage, day) for c in claims]
     notes = _general_notes(shares, coverage, day)
+    if largest is not None and (note := _largest_note(shares, day, largest)):
+        notes.insert(1, note)
     return Reproduction(
         claims=pl.DataFrame(rows, infer_schema_length=None),
         timeline=timeline(shares, concentration, coverage, window=window),
@@ -443,6 +447,49 @@ def reproduce(
         window=window,
         notes=notes,
         label=source_label(series_source_kind(coverage["source_kind"].fill_null("hub"))),
+    )
+
+
+# A repo holding at least this share of a group's downloads is named, with the shares without it.
+LARGEST_NOTED = 0.05
+
+
+def largest_llm_repo(models: pl.LazyFrame, attributions: pl.LazyFrame) -> dict[str, Any] | None:
+    """The LLM repo with the most 30-day downloads, with its downloads and region under the uploader rule."""
+    from analytics.metrics import is_llm
+
+    top = (
+        models.filter(is_llm(pl.col("pipeline_tag")))
+        .select("model_id", "downloads_30d")
+        .sort("downloads_30d", descending=True, nulls_last=True)
+        .head(1)
+        .collect()
+    )
+    if top.is_empty() or not top.item(0, "downloads_30d"):
+        return None
+    model = top.item(0, "model_id")
+    credit = (
+        attributions.filter((pl.col("model_id") == model) & (pl.col("rule") == "uploader"))
+        .select("region", "weight")
+        .collect()
+    )
+    region = credit.item(0, "region") if credit.height else None
+    return {"model_id": model, "downloads": float(top.item(0, "downloads_30d")), "region": region or UNKNOWN}
+
+
+def _largest_note(shares: pl.DataFrame, day: dt.date, largest: dict[str, Any]) -> str | None:
+    """How far one repo moves the China and US shares among LLMs on `day` (30d, uploader rule), when it holds at
+    least `LARGEST_NOTED` of their downloads."""
+    group = region_shares(shares, day, "uploader", "llm", "30d")
+    total, held = group["downloads"], largest["downloads"]
+    if total <= 0 or held / total < LARGEST_NOTED or held >= total:
+        return None
+    china = group["china_downloads"] - (held if largest["region"] == CHINA else 0.0)
+    us = group["us_downloads"] - (held if largest["region"] == US else 0.0)
+    return (
+        f"One repo, {largest['model_id']} ({largest['region']}), holds {percent(held / total)} of LLM downloads on "
+        f"{day} (30d, uploader rule): without it China {percent(china / (total - held))} vs US "
+        f"{percent(us / (total - held))}, against {percent(group[CHINA])} vs {percent(group[US])} with it."
     )
 
 
@@ -461,6 +508,9 @@ def _general_notes(shares: pl.DataFrame, coverage: pl.DataFrame, day: dt.date) -
             f"({', '.join(str(d) for d in stale)}): stale copies in the source, which add no observation of their "
             "own; a crossover held through them is held by fewer real snapshots."
         )
+    if day in stale:
+        source = noted.filter(pl.col("snapshot_date") == day).item(0, "note").removeprefix("same counts as ")
+        notes.append(f"The latest date, {day}, is one of them: its figures are those of {source}.")
     partial_days = noted.filter(pl.col("note").str.starts_with("partial")).get_column("snapshot_date").to_list()
     if partial_days:
         notes.append(

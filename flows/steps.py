@@ -371,8 +371,17 @@ def reproduction_of(layout: Layout, *, window: str = "30d"):
     coverage = reproduction.coverage_frame(
         [(d, read_meta(layout, MODELS, d) or {}) for d in layout.published_dates(MODELS)]
     )
+    latest = layout.published_dates(SHARES)[-1:]
+    largest = None
+    if latest and latest[0] in layout.published_dates(ATTRIBUTIONS):
+        largest = reproduction.largest_llm_repo(layout.scan(MODELS, latest[0]), layout.scan(ATTRIBUTIONS, latest[0]))
     return reproduction.reproduce(
-        series(layout, SHARES), series(layout, CONCENTRATION), series(layout, CROSSOVERS), coverage, window=window
+        series(layout, SHARES),
+        series(layout, CONCENTRATION),
+        series(layout, CROSSOVERS),
+        coverage,
+        window=window,
+        largest=largest,
     )
 
 

@@ -381,6 +381,9 @@ def test_the_real_llmfit_panel_backfills_every_date_and_china_leads_among_llms(s
     report = (warehouse / "reports" / "reproduction.md").read_text()
     assert "| same counts as 2026-05-10 |" in report and "| partial: 148 of 962 models |" in report
     assert "6 dates repeat every count of the date before (2026-03-10, 2026-03-12" in report
+    assert "The latest date, 2026-05-12, is one of them: its figures are those of 2026-05-10." in report
+    # One repo holds a quarter of the LLM downloads: the report says how far it alone moves the shares.
+    assert "One repo, Qwen/Qwen3-VL-2B-Instruct (China), holds 25.3% of LLM downloads on 2026-05-12" in report
 
 
 def test_dates_that_repeat_the_counts_of_the_date_before_are_flagged_not_dropped(tmp_path) -> None:
