@@ -201,8 +201,8 @@ def country_share_lines(frames: ViewFrames) -> alt.LayerChart:
         title=title(
             "Share of downloads by country",
             countries_drawn(frames.actors("country"), frames.latest),
-            "Countries are ISO 3166 codes; Unknown is downloads credited to no country (namespaces the registry "
-            "does not list, and listed ones without a country: mostly intermediaries and community accounts).",
+            "Countries are ISO 3166 codes; Unknown is downloads credited to no country:",
+            "namespaces the registry does not list, and listed ones without a country (mostly intermediaries).",
         ),
     )
 
