@@ -42,14 +42,29 @@ def previous_date(layout: Layout, day: dt.date) -> dt.date | None:
 
 
 def between_basis(layout: Layout, day: dt.date) -> dt.date | None:
-    """The date `day`'s `between` window is measured from: the date before, when both were listed with the same
-    scope. A model missing from a day crawled with a narrower scope (`top:N`, `orgs:`) is not a new model, and
-    its all-time downloads are no day's gain: across a change of scope there is no `between` window."""
-    previous = previous_date(layout, day)
-    if previous is None:
-        return None
-    scopes = {(read_meta(layout, MODELS, d) or {}).get("scope") for d in (previous, day)}
-    return previous if len(scopes) == 1 else None
+    """The date `day`'s `between` window is measured from: the latest date before it that is no stale copy (an
+    imported date that repeats the counts of the one before, `same_counts_as`), when both were listed with the
+    same scope. A model missing from a day crawled with a narrower scope (`top:N`, `orgs:`) is not a new model,
+    and its all-time downloads are no day's gain: across a change of scope there is no `between` window. Nor has
+    a stale copy one: it observed no gain of its own."""
+    return _between(layout, day)[0]
+
+
+def _between(layout: Layout, day: dt.date) -> tuple[dt.date | None, str | None]:
+    """`between_basis` and, when there is none though a date comes before, why."""
+    earlier = [d for d in layout.published_dates(MODELS) if d < day]
+    if not earlier:
+        return None, None
+    meta = read_meta(layout, MODELS, day) or {}
+    if meta.get("same_counts_as"):
+        return None, f"none: this date repeats the counts of {meta['same_counts_as']}"
+    metas = {d: read_meta(layout, MODELS, d) or {} for d in earlier}
+    real = [d for d in earlier if not metas[d].get("same_counts_as")]
+    if not real:
+        return None, "none: every date before repeats the counts of the one before it"
+    if metas[real[-1]].get("scope") != meta.get("scope"):
+        return None, "none: the date before was listed with another scope"
+    return real[-1], None
 
 
 def attribution_inputs(layout: Layout, day: dt.date) -> dict[str, Any]:
@@ -68,8 +83,11 @@ def metric_inputs(layout: Layout, day: dt.date) -> dict[str, Any]:
         "previous_date": previous.isoformat() if previous else None,
         "previous_models_sha256": _sha(layout, MODELS, previous),
     }
-    if previous is not None and between_basis(layout, day) is None:
-        inputs["between"] = "none: the date before was listed with another scope"
+    basis, why = _between(layout, day)
+    if why is not None:
+        inputs["between"] = why
+    elif basis is not None and basis != previous:  # stale copies between them
+        inputs["between_from"] = basis.isoformat()
     return inputs
 
 

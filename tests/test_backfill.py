@@ -467,3 +467,32 @@ def test_a_llmfit_model_the_catalogue_does_not_list_is_an_llm_unless_its_name_sa
     panel = write(tmp_path / "panel.csv", "\n".join([header, *rows]) + "\n")  # no catalogue beside it
     tags = dict(llmfit_panel_snapshots(panel).select("model_id", "pipeline_tag").iter_rows())
     assert tags == {"royokong/e5-v": "feature-extraction", "Qwen/x": "text-generation"}
+
+
+def test_a_stale_copy_has_no_between_window_and_the_next_date_measures_from_the_last_real_one(tmp_path) -> None:
+    text = """snapshot_date,model_id,downloads_30d,downloads_all_time
+2026-03-01,Qwen/a,900,10000
+2026-03-01,meta-llama/b,600,20000
+2026-03-02,Qwen/a,900,10000
+2026-03-02,meta-llama/b,600,20000
+2026-03-03,Qwen/a,950,10500
+2026-03-03,meta-llama/b,610,20100
+"""
+    warehouse = tmp_path / "wh"
+    assert run_import(write(tmp_path / "s.csv", text), warehouse).exit_code == 0
+    layout = Layout.at(warehouse)
+    windows = {
+        d: set(pl.read_parquet(layout.partition_file(SHARES, d))["time_window"]) for d in published(warehouse, SHARES)
+    }
+    assert "between" not in windows[dt.date(2026, 3, 2)] and "between" in windows[dt.date(2026, 3, 3)]
+    assert read_meta(layout, SHARES, dt.date(2026, 3, 2))["inputs"]["between"] == (
+        "none: this date repeats the counts of 2026-03-01"
+    )
+    gained = pl.read_parquet(layout.partition_file(SHARES, dt.date(2026, 3, 3))).filter(
+        (pl.col("time_window") == "between")
+        & (pl.col("rule") == "uploader")
+        & (pl.col("dimension") == "lab")
+        & (pl.col("population") == "all")
+    )
+    assert dict(gained.select("actor", "downloads").iter_rows()) == {"Alibaba": 500.0, "Meta": 100.0}
+    assert set(gained["window_start"]) == {dt.date(2026, 3, 1)}  # the last date that observed anything
