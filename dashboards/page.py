@@ -181,7 +181,7 @@ def caveats(provenance: Mapping[str, Any]) -> dict[str, str]:
     if stale := provenance.get("stale_dates"):
         found["Stale copies"] = (
             f"{html.escape(', '.join(stale))}: the same counts as the date before for every model listed on both "
-            "(the source repeated its values); they add no observation of their own"
+            "(the source repeated its values): no observation of their own, so left out of the views"
         )
     if partial := provenance.get("partial_dates"):
         found["Partial snapshots"] = (

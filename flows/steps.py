@@ -352,12 +352,17 @@ def draw_dashboard(layout: Layout, folder: Path):
     """Write the dashboard of every published metric partition into a local `folder`."""
     from dashboards.page import write_dashboard
 
+    provenance = dashboard_provenance(layout)
+    # A stale copy (an imported date repeating the counts of the one before) is no observation of its own: left
+    # out of the views, named in the footer.
+    stale = [dt.date.fromisoformat(d) for d in provenance["stale_dates"]]
+    observed = ~pl.col("snapshot_date").is_in(stale)
     crossovers = series(layout, CROSSOVERS)
     return write_dashboard(
-        shares_series(layout),
-        series(layout, CONCENTRATION),
+        shares_series(layout).filter(observed),
+        series(layout, CONCENTRATION).filter(observed),
         crossovers.filter(pl.col("snapshot_date") == pl.col("snapshot_date").max()),
-        dashboard_provenance(layout),
+        provenance | {"dates": [d for d in provenance["dates"] if d not in provenance["stale_dates"]]},
         folder,
     )
 
