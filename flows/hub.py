@@ -85,7 +85,15 @@ def configure_client(timeout: float = REQUEST_TIMEOUT) -> None:
 def resolve_endpoint(endpoint: str | None) -> str:
     """The endpoint to crawl: the argument, else `HF_ENDPOINT`, else the real Hub."""
     chosen = (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
-    parts = urlsplit(chosen)
+    # Shown only when it carries no credentials nor query, which may hold a token.
+    shown = repr(chosen) if not any(c in chosen for c in "@?#") else "(not shown: it carries credentials or a query)"
+    if chosen != chosen.strip() or any(c.isspace() or not c.isprintable() for c in chosen):
+        raise HubError(f"endpoint {shown} holds spaces or control characters")
+    try:
+        parts = urlsplit(chosen)
+        parts.port  # noqa: B018  a port out of range raises here
+    except ValueError as error:
+        raise HubError(f"endpoint {shown} is not a URL that can be read ({error})") from None
     if "@" in parts.netloc:
         # The URL itself is not repeated: it would be printed, and kept in Prefect's database and checkpoints.
         raise HubError("the endpoint carries credentials (user:password@host): give a Hub token in HF_TOKEN instead")
@@ -95,8 +103,8 @@ def resolve_endpoint(endpoint: str | None) -> str:
             "the endpoint carries a query or fragment (?… or #…): give scheme://host[:port][/path], and a Hub token "
             "in HF_TOKEN"
         )
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise HubError(f"endpoint {chosen!r} is not an http(s) URL")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise HubError(f"endpoint {chosen!r} is not an http(s) URL with a host")
     return chosen
 
 

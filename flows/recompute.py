@@ -116,14 +116,17 @@ def check_address(address: str, what: str, default_port: int, *, timeout: float 
     import socket
     from urllib.parse import urlsplit
 
-    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    from flows.schedule import without_credentials
+
+    shown = without_credentials(address)
     try:
+        parts = urlsplit(address if "://" in address else f"tcp://{address}")
         port = parts.port or default_port
         with socket.create_connection((parts.hostname or "", port), timeout=timeout):
             return
     except (OSError, ValueError) as error:
         reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
-        raise RunnerUnavailable(f"cannot reach the {what} at --address {address}: {reason}") from None
+        raise RunnerUnavailable(f"cannot reach the {what} at --address {shown}: {reason}") from None
 
 
 def runner_needs_server(kind: str) -> bool:

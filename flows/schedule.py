@@ -61,17 +61,39 @@ def configured_api_url() -> str | None:
 
 
 def check_api(url: str, *, timeout: float = 10.0) -> None:
-    """ServerFailed, in one line, when nothing answers at the configured Prefect API (a server that answers,
-    even refusing its health check, as a Cloud workspace may, is left to say what it wants)."""
+    """ServerFailed, in one line, when nothing answers at the configured Prefect API, or what answers is no
+    Prefect API (its health check is not found, as when the URL lacks `/api`). Prefect Cloud's workspaces
+    answer their health check differently and are left to say what they want."""
     import httpx
 
+    shown = without_credentials(url)
     try:
-        httpx.get(f"{url.rstrip('/')}/health", timeout=timeout)
+        answer = httpx.get(f"{url.rstrip('/')}/health", timeout=timeout)
     except httpx.HTTPError as error:
         raise ServerFailed(
-            f"no Prefect server answers at PREFECT_API_URL {url} ({type(error).__name__}); start it, or unset "
+            f"no Prefect server answers at PREFECT_API_URL {shown} ({type(error).__name__}); start it, or unset "
             "PREFECT_API_URL to run with a server of this command's own"
         ) from None
+    if "api.prefect.cloud" in url:
+        return
+    if answer.status_code != 200 or answer.text.strip() != "true":
+        raise ServerFailed(
+            f"PREFECT_API_URL {shown} is no Prefect API (its health check answered HTTP {answer.status_code}); "
+            "does it end in /api?"
+        )
+
+
+def without_credentials(url: str) -> str:
+    """`url` without the user and password it may carry, to be shown."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(an URL that cannot be read)"
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="…@" + parts.netloc.rsplit("@", 1)[1]))
 
 
 def scheduler_problem() -> str | None:

@@ -50,6 +50,12 @@ CASES = [
     (["reproduce", "--out", "{root}/a-file/x"], 2, "--out {root}/a-file/x: cannot make that folder (Not a directory)"),
     (["recompute", "--address", "tcp://127.0.0.1:9"], 2, "--address names a Dask scheduler or Ray cluster"),
     (["reproduce", "--window", "between", "--out", "{root}/rep"], 2, "no date has LLM shares in the between window"),
+    (["refresh", "--endpoint", "http://[::1"], 2, "endpoint 'http://[::1' is not a URL that can be read"),
+    (["serve", "--endpoint", "http://127.0.0.1:99999"], 2, "is not a URL that can be read (Port out of range"),
+    (["refresh", "--endpoint", "http://127.0.0.1:8801 "], 2, "holds spaces or control characters"),
+    (["refresh", "--endpoint", "http://user:secret@[::1"], 2, "endpoint (not shown: it carries credentials"),
+    (["recompute", "--runner", "dask", "--address", "tcp://[::1"], 2, "cannot reach the Dask scheduler at --address"),
+    (["recompute", "--runner", "dask", "--address", "tcp://u:secret@127.0.0.1:9"], 2, "at --address tcp://…@127"),
     (["refresh", "--date", "20260501"], 2, "--date '20260501' is not a date of the form YYYY-MM-DD"),
     (["metrics", "--date", "2026-W18-5"], 2, "--date '2026-W18-5' is not a date of the form YYYY-MM-DD"),
 ]
@@ -72,3 +78,22 @@ def test_a_prefect_api_that_does_not_answer_fails_in_one_line(warehouse: Path, c
     assert "Traceback" not in done.stderr
     (error,) = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert "no Prefect server answers at PREFECT_API_URL http://127.0.0.1:9/api" in error
+
+
+def test_a_prefect_api_url_that_is_no_prefect_api_fails_in_one_line_without_its_credentials(warehouse: Path) -> None:
+    """A server that answers, but not as Prefect's API (its URL without `/api`, say), and a URL with a password."""
+    import http.server
+    import threading
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://user:s3cret@127.0.0.1:{server.server_port}"
+        done = run("recompute", "--warehouse", f"{warehouse}/wh", PREFECT_API_URL=url)
+    finally:
+        server.shutdown()
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr and "s3cret" not in done.stdout + done.stderr
+    (error,) = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert f"PREFECT_API_URL http://…@127.0.0.1:{server.server_port} is no Prefect API" in error
+    assert "(its health check answered HTTP 404); does it end in /api?" in error
