@@ -122,7 +122,9 @@ def test_a_damaged_record_is_named_as_such(warehouse: Layout) -> None:
     record = warehouse.meta_file(SHARES, DAYS[0])
     record.write_text('{"table": "shares", ')
     (problem,) = check_warehouse(warehouse).problems
-    assert problem.file == str(record) and f"the record {record} is damaged" in problem.mend
+    assert problem.file == str(record) and problem.what.startswith("is damaged (not JSON")
+    assert str(problem) == f"shares {DAYS[0]}: {record} {problem.what}; {problem.mend}"  # the path once
+    assert problem.mend.startswith("restore it, or remove it")
 
 
 def another_tables_file(path: Path) -> None:
@@ -248,7 +250,7 @@ def test_a_record_without_what_records_hold_is_damaged_and_remove_touches_nothin
     target.write_text(json.dumps({} if not record else kept | record))
     result = check(warehouse)
     assert result.exit_code == 1, result.output
-    assert f"the record {target} is damaged ({said})" in result.output, result.output
+    assert f"models {DAYS[1]}: {target} is damaged ({said}); restore it" in result.output, result.output
     removal = runner.invoke(
         app,
         ["remove", "--date", DAYS[0].isoformat(), "--warehouse", str(warehouse.root), "--yes"],

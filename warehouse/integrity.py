@@ -129,7 +129,9 @@ def _check(partition: Partition, full: bool) -> tuple[Problem | None, int]:
     try:
         record = read_record(partition.meta_file)
     except DamagedRecord as error:
-        return Problem(partition.table.name, partition.name, str(partition.meta_file), "is damaged", str(error)), 0
+        return Problem(
+            partition.table.name, partition.name, str(partition.meta_file), f"is damaged ({error.why})", error.mend
+        ), 0
     if record is None:  # unpublished while being checked
         return None, 0
     try:

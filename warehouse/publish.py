@@ -60,7 +60,16 @@ def refuse_if_published(layout: Layout, table: Table, day: dt.date, *, force: bo
 
 class DamagedRecord(ValueError):
     """A `_meta` record that is not a JSON object, or lacks what a record holds: what it vouches for can be
-    neither trusted nor replaced."""
+    neither trusted nor replaced. `why` says what is wrong with it, `mend` how to mend it."""
+
+    MEND = (
+        "restore it, or remove it to unpublish what it vouches for (its data is then ignored) and publish that "
+        "date again"
+    )
+
+    def __init__(self, path: Path, why: str) -> None:
+        super().__init__(f"the record {path} is damaged ({why}); {self.MEND}")
+        self.path, self.why, self.mend = path, why, self.MEND
 
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -85,10 +94,7 @@ def read_record(path: Path) -> dict[str, Any] | None:
     of them, or the metadata versions a day points at, of the wrong kind."""
 
     def damaged(why: str) -> DamagedRecord:
-        return DamagedRecord(
-            f"the record {path} is damaged ({why}); restore it, or remove it to unpublish what it vouches for "
-            "(its data is then ignored) and publish that date again"
-        )
+        return DamagedRecord(path, why)
 
     record = read_json_object(path, damaged)
     if record is None:
