@@ -298,11 +298,14 @@ def test_a_damaged_record_fails_any_command_in_one_line_naming_it(tmp_path, monk
             monkeypatch.setattr(sys, "argv", [*sys.argv, "--endpoint", hub.url])
         with pytest.raises(SystemExit) as exited:
             main()
+        crawled = hub.listing_requests()
     assert exited.value.code == 1
     output = capsys.readouterr().err
     lines = error_lines(output)
     assert len(lines) == 1 and f"the record {damaged} is damaged" in " ".join(output.split()), output
     assert "Traceback" not in output
+    # found before anything is done: nothing crawled, nothing published
+    assert crawled == [] and not layout.meta_file(MODELS, DAY).exists()
 
 
 @pytest.mark.usefixtures("hub_online")

@@ -90,6 +90,11 @@ def published_partitions(layout: Layout) -> list[Partition]:
     return found
 
 
+def check_records(layout: Layout) -> None:
+    """Read the record of every published partition: the first damaged one raises its DamagedRecord."""
+    layout.each(lambda partition: read_record(partition.meta_file), published_partitions(layout))
+
+
 def check_warehouse(layout: Layout, *, full: bool = True) -> Report:
     """Check every published partition against its record; `full` compares every byte with the recorded sha256,
     else only sizes, Parquet markers and row counts."""

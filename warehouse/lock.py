@@ -25,7 +25,18 @@ class WarehouseLocked(RuntimeError):
 
 @contextmanager
 def writer_lock(layout: Layout, purpose: str, *, wait_seconds: float = 0.0) -> Iterator[None]:
-    """Hold the warehouse's writer lock for the block, waiting up to `wait_seconds` for it."""
+    """Hold the warehouse's writer lock for the block, waiting up to `wait_seconds` for it. Every published
+    record is read first: a damaged one (DamagedRecord) stops the writer before it writes anything, rather
+    than part way, when it comes to read it."""
+    from warehouse.integrity import check_records
+
+    with _writer_lock(layout, purpose, wait_seconds=wait_seconds):
+        check_records(layout)
+        yield
+
+
+@contextmanager
+def _writer_lock(layout: Layout, purpose: str, *, wait_seconds: float = 0.0) -> Iterator[None]:
     if layout.remote:
         with _object_lock(layout, purpose, wait_seconds):
             yield
