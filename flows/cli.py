@@ -463,8 +463,9 @@ def dashboard(
     check: Annotated[bool, typer.Option("--check", help="Open it in headless Chromium and screenshot it.")] = False,
 ) -> None:
     """Write the dashboard (index.html and one PNG per view) from every published metric."""
-    from flows.steps import dashboard_step, draw_dashboard
+    from flows.steps import dashboard_inputs, dashboard_step, draw_dashboard
     from warehouse.layout import Layout
+    from warehouse.publish import write_json_atomic
     from warehouse.tables import SHARES
 
     layout = Layout.at(warehouse)
@@ -481,7 +482,10 @@ def dashboard(
     # Into the warehouse, as one of its writers: a refresh drawing it at the same time would overwrite it.
     with warehouse_writer(layout, "dashboard") if out_dir is None else contextlib.nullcontext():
         make_folder(folder)
+        inputs = dashboard_inputs(layout)
         result = draw_dashboard(layout, folder)
+        if out_dir is None:  # the warehouse's own: recorded as drawn from these metrics, as a refresh records it
+            write_json_atomic(layout.dashboard_dir / "dashboard.json", {"inputs": inputs, "html": str(result.html)})
     out.print(f"dashboard: {result.html} ({result.page_bytes:,} bytes, {len(result.pngs)} PNGs)", highlight=False)
     if check:
         from dashboards.browser import check_in_browser
@@ -560,6 +564,7 @@ from flows import cli_backfill, cli_scale, cli_serve, cli_warehouse  # noqa: E40
 
 def main() -> None:
     global COMMAND_PROCESS
+    from warehouse.lock import WarehouseLocked
     from warehouse.publish import DamagedRecord
 
     COMMAND_PROCESS = True
@@ -576,6 +581,8 @@ def main() -> None:
         raise
     except DamagedRecord as error:  # from any command: one line naming the file, not a traceback
         sys.exit(fail(str(error)).exit_code)
+    except WarehouseLocked as error:  # another writer, or a removal stopped part way
+        sys.exit(fail(str(error), 3).exit_code)
     except Exception as error:
         from warehouse.layout import Layout
 

@@ -21,6 +21,7 @@ def check(
 
     from warehouse.integrity import check_warehouse
     from warehouse.layout import Layout
+    from warehouse.lock import unfinished_removal
 
     layout = Layout.at(warehouse)
     if not layout.remote and not (layout.root / "_meta").is_dir():
@@ -34,12 +35,17 @@ def check(
         raise fail(
             f"no warehouse at {layout.root} (nothing published there); give --warehouse or MULTIPOLAR_WAREHOUSE", 2
         )
-    # Out of date is told only of an undamaged warehouse: a damaged file reads as out of date too.
-    behind = {} if report.problems else out_of_date_lines(layout)
+    # Out of date is told only of an undamaged warehouse: a damaged file reads as out of date too. A removal
+    # stopped part way is finished by running it again, not by making its date's tables again.
+    removing = unfinished_removal(layout)
+    if removing is not None:
+        behind = [f"a removal of {removing} stopped part way; finish it: multipolar remove --date {removing}"]
+    else:
+        behind = [] if report.problems else out_of_date_lines(layout) + leftover_lines(layout)
     how = "sizes, markers and row counts" if quick else "every byte against its sha256"
     found = [f"{len(report.problems)} damaged"] if report.problems else ["all as published"]
     if behind:
-        found.append(f"{len(behind)} {'date' if len(behind) == 1 else 'dates'} out of date")
+        found.append(f"{len(behind)} to be brought up to date")
     out.print(
         f"checked {report.partitions:,} published files ({report.bytes / 1e6:,.1f} MB, {how}) in "
         f"{seconds:.1f} s: " + "; ".join(found),
@@ -52,6 +58,25 @@ def check(
         out.print(f"  {line}", highlight=False, soft_wrap=True)
     if report.problems or behind:
         raise typer.Exit(1)
+
+
+def leftover_lines(layout) -> list[str]:
+    """Lines for a dashboard drawn from other metric partitions than those published now, and for metadata
+    versions no published date points at (each left by a run that stopped part way)."""
+    from flows.steps import dashboard_current
+    from warehouse.metadata import referenced_versions
+    from warehouse.tables import MODEL_METADATA, SHARES
+
+    lines = []
+    drawn = (layout.dashboard_dir / "dashboard.json").exists()  # never drawn (`--no-dashboard`): nothing to tell
+    if drawn and layout.published_dates(SHARES) and not dashboard_current(layout):
+        lines.append("dashboard: not drawn from the metrics published now; draw it again: multipolar dashboard")
+    referenced = referenced_versions(layout)
+    for version in [v for v in layout.published_versions(MODEL_METADATA) if v not in referenced]:
+        lines.append(
+            f"model_metadata version {version}: no published date points at it; the next refresh or removal removes it"
+        )
+    return lines
 
 
 def out_of_date_lines(layout) -> list[str]:
@@ -77,14 +102,23 @@ def remove(
     yes: Annotated[bool, typer.Option("--yes", help="Remove without asking.")] = False,
 ) -> None:
     """Remove one snapshot date from every table, then bring the later dates up to date."""
+    import datetime as dt
+
     from flows.steps import dashboard_step, out_of_date, remove_date, reproduction_step
     from warehouse.layout import Layout
+    from warehouse.lock import REMOVAL, unfinished_removal
+    from warehouse.publish import write_json_atomic
     from warehouse.tables import TABLES
 
     day = parse_day(date)
     layout = Layout.at(warehouse)
     damaged_before_removal(layout)
-    if not any(layout.meta_file(t, day).exists() or layout.partition_dir(t, day).exists() for t in TABLES.values()):
+    removing = unfinished_removal(layout)
+    if removing is not None and removing != day.isoformat():
+        raise fail(f"a removal of {removing} stopped part way; finish it first: multipolar remove --date {removing}")
+    if removing is not None:
+        err.print(f"finishing the removal of {day} that stopped part way", highlight=False)
+    elif not any(layout.meta_file(t, day).exists() or layout.partition_dir(t, day).exists() for t in TABLES.values()):
         # A removal that stopped after taking the date out still owes the later dates their update.
         if not out_of_date(layout, after=day):
             raise fail(f"nothing is published for {day} in {layout.root}", 2)
@@ -93,9 +127,13 @@ def remove(
         # What the Hub served that day cannot be fetched again: keep a copy of the warehouse if in doubt.
         typer.confirm(f"remove {day} from every table of {layout.root}?", abort=True, err=True)
     with warehouse_writer(layout, f"remove {day}"):
+        # Marked while it runs: a removal stopped part way is told by `check`, and finished by running it again.
+        marker = layout.root / REMOVAL
+        write_json_atomic(marker, {"date": day.isoformat(), "started_at": dt.datetime.now(dt.UTC).isoformat()})
         done = remove_date(layout, day)
         report = reproduction_step(layout)
         page = dashboard_step(layout)
+        marker.unlink(missing_ok=True)
     if done["removed"]:
         out.print(f"removed {day}: {', '.join(done['removed'])}", highlight=False, soft_wrap=True)
     if done["metadata_versions_dropped"]:

@@ -271,7 +271,7 @@ def test_an_interrupted_removal_is_told_by_check_and_finished_by_removing_again(
         unpublish(warehouse, table, first)
     result = check(warehouse)
     assert result.exit_code == 1, result.output
-    assert "all as published; 1 date out of date" in result.output
+    assert "all as published; 1 to be brought up to date" in result.output
     assert f"{last}: metrics, crossovers to be made again, computed from inputs that changed since" in result.output
     root = str(warehouse.root)
     again = runner.invoke(app, ["remove", "--date", first.isoformat(), "--warehouse", root])  # nothing to ask
@@ -292,7 +292,63 @@ def test_check_tells_of_dates_attributed_with_an_earlier_registry(
     monkeypatch.setattr(registry, "REGISTRY_PATH", edited)
     result = check(warehouse)
     assert result.exit_code == 1, result.output
-    assert "2 dates out of date" in result.output
+    assert "2 to be brought up to date" in result.output
     assert f"{DAYS[0]}: attribute, metrics, crossovers to be made again, attributed with another registry" in (
         result.output
     )
+
+
+def kill_removal_after(monkeypatch: pytest.MonkeyPatch, step: str) -> None:
+    """Make a removal stop, as if killed, once `step` of `flows.steps` is done."""
+    from flows import steps as step_module
+
+    done = getattr(step_module, step)
+
+    def stopped(*args, **kwargs):
+        done(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(step_module, step, stopped)
+
+
+@pytest.mark.parametrize("step", ["remove_date", "reproduction_step"])
+def test_a_removal_stopped_part_way_is_told_by_check_blocks_other_writers_and_is_finished_by_removing_again(
+    warehouse: Layout, monkeypatch: pytest.MonkeyPatch, step: str
+) -> None:
+    """Wherever it stops, check says to finish the removal (not to make the date's tables again), no other
+    writer starts meanwhile, and the same removal finishes it: the dashboard too."""
+    root = str(warehouse.root)
+    first, last = DAYS
+    assert runner.invoke(app, ["dashboard", "--warehouse", root]).exit_code == 0
+    kill_removal_after(monkeypatch, step)
+    stopped = runner.invoke(app, ["remove", "--date", first.isoformat(), "--warehouse", root, "--yes"])
+    assert stopped.exit_code != 0
+    monkeypatch.undo()
+    told = check(warehouse)
+    assert told.exit_code == 1, told.output
+    assert f"a removal of {first} stopped part way; finish it: multipolar remove --date {first}" in told.output
+    blocked = runner.invoke(app, ["recompute", "--warehouse", root], env={"COLUMNS": "20000"})
+    assert blocked.exit_code == 3 and f"finish it first: multipolar remove --date {first}" in blocked.output
+    finished = runner.invoke(app, ["remove", "--date", first.isoformat(), "--warehouse", root])
+    assert finished.exit_code == 0, finished.output
+    assert f"finishing the removal of {first}" in finished.output
+    assert warehouse.published_dates(MODELS) == [last]
+    assert check(warehouse).exit_code == 0 and str(first) not in (warehouse.dashboard_dir / "index.html").read_text()
+
+
+def test_check_tells_of_a_dashboard_drawn_from_other_metrics(warehouse: Layout) -> None:
+    """As after a refresh stopped before its dashboard: the metrics of a new date are published, the page not."""
+    root = str(warehouse.root)
+    assert runner.invoke(app, ["dashboard", "--warehouse", root]).exit_code == 0
+    assert check(warehouse).exit_code == 0
+    later = DAYS[1] + dt.timedelta(days=1)
+    ids = [f"{org}/m{i}" for org in ("Qwen", "meta-llama", "someone") for i in range(40)]
+    frame = models_frame(ids, [100 * (i + 2) for i in range(len(ids))])
+    frame = frame.with_columns((pl.col("downloads_30d") * 10).alias("downloads_all_time"))
+    publish_frame(warehouse, MODELS, later, frame, {})
+    for step in (steps.attribute_date, steps.metrics_date, steps.crossovers_date):
+        step(warehouse, later)
+    result = check(warehouse)
+    assert result.exit_code == 1 and "dashboard: not drawn from the metrics published now" in result.output
+    assert runner.invoke(app, ["dashboard", "--warehouse", root]).exit_code == 0
+    assert check(warehouse).exit_code == 0

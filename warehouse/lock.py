@@ -23,6 +23,23 @@ class WarehouseLocked(RuntimeError):
     """Another live process is writing to this warehouse."""
 
 
+class RemovalUnfinished(WarehouseLocked):
+    """A removal of a date stopped part way: no other writer may start until it is finished."""
+
+
+# Written by a removal as it starts and removed once it is done: while it is there, the removal is unfinished.
+REMOVAL = "_meta/removing.json"
+
+
+def unfinished_removal(layout: Layout) -> str | None:
+    """The date of a removal that stopped part way, or None."""
+    marker = layout.root / REMOVAL
+    try:
+        return str(json.loads(marker.read_text())["date"]) if marker.exists() else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return "?"
+
+
 @contextmanager
 def writer_lock(layout: Layout, purpose: str, *, wait_seconds: float = 0.0) -> Iterator[None]:
     """Hold the warehouse's writer lock for the block, waiting up to `wait_seconds` for it. Every published
@@ -31,6 +48,12 @@ def writer_lock(layout: Layout, purpose: str, *, wait_seconds: float = 0.0) -> I
     from warehouse.integrity import check_records
 
     with _writer_lock(layout, purpose, wait_seconds=wait_seconds):
+        removing = unfinished_removal(layout)
+        if removing is not None and not purpose.startswith("remove "):
+            raise RemovalUnfinished(
+                f"a removal of {removing} from {layout.root} stopped part way; finish it first: "
+                f"multipolar remove --date {removing}"
+            )
         check_records(layout)
         yield
 
