@@ -157,6 +157,8 @@ def refresh(
         raise fail(str(error), 2) from None
     if day > dt.datetime.now(dt.UTC).date():
         raise fail(f"--date {day} is in the future: a refresh records the Hub as it is now", 2)
+    if warehouse_is_a_file(warehouse):
+        raise fail(f"--warehouse {_root(warehouse)} is a file, not a folder", 2)
     if _backdated(day, chosen, warehouse) and not backdate:
         raise fail(
             f"--date {day} is past: a refresh records the Hub as it is now, so that snapshot would hold today's "
@@ -199,11 +201,18 @@ def refresh(
         raise fail(str(error)) from None
     from flows.refresh import describe
 
-    out.print(
-        f"published {day}: {summary.get('rows')} models, {summary.get('requests')} requests, "
-        f"{summary.get('seconds')} s → {summary['warehouse']}",
-        highlight=False,
-    )
+    if summary.get("models") == "already published":  # not crawled again: only what it was missing was made
+        out.print(
+            f"{day}'s models were published already (not crawled again); made what it lacked in "
+            f"{summary.get('seconds')} s → {summary['warehouse']}",
+            highlight=False,
+        )
+    else:
+        out.print(
+            f"published {day}: {summary.get('rows')} models, {summary.get('requests')} requests, "
+            f"{summary.get('seconds')} s → {summary['warehouse']}",
+            highlight=False,
+        )
     if summary.get("empty_listings"):
         # Published from the listings that returned models; one that returned none is most often a misspelling.
         err.print(
@@ -259,6 +268,14 @@ def warehouse_writer(layout: Layout, what: str):
             yield
     except WarehouseLocked as error:
         raise fail(str(error), 3) from None
+
+
+def warehouse_is_a_file(warehouse: str | None) -> bool:
+    """Whether the warehouse given (or set by MULTIPOLAR_WAREHOUSE) is a local file rather than a folder."""
+    from warehouse.layout import Layout
+
+    layout = Layout.at(warehouse)
+    return not layout.remote and layout.root.exists() and not layout.root.is_dir()
 
 
 def make_folder(folder: Path) -> None:
@@ -571,7 +588,7 @@ def main() -> None:
     try:
         app()
     except SystemExit as done:
-        if done.code == 130:  # Ctrl-C, as typer exits on it
+        if done.code == 130 and sys.argv[1:2] != ["serve"]:  # Ctrl-C, as typer exits on it; serve says it stopped
             err.print(
                 "interrupted: what was published stays whole; run the command again to finish (a refresh resumes its "
                 "crawl from the last page it kept)",

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from flows.cli import WarehouseOpt, app, err, fail, out, quiet_prefect
+from flows.cli import WarehouseOpt, app, err, fail, out, quiet_prefect, warehouse_is_a_file
 
 DEFAULT_CRON = "0 6 * * *"
 
@@ -66,9 +66,13 @@ def serve(
     from flows import schedule
 
     try:
+        if cron is not None and len(cron.split()) != 5:
+            raise ValueError(cron)
         CronSchedule(cron=cron or DEFAULT_CRON, timezone="UTC")
     except ValueError:
         raise fail(f"--cron {cron!r} is not a cron schedule (five fields: minute hour day month weekday)", 2) from None
+    if warehouse_is_a_file(warehouse):
+        raise fail(f"--warehouse {warehouse} is a file, not a folder", 2)
 
     began = time.monotonic()
     try:

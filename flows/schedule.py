@@ -362,6 +362,8 @@ def serve(deployment: Any) -> None:
             # runner itself as it unwinds.
             warnings.filterwarnings("ignore", "coroutine 'Runner.astop' was never awaited", RuntimeWarning)
             prefect_serve(deployment, limit=1, pause_on_shutdown=True, print_starting_message=False)
+        # It returns only once interrupted (Ctrl-C): the exit a process stopped by SIGINT makes.
+        raise SystemExit(128 + signal.SIGINT)
     except SystemExit as stop:
         if stop.code in (0, None):  # Prefect's handler of SIGTERM
             raise SystemExit(128 + signal.SIGTERM) from None

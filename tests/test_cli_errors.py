@@ -42,6 +42,8 @@ def run(*args: str, **env: str) -> subprocess.CompletedProcess:
 CASES = [
     (["serve", "--cron", "61 * * * *"], 2, "--cron '61 * * * *' is not a cron schedule"),
     (["serve", "--cron", "bad"], 2, "--cron 'bad' is not a cron schedule"),
+    (["serve", "--cron", "0 6 * * * *"], 2, "--cron '0 6 * * * *' is not a cron schedule (five fields"),
+    (["serve", "--cron", ""], 2, "--cron '' is not a cron schedule"),
     (["serve", "--endpoint", "http://user:secret@hub.example"], 2, "the endpoint carries credentials"),
     (["serve", "--endpoint", "ftp://hub.example"], 2, "endpoint 'ftp://hub.example' is not an http(s) URL"),
     (["refresh", "--endpoint", "http://hub.example/?token=secret"], 2, "the endpoint carries a query or fragment"),
@@ -97,3 +99,11 @@ def test_a_prefect_api_url_that_is_no_prefect_api_fails_in_one_line_without_its_
     (error,) = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert f"PREFECT_API_URL http://…@127.0.0.1:{server.server_port} is no Prefect API" in error
     assert "(its health check answered HTTP 404); does it end in /api?" in error
+
+
+@pytest.mark.parametrize("command", [["refresh"], ["serve"]])
+def test_a_warehouse_that_is_a_file_fails_at_once_in_one_line(warehouse: Path, command: list[str]) -> None:
+    done = run(*command, "--warehouse", f"{warehouse}/a-file")
+    assert done.returncode == 2, done.stdout + done.stderr
+    (error,) = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert f"--warehouse {warehouse}/a-file is a file, not a folder" in error

@@ -68,7 +68,9 @@ def test_a_second_refresh_at_the_same_time_exits_3_naming_the_holder_or_waits_wi
     assert "refresh 2026-05-12" in lines[0] and "--wait SECONDS" in lines[0]
     assert first.returncode == 0, first_err
     assert waiting.returncode == 0, waited_err
-    assert "published 2026-05-12: 6000 models" in waited_out and "attribute: already published" in waited_out
+    # it found the date published by the first: nothing crawled again, nothing made again
+    assert "2026-05-12's models were published already (not crawled again)" in waited_out
+    assert "attribute: already published" in waited_out
     assert models_of(warehouse).height == 6_000 and read_meta(Layout.at(warehouse), MODELS, DAY)["resumed"] == 0
 
 
