@@ -121,6 +121,9 @@ def quiet_prefect(verbose: bool = False) -> None:
     os.environ["HF_HUB_VERBOSITY"] = "warning" if verbose else "error"
     for name in ("huggingface_hub", "httpx", "httpx2"):
         logging.getLogger(name).setLevel(logging.WARNING if verbose else logging.ERROR)
+    # huggingface_hub prints through a handler of its own: passed on to the root logger (Prefect's console
+    # handler with --verbose), each line would be printed twice.
+    logging.getLogger("huggingface_hub").propagate = False
 
 
 @app.command()
