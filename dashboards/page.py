@@ -185,7 +185,7 @@ def caveats(provenance: Mapping[str, Any]) -> dict[str, str]:
         )
     if partial := provenance.get("partial_dates"):
         found["Partial snapshots"] = (
-            f"{html.escape(', '.join(partial))}: under half the models of the date before; shares of the few listed"
+            f"{html.escape(', '.join(partial))}: under half the models of the date before, so left out of the views"
         )
     return found
 

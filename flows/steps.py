@@ -353,16 +353,17 @@ def draw_dashboard(layout: Layout, folder: Path):
     from dashboards.page import write_dashboard
 
     provenance = dashboard_provenance(layout)
-    # A stale copy (an imported date repeating the counts of the one before) is no observation of its own: left
-    # out of the views, named in the footer.
-    stale = [dt.date.fromisoformat(d) for d in provenance["stale_dates"]]
-    observed = ~pl.col("snapshot_date").is_in(stale)
+    # A stale copy (an imported date repeating the counts of the one before) is no observation of its own, and a
+    # partial one (under half the models of the date before) would jump every line: both are left out of the
+    # views and named in the footer.
+    left_out = {*provenance["stale_dates"], *provenance["partial_dates"]}
+    observed = ~pl.col("snapshot_date").is_in([dt.date.fromisoformat(d) for d in left_out])
     crossovers = series(layout, CROSSOVERS)
     return write_dashboard(
         shares_series(layout).filter(observed),
         series(layout, CONCENTRATION).filter(observed),
         crossovers.filter(pl.col("snapshot_date") == pl.col("snapshot_date").max()),
-        provenance | {"dates": [d for d in provenance["dates"] if d not in provenance["stale_dates"]]},
+        provenance | {"dates": [d for d in provenance["dates"] if d not in left_out]},
         folder,
     )
 
