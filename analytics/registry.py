@@ -59,8 +59,11 @@ class RegistryError(ValueError):
 
     def __init__(self, path: Path, problems: list[RegistryProblem]) -> None:
         self.path, self.problems = path, problems
+        if len(problems) == 1:  # one line
+            super().__init__(f"registry {path}, {problems[0]}")
+            return
         listing = "\n".join(f"  {p}" for p in problems)
-        super().__init__(f"registry {path} has {len(problems)} problem(s):\n{listing}")
+        super().__init__(f"registry {path} has {len(problems)} problems:\n{listing}")
 
 
 @dataclass(frozen=True)
