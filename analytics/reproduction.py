@@ -469,9 +469,7 @@ def largest_llm_repo(models: pl.LazyFrame, attributions: pl.LazyFrame) -> dict[s
         return None
     model = top.item(0, "model_id")
     credit = (
-        attributions.filter((pl.col("model_id") == model) & (pl.col("rule") == "uploader"))
-        .select("region", "weight")
-        .collect()
+        attributions.filter((pl.col("model_id") == model) & (pl.col("rule") == "uploader")).select("region").collect()
     )
     region = credit.item(0, "region") if credit.height else None
     return {"model_id": model, "downloads": float(top.item(0, "downloads_30d")), "region": region or UNKNOWN}

@@ -440,11 +440,15 @@ def _llmfit_rows(raw: pl.DataFrame, source: str, catalogue: Path | None) -> tupl
             "catalogue_sha256": sha256_of(catalogue) if catalogue else None,
         }
     }
-    named = pl.col("model_id").str.split("/").list.last().str.to_lowercase().str.contains(EMBEDDING_NAME)
-    absent = pl.when(named).then(pl.lit("feature-extraction")).otherwise(pl.lit(TEXT_PIPELINES))
+    absent = pl.when(embedder_named()).then(pl.lit("feature-extraction")).otherwise(pl.lit(TEXT_PIPELINES))
     return frame.join(_catalogue_fields(catalogue), on="model_id", how="left").with_columns(
         pl.col("pipeline_tag").fill_null(absent)
     ).sort(LINE), details
+
+
+def embedder_named() -> pl.Expr:
+    """Whether a model's name (after its namespace) says it is an embedding model."""
+    return pl.col("model_id").str.split("/").list.last().str.to_lowercase().str.contains(EMBEDDING_NAME)
 
 
 def _catalogue_fields(catalogue: Path | None) -> pl.DataFrame:
@@ -455,9 +459,7 @@ def _catalogue_fields(catalogue: Path | None) -> pl.DataFrame:
     rows = pl.read_csv(catalogue, infer_schema=False)
     tag = pl.col("pipeline_tag").fill_null("unknown")
     encoder = pl.col("architecture").fill_null("").is_in(ENCODER_ARCHITECTURES)
-    embedding = pl.col("use_case").fill_null("").str.to_lowercase().str.contains("embedding") | pl.col(
-        "model_id"
-    ).str.split("/").list.last().str.to_lowercase().str.contains(EMBEDDING_NAME)
+    embedding = pl.col("use_case").fill_null("").str.to_lowercase().str.contains("embedding") | embedder_named()
     return rows.select(
         "model_id",
         pl.when(tag != "unknown")

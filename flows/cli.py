@@ -502,9 +502,9 @@ def dashboard(
     # Into the warehouse, as one of its writers: a refresh drawing it at the same time would overwrite it.
     with warehouse_writer(layout, "dashboard") if out_dir is None else contextlib.nullcontext():
         make_folder(folder)
-        inputs = dashboard_inputs(layout)
+        inputs = dashboard_inputs(layout) if out_dir is None else None
         result = draw_dashboard(layout, folder)
-        if out_dir is None:  # the warehouse's own: recorded as drawn from these metrics, as a refresh records it
+        if inputs is not None:  # the warehouse's own: recorded as drawn from these metrics, as a refresh records it
             write_json_atomic(layout.dashboard_dir / "dashboard.json", {"inputs": inputs, "html": str(result.html)})
     out.print(f"dashboard: {result.html} ({result.page_bytes:,} bytes, {len(result.pngs)} PNGs)", highlight=False)
     if check:
