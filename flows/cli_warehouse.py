@@ -105,6 +105,7 @@ def remove(
     import datetime as dt
 
     from flows.steps import dashboard_step, out_of_date, remove_date, reproduction_step
+    from warehouse.integrity import check_records
     from warehouse.layout import Layout
     from warehouse.lock import REMOVAL, unfinished_removal
     from warehouse.publish import write_json_atomic
@@ -112,7 +113,7 @@ def remove(
 
     day = parse_day(date)
     layout = Layout.at(warehouse)
-    damaged_before_removal(layout)
+    check_records(layout)  # before asking: a damaged record would stop the removal part way
     removing = unfinished_removal(layout)
     if removing is not None and removing != day.isoformat():
         raise fail(f"a removal of {removing} stopped part way; finish it first: multipolar remove --date {removing}")
@@ -142,13 +143,3 @@ def remove(
     for step, days in done["updated"].items():
         out.print(f"  {step} of later dates: {', '.join(days)}", highlight=False, soft_wrap=True)
     out.print(f"  reproduce: {report['status']}; dashboard: {page['status']}", highlight=False)
-
-
-def damaged_before_removal(layout) -> None:
-    """Refuse to start a removal that a damaged record would stop part way: every record is read first (a
-    DamagedRecord names the file)."""
-    from warehouse.integrity import published_partitions
-    from warehouse.publish import read_record
-
-    for partition in published_partitions(layout):
-        read_record(partition.meta_file)
