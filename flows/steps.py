@@ -58,13 +58,14 @@ def _between(layout: Layout, day: dt.date) -> tuple[dt.date | None, str | None]:
     meta = read_meta(layout, MODELS, day) or {}
     if meta.get("same_counts_as"):
         return None, f"none: this date repeats the counts of {meta['same_counts_as']}"
-    metas = {d: read_meta(layout, MODELS, d) or {} for d in earlier}
-    real = [d for d in earlier if not metas[d].get("same_counts_as")]
-    if not real:
-        return None, "none: every date before repeats the counts of the one before it"
-    if metas[real[-1]].get("scope") != meta.get("scope"):
-        return None, "none: the date before was listed with another scope"
-    return real[-1], None
+    # From the date before back to the first that is no stale copy: most often the date before, one record read.
+    for basis in reversed(earlier):
+        before = read_meta(layout, MODELS, basis) or {}
+        if not before.get("same_counts_as"):
+            if before.get("scope") != meta.get("scope"):
+                return None, "none: the date before was listed with another scope"
+            return basis, None
+    return None, "none: every date before repeats the counts of the one before it"
 
 
 def attribution_inputs(layout: Layout, day: dt.date) -> dict[str, Any]:
@@ -146,11 +147,7 @@ def registries_behind(layout: Layout) -> list[dt.date]:
     from analytics.registry import registry_version
 
     current = registry_version()
-    return [
-        day
-        for day in layout.published_dates(ATTRIBUTIONS)
-        if (read_meta(layout, ATTRIBUTIONS, day) or {}).get("registry_version") not in (None, current)
-    ]
+    return [day for day in layout.published_dates(ATTRIBUTIONS) if _registry_of(layout, day) not in (None, current)]
 
 
 def attribute_date(layout: Layout, day: dt.date, *, force: bool = False) -> dict[str, Any]:

@@ -98,6 +98,18 @@ def cli(*args: str, env: dict[str, str]) -> subprocess.Popen:
     )
 
 
+def wait_for_pages(checkpoint: Path, pages: int, timeout: float = 120) -> None:
+    """Wait until a running crawl's checkpoint records `pages` pages."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if json.loads(checkpoint.read_text())["pages"] >= pages:
+                return
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+
+
 def child_env(**extra: str) -> dict[str, str]:
     env = {**os.environ, "HF_HUB_OFFLINE": "0", **extra}
     env.pop("HF_TOKEN", None)
@@ -127,14 +139,7 @@ def test_a_killed_refresh_resumes_and_equals_an_uninterrupted_one(tmp_path) -> N
             "refresh", "--date", DATE, "--endpoint", hub.url, "--warehouse", str(interrupted), "--no-dashboard", env=env
         )
         checkpoint = Layout.at(interrupted).crawl_staging(DAY) / "checkpoint.json"
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if json.loads(checkpoint.read_text())["pages"] >= 8:
-                    break
-            except (OSError, ValueError):
-                pass
-            time.sleep(0.05)
+        wait_for_pages(checkpoint, 8)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate(timeout=30)
         pages_before = json.loads(checkpoint.read_text())["pages"]
@@ -446,14 +451,7 @@ def test_ctrl_c_stops_a_refresh_saying_so_and_the_next_run_resumes(tmp_path) -> 
         args = ["refresh", "--date", DATE, "--endpoint", hub.url, "--warehouse", str(tmp_path), "--no-dashboard"]
         proc = cli(*args, env=child_env())
         checkpoint = Layout.at(tmp_path).crawl_staging(DAY) / "checkpoint.json"
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if json.loads(checkpoint.read_text())["pages"] >= 3:
-                    break
-            except (OSError, ValueError):
-                pass
-            time.sleep(0.05)
+        wait_for_pages(checkpoint, 3)
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=60)
         assert proc.returncode == 130, stderr

@@ -92,16 +92,9 @@ def read_record(path: Path) -> dict[str, Any] | None:
     """The `_meta` record at `path`, None when there is none, or a DamagedRecord naming the file: not JSON, or
     without what every record holds (its table, file, row count, sha256 and time of publishing), or with one
     of them, or the metadata versions a day points at, of the wrong kind."""
-
-    def damaged(why: str) -> DamagedRecord:
-        return DamagedRecord(path, why)
-
-    record = read_json_object(path, damaged)
-    if record is None:
-        return None
-    wrong = record_fault(record)
-    if wrong:
-        raise damaged(wrong)
+    record = read_json_object(path, lambda why: DamagedRecord(path, why))
+    if record is not None and (wrong := record_fault(record)):
+        raise DamagedRecord(path, wrong)
     return record
 
 
