@@ -27,7 +27,14 @@ from typing import Any
 
 from prefect.settings import PREFECT_API_URL, PREFECT_HOME, get_current_settings, temporary_settings
 
+from analytics.registry import RegistryError
+from flows.hub import HubError
 from flows.refresh import refresh
+from flows.scope import ScopeError
+from flows.snapshot import NothingListed
+from warehouse.contract import SchemaViolation
+from warehouse.lock import WarehouseLocked
+from warehouse.publish import DamagedRecord
 
 DEPLOYMENT = "daily"
 DEFAULT_CRON = "0 6 * * *"  # 06:00 UTC, after the Hub's daily download counters have settled
@@ -40,6 +47,33 @@ SERVER_LOG = "multipolar-server.log"  # under PREFECT_HOME
 scheduled_refresh = refresh.with_options(retries=2, retry_delay_seconds=600)
 # How long a scheduled run waits for another writer's lock before it fails (and is retried).
 SCHEDULED_WAIT = 3600.0
+# Failures whose message says all there is to say (what, where, what to do), as the commands print them.
+ONE_LINE_FAILURES = (
+    WarehouseLocked,
+    DamagedRecord,
+    HubError,
+    NothingListed,
+    SchemaViolation,
+    RegistryError,
+    ScopeError,
+)
+
+
+class OneLineFailures(logging.Filter):
+    """Log a run's failure of `ONE_LINE_FAILURES` as its message alone: in a served schedule's log, a lock still
+    held after the wait or the Hub down is one line an operator greps for, not a page of Prefect's traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        failure = record.exc_info[1] if record.exc_info else None
+        if isinstance(failure, ONE_LINE_FAILURES):
+            record.msg, record.args = "run failed: %s: %s", (type(failure).__name__, failure)
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+# Prefect's run engine logs a failed run's exception on this logger; the flow's module is imported wherever
+# a scheduled run executes (`serve`'s runner, a process work pool's subprocess).
+logging.getLogger("prefect.flow_runs").addFilter(OneLineFailures())
 
 
 class ServerFailed(RuntimeError):

@@ -125,10 +125,10 @@ def test_three_unequal_actors_have_the_textbook_gini():
     assert (row["cr1"], row["cr3"], row["cr5"]) == (pytest.approx(0.5), pytest.approx(1.0), pytest.approx(1.0))
 
 
-def test_a_group_without_downloads_has_zero_shares_and_null_concentration():
+def test_a_group_without_downloads_has_null_shares_and_null_concentration():
     models = models_frame(model("Qwen/a"), model("Meta/b"))
     attributions = attributions_frame(credit("Qwen/a", "Qwen"), credit("Meta/b", "Meta"))
-    assert actor_shares(shares(models, attributions), **ALL_30D_LAB) == {"Meta": 0.0, "Qwen": 0.0}
+    assert actor_shares(shares(models, attributions), **ALL_30D_LAB) == {"Meta": None, "Qwen": None}
     row = one(concentration(models, attributions), **ALL_30D_LAB)
     assert (row["downloads"], row["actors"]) == (0.0, 0)
     assert all(row[m] is None for m in ("hhi", "effective_poles", "entropy", "exp_entropy", "gini", "cr1", "cr5"))

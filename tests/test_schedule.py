@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
+import logging
 import os
 import re
 import shutil
@@ -26,6 +28,7 @@ from flows.standin_hub import StandinHub
 from flows.synthetic.world import worlds
 from tests.worlds import world
 from warehouse.layout import Layout
+from warehouse.lock import WarehouseLocked, writer_lock
 from warehouse.publish import publish_frame, sha256_of
 from warehouse.tables import CONCENTRATION, CROSSOVERS, MODELS, SHARES
 
@@ -84,6 +87,26 @@ def test_scheduled_refreshes_retry_the_whole_flow_but_interactive_ones_do_not() 
     assert (schedule.scheduled_refresh.retries, schedule.scheduled_refresh.retry_delay_seconds) == (2, 600)
     assert schedule.scheduled_refresh.name == refresh.name == "refresh"
     assert not refresh.retries
+
+
+def test_a_scheduled_run_that_finds_the_lock_held_logs_its_failure_in_one_line(tmp_path) -> None:
+    logged = io.StringIO()
+    handler = logging.StreamHandler(logged)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    runs = logging.getLogger("prefect.flow_runs")
+    runs.addHandler(handler)
+    try:
+        with writer_lock(Layout.at(str(tmp_path)), "an analyst's recompute"):
+            with pytest.raises(WarehouseLocked):
+                schedule.scheduled_refresh.with_options(retries=0)(
+                    endpoint="http://127.0.0.1:9", warehouse=str(tmp_path), wait_seconds=0
+                )
+    finally:
+        runs.removeHandler(handler)
+    failed = [line for line in logged.getvalue().splitlines() if line.startswith("ERROR")]
+    assert len(failed) == 1, logged.getvalue()
+    assert failed[0].startswith("ERROR run failed: WarehouseLocked: ") and "an analyst's recompute" in failed[0]
+    assert "Traceback" not in logged.getvalue()
 
 
 def test_prefect_yaml_deploys_the_retrying_refresh_to_the_process_pool() -> None:
