@@ -74,7 +74,7 @@ def reproduce(
     """Set Multipolar's numbers beside each published claim, under the matching rule, window and population."""
     from analytics import reproduction
     from analytics.metrics import WINDOWS
-    from flows.steps import reproduction_of
+    from flows.steps import reproduction_of, write_report
     from warehouse.layout import Layout
     from warehouse.tables import SHARES
 
@@ -96,8 +96,11 @@ def reproduce(
                 "all_time nor between; between needs the date before, crawled with the same scope): give --window 30d",
                 2,
             )
-        make_folder(target.parent)
-        target.write_text(render(report), encoding="utf-8")
+        if out_dir is None:
+            write_report(layout, target.name, render(report), window=window)
+        else:
+            make_folder(target.parent)
+            target.write_text(render(report), encoding="utf-8")
     _artifact(reproduction.to_markdown(report))
     if format == "md":
         sys.stdout.write(reproduction.to_markdown(report) + "\n")

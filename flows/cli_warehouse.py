@@ -60,10 +60,16 @@ def check(
         raise typer.Exit(1)
 
 
+def _report_options(name: str, window: str) -> str:
+    """The options of `reproduce` that write report `name` in `window` again."""
+    suffix = name.rsplit(".", 1)[-1]
+    return (f" --format {suffix}" if suffix != "md" else "") + (f" --window {window}" if window != "30d" else "")
+
+
 def leftover_lines(layout) -> list[str]:
-    """Lines for a dashboard drawn from other metric partitions than those published now, and for metadata
+    """Lines for a dashboard or a report made from other partitions than those published now, and for metadata
     versions no published date points at (each left by a run that stopped part way)."""
-    from flows.steps import dashboard_current
+    from flows.steps import dashboard_current, stale_reports
     from warehouse.metadata import referenced_versions
     from warehouse.tables import MODEL_METADATA, SHARES
 
@@ -71,6 +77,9 @@ def leftover_lines(layout) -> list[str]:
     drawn = (layout.dashboard_dir / "dashboard.json").exists()  # never drawn (`--no-dashboard`): nothing to tell
     if drawn and layout.published_dates(SHARES) and not dashboard_current(layout):
         lines.append("dashboard: not drawn from the metrics published now; draw it again: multipolar dashboard")
+    for name, window in stale_reports(layout).items():
+        remake = "multipolar reproduce" + _report_options(name, window)
+        lines.append(f"reports/{name}: not made from the data published now; make it again: {remake}")
     referenced = referenced_versions(layout)
     for version in [v for v in layout.published_versions(MODEL_METADATA) if v not in referenced]:
         lines.append(

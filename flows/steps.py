@@ -23,11 +23,14 @@ import polars as pl
 
 from warehouse.layout import Layout
 from warehouse.provenance import series_source_kind
-from warehouse.publish import publish_frame, publish_plan, read_meta, write_json_atomic
+from warehouse.publish import publish_frame, publish_plan, read_meta, write_json_atomic, write_text_atomic
 from warehouse.tables import ATTRIBUTIONS, CONCENTRATION, CROSSOVERS, MODELS, REGISTRY, SHARES, Table
 
 # The head-to-head comparisons recorded in `crossovers` (challenger, incumbent, dimension).
 MATCHUPS = (("China", "United States", "region"), ("CN", "US", "country"))
+
+
+REPORTS_RECORD = "reports.json"  # under <root>/reports: what each report there was made from
 
 
 def _sha(layout: Layout, table: Table, day: dt.date | None) -> str | None:
@@ -414,11 +417,77 @@ def reproduction_step(layout: Layout, *, with_markdown: bool = False) -> dict[st
     if not layout.published_dates(SHARES):
         return {"status": "skipped: no metrics published"}
     markdown = to_markdown(reproduction_of(layout))
-    target = layout.root / "reports" / "reproduction.md"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(markdown, encoding="utf-8")
+    target = write_report(layout, "reproduction.md", markdown, window="30d")
     outcome = {"status": "published", "report": str(target)}
+    if others := other_reports(layout):
+        outcome["also"] = ", ".join(others)
     return outcome | {"markdown": markdown} if with_markdown else outcome
+
+
+def other_reports(layout: Layout) -> list[str]:
+    """Make again the reports `reproduce` wrote into `<root>/reports` in other formats or windows, so that every
+    report there says what the data says now. A window that now has no LLM shares leaves its report as it was,
+    which `check` tells of. The reports made."""
+    from analytics import reproduction
+
+    render = {"md": reproduction.to_markdown, "html": reproduction.to_html, "json": reproduction.to_json}
+    wanted = {
+        name: record.get("window")
+        for name, record in _reports_made(layout).items()
+        if name != "reproduction.md" and isinstance(record, dict) and name.rsplit(".", 1)[-1] in render
+    }
+    made = []
+    for window in sorted({w for w in wanted.values() if isinstance(w, str)}):
+        report = reproduction_of(layout, window=window)
+        if report.timeline.is_empty():
+            continue
+        for name in sorted(n for n, w in wanted.items() if w == window):
+            write_report(layout, name, render[name.rsplit(".", 1)[-1]](report), window=window)
+            made.append(name)
+    return made
+
+
+def report_inputs(layout: Layout) -> dict[str, Any]:
+    """The partitions a reproduction report is made from: every metric partition, every date's `models` record
+    (the coverage) and the latest metric date's attributions (its largest repo)."""
+    latest = layout.published_dates(SHARES)[-1:]
+    return dashboard_inputs(layout) | {
+        MODELS.name: {d.isoformat(): _sha(layout, MODELS, d) for d in layout.published_dates(MODELS)},
+        ATTRIBUTIONS.name: {d.isoformat(): _sha(layout, ATTRIBUTIONS, d) for d in latest},
+    }
+
+
+def write_report(layout: Layout, name: str, text: str, *, window: str) -> Any:
+    """Write report `name` into `<root>/reports`, whole or not at all, and record in `reports.json` what it was
+    made from, for `check` to tell a report the data has moved past. Call only while holding the writer lock."""
+    folder = layout.root / "reports"
+    write_text_atomic(folder / name, text)
+    made = _reports_made(layout)
+    made[name] = {"inputs": report_inputs(layout), "window": window}
+    write_json_atomic(folder / REPORTS_RECORD, made)
+    return folder / name
+
+
+def _reports_made(layout: Layout) -> dict[str, Any]:
+    try:
+        made = json.loads((layout.root / "reports" / REPORTS_RECORD).read_text())
+    except (OSError, ValueError):
+        return {}
+    return made if isinstance(made, dict) else {}
+
+
+def stale_reports(layout: Layout) -> dict[str, str]:
+    """Each report in `<root>/reports` made from other partitions than those published now, with its window."""
+    made = _reports_made(layout)
+    if not made:
+        return {}
+    now = report_inputs(layout)
+    folder = layout.root / "reports"
+    return {
+        name: str(record.get("window", "30d"))
+        for name, record in sorted(made.items())
+        if isinstance(record, dict) and record.get("inputs") != now and (folder / name).exists()
+    }
 
 
 def remove_date(layout: Layout, day: dt.date) -> dict[str, Any]:

@@ -4,6 +4,7 @@ vouches for, and say how to mend it; a derived partition cut short is made again
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 import subprocess
 import sys
@@ -200,6 +201,41 @@ def test_check_names_derived_partitions_of_a_date_whose_models_are_gone(warehous
     assert {p.table for p in problems} == {"registry", "attributions", "shares", "concentration", "crossovers"}
     assert all(p.mend.endswith(f"multipolar remove --date {day}") for p in problems)
     assert runner.invoke(app, ["remove", "--date", day.isoformat(), "--warehouse", str(warehouse.root), "--yes"])
+    assert check(warehouse).exit_code == 0
+
+
+def test_check_tells_of_reports_made_from_other_data_and_the_next_writer_makes_every_one_again(
+    warehouse: Layout,
+) -> None:
+    """As after a run stopped before its reports: a new date's metrics are published, the reports not."""
+    root = str(warehouse.root)
+    for options in ([], ["--format", "html"], ["--format", "json", "--window", "all_time"]):
+        made = runner.invoke(app, ["reproduce", "--warehouse", root, *options])
+        assert made.exit_code == 0, made.output
+    assert check(warehouse).exit_code == 0
+    later = DAYS[1] + dt.timedelta(days=1)
+    ids = [f"{org}/m{i}" for org in ("Qwen", "meta-llama", "someone") for i in range(40)]
+    frame = models_frame(ids, [100 * (i + 2) for i in range(len(ids))])
+    frame = frame.with_columns((pl.col("downloads_30d") * 10).alias("downloads_all_time"))
+    publish_frame(warehouse, MODELS, later, frame, {})
+    for step in (steps.attribute_date, steps.metrics_date, steps.crossovers_date):
+        step(warehouse, later)
+    told = check(warehouse)
+    assert told.exit_code == 1
+    for line in (
+        "reports/reproduction.md: not made from the data published now; make it again: multipolar reproduce",
+        "reports/reproduction.html: not made from the data published now; make it again: multipolar reproduce "
+        "--format html",
+        "reports/reproduction.json: not made from the data published now; make it again: multipolar reproduce "
+        "--format json --window all_time",
+    ):
+        assert line in told.output.splitlines() or f"  {line}" in told.output.splitlines(), told.output
+    reports = warehouse.root / "reports"
+    assert str(later) not in (reports / "reproduction.html").read_text()
+    outcome = steps.reproduction_step(warehouse)
+    assert outcome["also"] == "reproduction.html, reproduction.json"
+    assert all(str(later) in (reports / name).read_text() for name in ("reproduction.md", "reproduction.html"))
+    assert json.loads((reports / "reproduction.json").read_text())["window"] == "all_time"
     assert check(warehouse).exit_code == 0
 
 

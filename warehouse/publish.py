@@ -457,14 +457,19 @@ def place(layout: Layout, staged: Path, target: Path) -> None:
 
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     """Write JSON through a temporary sibling and a rename, so the file is whole or absent."""
+    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True, default=str))
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write UTF-8 text through a temporary sibling and a rename, so the file is whole or absent."""
     if not isinstance(path, Path):  # an object store: one PUT is already whole or absent
-        path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str))
+        path.write_text(text, encoding="utf-8")
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        with tmp.open("w") as handle:
-            json.dump(payload, handle, indent=2, sort_keys=True, default=str)
+        with tmp.open("w", encoding="utf-8") as handle:
+            handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
