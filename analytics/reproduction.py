@@ -171,12 +171,17 @@ def coverage_frame(metas: list[tuple[dt.date, dict[str, Any]]]) -> pl.DataFrame:
 
 
 def snapshot_note(meta: dict[str, Any]) -> str | None:
-    """What an imported date's record says against the date before: a stale copy, or a partial snapshot."""
+    """What an imported date's record says of it: a stale copy or a partial snapshot against the date before,
+    and 30-day counts for under half of its models."""
+    said = []
     if meta.get("same_counts_as"):
-        return f"same counts as {meta['same_counts_as']}"
-    if meta.get("models_of_date_before"):
-        return f"partial: {meta.get('rows', 0):,} of {meta['models_of_date_before']:,} models"
-    return None
+        said.append(f"same counts as {meta['same_counts_as']}")
+    elif meta.get("models_of_date_before"):
+        said.append(f"partial: {meta.get('rows', 0):,} of {meta['models_of_date_before']:,} models")
+    counted, rows = meta.get("models_with_30d_count"), meta.get("rows")
+    if isinstance(counted, int) and isinstance(rows, int) and 2 * counted < rows:
+        said.append(f"30-day counts for {counted:,} of {rows:,} models")
+    return "; ".join(said) or None
 
 
 def region_shares(shares: pl.DataFrame, day: dt.date, rule: str, population: str, window: str) -> dict[str, float]:
@@ -507,13 +512,20 @@ def _general_notes(shares: pl.DataFrame, coverage: pl.DataFrame, day: dt.date) -
             "own; a crossover held through them is held by fewer real snapshots."
         )
     if day in stale:
-        source = noted.filter(pl.col("snapshot_date") == day).item(0, "note").removeprefix("same counts as ")
+        note = noted.filter(pl.col("snapshot_date") == day).item(0, "note")
+        source = note.split(";")[0].removeprefix("same counts as ")
         notes.append(f"The latest date, {day}, is one of them: its figures are those of {source}.")
     partial_days = noted.filter(pl.col("note").str.starts_with("partial")).get_column("snapshot_date").to_list()
     if partial_days:
         notes.append(
             f"Partial snapshots ({', '.join(str(d) for d in partial_days)}) list under half the models of the date "
             "before: their shares are of the few listed."
+        )
+    thin = noted.filter(pl.col("note").str.contains("30-day counts for")).get_column("snapshot_date").to_list()
+    if thin:
+        notes.append(
+            f"On {len(thin)} {'dates' if len(thin) != 1 else 'date'} ({', '.join(str(d) for d in thin)}) under half "
+            "the models have a 30-day count: their shares rest on the few counted."
         )
     scopes = coverage.get_column("scope").drop_nulls().unique(maintain_order=True).to_list()
     partial = [scope for scope in scopes if scope != "full"]

@@ -727,6 +727,11 @@ def import_snapshots(
                     f"warning: {day} lists {frame.height:,} models, under half of the "
                     f"{provenance['models_of_date_before']:,} of the date before (a partial snapshot?)"
                 )
+            if thin_counts(provenance):
+                log(
+                    f"warning: {day}: only {provenance['models_with_30d_count']:,} of its {frame.height:,} models "
+                    "have a 30-day count (its shares rest on those)"
+                )
             publish_frame(layout, MODELS, day, frame, provenance, force=force)
             report.published.append(day)
             report.rows += frame.height
@@ -736,6 +741,12 @@ def import_snapshots(
 
 
 COUNTS = ("model_id", "downloads_30d", "downloads_all_time")
+
+
+def thin_counts(meta: dict[str, Any]) -> bool:
+    """Whether under half of an imported date's models have a 30-day count (a panel's early, sparse dates)."""
+    counted, rows = meta.get("models_with_30d_count"), meta.get("rows", meta.get("imported_rows"))
+    return isinstance(counted, int) and isinstance(rows, int) and 2 * counted < rows
 
 
 def staleness(
@@ -795,6 +806,7 @@ def _provenance(sources: list[SnapshotFile], options: dict[str, Any], frame: pl.
         "source_files": [s.provenance() for s in sources],
         "import_options": options,
         "imported_rows": frame.height,
+        "models_with_30d_count": int(frame.get_column("downloads_30d").is_not_null().sum()),
         "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
 

@@ -380,6 +380,8 @@ def test_the_real_llmfit_panel_backfills_every_date_and_china_leads_among_llms(s
     )
     report = (warehouse / "reports" / "reproduction.md").read_text()
     assert "| same counts as 2026-05-10 |" in report and "| partial: 148 of 962 models |" in report
+    assert "| 30-day counts for 34 of 94 models |" in report  # the panel's early dates are thin
+    assert "warning: 2026-02-16: only 34 of its 94 models have a 30-day count" in result.output
     assert "6 dates repeat every count of the date before (2026-03-10, 2026-03-12" in report
     assert "The latest date, 2026-05-12, is one of them: its figures are those of 2026-05-10." in report
     # One repo holds a quarter of the LLM downloads: the report says how far it alone moves the shares.
@@ -424,6 +426,30 @@ def test_dates_that_repeat_the_counts_of_the_date_before_are_flagged_not_dropped
     again = runner.invoke(app, ["import", str(write(tmp_path / "t.csv", later)), "--warehouse", str(warehouse)])
     assert again.exit_code == 0, again.output
     assert read_meta(layout, MODELS, dt.date(2026, 3, 29))["same_counts_as"] == "2026-03-22"
+
+
+def test_a_date_with_counts_for_under_half_its_models_is_told_in_its_record_the_import_and_the_report(
+    tmp_path,
+) -> None:
+    """The llmfit panel writes 0 for a count it did not get: a date where most models read 0 rests on the few."""
+    head = "model_id,provider,snapshot_time,commit,source_path,hf_downloads,hf_likes,models_in_snapshot\n"
+    counts = {"2026-03-01": (900, 600, 0), "2026-03-08": (950, 0, 0)}
+    rows = [
+        f"{model},Lab,{day}T10:00:00+00:00,c{day[-1]},data/hf_models.json,{count},0,3\n"
+        for day, day_counts in counts.items()
+        for model, count in zip(("Qwen/a", "meta-llama/b", "mistralai/c"), day_counts, strict=True)
+    ]
+    panel = write(tmp_path / "panel.csv", head + "".join(rows))
+    result = run_import(panel, tmp_path / "wh")
+    assert result.exit_code == 0, result.output
+    layout = Layout.at(tmp_path / "wh")
+    metas = {d.isoformat(): read_meta(layout, MODELS, d) for d in layout.published_dates(MODELS)}
+    assert {day: meta["models_with_30d_count"] for day, meta in metas.items()} == {"2026-03-01": 2, "2026-03-08": 1}
+    assert "warning: 2026-03-08: only 1 of its 3 models have a 30-day count" in result.output
+    assert "2026-03-01: only" not in result.output  # two of three is not thin
+    report = (tmp_path / "wh" / "reports" / "reproduction.md").read_text()
+    assert "| 30-day counts for 1 of 3 models |" in report
+    assert "On 1 date (2026-03-08) under half the models have a 30-day count" in report
 
 
 def test_the_hubs_stamp_for_an_unknown_creation_date_is_imported_as_no_date(tmp_path) -> None:
