@@ -72,6 +72,10 @@ def test_a_canary_token_appears_nowhere_when_the_refresh_fails_with_an_http_erro
     ("query", "refused"),
     [
         ("COPY (SELECT 1) TO '{out}/copied.csv'", "COPY statements are refused"),
+        # EXPLAIN ANALYZE runs what it explains: into the warehouse itself, whose files DuckDB may open
+        ("EXPLAIN ANALYZE COPY (SELECT 1 AS x) TO '{wh}/copied.parquet'", "EXPLAIN of a COPY statement is refused"),
+        ("EXPLAIN (ANALYZE, FORMAT json) COPY (SELECT 1) TO '{wh}/c.csv'", "EXPLAIN of a COPY statement is refused"),
+        ("explain analyse create table t as select 1", "EXPLAIN of a CREATE statement is refused"),
         ("ATTACH '{out}/other.db'", "ATTACH statements are refused"),
         ("INSTALL httpfs", "statements are refused"),
         ("LOAD httpfs", "LOAD statements are refused"),
@@ -97,6 +101,7 @@ def test_sql_refuses_writes_extensions_and_outside_files_in_one_line_with_exit_2
     assert len(lines) == 1 and refused in lines[0] and "refused" in lines[0]
     assert "Traceback" not in result.output and "42" not in result.output.replace(lines[0], "")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["outside.csv", "wh"]  # nothing was written
+    assert not [p for p in warehouse.rglob("*") if p.is_file()]  # nor into the warehouse
 
 
 # -- the registry ------------------------------------------------------------------------------------

@@ -304,6 +304,14 @@ def check_read_only(sql: str) -> None:
         raise QueryRefused("the query is empty")
     for statement in statements:
         kind = statement.type.name
+        if kind == "EXPLAIN":
+            kind = explained_kind(statement.query)
+            if kind != "SELECT":
+                what = f"a {kind} statement" if kind != "UNKNOWN" else "anything but a SELECT"
+                raise QueryRefused(
+                    f"EXPLAIN of {what} is refused: EXPLAIN ANALYZE runs the statement it explains, and "
+                    "`multipolar sql` only reads the warehouse (SELECT, EXPLAIN [ANALYZE] SELECT)"
+                )
         if kind not in READ_ONLY_STATEMENTS:
             raise QueryRefused(
                 f"{kind} statements are refused: `multipolar sql` only reads the warehouse (SELECT, EXPLAIN)"
@@ -312,6 +320,25 @@ def check_read_only(sql: str) -> None:
     if len(statements) > 1:
         # Only the last statement's result would be shown, the others' silently dropped.
         raise QueryRefused(f"the query holds {len(statements)} statements: give one at a time")
+
+
+# EXPLAIN [ANALYZE] [(options)] <statement>: the statement, with and without what may be options.
+EXPLAINED = re.compile(
+    r"EXPLAIN\s+(?:ANALY[SZ]E\s+)?(?P<rest>(?:\((?:[^()]|\([^()]*\))*\)\s*)?(?P<after>.*))", re.IGNORECASE | re.DOTALL
+)
+
+
+def explained_kind(statement: str) -> str:
+    """The kind of statement an EXPLAIN explains (SELECT, COPY, …), or UNKNOWN when that cannot be told."""
+    found = EXPLAINED.fullmatch(statement.strip())
+    for candidate in (found["rest"], found["after"]) if found else ():
+        try:
+            inner = duckdb.extract_statements(candidate)
+        except duckdb.Error:
+            continue
+        if len(inner) == 1:
+            return inner[0].type.name
+    return "UNKNOWN"
 
 
 def views_read(sql: str) -> set[str] | None:
