@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -9,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -163,6 +165,59 @@ def test_the_object_lock_refuses_a_second_writer_and_recovers_from_a_dead_one(bu
     with writer_lock(layout, "after a crash"):
         assert json.loads(layout.lock_file.read_text())["purpose"] == "after a crash"
     assert not layout.lock_file.exists()
+
+
+def test_two_writers_that_find_the_same_stale_lock_never_hold_it_at_once(bucket: str, monkeypatch) -> None:
+    """Both read the dead writer's lock as stale before either removes it; the one that does not take it over
+    waits for the one that did, rather than removing its new lock; each release removes only its own lock."""
+    from warehouse import lock as lock_module
+
+    layout = Layout.at(bucket)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    since = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    layout.lock_file.write_text(
+        json.dumps({"pid": int(dead.stdout), "host": socket.gethostname(), "purpose": "crashed", "since": since})
+    )
+    both_read = threading.Barrier(2, timeout=10)
+    stale = lock_module._stale
+
+    def stale_once_both_read(holder: dict) -> bool:
+        found = stale(holder)
+        if holder.get("purpose") == "crashed":
+            with contextlib.suppress(threading.BrokenBarrierError):
+                both_read.wait()
+            if threading.current_thread().name == "B":
+                time.sleep(0.3)  # B goes on once A has taken the stale lock over
+        return found
+
+    monkeypatch.setattr(lock_module, "_stale", stale_once_both_read)
+    layout.lock_file.fs.invalidate_cache()
+    inside: list[str] = []
+    overlaps: list[tuple[str, ...]] = []
+
+    def write(name: str) -> None:
+        with lock_module._object_lock(layout, name, wait_seconds=20):
+            inside.append(name)
+            if len(inside) > 1:
+                overlaps.append(tuple(inside))
+            time.sleep(0.5)
+            inside.remove(name)
+
+    writers = [threading.Thread(target=write, args=(name,), name=name) for name in ("A", "B")]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(timeout=60)
+    assert not overlaps
+    assert not layout.lock_file.exists()
+
+
+def test_a_writer_taken_over_past_the_ttl_leaves_the_new_holders_lock_in_place(bucket: str) -> None:
+    layout = Layout.at(bucket)
+    newer = {"pid": 1, "host": "elsewhere", "purpose": "took over", "since": "2026-05-12T00:00:00+00:00", "token": "x"}
+    with writer_lock(layout, "a long backfill"):
+        layout.lock_file.write_text(json.dumps(newer))  # as another writer does once the TTL has passed
+    assert json.loads(layout.lock_file.read_text()) == newer
 
 
 def test_an_import_backfills_into_the_object_store(bucket: str, tmp_path) -> None:

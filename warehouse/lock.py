@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import hashlib
 import json
 import os
 import socket
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -99,6 +101,7 @@ def _holder(purpose: str) -> dict[str, object]:
         "host": socket.gethostname(),
         "purpose": purpose,
         "since": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "token": uuid.uuid4().hex,  # this holding of the lock, told apart from every other
     }
 
 
@@ -121,22 +124,50 @@ def _stale(holder: dict) -> bool:
     return False
 
 
+def _read_lock(lock) -> tuple[bytes | None, dict]:
+    """The lock object's bytes (None when there is none) and the holder they name ({} when unreadable)."""
+    try:
+        raw = lock.fs.cat_file(lock.path)
+    except FileNotFoundError:
+        return None, {}
+    try:
+        holder = json.loads(raw or b"{}")
+    except ValueError:
+        holder = {}
+    return raw, holder if isinstance(holder, dict) else {}
+
+
+def _take_over(lock, raw: bytes, ours: dict) -> None:
+    """Remove the stale lock object `raw`, if this process is the one to take it over. Two writers may find the
+    same stale lock; each then creates the object `_lock.taken-<sha256 of raw>` only if absent (a conditional PUT),
+    and only the one that created it removes the lock, after checking it still holds `raw`. The other waits and
+    tries again, and finds the new holder's lock: it never removes a lock another writer has just taken."""
+    marker = f"{lock.path}.taken-{hashlib.sha256(raw).hexdigest()[:32]}"
+    try:
+        with lock.fs.open(marker, "xb") as handle:
+            handle.write(json.dumps(ours).encode())
+    except FileExistsError:
+        return
+    if _read_lock(lock)[0] == raw:
+        lock.fs.rm(lock.path)
+
+
 @contextmanager
 def _object_lock(layout: Layout, purpose: str, wait_seconds: float) -> Iterator[None]:
     lock = layout.lock_file
+    ours = _holder(purpose)
     deadline = time.monotonic() + wait_seconds
     while True:
         try:
             with lock.fs.open(lock.path, "xb") as handle:  # conditional PUT: fails if the object exists
-                handle.write(json.dumps(_holder(purpose)).encode())
+                handle.write(json.dumps(ours).encode())
             break
         except FileExistsError:
-            try:
-                holder = json.loads(lock.read_text() or "{}")
-            except (OSError, ValueError):
-                holder = {}
+            raw, holder = _read_lock(lock)
+            if raw is None:  # released meanwhile
+                continue
             if holder and _stale(holder):
-                lock.fs.rm(lock.path)
+                _take_over(lock, raw, ours)
                 continue
             if time.monotonic() >= deadline:
                 raise WarehouseLocked(_held_message(layout)) from None
@@ -146,7 +177,9 @@ def _object_lock(layout: Layout, purpose: str, wait_seconds: float) -> Iterator[
     try:
         yield
     finally:
-        lock.fs.rm(lock.path)
+        # Only a lock this holding made is removed: past the TTL, another writer may have taken it over.
+        if _read_lock(lock)[1].get("token") == ours["token"]:
+            lock.fs.rm(lock.path)
 
 
 def _held_message(layout: Layout) -> str:
