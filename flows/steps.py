@@ -92,6 +92,7 @@ def metric_inputs(layout: Layout, day: dt.date) -> dict[str, Any]:
         inputs["between"] = why
     elif basis is not None and basis != previous:  # stale copies between them
         inputs["between_from"] = basis.isoformat()
+        inputs["between_from_models_sha256"] = _sha(layout, MODELS, basis)
     return inputs
 
 

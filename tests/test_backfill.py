@@ -524,3 +524,16 @@ def test_a_stale_copy_has_no_between_window_and_the_next_date_measures_from_the_
     )
     assert dict(gained.select("actor", "downloads").iter_rows()) == {"Alibaba": 500.0, "Meta": 100.0}
     assert set(gained["window_start"]) == {dt.date(2026, 3, 1)}  # the last date that observed anything
+    # The first date corrected (imported again with --force): the third's window is measured from it, so its
+    # metrics are made again, not left as they were.
+    corrected = "snapshot_date,model_id,downloads_30d,downloads_all_time\n2026-03-01,Qwen/a,900,10400\n"
+    corrected += "2026-03-01,meta-llama/b,600,20000\n"
+    again = run_import(write(tmp_path / "t.csv", corrected), warehouse, "--force")
+    assert again.exit_code == 0, again.output
+    regained = pl.read_parquet(layout.partition_file(SHARES, dt.date(2026, 3, 3))).filter(
+        (pl.col("time_window") == "between")
+        & (pl.col("rule") == "uploader")
+        & (pl.col("dimension") == "lab")
+        & (pl.col("population") == "all")
+    )
+    assert dict(regained.select("actor", "downloads").iter_rows()) == {"Alibaba": 100.0, "Meta": 100.0}
