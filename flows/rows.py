@@ -172,7 +172,8 @@ def _count(value: Any, report: RowReport, name: str) -> int | None:
         return None
     if isinstance(value, str):
         value = value.strip()
-        if not value.isdigit():
+        # ASCII digits only ("²" is a digit to `isdigit`, not to `int`), and no more than an int64 holds.
+        if not (value.isascii() and value.isdigit()) or len(value) > len(str(INT64_MAX)):
             report.blanked[name] += 1
             return None
         value = int(value)
@@ -205,10 +206,11 @@ def _time(value: Any, report: RowReport, name: str) -> dt.datetime | None:
         return None
     try:
         parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
+        # A time at either end of the calendar may have no UTC time (year 1 at +01:00, 9999 at −01:00).
+        parsed = parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed.astimezone(dt.UTC)
+    except (ValueError, OverflowError):
         report.blanked[name] += 1
         return None
-    parsed = parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed.astimezone(dt.UTC)
     if name == "createdAt" and parsed == UNKNOWN_CREATED_AT:
         return None
     return parsed

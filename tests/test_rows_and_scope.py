@@ -49,6 +49,11 @@ def test_hostile_numbers_are_blanked_and_counted_not_trusted() -> None:
         {"id": "a/word", "downloads": "many"},
         {"id": "a/null", "downloads": None},
         {"id": "a/bool", "downloads": True},
+        {"id": "a/superscript", "downloads": "²"},  # a digit to str.isdigit, not to int
+        {"id": "a/long", "downloads": "9" * 5000},  # past Python's limit on digits to convert
+        {"id": "a/bad-size", "safetensors": {"total": "¹"}},
+        {"id": "a/year-1", "createdAt": "0001-01-01T00:00:00+01:00"},  # no UTC time
+        {"id": "a/year-9999", "lastModified": "9999-12-31T23:59:59-01:00"},
     ]
     report = RowReport()
     rows = model_rows(items, report)
@@ -59,8 +64,16 @@ def test_hostile_numbers_are_blanked_and_counted_not_trusted() -> None:
         "a/word": None,
         "a/null": None,
         "a/bool": None,
+        "a/superscript": None,
+        "a/long": None,
+        "a/bad-size": None,
+        "a/year-1": None,
+        "a/year-9999": None,
     }
-    assert report.blanked["downloads"] == 4
+    assert report.blanked["downloads"] == 6
+    assert rows["params_total"].null_count() == len(items) and rows["created_at"].null_count() == len(items)
+    assert rows["last_modified"].null_count() == len(items)
+    assert report.blanked["createdAt"] == report.blanked["lastModified"] == 1 and report.blanked["safetensors.total"] == 1
 
 
 def test_items_without_a_usable_id_are_dropped_and_counted() -> None:
