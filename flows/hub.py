@@ -94,8 +94,9 @@ def resolve_endpoint(endpoint: str | None) -> str:
         parts.port  # noqa: B018  a port out of range raises here
     except ValueError as error:
         raise HubError(f"endpoint {shown} is not a URL that can be read ({error})") from None
-    if "@" in parts.netloc:
-        # The URL itself is not repeated: it would be printed, and kept in Prefect's database and checkpoints.
+    if "@" in chosen:
+        # The URL itself is not repeated: it would be printed, and kept in Prefect's database and checkpoints. An
+        # `@` anywhere counts, as a malformed URL (`https:/user:token@host`) hides its credentials from urlsplit.
         raise HubError("the endpoint carries credentials (user:password@host): give a Hub token in HF_TOKEN instead")
     if parts.query or parts.fragment:
         # Nor this one: a query may carry a token.
@@ -104,7 +105,7 @@ def resolve_endpoint(endpoint: str | None) -> str:
             "in HF_TOKEN"
         )
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise HubError(f"endpoint {chosen!r} is not an http(s) URL with a host")
+        raise HubError(f"endpoint {shown} is not an http(s) URL with a host")
     return chosen
 
 

@@ -56,6 +56,7 @@ CASES = [
     (["serve", "--endpoint", "http://127.0.0.1:99999"], 2, "is not a URL that can be read (Port out of range"),
     (["refresh", "--endpoint", "http://127.0.0.1:8801 "], 2, "holds spaces or control characters"),
     (["refresh", "--endpoint", "http://user:secret@[::1"], 2, "endpoint (not shown: it carries credentials"),
+    (["refresh", "--endpoint", "https:/me:hf_secret@huggingface.co"], 2, "the endpoint carries credentials"),
     (["recompute", "--runner", "dask", "--address", "tcp://[::1"], 2, "cannot reach the Dask scheduler at --address"),
     (["recompute", "--runner", "dask", "--address", "tcp://u:secret@127.0.0.1:9"], 2, "at --address tcp://…@127"),
     (["refresh", "--date", "20260501"], 2, "--date '20260501' is not a date of the form YYYY-MM-DD"),
