@@ -359,7 +359,8 @@ def draw_dashboard(layout: Layout, folder: Path):
     # views and named in the footer.
     left_out = {*provenance["stale_dates"], *provenance["partial_dates"]}
     observed = ~pl.col("snapshot_date").is_in([dt.date.fromisoformat(d) for d in left_out])
-    crossovers = series(layout, CROSSOVERS)
+    # The crossovers as known on the latest date drawn, which a stale copy after it does not move.
+    crossovers = series(layout, CROSSOVERS).filter(observed)
     return write_dashboard(
         shares_series(layout).filter(observed),
         series(layout, CONCENTRATION).filter(observed),

@@ -428,6 +428,26 @@ def test_dates_that_repeat_the_counts_of_the_date_before_are_flagged_not_dropped
     assert read_meta(layout, MODELS, dt.date(2026, 3, 29))["same_counts_as"] == "2026-03-22"
 
 
+def test_a_latest_date_that_is_a_stale_copy_leaves_the_dashboards_crossover_as_known_on_the_date_drawn(
+    tmp_path,
+) -> None:
+    text = "snapshot_date,model_id,downloads_30d\n" + "".join(
+        f"{day},Qwen/a,{qwen}\n{day},meta-llama/b,{meta}\n"
+        for day, qwen, meta in (
+            ("2026-03-01", 400, 600),
+            ("2026-03-08", 700, 600),
+            ("2026-03-15", 800, 600),
+            ("2026-03-22", 800, 600),  # a stale copy of 03-15
+        )
+    )
+    warehouse = tmp_path / "wh"
+    result = runner.invoke(app, ["import", str(write(tmp_path / "s.csv", text)), "--warehouse", str(warehouse)])
+    assert result.exit_code == 0, result.output
+    assert read_meta(Layout.at(warehouse), MODELS, dt.date(2026, 3, 22))["same_counts_as"] == "2026-03-15"
+    page = (warehouse / "dashboard" / "index.html").read_text()
+    assert "China ahead since 2026-03-08" in page and "no crossover data" not in page
+
+
 def test_a_date_with_counts_for_under_half_its_models_is_told_in_its_record_the_import_and_the_report(
     tmp_path,
 ) -> None:
