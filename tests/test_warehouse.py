@@ -49,6 +49,19 @@ def test_conform_names_the_column_and_count_of_rows_that_cannot_be_cast() -> Non
     assert caught.value.column == "downloads_30d" and caught.value.bad_rows == 2
 
 
+def test_conform_refuses_to_cut_fractions_and_names_a_cast_polars_cannot_make() -> None:
+    frame = models_frame(["a/x", "a/y", "a/z"]).with_columns(pl.Series("downloads_30d", [1.9, 2.0, None]))
+    with pytest.raises(SchemaViolation, match="Float64 with a fraction for Int64") as caught:
+        conform(frame, MODELS)
+    assert caught.value.column == "downloads_30d" and caught.value.bad_rows == 1
+    whole = frame.with_columns(pl.Series("downloads_30d", [1.0, 2.0, None]))
+    assert conform(whole, MODELS)["downloads_30d"].to_list() == [1, 2, None]
+    dated = models_frame(["a/x"]).with_columns(pl.lit("2026-05-12").alias("created_at"))
+    with pytest.raises(SchemaViolation, match="cannot cast String to Datetime") as caught:
+        conform(dated, MODELS)
+    assert caught.value.column == "created_at" and "\n" not in str(caught.value)
+
+
 def test_conform_refuses_duplicate_keys_extra_columns_and_missing_ids() -> None:
     with pytest.raises(SchemaViolation, match="duplicate key"):
         conform(models_frame(["a/x", "a/x"]), MODELS)

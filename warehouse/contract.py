@@ -28,10 +28,22 @@ def conform(frame: pl.DataFrame, table: Table) -> pl.DataFrame:
     for name, dtype in table.schema.items():
         column = frame.get_column(name)
         if column.dtype != dtype:
-            cast = column.cast(dtype, strict=False)
+            try:
+                cast = column.cast(dtype, strict=False)
+            except pl.exceptions.PolarsError as error:
+                raise SchemaViolation(
+                    table.name,
+                    name,
+                    column.len(),
+                    f"cannot cast {column.dtype} to {dtype} ({str(error).splitlines()[0]})",
+                ) from None
             failed = int((cast.is_null() & column.is_not_null()).sum())
             if failed:
                 raise SchemaViolation(table.name, name, failed, f"cannot cast {column.dtype} to {dtype}")
+            if column.dtype.is_float() and dtype.is_integer():  # a cast would cut 1.9 to 1
+                cut = int((column != column.floor()).sum())
+                if cut:
+                    raise SchemaViolation(table.name, name, cut, f"{column.dtype} with a fraction for {dtype}")
             column = cast
         columns.append(column)
     out = pl.DataFrame(columns)
