@@ -118,7 +118,7 @@ def test_publish_writes_data_then_meta_with_checksum_and_refuses_a_second_time(t
     assert not list((layout.staging / "publish").iterdir())
 
 
-def test_a_failed_publish_leaves_the_published_partition_untouched(tmp_path) -> None:
+def test_a_publish_refused_by_its_schema_leaves_the_published_partition_untouched(tmp_path) -> None:
     layout = Layout.at(tmp_path)
     publish_frame(layout, MODELS, DAY, models_frame(["a/x"]), {})
     before = sha256_of(layout.partition_file(MODELS, DAY))
