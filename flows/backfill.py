@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import fnmatch
+import functools
 import io
 import json
 import time
@@ -713,7 +714,10 @@ def import_snapshots(
             ready[day] = (models_frame(pl.concat([r for _, r in parts], how="diagonal")), [s for s, _ in parts])
         report.seconds["read"] = round(time.monotonic() - began, 2)
         began = time.monotonic()
-        compared = staleness(days, published_counts(layout, min(days)) if days else None)
+        last = max(days, default=None)
+        earlier = [d for d in layout.published_dates(MODELS) if last is not None and d < last]
+        published = {d: functools.partial(published_counts, layout, d) for d in earlier}
+        compared = staleness(days, published)
         for day, (frame, sources) in ready.items():
             provenance = _provenance(sources, options, frame) | {"started_at": started} | compared.get(day, {})
             if "same_counts_as" in provenance:
@@ -750,16 +754,22 @@ def thin_counts(meta: dict[str, Any]) -> bool:
 
 
 def staleness(
-    days: dict[dt.date, list[tuple[SnapshotFile, pl.DataFrame]]], before: tuple[dt.date, pl.DataFrame] | None = None
+    days: dict[dt.date, list[tuple[SnapshotFile, pl.DataFrame]]],
+    published: dict[dt.date, Callable[[], pl.DataFrame]] | None = None,
 ) -> dict[dt.date, dict[str, Any]]:
-    """What each imported date's `_meta` says of it against the date before (in the import, or `before`, the
-    latest published date before the first imported one, with its counts): `same_counts_as` when every count
-    recorded on both dates is the same, for at least half of this date's models (a scraper that kept stale
-    values: the date says nothing new of them), with how many models it repeats and adds;
-    `models_of_date_before` when it lists under half as many models as the date before (both may be said)."""
+    """What each imported date's `_meta` says of it against the date before (in the import, or one published
+    already: `published` gives the counts of each published date, read only when one is a date before):
+    `same_counts_as` when every count recorded on both dates is the same, for at least half of this date's models
+    (a scraper that kept stale values: the date says nothing new of them), with how many models it repeats and
+    adds; `models_of_date_before` when it lists under half as many models as the date before (both may be said)."""
+    loaders = {day: load for day, load in (published or {}).items() if day not in days}
+    counts_of = functools.cache(lambda day: _counts(days[day]) if day in days else loaders[day]())
+    timeline = sorted({*days, *loaders})
     found: dict[dt.date, dict[str, Any]] = {}
-    ordered = ([before] if before is not None else []) + [(day, _counts(days[day])) for day in sorted(days)]
-    for (earlier, previous), (day, counts) in zip(ordered, ordered[1:], strict=False):
+    for earlier, day in zip(timeline, timeline[1:], strict=False):
+        if day not in days:
+            continue
+        previous, counts = counts_of(earlier), counts_of(day)
         said: dict[str, Any] = {}
         both = counts.join(previous, on="model_id", how="inner", suffix="_before")
         known = [pl.col(c).is_not_null() & pl.col(f"{c}_before").is_not_null() for c in COUNTS[1:]]
@@ -788,13 +798,10 @@ def _counts(parts: list[tuple[SnapshotFile, pl.DataFrame]]) -> pl.DataFrame:
     return counts.select(pl.col("model_id").str.strip_chars(), *whole).unique("model_id", keep="last")
 
 
-def published_counts(layout: Layout, first: dt.date) -> tuple[dt.date, pl.DataFrame] | None:
-    """The latest published date before `first`, with its models' counts; None when there is none."""
-    earlier = [d for d in layout.published_dates(MODELS) if d < first]
-    if not earlier:
-        return None
-    counts = layout.scan(MODELS, earlier[-1]).select(COUNTS).collect()
-    return earlier[-1], counts.with_columns(pl.col(c).cast(pl.Int64) for c in COUNTS[1:])
+def published_counts(layout: Layout, day: dt.date) -> pl.DataFrame:
+    """The counts of the models published on `day`, as integers."""
+    counts = layout.scan(MODELS, day).select(COUNTS).collect()
+    return counts.with_columns(pl.col(c).cast(pl.Int64) for c in COUNTS[1:])
 
 
 def _provenance(sources: list[SnapshotFile], options: dict[str, Any], frame: pl.DataFrame) -> dict[str, Any]:

@@ -428,6 +428,19 @@ def test_dates_that_repeat_the_counts_of_the_date_before_are_flagged_not_dropped
     assert read_meta(layout, MODELS, dt.date(2026, 3, 29))["same_counts_as"] == "2026-03-22"
 
 
+def test_an_import_around_published_dates_compares_each_date_with_the_one_just_before_it(tmp_path) -> None:
+    head = "snapshot_date,model_id,downloads_30d\n"
+    first = head + "2026-03-08,Qwen/a,700\n2026-03-08,meta-llama/b,600\n"
+    assert run_import(write(tmp_path / "a.csv", first), tmp_path / "wh").exit_code == 0
+    around = head + "2026-03-01,Qwen/a,400\n2026-03-01,meta-llama/b,500\n"
+    around += "2026-03-15,Qwen/a,700\n2026-03-15,meta-llama/b,600\n"  # the published 03-08's counts again
+    result = run_import(write(tmp_path / "b.csv", around), tmp_path / "wh")
+    assert result.exit_code == 0, result.output
+    layout = Layout.at(tmp_path / "wh")
+    assert read_meta(layout, MODELS, dt.date(2026, 3, 15))["same_counts_as"] == "2026-03-08"
+    assert "same_counts_as" not in read_meta(layout, MODELS, dt.date(2026, 3, 1))
+
+
 def test_a_latest_date_that_is_a_stale_copy_leaves_the_dashboards_crossover_as_known_on_the_date_drawn(
     tmp_path,
 ) -> None:
