@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -35,6 +34,7 @@ from altair.utils import spec_to_html
 from dashboards import charts
 from dashboards.frames import LABEL_CHARS, POPULATIONS, WINDOWS, ViewFrames, view_frames
 from warehouse.provenance import source_label
+from warehouse.publish import write_bytes_atomic, write_text_atomic
 
 OUTPUT_DIV = "dashboard"
 EMBED_OPTIONS = {"actions": False, "renderer": "svg"}
@@ -350,12 +350,6 @@ def dashboard_html(frames: ViewFrames, provenance: Mapping[str, Any]) -> str:
     return _replace_once(page, container, container + provenance_footer(frames, provenance))
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    staging = path.with_name(f".{path.name}.tmp")
-    staging.write_text(text, encoding="utf-8")
-    os.replace(staging, path)
-
-
 def write_dashboard(
     shares: pl.DataFrame,
     concentration: pl.DataFrame,
@@ -371,11 +365,11 @@ def write_dashboard(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     page = out_dir / "index.html"
-    _write_atomically(page, dashboard_html(frames, provenance))
+    write_text_atomic(page, dashboard_html(frames, provenance))
     pngs = {name: out_dir / f"{name}.png" for name in charts.VIEWS}
     still = default_frames(frames)
     rows = charts.datasets(still)
     for name, chart in view_charts(still, standalone=True).items():
         spec = static_chart(chart, still, provenance).to_dict() | {"datasets": rows}
-        pngs[name].write_bytes(vlc.vegalite_to_png(spec, vl_version=VL_CONVERT_VERSION, scale=png_scale))
+        write_bytes_atomic(pngs[name], vlc.vegalite_to_png(spec, vl_version=VL_CONVERT_VERSION, scale=png_scale))
     return DashboardResult(html=page, pngs=pngs, page_bytes=page.stat().st_size, charts=charts.VIEWS)

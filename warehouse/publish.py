@@ -462,14 +462,19 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Write UTF-8 text through a temporary sibling and a rename, so the file is whole or absent."""
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write bytes through a temporary sibling and a rename, so the file is whole or absent."""
     if not isinstance(path, Path):  # an object store: one PUT is already whole or absent
-        path.write_text(text, encoding="utf-8")
+        path.write_bytes(data)
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        with tmp.open("w", encoding="utf-8") as handle:
-            handle.write(text)
+        with tmp.open("wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
