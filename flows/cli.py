@@ -368,6 +368,8 @@ def sql(
         print_table(table)
         if frame.height > limit:
             out.print(f"… {frame.height - limit} more rows (use --limit or --format csv)")
+        elif frame.height == 0:
+            out.print("(0 rows)")
 
 
 def iso_times(frame: pl.DataFrame) -> pl.DataFrame:

@@ -563,6 +563,11 @@ def test_sql_as_a_table_into_a_pipe_keeps_each_row_on_one_line(tmp_path) -> None
     lines = result.stdout.splitlines()
     assert len(lines) == 4, result.stdout  # header, rule, two rows: no cell folded at 80 columns
     assert [line.split() for line in lines[2:]] == [["org/b", "│", "org/b", "│"], [long_id, "│", long_id, "│"]]
+    none = CliRunner().invoke(app, ["sql", query.replace("ORDER", "WHERE false ORDER"), "--warehouse", str(tmp_path)])
+    assert none.exit_code == 0 and none.stdout.splitlines()[-1] == "(0 rows)", none.output
+    relative = "SELECT count(*) FROM read_parquet('models/*/*.parquet')"
+    refused = CliRunner().invoke(app, ["sql", relative, "--warehouse", str(tmp_path)], env={"COLUMNS": "10000"})
+    assert refused.exit_code == 2 and f"give it in full: '{tmp_path}/models/*/*.parquet'" in refused.output
 
 
 @pytest.mark.parametrize("fmt", ["table", "csv", "json"])

@@ -388,9 +388,11 @@ def run_sql(layout: Layout, sql: str) -> pl.DataFrame:
             con = connect(layout, listed=True, views=views)
             frame = result_frame(con.sql(sql))
         except duckdb.PermissionException as error:
-            raise QueryRefused(
-                f"refused: {str(error).splitlines()[0]} (only the warehouse's own files can be read)"
-            ) from None
+            said = str(error).splitlines()[0]
+            # A path given relative to the warehouse is refused as it stands: say how to give it.
+            relative = re.search(r'file "(?![a-z0-9+]+://|/)([^"]+)"', said)
+            hint = f"; give it in full: '{layout.root}/{relative[1]}'" if relative else ""
+            raise QueryRefused(f"refused: {said} (only the warehouse's own files can be read{hint})") from None
         except duckdb.CatalogException:
             if views is None:
                 raise
