@@ -157,7 +157,8 @@ def recompute(
                 schedule.check_api(configured)
             except schedule.ServerFailed as error:
                 raise fail(str(error)) from None
-    err.print(f"recompute {len(days)} dates ({days[0]} … {days[-1]}) on {runner} ({workers} workers)", highlight=False)
+    span = f"{days[0]} … {days[-1]}"
+    err.print(f"recompute {_dates(len(days))} ({span}) on {runner} ({workers} workers)", highlight=False)
     began = time.monotonic()
     try:
         with api:
@@ -170,13 +171,27 @@ def recompute(
         raise fail(str(error)) from None
     except schedule.ServerFailed as error:
         raise fail(str(error)) from None
-    for day, outcomes in summary["dates"].items():
+    # A date whose every step was current already is counted, not listed.
+    made = {
+        day: outcomes
+        for day, outcomes in summary["dates"].items()
+        if any(outcome.get("status") != "already published" for outcome in outcomes.values())
+    }
+    for day, outcomes in made.items():
         line = "; ".join(f"{k} {describe(v)}" for k, v in outcomes.items())
         out.print(f"{day}: {line}", highlight=False, soft_wrap=True)
     if "dashboard" in summary:
         out.print(f"dashboard: {describe(summary['dashboard'])}", highlight=False)
-    out.print(
-        f"recomputed {len(summary['dates'])} dates on {runner} in {summary['seconds']} s "
-        f"(per-date steps {summary['seconds_per_date_steps']} s; {time.monotonic() - began:.1f} s with startup)",
-        highlight=False,
-    )
+    dates, took = len(summary["dates"]), f"{time.monotonic() - began:.1f} s with startup"
+    if made:
+        out.print(
+            f"recomputed {len(made)} of {_dates(dates)} on {runner} in {summary['seconds']} s "
+            f"(per-date steps {summary['seconds_per_date_steps']} s; {took})",
+            highlight=False,
+        )
+    else:
+        out.print(f"{_dates(dates)} up to date; nothing recomputed ({took})", highlight=False)
+
+
+def _dates(count: int) -> str:
+    return f"{count} date{'s' if count != 1 else ''}"

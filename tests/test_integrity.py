@@ -204,6 +204,13 @@ def test_check_names_derived_partitions_of_a_date_whose_models_are_gone(warehous
     assert check(warehouse).exit_code == 0
 
 
+def test_a_recompute_of_a_warehouse_up_to_date_says_it_recomputed_nothing(warehouse: Layout) -> None:
+    result = runner.invoke(app, ["recompute", "--warehouse", str(warehouse.root)], env={"COLUMNS": "20000"})
+    assert result.exit_code == 0, result.output
+    assert "2 dates up to date; nothing recomputed" in result.output
+    assert not any(line.startswith(tuple(str(d) for d in DAYS)) for line in result.output.splitlines())
+
+
 def test_check_tells_of_reports_made_from_other_data_and_the_next_writer_makes_every_one_again(
     warehouse: Layout,
 ) -> None:
