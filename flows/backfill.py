@@ -21,7 +21,7 @@ import functools
 import io
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -166,6 +166,23 @@ def snapshot_paths(path: Path) -> list[Path]:
     if not path.is_file():
         raise ImportRejected([ImportProblem(str(path), None, "no such file or folder")])
     return [path]
+
+
+def import_paths(given: list[Path]) -> list[Path]:
+    """The files to import from the files and folders given, each once. An llmfit catalogue given beside other
+    files (as a shell's `*.csv` gives it) is read with the panel beside it, as in a folder, not as a snapshot."""
+    found = list(dict.fromkeys(p for path in given for p in snapshot_paths(path)))
+    kept = [p for p in found if not fnmatch.fnmatch(p.name, LLMFIT_CATALOGUE)]
+    if len(given) > 1 and kept:
+        return kept
+    catalogues = [p for p in found if p not in kept]
+    if catalogues:
+        reason = (
+            "an llmfit catalogue (pipeline tags and sizes), not a snapshot: import the panel beside it "
+            "(llmfit_hf_downloads_timeseries_*.csv), which reads it"
+        )
+        raise ImportRejected([ImportProblem(str(c), None, reason) for c in catalogues])
+    return found
 
 
 def format_of(path: Path) -> str:
@@ -680,24 +697,26 @@ def _whole(cell: pl.Expr) -> pl.Expr:
 
 def import_snapshots(
     layout: Layout,
-    path: Path,
+    path: Path | Sequence[Path],
     *,
     force: bool = False,
     dashboard: bool = True,
     wait_seconds: float = 0.0,
     log: Callable[[str], None] = lambda _message: None,
 ) -> ImportReport:
-    """Import every dated snapshot under `path`, then attribute and measure the warehouse's dates."""
+    """Import every dated snapshot under `path` (a file or folder, or several), then attribute and measure the
+    warehouse's dates."""
     report = ImportReport()
-    path = Path(path)
-    options = {"path": str(path), "force": force, "dashboard": dashboard}
+    given = [Path(p) for p in ([path] if isinstance(path, str | Path) else path)]
+    named = [str(p.resolve()) for p in given]
+    options = {"path": named[0] if len(named) == 1 else named, "force": force, "dashboard": dashboard}
     started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     # Read and checked before the warehouse is touched: a rejected import leaves no trace in it.
     began = time.monotonic()
-    files, problems = read_import(snapshot_paths(path))
+    files, problems = read_import(import_paths(given))
     if problems:
         raise ImportRejected(problems)
-    with writer_lock(layout, f"import {path.name}", wait_seconds=wait_seconds):
+    with writer_lock(layout, f"import {', '.join(p.name for p in given)}", wait_seconds=wait_seconds):
         days: dict[dt.date, list[tuple[SnapshotFile, pl.DataFrame]]] = {}
         for snapshot in files:
             report.files.append(snapshot.provenance() | {"dates": snapshot.frame["snapshot_date"].n_unique()})
@@ -707,8 +726,7 @@ def import_snapshots(
         ready: dict[dt.date, tuple[pl.DataFrame, list[SnapshotFile]]] = {}
         for day in sorted(days):
             if is_published(layout, MODELS, day) and not force:
-                report.skipped.append(day)
-                log(f"{day} is already published; skipped (use --force to replace it)")
+                report.skipped.append(day)  # told in one line, with how many
                 continue
             parts = days[day]
             ready[day] = (models_frame(pl.concat([r for _, r in parts], how="diagonal")), [s for s, _ in parts])
@@ -834,6 +852,7 @@ def derive_all(
     for name in timed:
         seconds.setdefault(name, 0.0)
     said = {"attribute": "attributed", "metrics": "measured", "crossovers": "crossovers"}
+    current = 0
     for day in layout.published_dates(MODELS):
         done = []
         for name, step in timed.items():
@@ -843,7 +862,12 @@ def derive_all(
             if outcome.get("status") == "published":
                 outcomes[f"{name} {day}"] = outcome
                 done.append(said[name])
-        log(f"{day}: {', '.join(done)}" if done else f"{day}: up to date")
+        if done:
+            log(f"{day}: {', '.join(done)}")
+        else:
+            current += 1
+    if current:
+        log(f"{current} date{'s' if current != 1 else ''} up to date")
     began = time.monotonic()
     outcomes["reproduce"] = steps.reproduction_step(layout)
     seconds["reproduce"] = round(time.monotonic() - began, 2)

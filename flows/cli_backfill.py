@@ -16,8 +16,9 @@ REPORT_FORMATS = ("md", "html", "json")
 
 @app.command("import")
 def import_(
-    path: Annotated[
-        Path, typer.Argument(help="A snapshot file (CSV, Parquet, JSONL, or the llmfit panel CSV) or a folder of them.")
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="Snapshot files (CSV, Parquet, JSONL, or the llmfit panel CSV) or folders of them."),
     ],
     warehouse: WarehouseOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Replace dates that are already published.")] = False,
@@ -36,11 +37,12 @@ def import_(
         err.print(message, highlight=False, markup=False)
 
     try:
-        report = import_snapshots(layout, path, force=force, dashboard=not no_dashboard, wait_seconds=wait, log=say)
+        report = import_snapshots(layout, paths, force=force, dashboard=not no_dashboard, wait_seconds=wait, log=say)
     except ImportRejected as rejected:
         for problem in rejected.problems:
             err.print(str(problem), highlight=False, markup=False, soft_wrap=True)
-        raise fail(f"{len(rejected.problems)} problem(s) in {path}; nothing was published") from None
+        given = ", ".join(str(p) for p in paths)
+        raise fail(f"{len(rejected.problems)} problem(s) in {given}; nothing was published") from None
     except WarehouseLocked as error:
         raise fail(str(error), 3) from None
     except (RegistryError, OSError) as error:
@@ -59,7 +61,9 @@ def import_(
             soft_wrap=True,
         )
     if report.skipped:
-        out.print(f"skipped {len(report.skipped)} already published dates (use --force to replace them)")
+        span = f"{report.skipped[0]} … {report.skipped[-1]}" if len(report.skipped) > 1 else str(report.skipped[0])
+        count = f"{len(report.skipped)} already published date{'s' if len(report.skipped) != 1 else ''}"
+        out.print(f"skipped {count} ({span}; use --force to replace them)", highlight=False)
     timings = ", ".join(f"{step} {seconds:.2f} s" for step, seconds in report.seconds.items())
     out.print(f"time: {timings}", highlight=False, soft_wrap=True)
 

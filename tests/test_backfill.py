@@ -125,9 +125,9 @@ def test_reimporting_is_a_no_op_and_force_replaces(tmp_path) -> None:
     before = read_meta(layout, MODELS, day)
     again = run_import(source, warehouse)
     assert again.exit_code == 0, again.output
-    assert "2026-03-01 is already published; skipped (use --force to replace it)" in again.output
-    assert "skipped 2 already published dates" in again.output
-    assert "2026-03-01: up to date" in again.output  # not "attributed, measured" for work not done
+    assert "skipped 2 already published dates (2026-03-01 … 2026-03-08; use --force" in again.output
+    assert "2 dates up to date" in again.output  # not "attributed, measured" for work not done
+    assert "2026-03-01" not in again.output.replace("2026-03-01 … 2026-03-08", "")  # one line, not one a date
     assert read_meta(layout, MODELS, day) == before
     report = (warehouse / "reports" / "reproduction.md").read_text()
     write(source, TINY_CSV.replace("Qwen/Qwen3-8B,900", "Qwen/Qwen3-8B,4242"))
@@ -337,6 +337,22 @@ def test_the_llmfit_panel_keeps_each_days_last_value_and_reads_the_catalogue(tmp
     folder = run_import(tmp_path / "src", tmp_path / "wh-folder")
     assert folder.exit_code == 0, folder.output
     assert published(tmp_path / "wh-folder") == published(tmp_path / "wh")
+
+
+def test_the_llmfit_folders_files_given_one_by_one_import_as_the_folder_does(tmp_path) -> None:
+    """As a shell's `*.csv` gives them: the catalogue beside the panel is read with it, not as a snapshot."""
+    (tmp_path / "src").mkdir()
+    panel = write(tmp_path / "src" / "panel.csv", PANEL_CSV)
+    catalogue = write(tmp_path / "src" / "llmfit_hf_models_2026-05-12.csv", CATALOGUE_CSV)
+    both = runner.invoke(app, ["import", str(catalogue), str(panel), "--warehouse", str(tmp_path / "wh")])
+    assert both.exit_code == 0, both.output
+    assert published(tmp_path / "wh") == [dt.date(2026, 2, 15), dt.date(2026, 2, 16)]
+    options = read_meta(Layout.at(tmp_path / "wh"), MODELS, dt.date(2026, 2, 15))["import_options"]
+    assert options["path"] == [str(catalogue.resolve()), str(panel.resolve())]
+    alone = runner.invoke(app, ["import", str(catalogue), "--warehouse", str(tmp_path / "other")])
+    assert alone.exit_code == 1
+    assert "an llmfit catalogue (pipeline tags and sizes), not a snapshot: import the panel beside it" in alone.output
+    assert not (tmp_path / "other").exists()
 
 
 def test_a_bad_llmfit_time_is_rejected_with_its_line(tmp_path) -> None:

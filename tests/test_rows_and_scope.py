@@ -73,7 +73,7 @@ def test_hostile_numbers_are_blanked_and_counted_not_trusted() -> None:
     assert report.blanked["downloads"] == 6
     assert rows["params_total"].null_count() == len(items) and rows["created_at"].null_count() == len(items)
     assert rows["last_modified"].null_count() == len(items)
-    assert report.blanked["createdAt"] == report.blanked["lastModified"] == 1 and report.blanked["safetensors.total"] == 1
+    assert report.blanked["createdAt"] == report.blanked["lastModified"] == report.blanked["safetensors.total"] == 1
 
 
 def test_items_without_a_usable_id_are_dropped_and_counted() -> None:

@@ -128,7 +128,7 @@ HOSTILE_REGISTRIES = {
         ],
     ),
     "binary garbage": (bytes(range(256)) * 8, [(2, "not UTF-8")]),  # byte 0x0a ends line 1
-    "NUL bytes": (HEADER + GOOD + "ev\x00il,Lab,US,United States,industry,x\n", [(3, "control character in namespace")]),
+    "NUL bytes": (HEADER + GOOD + "ev\x00il,Lab,US,United States,industry,x\n", [(3, "control character in")]),
 }
 
 
