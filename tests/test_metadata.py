@@ -12,7 +12,7 @@ from polars.testing import assert_frame_equal
 
 from tests.test_warehouse import models_frame
 from warehouse.layout import Layout
-from warehouse.metadata import is_split, metadata_hash, read_models, scan_models
+from warehouse.metadata import NotPublished, is_split, metadata_hash, read_models, scan_models
 from warehouse.publish import publish_frame, read_meta, sha256_of, write_parquet
 from warehouse.query import run_sql
 from warehouse.tables import ATTRIBUTIONS, MODEL_DAYS, MODEL_METADATA, MODELS, SHARES
@@ -108,6 +108,18 @@ def test_a_filtered_query_reads_the_rows_it_keeps_as_a_whole_read_would(tmp_path
     whole = next_day(world()).sort("model_id").lazy()  # version 2's rows sit between version 1's in id order
     got = QUERIES[query](layout.scan(MODELS, NEXT)).collect()
     assert got.equals(QUERIES[query](whole).collect())
+
+
+def test_a_day_is_scanned_by_its_date_or_its_iso_text_and_an_unpublished_one_is_named(tmp_path) -> None:
+    layout = Layout.at(tmp_path)
+    for offset in (0, 2):
+        publish_frame(layout, MODELS, DAY + dt.timedelta(days=offset), models_frame(["a/x", "b/y"]), {})
+    by_text = scan_models(layout, DAY.isoformat()).collect()
+    assert_frame_equal(by_text, scan_models(layout, DAY).collect())
+    missing = DAY + dt.timedelta(days=1)
+    said = rf"models of {missing} are not published in .* \(published: 2 dates, {DAY} …"
+    with pytest.raises(NotPublished, match=said):
+        scan_models(layout, missing)
 
 
 def test_a_day_with_nothing_changed_writes_no_metadata(tmp_path) -> None:

@@ -61,14 +61,29 @@ def is_split(layout: Layout, day: dt.date) -> bool:
     return "metadata_version" in pl.scan_parquet(str(layout.partition_file(MODELS, day)), glob=False).collect_schema()
 
 
-def scan_models(layout: Layout, day: dt.date) -> pl.LazyFrame:
-    """`day`'s `models`, every column of the schema, each model's metadata gathered from where it is kept.
+class NotPublished(LookupError):
+    """No partition of the table is published for the date asked for."""
+
+
+def scan_models(layout: Layout, day: dt.date | str) -> pl.LazyFrame:
+    """`day`'s `models` (a date, or its ISO text), every column of the schema, each model's metadata gathered
+    from where it is kept; NotPublished, naming the dates there are, when the day is not published.
 
     Only the columns a query uses are read. A filter on the counts (`model_id`, downloads…) is applied to the
     day's file, whose row groups its statistics can skip, before any metadata is looked up; a filter on the
     metadata is applied once its own columns are gathered, and the other columns are gathered for the rows it
     keeps. A few rows' metadata is read from the row groups holding them only."""
-    if not is_split(layout, day):
+    day = dt.date.fromisoformat(day) if isinstance(day, str) else day
+    try:
+        split = is_split(layout, day)
+    except (OSError, pl.exceptions.PolarsError):
+        if layout.meta_file(MODELS, day).exists():
+            raise
+        dates = layout.published_dates(MODELS)
+        there = f"{len(dates)} dates, {dates[0]} … {dates[-1]}" if len(dates) > 1 else ", ".join(map(str, dates))
+        there = there or "none"
+        raise NotPublished(f"models of {day} are not published in {layout.root} (published: {there})") from None
+    if not split:
         return pl.scan_parquet(str(layout.partition_file(MODELS, day)), glob=False)
 
     def source(
