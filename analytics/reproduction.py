@@ -233,6 +233,11 @@ def chosen_window(shares: pl.DataFrame, day: dt.date, claim: Claim) -> str | Non
     return None
 
 
+def points(share_gap: float | None) -> str:
+    """A gap between two shares in percentage points, signed: +44.1 pp."""
+    return "n/a" if share_gap is None else f"{100 * share_gap:+.1f} pp"
+
+
 def percent(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1%}"
 
@@ -332,18 +337,18 @@ def _crossover_text(
     first = record["first_date"]
     if record["status"] != "crossed":
         return (
-            f"none as of {day} (margin {record['margin']:+.1%})",
+            f"none as of {day} (margin {points(record['margin'])})",
             f"China does not stay ahead over our {record['dates']} dates from {first}.",
         )
     row["our_crossover"] = record["crossover_date"]
     if record["crossover_date"] == first:
         return (
-            f"China ahead since our first date, {first} (margin {record['margin']:+.1%} on {day})",
+            f"China ahead since our first date, {first} (margin {points(record['margin'])} on {day})",
             f"China already leads when our series begins ({first}), after the published "
             f"{claim.published_crossover}: consistent, but the crossing itself is outside our dates.",
         )
     return (
-        f"crossed {record['crossover_date']} (margin {record['margin']:+.1%} on {day})",
+        f"crossed {record['crossover_date']} (margin {points(record['margin'])} on {day})",
         f"Our series ({first} … {day}) sees China overtake on {record['crossover_date']}, "
         f"against the published {claim.published_crossover}.",
     )

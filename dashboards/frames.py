@@ -206,7 +206,8 @@ def crossover_marks(crossovers: pl.DataFrame, rule: str, dates: tuple[date, ...]
             pl.format("{} ahead of {} from {}", "challenger", "incumbent", iso("crossover_date")).alias("label"),
             (pl.col("crossover_date") > midpoint).alias("late"),
         )
-        .select("dimension", "population", "time_window", "date", "label", "margin", "late")
+        .with_columns((pl.col("margin") * 100).round(2).alias("margin_pp"))
+        .select("dimension", "population", "time_window", "date", "label", "margin_pp", "late")
         .sort("dimension", "population", "time_window")
     )
 

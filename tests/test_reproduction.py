@@ -137,7 +137,7 @@ def test_a2_sets_cumulative_downloads_and_the_china_share_of_the_pair_beside_ato
 def test_a1_reads_the_crossover_and_says_when_china_led_from_the_first_date() -> None:
     row = claim(tiny_report(), "A1")
     assert row["our_crossover"] == D1 and row["agrees"] == "yes"
-    assert row["ours"].startswith("China ahead since our first date, 2026-03-01")
+    assert row["ours"].startswith("China ahead since our first date, 2026-03-01 (margin +20.0 pp on")
     assert "outside our dates" in row["notes"]
 
 
