@@ -15,6 +15,7 @@ from flows.cli import app
 from warehouse.layout import Layout
 from warehouse.lock import writer_lock
 from warehouse.publish import read_meta, sha256_of
+from warehouse.query import run_sql
 from warehouse.tables import ATTRIBUTIONS, CONCENTRATION, CROSSOVERS, MODELS, SHARES
 
 runner = CliRunner()
@@ -433,6 +434,16 @@ def test_dates_that_repeat_the_counts_of_the_date_before_are_flagged_not_dropped
         "warning: 2026-03-08 repeats the counts of 2026-03-01 for every model counted on both (3 of its 4; 1 not"
         in (result.output)
     )
+    flagged = run_sql(layout, "SELECT * FROM snapshots ORDER BY snapshot_date")  # as an analyst finds them
+    assert flagged["snapshot_date"].cast(pl.String).to_list() == [
+        "2026-03-01",
+        "2026-03-08",
+        "2026-03-15",
+        "2026-03-22",
+    ]
+    assert flagged["same_counts_as"].to_list() == [None, dt.date(2026, 3, 1), None, None]
+    assert flagged["models_of_date_before"].to_list() == [None, None, 4, None]
+    assert flagged["models"].to_list() == [4, 4, 1, 3] and set(flagged["source_kind"]) == {"import"}
     page = (warehouse / "dashboard" / "index.html").read_text()
     assert "<dt>Stale copies</dt><dd>2026-03-08:" in page and "<dt>Partial snapshots</dt><dd>2026-03-15:" in page
     assert "so left out of the views" in page and "(2 snapshots)" in page  # 4 dates: a stale copy, a partial one

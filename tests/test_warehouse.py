@@ -344,6 +344,7 @@ def test_sql_cannot_read_files_outside_the_warehouse(tmp_path, query: str) -> No
             {"concentration", "shares", "registry", "crossovers"},
         ),
         ("SELECT 1 FROM shares; SELECT 2 FROM Models", {"shares", "models"}),
+        ("SELECT snapshot_date FROM Snapshots WHERE same_counts_as IS NULL", {"snapshots"}),
         ("EXPLAIN SELECT * FROM shares", None),
         ("SHOW TABLES", None),
         ("SELECT table_name, column_name FROM information_schema.columns", None),

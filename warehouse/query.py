@@ -41,7 +41,8 @@ def sql_literal(text: str) -> str:
 
 # The views over the models: `models` and `credited` are made from `model_days` and `model_metadata`.
 MODEL_VIEWS = ("models", "model_days", "model_metadata", "credited")
-VIEWS = frozenset({*MODEL_VIEWS, *TABLES})  # every view a connection can make
+SNAPSHOTS = "snapshots"  # a view of the `models` records: how and when each date was taken, and what it is
+VIEWS = frozenset({*MODEL_VIEWS, *TABLES, SNAPSHOTS})  # every view a connection can make
 
 
 def connect(layout: Layout, *, listed: bool = False, views: Collection[str] | None = None) -> duckdb.DuckDBPyConnection:
@@ -63,10 +64,12 @@ def connect(layout: Layout, *, listed: bool = False, views: Collection[str] | No
             layout.list_afresh(listed_for(tables))
     published = {table.name: layout.published_dates(table) for table in tables}
     split = set()
-    if MODELS in tables:
+    if MODELS in tables and wanted & set(MODEL_VIEWS):
         split = _where(layout, partial(is_split, layout), published[MODELS.name])
         for view in model_views(layout, published[MODELS.name], split):
             con.execute(view)
+    if SNAPSHOTS in wanted:
+        con.from_arrow(snapshots_frame(layout, published[MODELS.name]).to_arrow()).create_view(SNAPSHOTS)
     for table in TABLES.values():
         if table is MODELS or table.name not in wanted:
             continue
@@ -467,11 +470,58 @@ def views_made(views: Collection[str] | None) -> set[str]:
 def tables_read(views: Collection[str] | None) -> list[Table]:
     """The tables whose files the views a connection for `views` makes read (every table when None)."""
     made = views_made(views)
-    if made & set(MODEL_VIEWS):
+    if made & {*MODEL_VIEWS, SNAPSHOTS}:
         made.add(MODELS.name)
     if "credited" in made:
         made.add(ATTRIBUTIONS.name)
     return [table for table in TABLES.values() if table.name in made]
+
+
+# The columns of the `snapshots` view: what each `models` record says of its date.
+SNAPSHOT_COLUMNS = {
+    "snapshot_date": pl.Date,
+    "source_kind": pl.String,  # hub, standin, synthetic or import
+    "source": pl.String,  # the Hub endpoint crawled, or the file imported
+    "scope": pl.String,  # the crawl's --scope; null for an import
+    "models": pl.Int64,
+    "models_with_30d_count": pl.Int64,  # recorded by imports
+    "same_counts_as": pl.Date,  # a stale copy: repeats every count of this date
+    "models_of_date_before": pl.Int64,  # a partial snapshot: under half the models of the date before
+    "backdated_from": pl.Date,  # a crawl recorded under an earlier date (--backdate)
+    "requests": pl.Int64,
+    "started_at": pl.Datetime("us", "UTC"),
+    "published_at": pl.Datetime("us", "UTC"),
+    "code_version": pl.String,
+    "sha256": pl.String,
+}
+
+
+def snapshots_frame(layout: Layout, days: list[dt.date]) -> pl.DataFrame:
+    """One row per published `models` date, from its record: where and how it was taken, and whether it is a
+    stale copy or a partial snapshot (which the dashboard leaves out of its views)."""
+    from warehouse.publish import read_meta
+
+    def row(day: dt.date) -> dict[str, object]:
+        meta = read_meta(layout, MODELS, day) or {}
+        said = meta | {"snapshot_date": day, "source_kind": meta.get("source_kind", "hub"), "models": meta.get("rows")}
+        said["source"] = meta.get("endpoint") or meta.get("source_file")
+        return {column: _typed(said.get(column), kind) for column, kind in SNAPSHOT_COLUMNS.items()}
+
+    return pl.DataFrame(layout.each(row, days), schema=SNAPSHOT_COLUMNS, orient="row")
+
+
+def _typed(value: object, kind: pl.DataType) -> object:
+    """A record's value as the column's type, or None when it is not one."""
+    try:
+        if kind == pl.Int64:
+            return value if isinstance(value, int) and not isinstance(value, bool) else None
+        if kind == pl.Date:
+            return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value)) if value else None
+        if isinstance(kind, pl.Datetime):
+            return dt.datetime.fromisoformat(str(value)).astimezone(dt.UTC) if value else None
+    except (ValueError, OverflowError):
+        return None
+    return value if isinstance(value, str) else None
 
 
 def listed_for(tables: list[Table]) -> list[Table]:
