@@ -365,13 +365,14 @@ def test_a_query_gets_the_views_it_names_and_those_they_are_made_from(tmp_path) 
     assert connect(layout, views={"shares"}).execute(made).fetchone()[0] == ["shares"]
     credited = connect(layout, views={"Credited"}).execute(made).fetchone()[0]
     assert credited == ["credited", "model_days", "model_metadata", "models"]
-    assert connect(layout).execute(made).fetchone()[0] == sorted({"model_days", "model_metadata", "credited", *TABLES})
+    every = {"model_days", "model_metadata", "credited", "snapshots", *TABLES}
+    assert connect(layout).execute(made).fetchone()[0] == sorted(every)
     assert run_sql(layout, "SELECT sum(downloads_30d) AS n FROM models").item() == 7
     # EXPLAIN ANALYZE of a SELECT (a query's profile) is a read like any other.
     profiled = run_sql(layout, "EXPLAIN ANALYZE SELECT sum(downloads_30d) FROM models")
     assert "explain_value" in profiled.columns and "TOTAL" in "".join(profiled["explain_value"].to_list()).upper()
     # Asking DuckDB's catalog what there is shows every view.
-    assert set(run_sql(layout, "SHOW TABLES")["name"]) == {"model_days", "model_metadata", "credited", *TABLES}
+    assert set(run_sql(layout, "SHOW TABLES")["name"]) == every
     columns = "SELECT column_name FROM information_schema.columns WHERE table_name = 'shares'"
     assert "actor" in run_sql(layout, columns)["column_name"].to_list()
 
