@@ -268,6 +268,7 @@ def rule_comparison_bars(frames: ViewFrames) -> alt.LayerChart:
                 alt.Tooltip("actor:N", title="Region"),
                 SHARE,
                 DOWNLOADS,
+                alt.Tooltip("credited:Q", title="Downloads the rule credits (the share's base)", format=",.0f"),
                 alt.Tooltip("crossover:N", title="Crossover"),
             ],
         )
@@ -281,7 +282,8 @@ def rule_comparison_bars(frames: ViewFrames) -> alt.LayerChart:
         title=title(
             f"Three attribution rules on {frames.latest}",
             "uploader: the account hosting the repo; official: listed developers' own repos only;",
-            "lineage: follow base_model tags to the root model's lab.",
+            "lineage: follow base_model tags to the root model's lab. Each bar is a share of the downloads",
+            "its rule credits: official's are of fewer downloads (hover a bar for how many).",
         ),
     )
 
@@ -314,8 +316,9 @@ def lab_share_bars(frames: ViewFrames) -> alt.Chart:
             width=WIDTH - 170,
             height=HEIGHT,
             title=title(
-                f"Top labs on {frames.latest}",
-                f"Share of downloads ({frames.rule} rule); Unknown, downloads no registry row explains, is no lab.",
+                f"Top credited labs and accounts on {frames.latest}",
+                f"Share of downloads ({frames.rule} rule). Intermediaries (re-uploaders,",
+                "quantizers) count for what they host; Unknown (no registry row) is left out.",
             ),
         )
     )

@@ -231,15 +231,15 @@ def crossover_status(crossovers: pl.DataFrame, latest: date) -> pl.DataFrame:
 
 
 def rule_comparison(shares: pl.DataFrame, crossovers: pl.DataFrame, latest: date) -> pl.DataFrame:
-    """China and the United States under each attribution rule on the latest date."""
+    """China and the United States under each attribution rule on the latest date, with the downloads each
+    rule credits (their shares' denominator: the official rule credits listed developers' own repos only)."""
+    group = ["time_window", "population", "rule"]
+    regions = shares.filter((pl.col("snapshot_date") == latest) & (pl.col("dimension") == "region") & switched())
+    credited = regions.group_by(group).agg(pl.col("downloads").sum().round(0).cast(pl.Int64).alias("credited"))
     return (
-        shares.filter(
-            (pl.col("snapshot_date") == latest)
-            & (pl.col("dimension") == "region")
-            & pl.col("actor").is_in(["China", "United States"])
-            & switched()
-        )
-        .join(crossover_status(crossovers, latest), on=["time_window", "population", "rule"], how="left")
+        regions.filter(pl.col("actor").is_in(["China", "United States"]))
+        .join(credited, on=group, how="left")
+        .join(crossover_status(crossovers, latest), on=group, how="left")
         .select(
             "population",
             "time_window",
@@ -248,6 +248,7 @@ def rule_comparison(shares: pl.DataFrame, crossovers: pl.DataFrame, latest: date
             "actor",
             pl.col("share").round(6),
             pl.col("downloads").round(0).cast(pl.Int64),
+            "credited",
             pl.col("crossover").fill_null("no crossover data"),
         )
         .sort("population", "time_window", "order", "actor")

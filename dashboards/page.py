@@ -196,10 +196,14 @@ def provenance_footer(frames: ViewFrames, provenance: Mapping[str, Any]) -> str:
     rows = provenance.get("rows")
     items = {
         "Snapshots": f"{_text(dates[0])} – {_text(dates[-1])} ({len(dates)} snapshots)" if dates else _text(None),
-        "Rows": f"{rows:,}" if isinstance(rows, int) else _text(rows),
+        "Models": f"{rows:,}" + (f" on {_text(provenance['rows_date'])}" if provenance.get("rows_date") else "")
+        if isinstance(rows, int)
+        else _text(rows),
         "Registry version": _text(provenance.get("registry_version")),
         "Data source": f"{_text(provenance.get('source'))} ({_text(provenance.get('source_kind'))})",
-        "Scope": scope_text(provenance.get("scopes")),
+        "Scope": scope_text(provenance.get("scopes"))
+        if provenance.get("scopes") or provenance.get("source_kind") != "import"
+        else "none: imported files, not a crawl",
         **caveats(provenance),
         "Generated at": _text(provenance.get("generated_at")),
         "Code version": _text(provenance.get("code_version")),

@@ -330,6 +330,7 @@ def dashboard_provenance(layout: Layout) -> dict[str, Any]:
         ],
         "dates": [d.isoformat() for d in dates],
         "rows": latest.get("rows"),
+        "rows_by_date": {d.isoformat(): meta.get("rows") for d, meta in zip(dates, metas, strict=True)},
         "registry_version": _registry_of(layout, dates[-1]) if dates else None,
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "code_version": latest.get("code_version"),
@@ -365,9 +366,16 @@ def draw_dashboard(layout: Layout, folder: Path):
         shares_series(layout).filter(observed),
         series(layout, CONCENTRATION).filter(observed),
         crossovers.filter(pl.col("snapshot_date") == pl.col("snapshot_date").max()),
-        provenance | {"dates": [d for d in provenance["dates"] if d not in left_out]},
+        provenance | drawn_dates(provenance, left_out),
         folder,
     )
+
+
+def drawn_dates(provenance: dict[str, Any], left_out: set[str]) -> dict[str, Any]:
+    """The dates the dashboard draws, and the models of the latest of them, as the footer gives them."""
+    dates = [d for d in provenance["dates"] if d not in left_out]
+    latest = dates[-1] if dates else None
+    return {"dates": dates, "rows": provenance["rows_by_date"].get(latest), "rows_date": latest}
 
 
 def dashboard_step(layout: Layout, *, force: bool = False) -> dict[str, Any]:

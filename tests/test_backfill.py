@@ -486,6 +486,9 @@ def test_a_latest_date_that_is_a_stale_copy_leaves_the_dashboards_crossover_as_k
     assert read_meta(Layout.at(warehouse), MODELS, dt.date(2026, 3, 22))["same_counts_as"] == "2026-03-15"
     page = (warehouse / "dashboard" / "index.html").read_text()
     assert "China ahead since 2026-03-08" in page and "no crossover data" not in page
+    # The footer's models are those of the latest date drawn; an import has no crawl scope.
+    assert "<dt>Models</dt><dd>2 on 2026-03-15</dd>" in page
+    assert "<dt>Scope</dt><dd>none: imported files, not a crawl</dd>" in page
 
 
 def test_a_date_with_counts_for_under_half_its_models_is_told_in_its_record_the_import_and_the_report(

@@ -246,6 +246,21 @@ def test_crossover_is_marked_with_its_date(small_dashboard: DashboardResult, sma
     assert label in small_dashboard.html.read_text()
 
 
+def test_each_rules_bars_carry_the_downloads_the_rule_credits_and_the_margin_is_in_points(small: dict) -> None:
+    views = frames.view_frames(**small)
+    regions = small["shares"].filter(
+        (pl.col("snapshot_date") == views.latest) & (pl.col("dimension") == "region") & (pl.col("population") == "all")
+    )
+    for row in views.rules.filter((pl.col("population") == "all") & (pl.col("time_window") == "30d")).iter_rows(
+        named=True
+    ):
+        group = regions.filter((pl.col("rule") == row["rule"]) & (pl.col("time_window") == "30d"))
+        assert row["credited"] == round(group["downloads"].sum())
+        assert math.isclose(row["share"], row["downloads"] / row["credited"], rel_tol=1e-3)
+    margins = small["crossovers"].filter(pl.col("snapshot_date") == views.latest)
+    assert set(views.crossovers["margin_pp"].round(1)) <= set((margins["margin"] * 100).round(1))
+
+
 def test_lab_change_is_in_percentage_points_since_the_previous_snapshot(small: dict) -> None:
     views = frames.view_frames(**small)
     qwen = views.labs.filter(
