@@ -64,6 +64,7 @@ class BrowserReport:
     empty: tuple[str, ...]
     marks: dict[str, int]
     empty_by_switch: dict[str, list[str]]  # "population / window" → views with no marks under it
+    clipped_by_switch: dict[str, list[str]]  # "population / window" → text drawn past the drawing's right edge
     console_errors: tuple[str, ...]
     console_warnings: tuple[str, ...]
     external_requests: tuple[str, ...]
@@ -76,13 +77,15 @@ class BrowserReport:
 
     @property
     def ok(self) -> bool:
-        """Every view drew marks under every switch setting, nothing errored and nothing left file://."""
+        """Every view drew marks under every switch setting with no text cut off at the edge, nothing errored and
+        nothing left file://."""
         return (
             self.views > 0
             and len(self.rendered) == self.views
             and not self.empty
             and bool(self.empty_by_switch)
             and not any(self.empty_by_switch.values())
+            and not any(self.clipped_by_switch.values())
             and not self.console_errors
             and not self.page_errors
             and not self.external_requests
@@ -266,6 +269,7 @@ def check_in_browser(html: Path, screenshot: Path, timeout: float = 60, *, width
         empty=tuple(status["empty"]),
         marks=status["marks"],
         empty_by_switch=status["switches"],
+        clipped_by_switch=status["clipped"],
         console_errors=tuple(errors),
         console_warnings=tuple(warnings),
         external_requests=tuple(requests),

@@ -288,8 +288,18 @@ def rule_comparison_bars(frames: ViewFrames) -> alt.LayerChart:
     )
 
 
+# The lab names' axis is this wide whatever the names, so that switching the population, which changes them,
+# does not move the charts beside it (and push the last legend of the row past the page's edge).
+LAB_AXIS_WIDTH = 170
+
+
 def lab_y() -> alt.Y:
-    return alt.Y("label:N", title=None, sort=alt.EncodingSortField("rank", op="min", order="ascending"))
+    return alt.Y(
+        "label:N",
+        title=None,
+        sort=alt.EncodingSortField("rank", op="min", order="ascending"),
+        axis=alt.Axis(labelLimit=LAB_AXIS_WIDTH - 10, minExtent=LAB_AXIS_WIDTH, maxExtent=LAB_AXIS_WIDTH),
+    )
 
 
 LAB_TOOLTIP = [

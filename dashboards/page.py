@@ -271,7 +271,9 @@ STYLE = """
 STATUS_SCRIPT = """
   const views = %(views)s;
   const switches = %(switches)s;
-  const status = {views: views.length, rendered: [], empty: [], marks: {}, switches: {}, errors: [], ms: null};
+  const status = {
+    views: views.length, rendered: [], empty: [], marks: {}, switches: {}, clipped: {}, errors: [], ms: null,
+  };
   const note = (message) => status.errors.push(String(message));
   window.addEventListener("error", (event) => note(event.message));
   window.addEventListener("unhandledrejection", (event) => note(event.reason));
@@ -292,6 +294,15 @@ STATUS_SCRIPT = """
     return [name, group ? dataMarks(group) : 0];
   }));
   const painted = () => new Promise((resolve) => { requestAnimationFrame(() => resolve()); setTimeout(resolve, 500); });
+  // Text drawn past the right edge of the drawing (a legend pushed off it) is cut off where the page shows it.
+  const clippedText = () => {
+    const drawing = document.querySelector("#%(div)s svg");
+    if (!drawing) return [];
+    const right = drawing.getBoundingClientRect().right + 0.5;
+    return [...drawing.querySelectorAll("text")]
+      .filter((text) => text.textContent && text.getBoundingClientRect().right > right)
+      .map((text) => text.textContent);
+  };
   vegaEmbed('#%(div)s', spec, embedOpt)
     .then(async (result) => {
       const view = result.view;
@@ -303,8 +314,10 @@ STATUS_SCRIPT = """
       const initial = Object.fromEntries(Object.keys(switches).map((name) => [name, view.signal(name)]));
       for (const population of switches.population) for (const timeWindow of switches.window) {
         await view.signal("population", population).signal("window", timeWindow).runAsync();
+        await painted();
         const marks = marksPerView(view);
         status.switches[population + " / " + timeWindow] = views.filter((name) => marks[name] === 0);
+        status.clipped[population + " / " + timeWindow] = clippedText();
       }
       for (const [name, value] of Object.entries(initial)) view.signal(name, value);
       await view.runAsync();

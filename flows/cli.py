@@ -521,7 +521,11 @@ def dashboard(
         )
         if report.empty:
             out.print(f"views without marks (no data for them yet): {', '.join(report.empty)}", highlight=False)
-        if report.console_errors or report.page_errors or report.external_requests:
+        for switches, texts in report.clipped_by_switch.items():
+            if texts:
+                out.print(f"cut off at the page's edge with {switches}: {', '.join(texts)}", highlight=False)
+        clipped = any(report.clipped_by_switch.values())
+        if report.console_errors or report.page_errors or report.external_requests or clipped:
             raise fail("the dashboard did not render cleanly in headless Chromium")
 
 

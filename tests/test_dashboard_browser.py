@@ -43,6 +43,9 @@ def test_every_switch_setting_draws_every_view(tmp_path: Path) -> None:
     report = rendered(days=10, out=tmp_path)
     assert set(report.empty_by_switch) == {"all / 30d", "all / all_time", "llm / 30d", "llm / all_time"}
     assert not any(report.empty_by_switch.values()), report.empty_by_switch
+    # Switching the population changes the labs' names: no legend beside them is pushed past the edge.
+    assert set(report.clipped_by_switch) == set(report.empty_by_switch)
+    assert not any(report.clipped_by_switch.values()), report.clipped_by_switch
 
 
 def test_screenshot_is_written(tmp_path: Path) -> None:
