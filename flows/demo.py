@@ -29,7 +29,7 @@ SOURCE_KIND = "synthetic"
 # mid-series, so even the number of days changes every day's world), whose dates would not continue these.
 SETTINGS_FILE = "demo.json"
 MATCHUP = ("China", "United States")
-SUMMARY_RULES = ("uploader", "lineage")
+SUMMARY_RULES = ("uploader", "official", "lineage")
 
 
 class DemoRefused(RuntimeError):
@@ -218,6 +218,7 @@ def summary_lines(result: DemoResult) -> list[str]:
             f"{rule:>8} rule: China {_pct(china)} vs US {_pct(us)} of 30-day LLM downloads on {last}; "
             + (f"China passed the US on {crossed}" if crossed else "no crossover yet")
         )
+    lines.append("the dashboard opens on all models: set its Population switch to LLMs for these figures")
     return lines
 
 

@@ -27,6 +27,12 @@ def test_a_tiny_demo_publishes_a_synthetic_dashboard_and_its_crossover(tmp_path)
     assert "Synthetic data — not the real Hub" in page
     assert f"dashboard: {layout.dashboard_dir / 'index.html'}" in result.output
     assert "China passed the US on 2026-04-02" in result.output  # the series' crossover day
+    assert [line.split(" rule:")[0].strip() for line in result.output.splitlines() if " rule: China " in line] == [
+        "uploader",
+        "official",
+        "lineage",
+    ]
+    assert "the dashboard opens on all models: set its Population switch to LLMs" in result.output
     assert not (tmp_path / "_staging" / "crawl").exists() or not any((tmp_path / "_staging" / "crawl").iterdir())
     # More days make other worlds (the crossover sits mid-series): they are refused, not joined to these.
     files = {d: layout.partition_file(MODELS, d).read_bytes() for d in days}
