@@ -579,9 +579,17 @@ def registry_gaps_cmd(
     for name in ("namespace", "models", "downloads_30d", "share"):
         table.add_column(name, justify="left" if name == "namespace" else "right")
     for row in gaps.iter_rows(named=True):
-        share = "" if row["share"] is None else f"{row['share']:.2%}"
+        share = "" if row["share"] is None else percent_shown(row["share"])
         table.add_row(row["credited_namespace"], f"{row['models']:,}", f"{row['downloads_30d']:,.0f}", share)
     print_table(table)
+
+
+def percent_shown(share: float) -> str:
+    """A share as a percentage with the decimals that show it: 12.34%, 0.0123%, and 0% only for none at all."""
+    if share <= 0:
+        return "0%"
+    decimals = max(2, 1 - math.floor(math.log10(share * 100)))  # two significant digits below 0.01%
+    return f"{share * 100:.{decimals}f}%"
 
 
 # Commands kept in modules of their own register themselves on `app` when imported.

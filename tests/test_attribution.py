@@ -323,3 +323,15 @@ def test_reviewed_namespaces_hold_95_percent_of_panel_downloads_under_every_rule
     shares = dict(reviewed.iter_rows())
     assert shares["uploader"] >= 0.95
     assert shares["lineage"] == pytest.approx(shares["uploader"])  # no lineage tags in the panel
+
+
+def test_a_small_namespaces_share_of_downloads_is_shown_with_the_digits_that_tell_it() -> None:
+    from flows.cli import percent_shown
+
+    assert [percent_shown(s) for s in (0.0, 0.5, 0.00012, 0.0000342, 1.2e-7)] == [
+        "0%",
+        "50.00%",
+        "0.012%",
+        "0.0034%",
+        "0.000012%",
+    ]
