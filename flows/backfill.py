@@ -739,10 +739,13 @@ def import_snapshots(
         for day, (frame, sources) in ready.items():
             provenance = _provenance(sources, options, frame) | {"started_at": started} | compared.get(day, {})
             if "same_counts_as" in provenance:
+                repeated, added = provenance["repeated_models"], provenance["added_models"]
+                uncounted = frame.height - repeated - added
                 log(
                     f"warning: {day} repeats the counts of {provenance['same_counts_as']} for every model counted on "
-                    f"both ({provenance['repeated_models']:,} of its {frame.height:,}; {provenance['added_models']:,} "
-                    "not listed then): a stale copy?"
+                    f"both ({repeated:,} of its {frame.height:,}; {added:,} not listed then"
+                    + (f", {uncounted:,} without a count on one of the two" if uncounted else "")
+                    + "): a stale copy?"
                 )
             if "models_of_date_before" in provenance:
                 log(

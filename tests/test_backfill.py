@@ -392,8 +392,8 @@ def test_the_real_llmfit_panel_backfills_every_date_and_china_leads_among_llms(s
     }
     assert read_meta(layout, MODELS, dt.date(2026, 4, 24))["models_of_date_before"] == 962
     assert (
-        "warning: 2026-05-12 repeats the counts of 2026-05-10 for every model counted on both (1,822 of its 1,852"
-        in (result.output)
+        "warning: 2026-05-12 repeats the counts of 2026-05-10 for every model counted on both (1,822 of its 1,852; "
+        "0 not listed then, 30 without a count on one of the two)" in (result.output)
     )
     report = (warehouse / "reports" / "reproduction.md").read_text()
     assert "| same counts as 2026-05-10 |" in report and "| partial: 148 of 962 models |" in report
