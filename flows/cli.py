@@ -329,14 +329,8 @@ def sql(
     except QueryRefused as error:
         raise fail(str(error), 2) from None
     layout = Layout.at(warehouse)
-    if not layout.remote and not layout.root.is_dir():
-        # A mistyped path would otherwise answer every query with empty views.
-        what = "a file" if layout.root.exists() else "no such folder"
-        raise fail(f"no warehouse at {layout.root} ({what}); give --warehouse or MULTIPOLAR_WAREHOUSE")
-    if not (layout.root / "_meta").exists():
-        # Every publish records its partition under `_meta`: a folder (or prefix of a bucket) without it holds
-        # no published date, such as the folder above a warehouse, whose views would all be empty.
-        raise fail(f"no warehouse at {layout.root} (nothing published there); give --warehouse or MULTIPOLAR_WAREHOUSE")
+    if (absent := absent_warehouse(layout)) is not None:  # else every query would answer from empty views
+        raise fail(absent)
     try:
         frame = run_sql(layout, query)
     except QueryRefused as error:
@@ -399,12 +393,27 @@ def csv_ready(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def absent_warehouse(layout) -> str | None:
+    """Why there is no warehouse at `layout`'s root, in one line, or None when there is one: no such folder, a
+    file, or nothing published there (every publish records its partition under `_meta`, so a folder without
+    it, such as the folder above a warehouse, holds no published date)."""
+    if not layout.remote and not layout.root.is_dir():
+        what = "a file" if layout.root.exists() else "no such folder"
+    elif not (layout.root / "_meta").exists():
+        what = "nothing published there"
+    else:
+        return None
+    return f"no warehouse at {layout.root} ({what}); give --warehouse or MULTIPOLAR_WAREHOUSE"
+
+
 def _published_day(warehouse: str | None, date: str | None):
     """The `--date` to work on: the given one, else the latest published snapshot; with its layout."""
     from warehouse.layout import Layout
     from warehouse.tables import MODELS
 
     layout = Layout.at(warehouse)
+    if (absent := absent_warehouse(layout)) is not None:
+        raise fail(absent)
     dates = layout.published_dates(MODELS)
     if date is None:
         if not dates:
@@ -491,6 +500,8 @@ def dashboard(
     from warehouse.tables import SHARES
 
     layout = Layout.at(warehouse)
+    if (absent := absent_warehouse(layout)) is not None:
+        raise fail(absent)
     if not layout.published_dates(SHARES):
         raise fail(f"no metrics are published in {layout.root}; run `multipolar refresh` or `multipolar metrics`")
     if layout.remote and out_dir is None:

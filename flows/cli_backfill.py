@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from flows.cli import WaitOpt, WarehouseOpt, app, err, fail, make_folder, out, warehouse_writer
+from flows.cli import WaitOpt, WarehouseOpt, absent_warehouse, app, err, fail, make_folder, out, warehouse_writer
 
 REPORT_FORMATS = ("md", "html", "json")
 
@@ -87,6 +87,8 @@ def reproduce(
     if window not in WINDOWS:
         raise fail(f"--window {window!r}: use {', '.join(WINDOWS)}", 2)
     layout = Layout.at(warehouse)
+    if (absent := absent_warehouse(layout)) is not None:
+        raise fail(absent)
     if not layout.published_dates(SHARES):
         raise fail(f"no metrics are published in {layout.root}; run `multipolar import` or `multipolar refresh`")
     target = (out_dir or layout.root / "reports") / f"reproduction.{format}"

@@ -194,15 +194,18 @@ def test_sql_with_a_misspelt_name_fails_in_one_line_naming_what_was_meant(tmp_pa
     [(None, "no such folder"), ("a file", "a file"), ("a folder", "nothing published there")],
     ids=["no folder", "a file", "a folder of something else"],
 )
-def test_sql_on_a_path_that_is_no_warehouse_fails_in_one_line_and_creates_nothing(
-    tmp_path, made: str | None, said: str
+@pytest.mark.parametrize(
+    "command", [["sql", "SELECT count(*) FROM models"], ["dashboard"], ["reproduce"], ["metrics"], ["attribute"]]
+)
+def test_a_reader_on_a_path_that_is_no_warehouse_fails_in_one_line_and_creates_nothing(
+    tmp_path, made: str | None, said: str, command: list[str]
 ) -> None:
     path = tmp_path / "wh"
     if made == "a file":
         path.write_text("not a warehouse\n")
     elif made == "a folder":  # such as the folder above a warehouse
         (path / "data" / "_meta").mkdir(parents=True)
-    result = runner.invoke(app, ["sql", "SELECT count(*) FROM models", "--warehouse", str(path)])
+    result = runner.invoke(app, [*command, "--warehouse", str(path)])
     assert result.exit_code == 1, result.output
     lines = error_lines(result.output)
     assert len(lines) == 1 and f"no warehouse at {path} ({said})" in lines[0], result.output
