@@ -455,7 +455,7 @@ def other_reports(layout: Layout) -> list[str]:
     wanted = {
         name: record.get("window")
         for name, record in _reports_made(layout).items()
-        if name != "reproduction.md" and isinstance(record, dict) and name.rsplit(".", 1)[-1] in render
+        if name in {f"reproduction.{suffix}" for suffix in render} - {"reproduction.md"} and isinstance(record, dict)
     }
     made = []
     for window in sorted({w for w in wanted.values() if isinstance(w, str)}):

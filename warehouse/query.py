@@ -514,7 +514,8 @@ def _typed(value: object, kind: pl.DataType) -> object:
     """A record's value as the column's type, or None when it is not one."""
     try:
         if kind == pl.Int64:
-            return value if isinstance(value, int) and not isinstance(value, bool) else None
+            whole = isinstance(value, int) and not isinstance(value, bool)
+            return value if whole and -(2**63) <= value < 2**63 else None
         if kind == pl.Date:
             return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value)) if value else None
         if isinstance(kind, pl.Datetime):
