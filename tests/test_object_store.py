@@ -263,6 +263,34 @@ def counted_requests(layout: Layout, monkeypatch) -> list[tuple[str, dict]]:
     return asked
 
 
+def test_a_writer_fetches_only_the_records_changed_since_they_were_last_found_whole(
+    bucket: str, tmp_path, monkeypatch
+) -> None:
+    from warehouse.publish import DamagedRecord
+
+    layout = imported(bucket, tmp_path, [dt.date(2026, 5, d) for d in range(8, 12)])
+    requests = counted_requests(layout, monkeypatch)
+
+    def records_fetched() -> list[str]:
+        requests.clear()
+        with writer_lock(layout, "a writer"):
+            pass
+        return [a["Key"] for method, a in requests if method == "get_object" and "/_meta/" in a["Key"]]
+
+    records_fetched()  # the import's writer lock found them all whole already
+    assert records_fetched() == []
+    # Another machine's writer republishes a record: only it is fetched again, and a damaged one is found.
+    record = layout.meta_file(SHARES, dt.date(2026, 5, 9))
+    text = record.read_text()
+    record.write_text(text.replace('"rows"', '"rows" ', 1))
+    assert [key.rsplit("/", 2)[-2:] for key in records_fetched()] == [["shares", "2026-05-09.json"]]
+    record.write_text(text.replace('"rows"', '"row_count"', 1))
+    with pytest.raises(DamagedRecord, match="rows is missing"):
+        records_fetched()
+    with pytest.raises(DamagedRecord):  # found again by the next writer: a damaged record is never remembered
+        records_fetched()
+
+
 def test_sql_lists_each_table_afresh_rather_than_asking_for_each_file(bucket: str, tmp_path, monkeypatch) -> None:
     import s3fs
 
