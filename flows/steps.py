@@ -289,6 +289,7 @@ def series(layout: Layout, table: Table, *, until: dt.date | None = None) -> pl.
     return pl.scan_parquet(
         [str(layout.partition_file(table, d)) for d in dates],
         schema=table.schema,
+        glob=False,  # a path is a path, whatever characters the warehouse's name holds
         hive_partitioning=True,
         hive_schema={"snapshot_date": pl.Date},
         missing_columns="insert",
