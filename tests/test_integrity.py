@@ -246,6 +246,19 @@ def test_check_tells_of_reports_made_from_other_data_and_the_next_writer_makes_e
     assert check(warehouse).exit_code == 0
 
 
+def test_name_value_folders_above_the_warehouse_are_no_columns_of_its_series(published: Path, tmp_path: Path) -> None:
+    """Only each file's own `snapshot_date=` folder dates it: `/data/rule=official/snapshot_date=1999-01-01/wh`
+    is an ordinary place for a warehouse."""
+    copy = tmp_path / "rule=official" / "snapshot_date=1999-01-01" / "wh"
+    shutil.copytree(published, copy)
+    for table in (SHARES, steps.CONCENTRATION, steps.CROSSOVERS):
+        moved = steps.series(Layout.at(copy), table)
+        assert moved.equals(steps.series(Layout.at(published), table)), table.name
+        assert sorted(set(moved["snapshot_date"])) == list(DAYS)
+        assert moved.columns == [*table.columns, "snapshot_date"]
+    assert steps.reproduction_step(Layout.at(copy))["status"] == "published"
+
+
 def test_partitions_written_before_a_column_was_added_read_with_it_null(warehouse: Layout) -> None:
     """A warehouse published by an earlier version: `crossovers` had no `observed`. The dashboard, the report
     and `sql` read old and new partitions together until the old are made again."""
