@@ -212,6 +212,30 @@ def test_two_writers_that_find_the_same_stale_lock_never_hold_it_at_once(bucket:
     assert not layout.lock_file.exists()
 
 
+def test_a_takeover_left_half_done_by_a_dead_writer_waits_as_long_as_asked_then_is_cleared(
+    bucket: str, monkeypatch
+) -> None:
+    from warehouse import lock as lock_module
+
+    layout = Layout.at(bucket)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    since = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    raw = json.dumps({"pid": int(dead.stdout), "host": socket.gethostname(), "purpose": "crashed", "since": since})
+    layout.lock_file.write_text(raw)
+    marker = f"{layout.lock_file.path}.taken-{hashlib.sha256(raw.encode()).hexdigest()[:32]}"
+    layout.lock_file.fs.pipe(marker, b"{}")  # as a writer leaves it that died taking the lock over
+    began = time.monotonic()
+    with pytest.raises(WarehouseLocked, match="crashed"):
+        with writer_lock(layout, "waits a second", wait_seconds=1):
+            pass
+    assert time.monotonic() - began < 10
+    monkeypatch.setattr(lock_module, "MARKER_GRACE", dt.timedelta(0))  # the marker has aged
+    with writer_lock(layout, "after the grace"):
+        assert json.loads(layout.lock_file.read_text())["purpose"] == "after the grace"
+    layout.lock_file.fs.invalidate_cache()
+    assert not layout.lock_file.fs.glob(f"{layout.root.path}/_lock.taken-*")
+
+
 def test_a_writer_taken_over_past_the_ttl_leaves_the_new_holders_lock_in_place(bucket: str) -> None:
     layout = Layout.at(bucket)
     newer = {"pid": 1, "host": "elsewhere", "purpose": "took over", "since": "2026-05-12T00:00:00+00:00", "token": "x"}

@@ -137,19 +137,42 @@ def _read_lock(lock) -> tuple[bytes | None, dict]:
     return raw, holder if isinstance(holder, dict) else {}
 
 
-def _take_over(lock, raw: bytes, ours: dict) -> None:
-    """Remove the stale lock object `raw`, if this process is the one to take it over. Two writers may find the
-    same stale lock; each then creates the object `_lock.taken-<sha256 of raw>` only if absent (a conditional PUT),
-    and only the one that created it removes the lock, after checking it still holds `raw`. The other waits and
-    tries again, and finds the new holder's lock: it never removes a lock another writer has just taken."""
+# A takeover marker older than this was left by a writer that died taking the lock over: it is removed.
+MARKER_GRACE = dt.timedelta(seconds=60)
+
+
+def _take_over(lock, raw: bytes, ours: dict) -> bool:
+    """Remove the stale lock object `raw`, if this process is the one to take it over; whether to try for the
+    lock again at once (it removed the lock, or an abandoned marker). Two
+    writers may find the same stale lock; each then creates the object `_lock.taken-<sha256 of raw>` only if
+    absent (a conditional PUT), and only the one that created it removes the lock, after checking it still holds
+    `raw`, then removes its marker. The other waits and tries again, and finds the new holder's lock."""
     marker = f"{lock.path}.taken-{hashlib.sha256(raw).hexdigest()[:32]}"
     try:
         with lock.fs.open(marker, "xb") as handle:
             handle.write(json.dumps(ours).encode())
     except FileExistsError:
-        return
-    if _read_lock(lock)[0] == raw:
-        lock.fs.rm(lock.path)
+        return _clear_abandoned(lock, marker)
+    try:
+        if _read_lock(lock)[0] == raw:
+            lock.fs.rm(lock.path)
+            return True
+        return False
+    finally:
+        lock.fs.rm(marker)
+
+
+def _clear_abandoned(lock, marker: str) -> bool:
+    """Remove `marker` when it is older than MARKER_GRACE (its writer died between taking over and finishing);
+    whether it is gone."""
+    try:
+        made = lock.fs.info(marker).get("LastModified")
+    except FileNotFoundError:
+        return True
+    if isinstance(made, dt.datetime) and dt.datetime.now(dt.UTC) - made.astimezone(dt.UTC) >= MARKER_GRACE:
+        lock.fs.rm(marker)
+        return True
+    return False
 
 
 @contextmanager
@@ -166,8 +189,7 @@ def _object_lock(layout: Layout, purpose: str, wait_seconds: float) -> Iterator[
             raw, holder = _read_lock(lock)
             if raw is None:  # released meanwhile
                 continue
-            if holder and _stale(holder):
-                _take_over(lock, raw, ours)
+            if holder and _stale(holder) and _take_over(lock, raw, ours):
                 continue
             if time.monotonic() >= deadline:
                 raise WarehouseLocked(_held_message(layout)) from None
