@@ -171,7 +171,7 @@ def snapshot_paths(path: Path) -> list[Path]:
 def import_paths(given: list[Path]) -> list[Path]:
     """The files to import from the files and folders given, each once. An llmfit catalogue given beside other
     files (as a shell's `*.csv` gives it) is read with the panel beside it, as in a folder, not as a snapshot."""
-    found = list(dict.fromkeys(p for path in given for p in snapshot_paths(path)))
+    found = list({p.resolve(): p for path in given for p in snapshot_paths(path)}.values())  # a file given twice
     kept = [p for p in found if not fnmatch.fnmatch(p.name, LLMFIT_CATALOGUE)]
     if len(given) > 1 and kept:
         return kept

@@ -446,8 +446,13 @@ def reproduction_step(layout: Layout, *, with_markdown: bool = False) -> dict[st
 
     if not layout.published_dates(SHARES):
         return {"status": "skipped: no metrics published"}
-    markdown = to_markdown(reproduction_of(layout))
-    target = write_report(layout, "reproduction.md", markdown, window="30d")
+    # In the window `reproduce --window` last wrote it in; 30d unless told.
+    window = _reports_made(layout).get("reproduction.md", {}).get("window", "30d")
+    report = reproduction_of(layout, window=window)
+    if report.timeline.is_empty() and window != "30d":
+        window, report = "30d", reproduction_of(layout)
+    markdown = to_markdown(report)
+    target = write_report(layout, "reproduction.md", markdown, window=window)
     outcome = {"status": "published", "report": str(target)}
     if others := other_reports(layout):
         outcome["also"] = ", ".join(others)
@@ -461,10 +466,11 @@ def other_reports(layout: Layout) -> list[str]:
     from analytics import reproduction
 
     render = {"md": reproduction.to_markdown, "html": reproduction.to_html, "json": reproduction.to_json}
+    folder = layout.root / "reports"
     wanted = {
-        name: record.get("window")
+        name: record.get("window", "30d")
         for name, record in _reports_made(layout).items()
-        if name in {f"reproduction.{suffix}" for suffix in render} - {"reproduction.md"} and isinstance(record, dict)
+        if name != "reproduction.md" and (folder / name).exists()  # one removed since is not made again
     }
     made = []
     for window in sorted({w for w in wanted.values() if isinstance(w, str)}):
@@ -498,12 +504,25 @@ def write_report(layout: Layout, name: str, text: str, *, window: str) -> Any:
     return folder / name
 
 
-def _reports_made(layout: Layout) -> dict[str, Any]:
+REPORT_NAMES = ("reproduction.md", "reproduction.html", "reproduction.json")
+
+
+def _reports_made(layout: Layout) -> dict[str, dict[str, Any]]:
+    """What `reports.json` says each report was made from and in which window: only the reproduction reports,
+    with a window the metrics have, are taken from it, whatever else it holds."""
+    from analytics.metrics import WINDOWS
+
     try:
         made = json.loads((layout.root / "reports" / REPORTS_RECORD).read_text())
     except (OSError, ValueError):
         return {}
-    return made if isinstance(made, dict) else {}
+    if not isinstance(made, dict):
+        return {}
+    return {
+        name: record
+        for name, record in made.items()
+        if name in REPORT_NAMES and isinstance(record, dict) and record.get("window", "30d") in WINDOWS
+    }
 
 
 def stale_reports(layout: Layout) -> dict[str, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from pathlib import Path
 
 import polars as pl
@@ -350,6 +351,9 @@ def test_the_llmfit_folders_files_given_one_by_one_import_as_the_folder_does(tmp
     assert published(tmp_path / "wh") == [dt.date(2026, 2, 15), dt.date(2026, 2, 16)]
     options = read_meta(Layout.at(tmp_path / "wh"), MODELS, dt.date(2026, 2, 15))["import_options"]
     assert options["path"] == [str(catalogue.resolve()), str(panel.resolve())]
+    relative = os.path.relpath(panel)  # the same file, spelt another way
+    twice = runner.invoke(app, ["import", str(tmp_path / "src"), relative, "--warehouse", str(tmp_path / "again")])
+    assert twice.exit_code == 0 and "duplicate" not in twice.output, twice.output  # the panel given twice is read once
     alone = runner.invoke(app, ["import", str(catalogue), "--warehouse", str(tmp_path / "other")])
     assert alone.exit_code == 1
     assert "an llmfit catalogue (pipeline tags and sizes), not a snapshot: import the panel beside it" in alone.output

@@ -244,6 +244,17 @@ def test_check_tells_of_reports_made_from_other_data_and_the_next_writer_makes_e
     assert all(str(later) in (reports / name).read_text() for name in ("reproduction.md", "reproduction.html"))
     assert json.loads((reports / "reproduction.json").read_text())["window"] == "all_time"
     assert check(warehouse).exit_code == 0
+    # What reports.json holds besides the reproduction reports in a window the metrics have is ignored.
+    record = json.loads((reports / "reports.json").read_text())
+    record["../../outside.txt"] = {"window": "30d"}
+    record["reproduction.html"]["window"] = "30d; rm -rf ~"
+    (reports / "reports.json").write_text(json.dumps(record))
+    told = check(warehouse)
+    assert told.exit_code == 0 and "outside" not in told.output and "rm -rf" not in told.output, told.output
+    # A Markdown report written in another window is made again in it.
+    assert runner.invoke(app, ["reproduce", "--warehouse", root, "--window", "all_time"]).exit_code == 0
+    steps.reproduction_step(warehouse)
+    assert json.loads((reports / "reports.json").read_text())["reproduction.md"]["window"] == "all_time"
 
 
 def test_name_value_folders_above_the_warehouse_are_no_columns_of_its_series(published: Path, tmp_path: Path) -> None:

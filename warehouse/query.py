@@ -519,7 +519,10 @@ def _typed(value: object, kind: pl.DataType) -> object:
         if kind == pl.Date:
             return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value)) if value else None
         if isinstance(kind, pl.Datetime):
-            return dt.datetime.fromisoformat(str(value)).astimezone(dt.UTC) if value else None
+            if not value:
+                return None
+            moment = dt.datetime.fromisoformat(str(value))  # a time without an offset is UTC, as every record's is
+            return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
     except (ValueError, OverflowError):
         return None
     return value if isinstance(value, str) else None
