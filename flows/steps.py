@@ -473,12 +473,13 @@ def other_reports(layout: Layout) -> list[str]:
         if name != "reproduction.md" and (folder / name).exists()  # one removed since is not made again
     }
     made = []
+    inputs = report_inputs(layout) if wanted else None  # the same for every report: the records read once
     for window in sorted({w for w in wanted.values() if isinstance(w, str)}):
         report = reproduction_of(layout, window=window)
         if report.timeline.is_empty():
             continue
         for name in sorted(n for n, w in wanted.items() if w == window):
-            write_report(layout, name, render[name.rsplit(".", 1)[-1]](report), window=window)
+            write_report(layout, name, render[name.rsplit(".", 1)[-1]](report), window=window, inputs=inputs)
             made.append(name)
     return made
 
@@ -493,13 +494,14 @@ def report_inputs(layout: Layout) -> dict[str, Any]:
     }
 
 
-def write_report(layout: Layout, name: str, text: str, *, window: str) -> Any:
+def write_report(layout: Layout, name: str, text: str, *, window: str, inputs: dict[str, Any] | None = None) -> Any:
     """Write report `name` into `<root>/reports`, whole or not at all, and record in `reports.json` what it was
-    made from, for `check` to tell a report the data has moved past. Call only while holding the writer lock."""
+    made from (`inputs`, read from the records when not given), for `check` to tell a report the data has moved
+    past. Call only while holding the writer lock."""
     folder = layout.root / "reports"
     write_text_atomic(folder / name, text)
     made = _reports_made(layout)
-    made[name] = {"inputs": report_inputs(layout), "window": window}
+    made[name] = {"inputs": report_inputs(layout) if inputs is None else inputs, "window": window}
     write_json_atomic(folder / REPORTS_RECORD, made)
     return folder / name
 

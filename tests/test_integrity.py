@@ -211,6 +211,18 @@ def test_a_recompute_of_a_warehouse_up_to_date_says_it_recomputed_nothing(wareho
     assert not any(line.startswith(tuple(str(d) for d in DAYS)) for line in result.output.splitlines())
 
 
+def publish_a_later_date(warehouse: Layout) -> dt.date:
+    """Publish, attribute and measure a date after DAYS, as a refresh does before its dashboard and reports."""
+    later = DAYS[1] + dt.timedelta(days=1)
+    ids = [f"{org}/m{i}" for org in ("Qwen", "meta-llama", "someone") for i in range(40)]
+    frame = models_frame(ids, [100 * (i + 2) for i in range(len(ids))])
+    frame = frame.with_columns((pl.col("downloads_30d") * 10).alias("downloads_all_time"))
+    publish_frame(warehouse, MODELS, later, frame, {})
+    for step in (steps.attribute_date, steps.metrics_date, steps.crossovers_date):
+        step(warehouse, later)
+    return later
+
+
 def test_check_tells_of_reports_made_from_other_data_and_the_next_writer_makes_every_one_again(
     warehouse: Layout,
 ) -> None:
@@ -220,13 +232,7 @@ def test_check_tells_of_reports_made_from_other_data_and_the_next_writer_makes_e
         made = runner.invoke(app, ["reproduce", "--warehouse", root, *options])
         assert made.exit_code == 0, made.output
     assert check(warehouse).exit_code == 0
-    later = DAYS[1] + dt.timedelta(days=1)
-    ids = [f"{org}/m{i}" for org in ("Qwen", "meta-llama", "someone") for i in range(40)]
-    frame = models_frame(ids, [100 * (i + 2) for i in range(len(ids))])
-    frame = frame.with_columns((pl.col("downloads_30d") * 10).alias("downloads_all_time"))
-    publish_frame(warehouse, MODELS, later, frame, {})
-    for step in (steps.attribute_date, steps.metrics_date, steps.crossovers_date):
-        step(warehouse, later)
+    later = publish_a_later_date(warehouse)
     told = check(warehouse)
     assert told.exit_code == 1
     for line in (
@@ -408,13 +414,7 @@ def test_check_tells_of_a_dashboard_drawn_from_other_metrics(warehouse: Layout) 
     root = str(warehouse.root)
     assert runner.invoke(app, ["dashboard", "--warehouse", root]).exit_code == 0
     assert check(warehouse).exit_code == 0
-    later = DAYS[1] + dt.timedelta(days=1)
-    ids = [f"{org}/m{i}" for org in ("Qwen", "meta-llama", "someone") for i in range(40)]
-    frame = models_frame(ids, [100 * (i + 2) for i in range(len(ids))])
-    frame = frame.with_columns((pl.col("downloads_30d") * 10).alias("downloads_all_time"))
-    publish_frame(warehouse, MODELS, later, frame, {})
-    for step in (steps.attribute_date, steps.metrics_date, steps.crossovers_date):
-        step(warehouse, later)
+    publish_a_later_date(warehouse)
     result = check(warehouse)
     assert result.exit_code == 1 and "dashboard: not drawn from the metrics published now" in result.output
     assert runner.invoke(app, ["dashboard", "--warehouse", root]).exit_code == 0
