@@ -21,7 +21,7 @@ from tests.test_warehouse import models_frame
 from warehouse.integrity import check_warehouse
 from warehouse.layout import Layout
 from warehouse.publish import publish_frame
-from warehouse.tables import ATTRIBUTIONS, MODEL_METADATA, MODELS, SHARES
+from warehouse.tables import ATTRIBUTIONS, MODEL_METADATA, MODELS, SHARES, TABLES
 
 DAYS = (dt.date(2026, 5, 11), dt.date(2026, 5, 12))
 runner = CliRunner()
@@ -274,6 +274,16 @@ def test_name_value_folders_above_the_warehouse_are_no_columns_of_its_series(pub
         assert sorted(set(moved["snapshot_date"])) == list(DAYS)
         assert moved.columns == [*table.columns, "snapshot_date"]
     assert steps.reproduction_step(Layout.at(copy))["status"] == "published"
+    # So in `sql`: a view over the copy reads what it reads over the original, and no column of the path.
+    from warehouse.query import MODEL_VIEWS, run_sql
+
+    for view in (*MODEL_VIEWS, *TABLES):
+        query = f"SELECT * FROM {view} ORDER BY ALL"
+        moved, kept = run_sql(Layout.at(copy), query), run_sql(Layout.at(published), query)
+        assert moved.height > 0 and moved.equals(kept), view
+        dated = view != "model_metadata"  # kept by version, not by date
+        assert moved.columns == kept.columns and ("snapshot_date" in moved.columns) == dated, view
+        assert not dated or sorted(set(moved["snapshot_date"])) == list(DAYS), view
 
 
 def test_partitions_written_before_a_column_was_added_read_with_it_null(warehouse: Layout) -> None:

@@ -75,11 +75,7 @@ def connect(layout: Layout, *, listed: bool = False, views: Collection[str] | No
             continue
         files = [layout.partition_file(table, day) for day in published[table.name]]
         if files:
-            listing = ", ".join(sql_literal(str(f)) for f in files)
-            con.execute(
-                f"CREATE VIEW {table.name} AS SELECT * FROM read_parquet([{listing}], "
-                "hive_partitioning = true, union_by_name = true)"
-            )
+            con.execute(f"CREATE VIEW {table.name} AS SELECT * FROM {_files(files, hive=True)}")
         else:
             empty = table.empty().with_columns(pl.lit(None, pl.Date).alias("snapshot_date"))
             con.from_arrow(empty.to_arrow()).create_view(table.name)
@@ -157,7 +153,7 @@ def metadata_view(layout: Layout, versions: list[int]) -> str:
     return (
         "CREATE VIEW model_metadata AS SELECT * EXCLUDE (file_row_number), "
         "CAST(file_row_number AS UINTEGER) AS metadata_row "
-        f"FROM read_parquet([{listing}], file_row_number = true, union_by_name = true)"
+        f"FROM read_parquet([{listing}], hive_partitioning = false, file_row_number = true, union_by_name = true)"
     )
 
 
@@ -175,7 +171,23 @@ def _view(name: str, table: Table, files: list[Path], *, hive: bool = False, poi
 
 def _files(files: list[Path], *, hive: bool = False) -> str:
     listing = ", ".join(sql_literal(str(f)) for f in files)
-    return f"read_parquet([{listing}], hive_partitioning = {str(hive).lower()}, union_by_name = true)"
+    if hive:
+        return dated(f"[{listing}], union_by_name = true")
+    return f"read_parquet([{listing}], hive_partitioning = false, union_by_name = true)"
+
+
+# A file's date is its own folder's, `snapshot_date=YYYY-MM-DD/`. DuckDB's hive partitioning would read
+# every `name=value` folder of the path as a column, those above the warehouse too (`/data/rule=x/wh`
+# would set every row's `rule`); a filter on the date taken from the file's name still skips other files.
+FILE_DATE = sql_literal(r"/snapshot_date=(\d{4}-\d{2}-\d{2})/[^/]*$")
+
+
+def dated(arguments: str) -> str:
+    """`read_parquet(arguments)` with each row's `snapshot_date`, from its file's own folder, as its last column."""
+    return (
+        f"(SELECT * EXCLUDE (filename), CAST(regexp_extract(filename, {FILE_DATE}, 1) AS DATE) AS snapshot_date "
+        f"FROM read_parquet({arguments}, hive_partitioning = false, filename = true))"
+    )
 
 
 def _sql_type(dtype: pl.DataType) -> str:
@@ -213,17 +225,17 @@ def credited_view(
         file = sql_literal(str(layout.partition_file(table, day)))
         attributions = sql_literal(str(layout.partition_file(ATTRIBUTIONS, day)))
         if day in by_row:
-            numbered = f"read_parquet({file}, hive_partitioning = true, file_row_number = true)"
+            numbered = dated(f"{file}, file_row_number = true")
             return (
                 f"SELECT {alias}.* EXCLUDE (file_row_number), a.* EXCLUDE (model_id, snapshot_date, model_row) "
-                f"FROM {numbered} {alias} JOIN read_parquet({attributions}, hive_partitioning = true) a "
+                f"FROM {numbered} {alias} JOIN {dated(attributions)} a "
                 f"ON a.model_row = {alias}.file_row_number"
             )
         credit = "* EXCLUDE (model_row)" if day in carried else "*"
         return (
             f"SELECT {alias}.*, a.* EXCLUDE (model_id, snapshot_date) "
-            f"FROM read_parquet({file}, hive_partitioning = true) {alias} "
-            f"JOIN (SELECT {credit} FROM read_parquet({attributions}, hive_partitioning = true)) a USING (model_id)"
+            f"FROM {dated(file)} {alias} "
+            f"JOIN (SELECT {credit} FROM {dated(attributions)}) a USING (model_id)"
         )
 
     joins = [joined(MODELS, day, "m") for day in dates if day not in split]
