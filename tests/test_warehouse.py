@@ -62,6 +62,30 @@ def test_conform_refuses_to_cut_fractions_and_names_a_cast_polars_cannot_make() 
     assert caught.value.column == "created_at" and "\n" not in str(caught.value)
 
 
+def test_conform_refuses_decimal_fractions_and_dates_or_truths_for_counts() -> None:
+    """A Decimal is cut like a float; a date would become its days since 1970 and a truth a 1, silently."""
+    import decimal
+
+    given = [decimal.Decimal("1.9"), decimal.Decimal("2"), None]
+    frame = models_frame(["a/x", "a/y", "a/z"]).with_columns(pl.Series("downloads_30d", given))
+    with pytest.raises(SchemaViolation, match=r"Decimal.* with a fraction for Int64") as caught:
+        conform(frame, MODELS)
+    assert caught.value.bad_rows == 1
+    whole = frame.with_columns(pl.Series("downloads_30d", [decimal.Decimal("1"), decimal.Decimal("2"), None]))
+    assert conform(whole, MODELS)["downloads_30d"].to_list() == [1, 2, None]
+    for value in (dt.date(2026, 5, 12), True):
+        wrong = models_frame(["a/x", "a/y"]).with_columns(pl.Series("downloads_30d", [value, None]))
+        with pytest.raises(SchemaViolation, match="is no number") as caught:
+            conform(wrong, MODELS)
+        assert caught.value.column == "downloads_30d" and caught.value.bad_rows == 1
+    counted = models_frame(["a/x"]).with_columns(pl.lit(20_000).alias("created_at"))
+    with pytest.raises(SchemaViolation, match="is no time"):
+        conform(counted, MODELS)
+    # A column of nulls only has no meaning to change.
+    nulls = models_frame(["a/x"]).with_columns(pl.lit(None, pl.Boolean).alias("downloads_30d"))
+    assert conform(nulls, MODELS)["downloads_30d"].to_list() == [None]
+
+
 def test_conform_refuses_duplicate_keys_extra_columns_and_missing_ids() -> None:
     with pytest.raises(SchemaViolation, match="duplicate key"):
         conform(models_frame(["a/x", "a/x"]), MODELS)

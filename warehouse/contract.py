@@ -28,6 +28,10 @@ def conform(frame: pl.DataFrame, table: Table) -> pl.DataFrame:
     for name, dtype in table.schema.items():
         column = frame.get_column(name)
         if column.dtype != dtype:
+            if _kind(column.dtype) and _kind(dtype) and _kind(column.dtype) != _kind(dtype):
+                bad = column.len() - column.null_count()
+                if bad:  # a date or a truth is no count: a cast would turn it into days or ones silently
+                    raise SchemaViolation(table.name, name, bad, f"{column.dtype} is no {_kind(dtype)} ({dtype})")
             try:
                 cast = column.cast(dtype, strict=False)
             except pl.exceptions.PolarsError as error:
@@ -40,8 +44,8 @@ def conform(frame: pl.DataFrame, table: Table) -> pl.DataFrame:
             failed = int((cast.is_null() & column.is_not_null()).sum())
             if failed:
                 raise SchemaViolation(table.name, name, failed, f"cannot cast {column.dtype} to {dtype}")
-            if column.dtype.is_float() and dtype.is_integer():  # a cast would cut 1.9 to 1
-                cut = int((column != column.floor()).sum())
+            if (column.dtype.is_float() or column.dtype.is_decimal()) and dtype.is_integer():  # 1.9 would be 1
+                cut = int((cast.cast(column.dtype) != column).sum())
                 if cut:
                     raise SchemaViolation(table.name, name, cut, f"{column.dtype} with a fraction for {dtype}")
             column = cast
@@ -58,6 +62,15 @@ def conform(frame: pl.DataFrame, table: Table) -> pl.DataFrame:
         if duplicated:
             raise SchemaViolation(table.name, ",".join(table.key), duplicated, "duplicate key")
     return out
+
+
+def _kind(dtype: pl.DataType) -> str | None:
+    """What a value of `dtype` stands for, where a cast between two of these would change its meaning."""
+    if dtype.is_numeric():
+        return "number"
+    if dtype.is_temporal():
+        return "time"
+    return "truth" if dtype == pl.Boolean else None
 
 
 def key_of(key: tuple[str, ...]) -> pl.Expr:
