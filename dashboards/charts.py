@@ -31,6 +31,7 @@ WIDTH, HEIGHT = 380, 230
 REGION_COLORS = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#b0b0b0")
 SHARE = alt.Tooltip("share:Q", title="Share", format=".2%")
 DOWNLOADS = alt.Tooltip("downloads:Q", title="Downloads", format=",.0f")
+MODELS = alt.Tooltip("m:N", title="Models in the snapshot")
 
 
 def switches(windows: tuple[str, ...] = WINDOWS) -> list[alt.Parameter]:
@@ -141,6 +142,7 @@ def share_lines(frames: ViewFrames, dimension: str, color: alt.Color) -> alt.Cha
                 alt.Tooltip("actor:N", title=dimension.title()),
                 SHARE,
                 DOWNLOADS,
+                MODELS,
             ],
         )
     )
@@ -221,6 +223,7 @@ def concentration_lines(frames: ViewFrames, view: str, measure: str, fmt: str) -
                 alt.Tooltip("date:N", title="Date"),
                 alt.Tooltip("actor:N", title="Over"),
                 alt.Tooltip("value:Q", title=measure, format=fmt),
+                MODELS,
             ],
         )
     )
@@ -377,6 +380,7 @@ def developer_type_areas(frames: ViewFrames) -> alt.Chart:
                 alt.Tooltip("actor:N", title="Developer type"),
                 SHARE,
                 DOWNLOADS,
+                MODELS,
             ],
         )
         .properties(

@@ -7,6 +7,7 @@ once embedded in one HTML page.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 
@@ -94,9 +95,14 @@ def snapshot_dates(shares: pl.DataFrame) -> tuple[date, ...]:
 
 
 def view_frames(
-    shares: pl.DataFrame, concentration: pl.DataFrame, crossovers: pl.DataFrame, rule: str = "uploader"
+    shares: pl.DataFrame,
+    concentration: pl.DataFrame,
+    crossovers: pl.DataFrame,
+    rule: str = "uploader",
+    models: Mapping[str, str] | None = None,
 ) -> ViewFrames:
-    """Everything the dashboard draws, under `rule` for the time series and the lab view."""
+    """Everything the dashboard draws, under `rule` for the time series and the lab view; `models`: what the
+    tooltips say of each date's models (`models_told`), by ISO date."""
     dates = snapshot_dates(shares)
     if not dates:
         raise ValueError("the shares table has no snapshot dates: nothing to draw")
@@ -105,7 +111,9 @@ def view_frames(
     keys = actor_keys(shares, rule, dates[-1])
     return ViewFrames(
         rule=rule,
-        series=share_series(shares, concentration, keys, rule),
+        series=share_series(shares, concentration, keys, rule).with_columns(
+            pl.col("date").replace_strict(dict(models or {}), default="not recorded", return_dtype=pl.String).alias("m")
+        ),
         keys=keys,
         crossovers=crossover_marks(crossovers, rule, dates),
         rules=rule_comparison(shares, crossovers, dates[-1]),
@@ -113,6 +121,19 @@ def view_frames(
         sizes=size_class_shares(shares, rule, dates[-1]),
         dates=dates,
     )
+
+
+def models_told(rows_by_date: Mapping[str, object], counted_by_date: Mapping[str, object]) -> dict[str, str]:
+    """Each date's models as a tooltip gives them: `94`, or `94, 34 with a 30-day count` when its record says
+    how many have one (an import's), so that a thin date explains its jump."""
+    told = {}
+    for day, rows in rows_by_date.items():
+        if not isinstance(rows, int) or isinstance(rows, bool):
+            continue
+        counted = counted_by_date.get(day)
+        whole = isinstance(counted, int) and not isinstance(counted, bool) and counted != rows
+        told[day] = f"{rows:,}" + (f", {counted:,} with a 30-day count" if whole else "")
+    return told
 
 
 def actor_keys(shares: pl.DataFrame, rule: str, latest: date) -> pl.DataFrame:

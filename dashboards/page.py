@@ -32,7 +32,7 @@ import vl_convert as vlc
 from altair.utils import spec_to_html
 
 from dashboards import charts
-from dashboards.frames import LABEL_CHARS, POPULATIONS, WINDOWS, ViewFrames, view_frames
+from dashboards.frames import LABEL_CHARS, POPULATIONS, WINDOWS, ViewFrames, models_told, view_frames
 from warehouse.provenance import source_label
 from warehouse.publish import write_bytes_atomic, write_text_atomic
 
@@ -378,7 +378,8 @@ def write_dashboard(
     png_scale: float = 1.0,
 ) -> DashboardResult:
     """Write `index.html` and one PNG per view into `out_dir` from the metric series (with `snapshot_date`)."""
-    frames = view_frames(shares, concentration, crossovers, rule=rule)
+    told = models_told(provenance.get("rows_by_date") or {}, provenance.get("counted_by_date") or {})
+    frames = view_frames(shares, concentration, crossovers, rule=rule, models=told)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     page = out_dir / "index.html"

@@ -351,6 +351,9 @@ def dashboard_provenance(layout: Layout) -> dict[str, Any]:
         "dates": [d.isoformat() for d in dates],
         "rows": latest.get("rows"),
         "rows_by_date": {d.isoformat(): meta.get("rows") for d, meta in zip(dates, metas, strict=True)},
+        "counted_by_date": {
+            d.isoformat(): meta.get("models_with_30d_count") for d, meta in zip(dates, metas, strict=True)
+        },
         "registry_version": _registry_of(layout, dates[-1]) if dates else None,
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "code_version": latest.get("code_version"),

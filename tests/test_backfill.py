@@ -5,12 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 from pathlib import Path
 
 import polars as pl
 import pytest
 from typer.testing import CliRunner
 
+from flows import steps
 from flows.backfill import ImportRejected, import_snapshots, llmfit_panel_snapshots, read_snapshot_file
 from flows.cli import app
 from warehouse.layout import Layout
@@ -517,6 +519,14 @@ def test_a_date_with_counts_for_under_half_its_models_is_told_in_its_record_the_
     report = (tmp_path / "wh" / "reports" / "reproduction.md").read_text()
     assert "| 30-day counts for 1 of 3 models |" in report
     assert "On 1 date (2026-03-08) under half the models have a 30-day count" in report
+    # The dashboard's tooltips give each date's models, and how many have a count when that is fewer.
+    assert steps.dashboard_step(layout)["status"] == "published"
+    page = (tmp_path / "wh" / "dashboard" / "index.html").read_text()
+    told = {day: re.findall(rf'"date": "{day}", [^{{}}]*"m": "([^"]*)"', page) for day in counts}
+    assert {day: set(found) for day, found in told.items()} == {
+        "2026-03-01": {"3, 2 with a 30-day count"},
+        "2026-03-08": {"3, 1 with a 30-day count"},
+    }
 
 
 def test_the_hubs_stamp_for_an_unknown_creation_date_is_imported_as_no_date(tmp_path) -> None:
