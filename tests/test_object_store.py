@@ -244,6 +244,54 @@ def test_a_writer_taken_over_past_the_ttl_leaves_the_new_holders_lock_in_place(b
     assert json.loads(layout.lock_file.read_text()) == newer
 
 
+def replaced_after_reading(monkeypatch, layout: Layout, purpose: str, reads: int, newer: dict) -> None:
+    """Another writer makes its lock in the instant after this process's `reads`-th read of the lock held for
+    `purpose`: between the check that it is unchanged and the request that removes it."""
+    from warehouse import lock as lock_module
+
+    read_lock, seen = lock_module._read_lock, []
+
+    def read_then_replaced(lock):
+        raw, holder = read_lock(lock)
+        if holder.get("purpose") == purpose:
+            seen.append(raw)
+            if len(seen) == reads:
+                lock.fs.rm(lock.path)
+                lock.fs.pipe(lock.path, json.dumps(newer).encode())
+        return raw, holder
+
+    monkeypatch.setattr(lock_module, "_read_lock", read_then_replaced)
+
+
+def test_a_lock_made_between_a_takeovers_check_and_its_removal_is_kept(bucket: str, monkeypatch) -> None:
+    """The stale lock is released, and a third writer takes the lock, after the taker found it unchanged: the
+    taker's conditional DELETE (If-Match the stale lock's ETag) leaves the third writer's lock in place."""
+    layout = Layout.at(bucket)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    since = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    layout.lock_file.write_text(
+        json.dumps({"pid": int(dead.stdout), "host": socket.gethostname(), "purpose": "crashed", "since": since})
+    )
+    third = {"pid": os.getpid(), "host": socket.gethostname(), "purpose": "third", "since": since, "token": "t"}
+    replaced_after_reading(monkeypatch, layout, "crashed", reads=2, newer=third)  # found stale, then checked
+    with pytest.raises(WarehouseLocked, match="third"):
+        with writer_lock(layout, "taker", wait_seconds=1):
+            pass
+    layout.lock_file.fs.invalidate_cache()
+    assert json.loads(layout.lock_file.read_text()) == third
+    assert not layout.lock_file.fs.glob(f"{layout.root.path}/_lock.taken-*")
+
+
+def test_a_lock_taken_over_in_the_instant_of_its_release_is_kept(bucket: str, monkeypatch) -> None:
+    layout = Layout.at(bucket)
+    newer = {"pid": 1, "host": "elsewhere", "purpose": "took over", "since": "2026-05-12T00:00:00+00:00", "token": "x"}
+    replaced_after_reading(monkeypatch, layout, "a long backfill", reads=1, newer=newer)  # the release's check
+    with writer_lock(layout, "a long backfill"):
+        pass
+    layout.lock_file.fs.invalidate_cache()
+    assert json.loads(layout.lock_file.read_text()) == newer
+
+
 def test_an_import_backfills_into_the_object_store(bucket: str, tmp_path) -> None:
     source = tmp_path / "snapshots.csv"
     source.write_text(

@@ -154,12 +154,44 @@ def _take_over(lock, raw: bytes, ours: dict) -> bool:
     except FileExistsError:
         return _clear_abandoned(lock, marker)
     try:
-        if _read_lock(lock)[0] == raw:
-            lock.fs.rm(lock.path)
-            return True
-        return False
+        return _remove_if_unchanged(lock, raw)
     finally:
         lock.fs.rm(marker)
+
+
+def _remove_if_unchanged(lock, raw: bytes) -> bool:
+    """Remove the lock object if it still holds `raw`; whether it is gone. On S3, by a DELETE conditional on the
+    ETag of the object found holding `raw` (If-Match): a lock another writer made once `raw` was removed is never
+    removed, however the requests interleave. A store without conditional deletes removes it after the check."""
+    lock.fs.invalidate_cache(lock.path)
+    try:
+        etag = lock.fs.info(lock.path).get("ETag")  # `raw` never comes back once removed: read after, it is raw's
+    except FileNotFoundError:
+        return True
+    if _read_lock(lock)[0] != raw:
+        return False
+    call_s3 = getattr(lock.fs, "call_s3", None)
+    if not (etag and call_s3):
+        lock.fs.rm(lock.path)
+        return True
+    bucket, key, _ = lock.fs.split_path(lock.path)
+    try:
+        call_s3("delete_object", Bucket=bucket, Key=key, IfMatch=etag)
+    except OSError as error:
+        if _precondition_failed(error):
+            return False
+        raise
+    finally:
+        lock.fs.invalidate_cache(lock.path)
+    return True
+
+
+def _precondition_failed(error: OSError) -> bool:
+    """Whether S3 refused a conditional request because the object is not the one it names (HTTP 412)."""
+    response = getattr(error.__cause__, "response", None) or {}
+    return response.get("Error", {}).get("Code") == "PreconditionFailed" or (
+        response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 412
+    )
 
 
 def _clear_abandoned(lock, marker: str) -> bool:
@@ -179,11 +211,12 @@ def _clear_abandoned(lock, marker: str) -> bool:
 def _object_lock(layout: Layout, purpose: str, wait_seconds: float) -> Iterator[None]:
     lock = layout.lock_file
     ours = _holder(purpose)
+    mine = json.dumps(ours).encode()
     deadline = time.monotonic() + wait_seconds
     while True:
         try:
             with lock.fs.open(lock.path, "xb") as handle:  # conditional PUT: fails if the object exists
-                handle.write(json.dumps(ours).encode())
+                handle.write(mine)
             break
         except FileExistsError:
             raw, holder = _read_lock(lock)
@@ -200,8 +233,7 @@ def _object_lock(layout: Layout, purpose: str, wait_seconds: float) -> Iterator[
         yield
     finally:
         # Only a lock this holding made is removed: past the TTL, another writer may have taken it over.
-        if _read_lock(lock)[1].get("token") == ours["token"]:
-            lock.fs.rm(lock.path)
+        _remove_if_unchanged(lock, mine)
 
 
 def _held_message(layout: Layout) -> str:
