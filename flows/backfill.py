@@ -28,7 +28,7 @@ from typing import Any
 
 import polars as pl
 
-from flows.rows import INT64_MAX, MAX_ID_LENGTH, MAX_TAG_LENGTH, MAX_TAGS, UNKNOWN_CREATED_AT, lineage
+from flows.rows import INT64_MAX, MAX_ID_LENGTH, MAX_TAG_LENGTH, MAX_TAGS, UNKNOWN_CREATED_AT, lineage, utf8_text
 from warehouse.contract import conform
 from warehouse.layout import Layout
 from warehouse.lock import writer_lock
@@ -280,12 +280,24 @@ def _csv_rows(text: str, source: str) -> pl.DataFrame:
     columns = {name: [r[i] for r in rows] for i, name in enumerate(header)}
     frame = pl.DataFrame({LINE: lines, **columns}, schema={LINE: pl.Int64, **dict.fromkeys(header, pl.String)})
     if "tags" in frame.columns:
-        frame = frame.with_columns(_split_tags(pl.col("tags")))
+        frame = frame.with_columns(_split_tags(frame, source, "line"))
     return _blank_to_null(frame)
 
 
-def _split_tags(cell: pl.Expr) -> pl.Expr:
-    """A CSV tags cell as a list: a JSON array, or values separated by `|`."""
+def _split_tags(frame: pl.DataFrame, source: str, unit: str) -> pl.Expr:
+    """A text tags cell as a list: a JSON array of strings, or values separated by `|`. A cell that opens a JSON
+    array but holds none (`[beta]|chat`) is refused, naming its line (or row)."""
+    bad = []
+    for number, cell in frame.filter(pl.col("tags").str.starts_with("[")).select(LINE, "tags").iter_rows():
+        try:
+            tags = json.loads(cell)
+        except (ValueError, RecursionError):
+            tags = None
+        if not (isinstance(tags, list) and all(isinstance(t, str) and utf8_text(t) for t in tags)):
+            bad.append(ImportProblem(source, number, "tags opens a JSON array but is no JSON array of strings", unit))
+    if bad:
+        raise ImportRejected(bad[:MAX_PROBLEMS])
+    cell = pl.col("tags")
     return (
         pl.when(cell.str.starts_with("["))
         .then(cell.str.json_decode(pl.List(pl.String)))
@@ -305,7 +317,8 @@ def _jsonl_rows(text: str, source: str) -> pl.DataFrame:
     """JSON Lines objects as text cells with their line numbers; nested values are refused."""
     problems: list[ImportProblem] = []
     records: list[dict[str, Any]] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
+    # Lines end at "\n" alone: `str.splitlines` would also cut at U+2028 and the like, which JSON strings hold.
+    for number, raw in enumerate(text.split("\n"), start=1):
         if not raw.strip():
             continue
         try:
@@ -334,6 +347,9 @@ def _json_record(item: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
     """One object's import cells as text (tags as a list of text), or the reason it is refused."""
     record: dict[str, Any] = {}
     for key, value in item.items():
+        texts = [key, *(value if isinstance(value, list) else [value])]
+        if not all(utf8_text(text) for text in texts if isinstance(text, str)):
+            return {}, f"{_clean(key, 40)} holds a lone surrogate escape (such as \\ud800): no UTF-8 text"
         if key not in COLUMNS:
             if key != LINE:
                 record[key] = None  # listed as ignored, never read
@@ -372,7 +388,7 @@ def _parquet_rows(data: bytes, source: str) -> pl.DataFrame:
         elif name == "tags" and dtype == pl.List(pl.String):
             cells.append(pl.col(name))
         elif name == "tags" and dtype == pl.String:
-            cells.append(_split_tags(pl.col(name)))
+            cells.append(_split_tags(frame.with_row_index(LINE, offset=1), source, "row"))
         elif isinstance(dtype, pl.Datetime):
             utc = (
                 pl.col(name).dt.convert_time_zone("UTC").dt.replace_time_zone(None) if dtype.time_zone else pl.col(name)

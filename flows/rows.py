@@ -147,9 +147,21 @@ def _valid_id(value: Any) -> bool:
 
 
 def _text(value: Any) -> str | None:
-    if isinstance(value, str) and value and len(value) <= MAX_TAG_LENGTH:
+    if isinstance(value, str) and value and len(value) <= MAX_TAG_LENGTH and utf8_text(value):
         return value
     return None
+
+
+def utf8_text(text: str) -> bool:
+    """Whether `text` has a UTF-8 form: JSON's `"\\ud800"` reads as a lone surrogate, which has none (and which
+    no Parquet string may hold)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _tags(value: Any, report: RowReport) -> list[str]:
@@ -157,7 +169,7 @@ def _tags(value: Any, report: RowReport) -> list[str]:
         if value is not None:
             report.blanked["tags"] += 1
         return []
-    tags = [t for t in value[:MAX_TAGS] if isinstance(t, str) and 0 < len(t) <= MAX_TAG_LENGTH]
+    tags = [t for t in value[:MAX_TAGS] if isinstance(t, str) and 0 < len(t) <= MAX_TAG_LENGTH and utf8_text(t)]
     if len(tags) != len(value):
         report.blanked["tags"] += 1
     return tags
@@ -193,7 +205,7 @@ def _number(value: Any, report: RowReport, name: str) -> float | None:
         return None
     try:
         number = float(value) if not isinstance(value, bool) else math.nan
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer past a float's range
         number = math.nan
     if not math.isfinite(number):
         report.blanked[name] += 1

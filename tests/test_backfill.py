@@ -254,6 +254,17 @@ BAD_FILES = {
         "s.csv:2: downloads_30d 1.5 is not a whole number",
     ),
     "future date": ("s.csv", HEADER + "2999-01-01,a/b,1\n", "s.csv:2: snapshot_date 2999-01-01 is in the future"),
+    "tags that open no json array": (
+        "s.csv",
+        'snapshot_date,model_id,downloads_30d,tags\n2026-03-01,a/b,1,chat\n2026-03-01,a/c,1,"[beta]|chat"\n',
+        "s.csv:3: tags opens a JSON array but is no JSON array of strings",
+    ),
+    "lone surrogate": (
+        "s.jsonl",
+        '{"snapshot_date":"2026-03-01","model_id":"a/b","downloads_30d":1}\n'
+        '{"snapshot_date":"2026-03-01","model_id":"a/c","downloads_30d":1,"pipeline_tag":"x\\ud800"}\n',
+        "s.jsonl:2: pipeline_tag holds a lone surrogate escape (such as \\ud800): no UTF-8 text",
+    ),
 }
 
 
@@ -269,6 +280,26 @@ def test_each_kind_of_bad_file_is_rejected_with_its_line_and_reason_and_publishe
     assert "nothing was published" in result.output
     assert published(tmp_path / "wh") == []
     assert not (tmp_path / "wh").exists()  # not even the folder or its lock: the file is read first
+
+
+def test_tags_cells_and_json_lines_are_read_as_written(tmp_path) -> None:
+    """A tags cell that is a JSON array is read as one, in a CSV or a Parquet file (a bad one is refused naming its
+    row), and a JSON line may hold U+2028 in a string: a line ends at a newline alone."""
+    tags = ['["chat", "a|b"]', "x|y", '["x", 1]']
+    ids = ["a/b", "a/c", "a/d"]
+    pl.DataFrame(
+        {"snapshot_date": ["2026-03-01"] * 3, "model_id": ids, "downloads_30d": [1, 2, 3], "tags": tags}
+    ).write_parquet(tmp_path / "s.parquet")
+    result = run_import(tmp_path / "s.parquet", tmp_path / "wh")
+    assert result.exit_code == 1 and "s.parquet: row 3: tags opens a JSON array but is no JSON array" in result.output
+    line = '{"snapshot_date":"2026-03-01","model_id":"a/b","downloads_30d":1,"note":"one\u2028two"}\n'
+    write(tmp_path / "s.jsonl", line + line.replace("a/b", "a/c"))
+    result = run_import(tmp_path / "s.jsonl", tmp_path / "wh")
+    assert result.exit_code == 0, result.output
+    assert Layout.at(tmp_path / "wh").scan(MODELS, dt.date(2026, 3, 1)).collect()["model_id"].to_list() == ids[:2]
+    csv_tags = 'snapshot_date,model_id,downloads_30d,tags\n2026-03-02,a/b,1,"[""chat"", ""a|b""]"\n'
+    assert run_import(write(tmp_path / "t.csv", csv_tags), tmp_path / "wh").exit_code == 0
+    assert Layout.at(tmp_path / "wh").scan(MODELS, dt.date(2026, 3, 2)).collect()["tags"].to_list() == [["chat", "a|b"]]
 
 
 def test_a_bad_file_in_a_folder_stops_the_good_ones_too(tmp_path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 
 from flows.rows import RowReport, lineage, model_rows
@@ -74,6 +76,27 @@ def test_hostile_numbers_are_blanked_and_counted_not_trusted() -> None:
     assert rows["params_total"].null_count() == len(items) and rows["created_at"].null_count() == len(items)
     assert rows["last_modified"].null_count() == len(items)
     assert report.blanked["createdAt"] == report.blanked["lastModified"] == report.blanked["safetensors.total"] == 1
+
+
+def test_values_only_pythons_json_reads_are_blanked_not_a_crash() -> None:
+    """orjson refuses a lone surrogate escape and an integer past 64 bits; the standard library's parser reads
+    them, as a string no UTF-8 (nor Parquet) can hold and an integer no float can: each is blanked."""
+    from flows.hub import parse_body
+
+    body = (
+        b'[{"id": "a/trend", "trendingScore": 1' + b"0" * 400 + b"},"
+        b' {"id": "a/tags", "tags": ["ok", "bad\\ud800"], "author": "x\\udfff", "pipeline_tag": "\\ud800",'
+        b' "library_name": "lib\\ud800"},'
+        b' {"id": "a/\\ud800"}]'
+    )
+    report = RowReport()
+    rows = model_rows(parse_body(body), report)
+    assert rows["model_id"].to_list() == ["a/trend", "a/tags"] and sum(report.dropped.values()) == 1
+    assert rows["trending_score"].to_list() == [None, None] and report.blanked["trendingScore"] == 1
+    assert rows["tags"].to_list() == [[], ["ok"]] and report.blanked["tags"] == 1
+    assert rows["author"].to_list() == ["a", "a"]  # the id's namespace, as for any author that is no text
+    assert rows["pipeline_tag"].to_list() == rows["library_name"].to_list() == [None, None]
+    rows.write_parquet(io.BytesIO())
 
 
 def test_items_without_a_usable_id_are_dropped_and_counted() -> None:
