@@ -175,15 +175,23 @@ def _crawl(
             began = time.monotonic()
             limit_reached = listing.limit is not None and taken + frame.height >= listing.limit
             state.next_url = None if limit_reached else page.next_url
+            ended = state.next_url is None
+            if ended:  # the listing's last page: its checkpoint moves on to the next listing, or says all is done
+                _next_listing(state, scope)
             _save(folder, state)
             if progress:
                 progress(state, len(scope.listings))
-            if state.next_url is None:
+            if ended:
                 break
-        state.listing += 1
-        state.next_url = None
-        state.done = state.listing >= len(scope.listings)
-        _save(folder, state)
+        else:  # the pages stopped without a last one saying so
+            _next_listing(state, scope)
+            _save(folder, state)
+
+
+def _next_listing(state: CrawlState, scope: Scope) -> None:
+    state.listing += 1
+    state.next_url = None
+    state.done = state.listing >= len(scope.listings)
 
 
 def prefetched(listed: Iterator[hub.Page], depth: int = 1) -> Iterator[hub.Page]:

@@ -183,6 +183,35 @@ def test_a_crawl_interrupted_mid_way_resumes_from_its_checkpoint(tmp_path, monke
     assert pl.read_parquet(staged).equals(expected)
 
 
+class Killed(BaseException):
+    """A kill -9 at that instant: nothing after it runs."""
+
+
+@pytest.mark.parametrize("killed_after", ["the first listing's last page", "the last listing's last page"])
+def test_a_crawl_killed_after_a_listings_last_page_never_asks_for_it_again(tmp_path, killed_after) -> None:
+    """The checkpoint of a listing's last page moves on to the next listing (or says the crawl is done) in one
+    write: killed just after it, a resumed crawl starts the next listing rather than this one again."""
+    layout, scope = Layout.at(tmp_path / "wh"), parse_scope("orgs:Qwen,mistralai")
+    stop_at = 3 if killed_after.startswith("the first") else 6  # each namespace has 100 models: 3 pages of 40
+
+    def killed(state, listings: int) -> None:
+        if state.pages == stop_at:
+            raise Killed
+
+    with StandinHub(world(600), page_size=40) as hub:
+        with pytest.raises(Killed):
+            crawl_to_staging(layout, DAY, scope, hub.url, progress=killed)
+        asked = [(r.param("author")[0], r.page) for r in hub.listing_requests()]
+        hub.reset_log()
+        result = crawl_to_staging(layout, DAY, scope, hub.url)
+        again = [(r.param("author")[0], r.page) for r in hub.listing_requests()]
+        staged, rows = assemble(layout, DAY, result)
+    assert not set(again) & set(asked), again
+    assert result.state.done and result.state.items == rows == 200
+    with StandinHub(world(600), page_size=40) as clean:
+        assert pl.read_parquet(staged).equals(crawled(tmp_path / "clean", clean, "orgs:Qwen,mistralai"))
+
+
 def test_a_token_is_sent_when_set(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("HF_TOKEN", "hf_canary_crawl_token")
     with StandinHub([model("a/x")]) as hub:
