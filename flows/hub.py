@@ -9,6 +9,7 @@ import socket
 import ssl
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -111,8 +112,12 @@ def resolve_endpoint(endpoint: str | None) -> str:
 
 def check_reachable(endpoint: str, *, attempts: int = 4, timeout: float = 5.0) -> None:
     """Fail fast, with one clear line, when nothing answers at the endpoint's host and port, or, for https,
-    when it does not speak TLS with a certificate the client trusts (a mistake no retry mends)."""
+    when it does not speak TLS with a certificate the client trusts (a mistake no retry mends). Through a proxy
+    (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` not bypassed by `NO_PROXY`), as the client goes, nothing is checked:
+    the host may be one only the proxy resolves."""
     parts = urlsplit(endpoint)
+    if proxied(endpoint):
+        return
     port = parts.port or (443 if parts.scheme == "https" else 80)
     wait = 1.0
     for attempt in range(attempts):
@@ -127,6 +132,15 @@ def check_reachable(endpoint: str, *, attempts: int = 4, timeout: float = 5.0) -
                 raise HubError(f"cannot reach {endpoint}: {reason} (tried {attempts} times)") from None
             time.sleep(wait)
             wait *= 2
+
+
+def proxied(endpoint: str) -> bool:
+    """Whether the client reaches `endpoint` through a proxy of the environment (as httpx reads it)."""
+    parts = urlsplit(endpoint)
+    proxies = urllib.request.getproxies()
+    if not (proxies.get(parts.scheme) or proxies.get("all")):
+        return False
+    return not urllib.request.proxy_bypass(parts.netloc)
 
 
 def _check_tls(endpoint: str, connection: socket.socket, host: str) -> None:
@@ -265,10 +279,11 @@ def _request(endpoint: str, url: str, params: list | None, headers: dict[str, st
         raise HubError(f"{endpoint} answered HTTP {status or '?'} after retries: {_reason(error)}", status) from None
     except hx.HTTPError as error:
         raise HubError(f"cannot reach {endpoint}: {type(error).__name__}: {_first_line(error)}") from None
-    there, here = urlsplit(str(response.url)), urlsplit(endpoint)
-    if (there.hostname, there.port) != (here.hostname, here.port):
+    (_, there, there_port), (_, here, here_port) = _origin(str(response.url)), _origin(endpoint)
+    if (there, there_port) != (here, here_port):
         # The client follows redirects; models listed by another host would be published as the endpoint's.
-        raise HubError(f"{endpoint}: a page was redirected to another host ({there.hostname}:{there.port}); refused")
+        shown = f"{there}:{there_port}" if there_port else there
+        raise HubError(f"{endpoint}: a page was redirected to another host ({shown}); refused")
     return response
 
 
@@ -295,9 +310,21 @@ def parse_body(body: bytes) -> object:
 
 
 def _check_same_origin(endpoint: str, url: str) -> None:
-    a, b = urlsplit(endpoint), urlsplit(url)
-    if (a.scheme, a.netloc) != (b.scheme, b.netloc):
+    if _origin(endpoint) != _origin(url):
+        b = urlsplit(url)
         raise HubError(f"{endpoint}: the next-page link points to another host ({b.scheme}://{b.netloc}); refused")
+
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    """Scheme, host and port as a URL's readers take them: the host in lower case, the scheme's default port as
+    none at all (`https://HuggingFace.co:443` is `https://huggingface.co`)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    port = parts.port
+    return scheme, parts.hostname, None if port == DEFAULT_PORTS.get(scheme) else port
 
 
 def _with_params(url: str, params: list[tuple[str, str]]) -> str:

@@ -162,6 +162,32 @@ def test_a_next_link_to_another_host_or_back_to_itself_is_refused(tmp_path) -> N
                 crawled(tmp_path / f"loop-{loop.times}", hub)
 
 
+@pytest.mark.parametrize(
+    ("endpoint", "link", "same"),
+    [
+        ("https://HuggingFace.co", "https://huggingface.co/api/models?cursor=x", True),
+        ("https://huggingface.co:443", "https://huggingface.co/api/models?cursor=x", True),
+        ("http://127.0.0.1:80", "http://127.0.0.1/api/models?cursor=x", True),
+        ("HTTPS://huggingface.co", "https://huggingface.co:443/api/models?cursor=x", True),
+        ("https://huggingface.co", "http://huggingface.co/api/models?cursor=x", False),
+        ("https://huggingface.co", "https://huggingface.co:8443/api/models?cursor=x", False),
+        ("https://huggingface.co", "https://huggingface.co.evil.example/api/models", False),
+    ],
+)
+def test_a_next_link_is_of_the_same_origin_however_the_endpoint_spells_it(endpoint, link, same) -> None:
+    """Host names are compared in lower case, and a scheme's default port is no port at all (as the client
+    writes a page's URL: a page of `http://host:80` is at `http://host/…`, which is no redirect)."""
+    from flows.hub import _check_same_origin, _origin
+
+    assert (_origin(endpoint) == _origin(link)) == same
+
+    if same:
+        _check_same_origin(endpoint, link)
+    else:
+        with pytest.raises(HubError, match="another host"):
+            _check_same_origin(endpoint, link)
+
+
 def test_a_crawl_interrupted_mid_way_resumes_from_its_checkpoint(tmp_path, monkeypatch) -> None:
     from flows import hub as hub_module
 
@@ -296,6 +322,70 @@ def test_an_https_endpoint_that_speaks_no_tls_fails_at_once_in_one_line() -> Non
         with pytest.raises(HubError, match=r"no TLS handshake \(WRONG_VERSION_NUMBER\); is it an http:// endpoint"):
             check_reachable(endpoint, attempts=1)
         assert hub.listing_requests() == []
+
+
+class ForwardProxy:
+    """An HTTP forward proxy on 127.0.0.1 in front of the stand-in, which is known to the client as `public` only,
+    a name no resolver knows (as a Hub behind a corporate proxy): the proxy alone reaches it."""
+
+    def __init__(self, hub: StandinHub, public: str) -> None:
+        import http.client
+        import http.server
+        import threading
+        from urllib.parse import urlsplit
+
+        back = urlsplit(hub.url).netloc
+        self.forwarded = 0
+
+        class Forward(http.server.BaseHTTPRequestHandler):
+            def do_GET(handler) -> None:  # noqa: N805 - the handler of this proxy
+                target = urlsplit(handler.path)
+                assert target.netloc == public, handler.path
+                connection = http.client.HTTPConnection(back, timeout=30)
+                connection.request("GET", f"{target.path}?{target.query}", headers={"Host": back})
+                answer = connection.getresponse()
+                body = answer.read()
+                handler.send_response(answer.status)
+                for name, value in answer.getheaders():
+                    if name.lower() not in ("content-length", "transfer-encoding", "connection"):
+                        handler.send_header(name, value.replace(back, public))
+                handler.send_header("Content-Length", str(len(body)))
+                handler.end_headers()
+                handler.wfile.write(body)
+                self.forwarded += 1
+
+            def log_message(handler, *args) -> None:  # noqa: N805
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Forward)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_hub_reached_through_a_proxy_of_the_environment_is_crawled(tmp_path, monkeypatch) -> None:
+    """The check that the endpoint answers goes as the client goes: through `HTTP_PROXY`, unless `NO_PROXY`
+    names the host, in which case the host must answer itself."""
+    from flows.hub import check_reachable
+
+    public = "hub.invalid:8871"  # `.invalid` never resolves (RFC 2606)
+    with StandinHub(world(50), page_size=20) as hub:
+        proxy = ForwardProxy(hub, public)
+        try:
+            for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"):
+                monkeypatch.delenv(name, raising=False)
+            monkeypatch.setenv("HTTP_PROXY", proxy.url)
+            check_reachable(f"http://{public}", attempts=1)
+            result = crawl_to_staging(Layout.at(tmp_path / "wh"), DAY, parse_scope("full"), f"http://{public}")
+            assert result.state.items == 50 and proxy.forwarded == len(hub.listing_requests()) == 3
+            monkeypatch.setenv("NO_PROXY", "hub.invalid")
+            with pytest.raises(HubError, match="cannot reach http://hub.invalid:8871"):
+                check_reachable(f"http://{public}", attempts=1)
+        finally:
+            proxy.close()
 
 
 def test_an_unfinished_crawl_of_another_scope_is_discarded_saying_so(tmp_path, caplog) -> None:
