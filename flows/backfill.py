@@ -32,7 +32,7 @@ from flows.rows import INT64_MAX, MAX_ID_LENGTH, MAX_TAG_LENGTH, MAX_TAGS, UNKNO
 from warehouse.contract import conform
 from warehouse.layout import Layout
 from warehouse.lock import writer_lock
-from warehouse.publish import is_published, publish_frame, sha256_of
+from warehouse.publish import is_published, publish_frame, read_meta, sha256_of, write_json_atomic
 from warehouse.tables import MODELS
 
 REQUIRED = ("snapshot_date", "model_id", "downloads_30d")
@@ -776,6 +776,10 @@ def import_snapshots(
             publish_frame(layout, MODELS, day, frame, provenance, force=force)
             report.published.append(day)
             report.rows += frame.height
+        # A date published already that now follows an imported one is compared with it.
+        for day in sorted({after for d in report.published if (after := date_after(layout, d))} - set(ready)):
+            if said := compare_again(layout, day):
+                log(f"compared again with the date now before it: {said}")
         report.seconds["publish"] = round(time.monotonic() - began, 2)
         report.steps = derive_all(layout, report.seconds, dashboard=dashboard, log=log)
     return report
@@ -806,25 +810,61 @@ def staleness(
     for earlier, day in zip(timeline, timeline[1:], strict=False):
         if day not in days:
             continue
-        previous, counts = counts_of(earlier), counts_of(day)
-        said: dict[str, Any] = {}
-        both = counts.join(previous, on="model_id", how="inner", suffix="_before")
-        known = [pl.col(c).is_not_null() & pl.col(f"{c}_before").is_not_null() for c in COUNTS[1:]]
-        differ = [k & (pl.col(c) != pl.col(f"{c}_before")) for k, c in zip(known, COUNTS[1:], strict=True)]
-        compared, differing = both.select(
-            pl.any_horizontal(known).sum().alias("compared"), pl.any_horizontal(differ).sum().alias("differing")
-        ).row(0)
-        if compared and not differing and 2 * compared >= counts.height:
-            said |= {
-                "same_counts_as": earlier.isoformat(),
-                "repeated_models": compared,
-                "added_models": counts.height - both.height,
-            }
-        if counts.height * 2 < previous.height:
-            said["models_of_date_before"] = previous.height
-        if said:
+        if said := against(counts_of(day), counts_of(earlier), earlier):
             found[day] = said
     return found
+
+
+# What a date's `models` record says of it against the date before it (`staleness`).
+STALENESS = ("same_counts_as", "repeated_models", "added_models", "models_of_date_before")
+
+
+def against(counts: pl.DataFrame, previous: pl.DataFrame, earlier: dt.date) -> dict[str, Any]:
+    """What `staleness` says of a date with `counts` against the date before it, `earlier`, with `previous`."""
+    said: dict[str, Any] = {}
+    both = counts.join(previous, on="model_id", how="inner", suffix="_before")
+    known = [pl.col(c).is_not_null() & pl.col(f"{c}_before").is_not_null() for c in COUNTS[1:]]
+    differ = [k & (pl.col(c) != pl.col(f"{c}_before")) for k, c in zip(known, COUNTS[1:], strict=True)]
+    compared, differing = both.select(
+        pl.any_horizontal(known).sum().alias("compared"), pl.any_horizontal(differ).sum().alias("differing")
+    ).row(0)
+    if compared and not differing and 2 * compared >= counts.height:
+        said |= {
+            "same_counts_as": earlier.isoformat(),
+            "repeated_models": compared,
+            "added_models": counts.height - both.height,
+        }
+    if counts.height * 2 < previous.height:
+        said["models_of_date_before"] = previous.height
+    return said
+
+
+def date_after(layout: Layout, day: dt.date) -> dt.date | None:
+    """The first `models` date published after `day`."""
+    return next((d for d in layout.published_dates(MODELS) if d > day), None)
+
+
+def compare_again(layout: Layout, day: dt.date) -> str | None:
+    """Say again in the `models` record of `day`, an imported date, what it is against the date now before it
+    (a date inserted or removed before it, or replaced, changes that); what it says now when the record changed.
+    A record is rewritten whole (an atomic rename; one PUT on an object store): the data and its sha256 stay."""
+    meta = read_meta(layout, MODELS, day)
+    if not meta or meta.get("source_kind") != "import":
+        return None
+    earlier = [d for d in layout.published_dates(MODELS) if d < day]
+    said = against(published_counts(layout, day), published_counts(layout, earlier[-1]), earlier[-1]) if earlier else {}
+    now = {k: v for k, v in meta.items() if k not in STALENESS} | said
+    if now == meta:
+        return None
+    write_json_atomic(layout.meta_file(MODELS, day), now)
+    if not earlier:
+        return f"{day}: the first date now"
+    flags = [f"a stale copy of {earlier[-1]}"] if "same_counts_as" in said else []
+    if "models_of_date_before" in said:
+        flags.append(
+            f"partial ({meta.get('rows', 0):,} of the {said['models_of_date_before']:,} models of {earlier[-1]})"
+        )
+    return f"{day}: {' and '.join(flags) or f'neither a stale copy nor partial against {earlier[-1]}'}"
 
 
 def _counts(parts: list[tuple[SnapshotFile, pl.DataFrame]]) -> pl.DataFrame:

@@ -548,6 +548,7 @@ def remove_date(layout: Layout, day: dt.date) -> dict[str, Any]:
     """Remove every table's `day` (derived tables first, `models` last), then the metadata versions no day points
     at any more, and bring the later dates up to date: the next date's `between` window starts a date earlier,
     and every later crossover is found again. Call only while holding the writer lock."""
+    from flows.backfill import compare_again, date_after
     from warehouse.metadata import drop_unreferenced
     from warehouse.publish import unpublish
 
@@ -555,7 +556,14 @@ def remove_date(layout: Layout, day: dt.date) -> dict[str, Any]:
         t.name for t in (CROSSOVERS, CONCENTRATION, SHARES, ATTRIBUTIONS, REGISTRY, MODELS) if unpublish(layout, t, day)
     ]
     versions = drop_unreferenced(layout)
-    return {"removed": removed, "metadata_versions_dropped": versions, "updated": update_later_dates(layout, day)}
+    # An imported date after it is now compared with the date before `day`: it may be no stale copy of that one.
+    said = compare_again(layout, after) if (after := date_after(layout, day)) is not None else None
+    return {
+        "removed": removed,
+        "metadata_versions_dropped": versions,
+        "compared_again": said,
+        "updated": update_later_dates(layout, day),
+    }
 
 
 def update_later_dates(layout: Layout, day: dt.date) -> dict[str, list[str]]:

@@ -632,16 +632,53 @@ def test_a_stale_copy_has_no_between_window_and_the_next_date_measures_from_the_
     )
     assert dict(gained.select("actor", "downloads").iter_rows()) == {"Alibaba": 500.0, "Meta": 100.0}
     assert set(gained["window_start"]) == {dt.date(2026, 3, 1)}  # the last date that observed anything
-    # The first date corrected (imported again with --force): the third's window is measured from it, so its
-    # metrics are made again, not left as they were.
+    # The first date corrected (imported again with --force): the second repeats its counts no more, and is
+    # compared again; the third's window is now measured from the second, so its metrics are made again.
     corrected = "snapshot_date,model_id,downloads_30d,downloads_all_time\n2026-03-01,Qwen/a,900,10400\n"
     corrected += "2026-03-01,meta-llama/b,600,20000\n"
     again = run_import(write(tmp_path / "t.csv", corrected), warehouse, "--force")
     assert again.exit_code == 0, again.output
+    said = "compared again with the date now before it: 2026-03-02: neither a stale copy nor partial against 2026-03-01"
+    assert said in again.output
+    assert "same_counts_as" not in read_meta(layout, MODELS, dt.date(2026, 3, 2))
+    assert "between" in set(pl.read_parquet(layout.partition_file(SHARES, dt.date(2026, 3, 2)))["time_window"])
     regained = pl.read_parquet(layout.partition_file(SHARES, dt.date(2026, 3, 3))).filter(
         (pl.col("time_window") == "between")
         & (pl.col("rule") == "uploader")
         & (pl.col("dimension") == "lab")
         & (pl.col("population") == "all")
     )
-    assert dict(regained.select("actor", "downloads").iter_rows()) == {"Alibaba": 100.0, "Meta": 100.0}
+    assert dict(regained.select("actor", "downloads").iter_rows()) == {"Alibaba": 500.0, "Meta": 100.0}
+    assert set(regained["window_start"]) == {dt.date(2026, 3, 2)}
+    assert runner.invoke(app, ["check", "--warehouse", str(warehouse)]).exit_code == 0
+
+
+def test_a_date_after_one_removed_or_imported_is_compared_again_with_the_date_now_before_it(tmp_path) -> None:
+    """A stale copy of a date that is removed is compared with the date before that one; a date imported
+    between two makes the later a stale copy of it again."""
+    text = """snapshot_date,model_id,downloads_30d,downloads_all_time
+2026-03-01,Qwen/a,900,10000
+2026-03-01,meta-llama/b,600,20000
+2026-03-02,Qwen/a,950,10500
+2026-03-02,meta-llama/b,610,20100
+2026-03-03,Qwen/a,950,10500
+2026-03-03,meta-llama/b,610,20100
+"""
+    warehouse, day = tmp_path / "wh", dt.date(2026, 3, 3)
+    assert run_import(write(tmp_path / "s.csv", text), warehouse).exit_code == 0
+    layout = Layout.at(warehouse)
+    assert read_meta(layout, MODELS, day)["same_counts_as"] == "2026-03-02"
+    removed = runner.invoke(app, ["remove", "--date", "2026-03-02", "--yes", "--warehouse", str(warehouse)])
+    assert removed.exit_code == 0, removed.output
+    assert "2026-03-03: neither a stale copy nor partial against 2026-03-01" in removed.output
+    flags = run_sql(
+        layout, f"SELECT same_counts_as, models_of_date_before FROM snapshots WHERE snapshot_date = '{day}'"
+    )
+    assert flags.row(0) == (None, None)
+    assert "between" not in read_meta(layout, SHARES, day)["inputs"]  # measured from 2026-03-01 now
+    assert runner.invoke(app, ["check", "--warehouse", str(warehouse)]).exit_code == 0
+    again = run_import(write(tmp_path / "t.csv", "\n".join(text.splitlines()[:1] + text.splitlines()[3:5])), warehouse)
+    assert again.exit_code == 0, again.output
+    assert "compared again with the date now before it: 2026-03-03: a stale copy of 2026-03-02" in again.output
+    assert read_meta(layout, MODELS, day)["same_counts_as"] == "2026-03-02"
+    assert read_meta(layout, SHARES, day)["inputs"]["between"] == "none: this date repeats the counts of 2026-03-02"
