@@ -18,6 +18,7 @@ import csv
 import datetime as dt
 import fnmatch
 import functools
+import hashlib
 import io
 import json
 import time
@@ -752,6 +753,11 @@ def import_snapshots(
         earlier = [d for d in layout.published_dates(MODELS) if last is not None and d < last]
         published = {d: functools.partial(published_counts, layout, d) for d in earlier}
         compared = staleness(days, published)
+        # Marked while it publishes and derives: an import stopped part way (Ctrl-C, a closed terminal) is told by
+        # `check`, which says to run it again, rather than to make the dates it published alone complete.
+        marker = import_marker(layout, named)
+        if ready:
+            write_json_atomic(marker, {"paths": named, "dates": [d.isoformat() for d in ready], "started_at": started})
         for day, (frame, sources) in ready.items():
             provenance = _provenance(sources, options, frame) | {"started_at": started} | compared.get(day, {})
             if "same_counts_as" in provenance:
@@ -782,7 +788,34 @@ def import_snapshots(
                 log(f"compared again with the date now before it: {said}")
         report.seconds["publish"] = round(time.monotonic() - began, 2)
         report.steps = derive_all(layout, report.seconds, dashboard=dashboard, log=log)
+        if marker.exists():
+            marker.unlink()
     return report
+
+
+IMPORTING = "_meta/importing"  # one record per import stopped part way, named by the paths it was given
+
+
+def import_marker(layout: Layout, paths: list[str]) -> Any:
+    """Where an import of `paths` (absolute) is marked while it runs."""
+    digest = hashlib.sha256("\n".join(sorted(paths)).encode()).hexdigest()[:16]
+    return layout.root / IMPORTING / f"{digest}.json"
+
+
+def unfinished_imports(layout: Layout) -> list[dict[str, Any]]:
+    """The imports that stopped part way: the paths each was given and the dates it was to publish."""
+    folder = layout.root / IMPORTING
+    found = []
+    for marker in sorted(folder.iterdir()) if folder.exists() else []:
+        try:
+            record = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            record = {}
+        ok = (
+            isinstance(record, dict) and isinstance(record.get("paths"), list) and isinstance(record.get("dates"), list)
+        )
+        found.append(record if ok else {"paths": [], "dates": [], "damaged": str(marker)})
+    return found
 
 
 COUNTS = ("model_id", "downloads_30d", "downloads_all_time")

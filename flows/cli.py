@@ -10,7 +10,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
 from rich.console import Console
@@ -28,8 +28,55 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console()
-err = Console(stderr=True)
+
+
+class _Stream:
+    """`sys.stdout` or `sys.stderr`, as it is at each write. Once the reader of a pipe has gone (`| head -1`), what
+    follows is dropped: the command finishes its work whole, rather than stopping part way at its next line."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.gone = name, False
+
+    @property
+    def stream(self) -> TextIO:
+        return getattr(sys, self.name)
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                self.stream.write(text)
+            except BrokenPipeError:
+                self._reader_gone()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self._reader_gone()
+
+    def _reader_gone(self) -> None:
+        self.gone = True
+        # What the stream still buffers goes nowhere, rather than failing again as the interpreter exits.
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.stream.fileno())
+            os.close(devnull)
+
+    def isatty(self) -> bool:
+        return not self.gone and self.stream.isatty()
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+    @property
+    def encoding(self) -> str:
+        return getattr(self.stream, "encoding", None) or "utf-8"
+
+
+out = Console(file=_Stream("stdout"))
+err = Console(file=_Stream("stderr"))
 # Into a pipe or a file, a line stays one line (rich would fold it at 80 columns, or `$COLUMNS`), so that grep
 # and logs see it whole; on a terminal, rich folds it between words.
 for _console in (out, err):

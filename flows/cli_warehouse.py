@@ -41,7 +41,8 @@ def check(
     if removing is not None:
         behind = [f"a removal of {removing} stopped part way; finish it: multipolar remove --date {removing}"]
     else:
-        behind = [] if report.problems else out_of_date_lines(layout) + leftover_lines(layout)
+        imports = unfinished_import_lines(layout)
+        behind = imports + ([] if report.problems else out_of_date_lines(layout, imports) + leftover_lines(layout))
     how = "sizes, markers and row counts" if quick else "every byte against its sha256"
     found = [f"{len(report.problems)} damaged"] if report.problems else ["all as published"]
     if behind:
@@ -88,19 +89,50 @@ def leftover_lines(layout) -> list[str]:
     return lines
 
 
-def out_of_date_lines(layout) -> list[str]:
-    """A line for each published date whose derived tables are to be made again, saying why and how."""
+def out_of_date_lines(layout, imports: list[str] = ()) -> list[str]:
+    """A line for each published date whose derived tables are to be made again, saying why and how; none when an
+    import stopped part way (`imports`), whose running again makes them."""
     from flows.steps import out_of_date, registries_behind
+    from warehouse.publish import is_published
+    from warehouse.tables import ATTRIBUTIONS
 
+    if imports:
+        return []
     earlier_registry = set(registries_behind(layout))
     lines = []
     for day, pending in out_of_date(layout).items():
-        why = (
-            "attributed with another registry than the one in use now"
-            if day in earlier_registry
-            else "computed from inputs that changed since (a removal or replacement stopped part way?)"
+        if day in earlier_registry:
+            why = "attributed with another registry than the one in use now"
+        elif not is_published(layout, ATTRIBUTIONS, day):
+            why = "never made (a refresh stopped before them?)"
+        else:
+            why = "computed from inputs that changed since (a removal or replacement stopped part way?)"
+        again = "" if why.startswith("never") else " again"
+        lines.append(f"{day}: {', '.join(pending)} to be made{again}, {why}; make them{again}: multipolar recompute")
+    return lines
+
+
+def unfinished_import_lines(layout) -> list[str]:
+    """A line for each import that stopped part way: what it had published, and the command that finishes it."""
+    import shlex
+
+    from flows.backfill import unfinished_imports
+    from warehouse.tables import MODELS
+
+    published = {d.isoformat() for d in layout.published_dates(MODELS)}
+    lines = []
+    for record in unfinished_imports(layout):
+        if "damaged" in record:
+            lines.append(f"an import stopped part way, and its record {record['damaged']} is damaged; run it again")
+            continue
+        dates = sorted(str(d) for d in record["dates"])
+        done = len(set(dates) & published)
+        again = " ".join(shlex.quote(str(p)) for p in record["paths"])
+        span = f"{dates[0]} … {dates[-1]}" if dates else "no date"
+        lines.append(
+            f"an import of {len(dates)} dates ({span}) stopped part way, with {done} of them published and their "
+            f"tables not all made; run it again: multipolar import {again} --warehouse {shlex.quote(str(layout.root))}"
         )
-        lines.append(f"{day}: {', '.join(pending)} to be made again, {why}; make them again: multipolar recompute")
     return lines
 
 

@@ -682,3 +682,52 @@ def test_a_date_after_one_removed_or_imported_is_compared_again_with_the_date_no
     assert "compared again with the date now before it: 2026-03-03: a stale copy of 2026-03-02" in again.output
     assert read_meta(layout, MODELS, day)["same_counts_as"] == "2026-03-02"
     assert read_meta(layout, SHARES, day)["inputs"]["between"] == "none: this date repeats the counts of 2026-03-02"
+
+
+def test_an_import_stopped_part_way_is_told_by_check_as_one_to_run_again(tmp_path, monkeypatch) -> None:
+    """Stopped after publishing some of its dates' models (Ctrl-C, a closed terminal), an import is not mistaken
+    for dates whose tables a `recompute` completes: `check` names the import and the command that finishes it."""
+    from flows import backfill
+
+    text = HEADER + "".join(f"2026-03-0{d},Qwen/a,{900 + d},\n2026-03-0{d},meta-llama/b,600,\n" for d in (1, 2, 3))
+    source, warehouse = write(tmp_path / "s.csv", text.replace(",\n", "\n")), tmp_path / "wh"
+    publish = backfill.publish_frame
+
+    def stopped_after_two(layout, table, day, *args, **kwargs):
+        if day == dt.date(2026, 3, 3):
+            raise KeyboardInterrupt
+        return publish(layout, table, day, *args, **kwargs)
+
+    monkeypatch.setattr(backfill, "publish_frame", stopped_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        backfill.import_snapshots(Layout.at(warehouse), source, dashboard=False)
+    monkeypatch.setattr(backfill, "publish_frame", publish)
+    told = runner.invoke(app, ["check", "--warehouse", str(warehouse)])
+    assert told.exit_code == 1
+    assert (
+        "an import of 3 dates (2026-03-01 … 2026-03-03) stopped part way, with 2 of them published and their tables "
+        f"not all made; run it again: multipolar import {source} --warehouse {warehouse}"
+    ) in told.output
+    assert "multipolar recompute" not in told.output  # which would make the two dates look complete
+    again = run_import(source, warehouse)
+    assert again.exit_code == 0, again.output
+    assert published(warehouse, SHARES) == [dt.date(2026, 3, d) for d in (1, 2, 3)]
+    assert runner.invoke(app, ["check", "--warehouse", str(warehouse)]).exit_code == 0
+
+
+def test_an_import_whose_output_pipe_closes_still_publishes_every_date(tmp_path) -> None:
+    """`multipolar import … | head -1`: the reader has gone after one line, and the import goes on to the end."""
+    import subprocess
+    import sys
+
+    text = HEADER + "".join(f"2026-03-0{d},Qwen/a,{900 + d}\n2026-03-0{d},meta-llama/b,600\n" for d in range(1, 8))
+    source, warehouse = write(tmp_path / "s.csv", text), tmp_path / "wh"
+    command = [sys.executable, "-c", "from flows.cli import main; main()", "import", str(source)]
+    process = subprocess.Popen(
+        [*command, "--warehouse", str(warehouse), "--no-dashboard"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    first = process.stdout.readline()
+    process.stdout.close()  # as `head -1` exits
+    assert process.wait(timeout=120) == 0 and first
+    assert published(warehouse, SHARES) == [dt.date(2026, 3, d) for d in range(1, 8)]
+    assert runner.invoke(app, ["check", "--warehouse", str(warehouse)]).exit_code == 0
