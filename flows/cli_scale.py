@@ -58,7 +58,8 @@ def bench(
     quick: Annotated[bool, typer.Option("--quick", help="300,000 models and 5 days: a few minutes.")] = False,
     out_file: Annotated[Path, typer.Option("--out", help="Report to write.")] = Path("BENCHMARKS.md"),
     latency: Annotated[
-        float | None, typer.Option(help="Seconds the stand-in Hub adds to every page (default 0.2).")
+        float | None,
+        typer.Option(help="Seconds the stand-in Hub adds to every page (default 0.2)."),
     ] = None,
     work: Annotated[
         Path | None, typer.Option(help="Scratch folder (default: a temporary one, removed afterwards).")
@@ -71,6 +72,8 @@ def bench(
     plan = BenchPlan.of(models=models, days=days, quick=quick, latency=latency, out=out_file, work=work)
     if plan.models < 1000 or plan.days < 2:
         raise fail("the benchmark needs at least 1000 models and 2 days", 2)
+    if not plan.latency > 0 or plan.latency == float("inf"):  # NaN too
+        raise fail("--latency: give seconds above 0; the crawl's time is measured against the latency injected", 2)
     try:
         report = run_bench(plan, say=lambda line: out.print(line, highlight=False, soft_wrap=True))
     except BenchError as error:

@@ -74,6 +74,14 @@ def test_a_mistaken_argument_fails_in_one_line(warehouse: Path, args: list[str],
     assert len(errors) == 1 and said.format(root=root) in errors[0], done.stderr
 
 
+@pytest.mark.parametrize("latency", ["0", "-1", "nan"])
+def test_a_benchmark_without_latency_to_measure_against_fails_in_one_line(latency: str) -> None:
+    done = run("bench", "--models", "1000", "--days", "2", "--latency", latency)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert len(errors) == 1 and "--latency: give seconds above 0" in errors[0], done.stderr
+
+
 @pytest.mark.parametrize("command", [["recompute"], ["serve", "--interval", "60"]])
 def test_a_prefect_api_that_does_not_answer_fails_in_one_line(warehouse: Path, command: list[str]) -> None:
     done = run(*command, "--warehouse", f"{warehouse}/wh", PREFECT_API_URL="http://127.0.0.1:9/api")
