@@ -122,7 +122,7 @@ def crawl_to_staging(
         _discard_unrecorded(folder, state.pages)
 
     resumed_at = state.pages
-    headers = hub.request_headers(token)
+    headers = hub.request_headers(token, endpoint)
     report = RowReport()
     report.dropped.update(state.report["dropped"])
     report.blanked.update(state.report["blanked"])

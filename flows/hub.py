@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import logging
 import os
 import re
 import socket
@@ -134,6 +136,20 @@ def check_reachable(endpoint: str, *, attempts: int = 4, timeout: float = 5.0) -
             wait *= 2
 
 
+def token_safe_to(endpoint: str) -> bool:
+    """Whether a token may be sent to `endpoint`: over https, or over http to this machine's loopback."""
+    parts = urlsplit(endpoint)
+    if parts.scheme.lower() == "https":
+        return True
+    host = (parts.hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def proxied(endpoint: str) -> bool:
     """Whether the client reaches `endpoint` through a proxy of the environment (as httpx reads it)."""
     parts = urlsplit(endpoint)
@@ -158,11 +174,19 @@ def _check_tls(endpoint: str, connection: socket.socket, host: str) -> None:
         raise HubError(f"{endpoint}: no TLS handshake ({reason}); is it an http:// endpoint?") from None
 
 
-def request_headers(token: str | None) -> dict[str, str]:
-    """Hub headers; the token (from `HF_TOKEN` when not given) is sent only if set."""
+def request_headers(token: str | None, endpoint: str | None = None) -> dict[str, str]:
+    """Hub headers; the token (from `HF_TOKEN` when not given) is sent only if set, and to `endpoint` only over
+    TLS or to this machine: a plain `http://` endpoint elsewhere would carry it readable by anyone on the way."""
     from warehouse.provenance import code_version
 
     token = token or os.environ.get("HF_TOKEN") or None
+    if token and endpoint and not token_safe_to(endpoint):
+        logging.getLogger("multipolar.crawl").warning(
+            "HF_TOKEN is not sent to %s: a plain http:// endpoint on another machine would carry it unencrypted; "
+            "the crawl goes on without it (give an https:// endpoint to send it)",
+            endpoint,
+        )
+        token = None
     return build_hf_headers(
         token=token if token else False, library_name="multipolar", library_version=code_version()[:12]
     )

@@ -388,6 +388,35 @@ def test_a_hub_reached_through_a_proxy_of_the_environment_is_crawled(tmp_path, m
             proxy.close()
 
 
+def test_a_token_goes_to_another_machine_only_over_tls(tmp_path, monkeypatch, caplog) -> None:
+    """A plain http:// endpoint that is not this machine (here a name only a proxy resolves) is crawled without
+    the token, saying so; to 127.0.0.1 it is sent (as to the stand-in in every other test)."""
+    import logging
+
+    from flows.hub import token_safe_to
+
+    monkeypatch.setenv("HF_TOKEN", "hf_canary_cleartext_token")
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    logger = logging.getLogger("multipolar.crawl")
+    logger.addHandler(caplog.handler)  # should the CLI's own handler keep it from the root logger
+    with StandinHub(world(30), page_size=20) as hub:
+        proxy = ForwardProxy(hub, "hub.invalid:8871")
+        try:
+            monkeypatch.setenv("HTTP_PROXY", proxy.url)
+            result = crawl_to_staging(Layout.at(tmp_path / "wh"), DAY, parse_scope("full"), "http://hub.invalid:8871")
+        finally:
+            proxy.close()
+            logger.removeHandler(caplog.handler)
+        assert result.state.items == 30 and not hub.received_token("hf_canary_cleartext_token")
+        assert not any(r.authorized for r in hub.listing_requests())
+    assert "HF_TOKEN is not sent to http://hub.invalid:8871" in caplog.text
+    assert "hf_canary_cleartext_token" not in caplog.text
+    safe = ["https://huggingface.co", "http://127.0.0.1:8777", "http://[::1]:80", "http://localhost:8000"]
+    assert all(token_safe_to(url) for url in safe)
+    assert not any(token_safe_to(url) for url in ["http://huggingface.co", "http://10.0.0.5", "http://127.evil.com"])
+
+
 def test_an_unfinished_crawl_of_another_scope_is_discarded_saying_so(tmp_path, caplog) -> None:
     import logging
 
