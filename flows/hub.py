@@ -131,7 +131,8 @@ def check_reachable(endpoint: str, *, attempts: int = 4, timeout: float = 5.0) -
         except OSError as error:
             reason = error.strerror or type(error).__name__
             if attempt + 1 == attempts:
-                raise HubError(f"cannot reach {endpoint}: {reason} (tried {attempts} times)") from None
+                tried = "once" if attempts == 1 else f"{attempts} times"
+                raise HubError(f"cannot reach {endpoint}: {reason} (tried {tried})") from None
             time.sleep(wait)
             wait *= 2
 
