@@ -75,14 +75,39 @@ def configure_client(timeout: float = REQUEST_TIMEOUT) -> None:
     def force_timeout(request: hx.Request) -> None:
         request.extensions["timeout"] = hx.Timeout(timeout).as_dict()
         request.extensions["trace"] = _trace
+        request.extensions["multipolar_sent"] = time.monotonic()
+
+    def whole_answer_in_time(response: hx.Response) -> None:
+        # httpx's timeout bounds each read alone: a server that sends a byte every few seconds would hold a
+        # request for ever. The body is read through `_Deadline`, which ends it `timeout` s after the request.
+        began = response.request.extensions.get("multipolar_sent", time.monotonic())
+        response.stream = _Deadline(response.stream, response.request, began + timeout, timeout)
 
     def factory() -> hx.Client:
         client = default_client_factory()
         client.event_hooks["request"].extend([force_timeout, REQUESTS])
+        client.event_hooks["response"].append(whole_answer_in_time)
         return client
 
     set_client_factory(factory)
     _configured = (timeout,)
+
+
+class _Deadline(hx.SyncByteStream):
+    """A response body read no later than `deadline`: past it, the next piece raises `ReadTimeout`, which the
+    client retries as any timeout."""
+
+    def __init__(self, stream: hx.SyncByteStream, request: hx.Request, deadline: float, timeout: float) -> None:
+        self.stream, self.request, self.deadline, self.timeout = stream, request, deadline, timeout
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self.stream:
+            if time.monotonic() > self.deadline:
+                raise hx.ReadTimeout(f"no whole answer within {self.timeout:g} s", request=self.request)
+            yield chunk
+
+    def close(self) -> None:
+        self.stream.close()
 
 
 def resolve_endpoint(endpoint: str | None) -> str:

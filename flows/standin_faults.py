@@ -12,6 +12,7 @@ from typing import Literal
 FaultKind = Literal[
     "latency",  # sleep `seconds` before answering (counted in `StandinHub.latency_injected`)
     "read_timeout",  # sleep `seconds` (longer than the client's timeout), then answer normally
+    "slow_body",  # the answer's body in `count` pieces `seconds` apart: each read quick, the whole slow
     "rate_limit",  # HTTP 429, with or without RateLimit / RateLimit-Policy headers
     "server_error",  # HTTP `status` (500, 502, 503 or 504)
     "malformed_json",  # HTTP 200 whose body is not JSON
@@ -23,7 +24,7 @@ FaultKind = Literal[
     "duplicate_ids",  # the page repeats `count` models from the end of the previous page
 ]
 
-DELAYS = frozenset({"latency", "read_timeout"})
+DELAYS = frozenset({"latency", "read_timeout", "slow_body"})
 REPLACEMENTS = frozenset(
     {"rate_limit", "server_error", "malformed_json", "truncated_body", "html_page", "dropped_connection"}
 )
@@ -46,7 +47,7 @@ class Fault:
     window: int = 300  # rate_limit: `w=`
     headers: bool = True  # rate_limit: send the RateLimit headers (without them the client backs off 1, 2, 4 s)
     host: str = "http://hub.invalid"  # foreign_link: scheme://host the next link points to
-    count: int = 5  # duplicate_ids: models of the previous page repeated at the start of this one
+    count: int = 5  # duplicate_ids: models of the previous page repeated at the start of this one; slow_body: pieces
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -73,6 +74,12 @@ def read_timeout(seconds: float, times: int | None = 1, *, pages: Iterable[int] 
                  probability: float = 1.0) -> Fault:
     """A stall of `seconds` before answering, longer than the client's read timeout."""
     return Fault("read_timeout", _when(pages), times, probability, seconds=seconds)
+
+
+def slow_body(pieces: int, seconds: float, times: int | None = 1, *, pages: Iterable[int] | int | None = None,
+              probability: float = 1.0) -> Fault:
+    """A body sent in `pieces` pieces `seconds` apart: no read waits long, the whole takes (pieces - 1) × seconds."""
+    return Fault("slow_body", _when(pages), times, probability, seconds=seconds, count=pieces)
 
 
 def rate_limit(times: int | None = 1, *, reset: int = 0, quota: int = 500, window: int = 300,
@@ -137,6 +144,7 @@ class Plan:
 
     latency: float = 0.0
     stall: float = 0.0
+    trickle: tuple[int, float] | None = None  # slow_body: (pieces, seconds apart)
     replacement: Fault | None = None
     amendments: list[Fault] = field(default_factory=list)
 
@@ -145,6 +153,7 @@ class Plan:
         """The kinds of fault that fired, in the order they apply."""
         fired = ["latency"] if self.latency else []
         fired += ["read_timeout"] if self.stall else []
+        fired += ["slow_body"] if self.trickle else []
         fired += [self.replacement.kind] if self.replacement else []
         return fired + [f.kind for f in self.amendments]
 
@@ -184,6 +193,8 @@ class Faults:
                     plan.latency += fault.seconds
                 elif fault.kind == "read_timeout":
                     plan.stall += fault.seconds
+                elif fault.kind == "slow_body":
+                    plan.trickle = (max(fault.count, 1), fault.seconds)
                 elif fault.kind in REPLACEMENTS:
                     plan.replacement = fault
                 else:

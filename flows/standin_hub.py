@@ -508,15 +508,30 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def send(self, status: int, body: bytes, *, content_type: str = "application/json; charset=utf-8",
-             headers: Iterable[tuple[str, str]] = ()) -> None:
-        """The whole response in one write (no Nagle stalls between header and body), logged first."""
+             headers: Iterable[tuple[str, str]] = (), trickle: tuple[int, float] | None = None) -> None:
+        """The whole response in one write (no Nagle stalls between header and body), logged first; with
+        `trickle` (pieces, seconds), its body in pieces that far apart, the headers with the first."""
         self.record.status = status  # before the write: a client may read the log as soon as it has the answer
         reason = self.responses.get(status, ("",))[0]
         head = [f"HTTP/1.1 {status} {reason}", f"Content-Type: {content_type}", f"Content-Length: {len(body)}"]
         head += [f"{k}: {v}" for k, v in headers]
         if self.close_connection:
             head.append("Connection: close")
-        self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+        start = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
+        if trickle is None:
+            self.wfile.write(start + body)
+            return
+        pieces, seconds = trickle
+        size = -(-len(body) // pieces) or 1
+        chunks = [body[i: i + size] for i in range(0, len(body), size)] or [b""]
+        try:
+            for n, chunk in enumerate(chunks):
+                if n:
+                    time.sleep(seconds)
+                self.wfile.write(start + chunk if n == 0 else chunk)
+                self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up waiting for the rest
+            self.close_connection = True
 
     def send_json(self, status: int, value: Any, headers: Iterable[tuple[str, str]] = ()) -> None:
         self.send(status, json.dumps(value, separators=(",", ":"), default=str).encode(), headers=headers)
@@ -566,7 +581,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         with hub._lock:
             hub.pages_served += 1
-        self.send(200, body, headers=headers)
+        self.send(200, body, headers=headers, trickle=plan.trickle)
 
     def replace(self, fault: Fault) -> None:
         if fault.kind == "dropped_connection":

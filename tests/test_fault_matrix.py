@@ -247,6 +247,20 @@ CASES = [
         "cannot reach <endpoint>: ReadTimeout",
         client_timeout=0.5,
     ),
+    transient(
+        "slow body",
+        "1× body in 6 pieces 0.2 s apart (each read quick, the whole 1 s), client timeout 0.5 s, page 2",
+        faults.slow_body(6, 0.2, times=1, pages={2}),
+        client_timeout=0.5,
+    ),
+    lasting(
+        "slow body for good",
+        "body in 6 pieces 0.2 s apart on every try, client timeout 0.5 s, page 2",
+        faults.slow_body(6, 0.2, times=None, pages={2}),
+        "cannot reach .*ReadTimeout: no whole answer within 0.5 s",
+        "cannot reach <endpoint>: ReadTimeout: no whole answer within 0.5 s",
+        client_timeout=0.5,
+    ),
     transient("truncated JSON", "2× HTTP 200 with half the body, page 2", faults.truncated_body(2, pages={2})),
     lasting(
         "truncated JSON for good",

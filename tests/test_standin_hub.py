@@ -320,6 +320,15 @@ def test_a_stalled_answer_is_a_read_timeout_the_client_retries(hub_online: None)
         assert hub.stall_injected == 2.0
 
 
+def test_a_slow_body_comes_in_pieces_none_late_enough_for_a_read_timeout(hub_online: None) -> None:
+    with StandinHub(LABS, faults=[faults.slow_body(4, 0.3)]) as hub:
+        began = time.monotonic()
+        with hx.stream("GET", f"{hub.url}/api/models", timeout=0.5) as response:
+            pieces = [piece for piece in response.iter_raw() if piece]
+        assert len(pieces) >= 4 and time.monotonic() - began >= 0.9
+        assert json.loads(b"".join(pieces)) and [r.faults for r in hub.listing_requests()] == [["slow_body"]]
+
+
 def test_a_next_link_can_point_to_another_host() -> None:
     with StandinHub(numbered(4), page_size=2, faults=[faults.foreign_link("http://elsewhere.invalid")]) as hub:
         link = hx.get(f"{hub.url}/api/models", params={"sort": "likes"}).links["next"]["url"]
