@@ -124,7 +124,7 @@ def view_frames(
 
 
 def models_told(rows_by_date: Mapping[str, object], counted_by_date: Mapping[str, object]) -> dict[str, str]:
-    """Each date's models as a tooltip gives them: `94`, or `94, 34 with a 30-day count` when its record says
+    """Each date's models as a tooltip gives them: `94`, or `94 (34 with a 30-day count)` when its record says
     how many have one (an import's), so that a thin date explains its jump."""
     told = {}
     for day, rows in rows_by_date.items():
@@ -132,7 +132,7 @@ def models_told(rows_by_date: Mapping[str, object], counted_by_date: Mapping[str
             continue
         counted = counted_by_date.get(day)
         whole = isinstance(counted, int) and not isinstance(counted, bool) and counted != rows
-        told[day] = f"{rows:,}" + (f", {counted:,} with a 30-day count" if whole else "")
+        told[day] = f"{rows:,}" + (f" ({counted:,} with a 30-day count)" if whole else "")
     return told
 
 

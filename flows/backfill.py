@@ -14,6 +14,7 @@ never evaluated or written.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import fnmatch
@@ -21,6 +22,7 @@ import functools
 import hashlib
 import io
 import json
+import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -285,11 +287,17 @@ def _csv_rows(text: str, source: str) -> pl.DataFrame:
     return _blank_to_null(frame)
 
 
+PLAIN_STRING_ARRAY = r'^\[\s*(?:"[^"\\\x00-\x1f]*"\s*(?:,\s*"[^"\\\x00-\x1f]*"\s*)*)?\]$'
+
+
 def _split_tags(frame: pl.DataFrame, source: str, unit: str) -> pl.Expr:
     """A text tags cell as a list: a JSON array of strings, or values separated by `|`. A cell that opens a JSON
     array but holds none (`[beta]|chat`) is refused, naming its line (or row)."""
+    # A plain array of strings (no escapes) is one by its look, checked at once; only the rest are parsed one
+    # by one (Python's parser, a few times slower than polars').
+    opened = frame.filter(pl.col("tags").str.starts_with("[") & ~pl.col("tags").str.contains(PLAIN_STRING_ARRAY))
     bad = []
-    for number, cell in frame.filter(pl.col("tags").str.starts_with("[")).select(LINE, "tags").iter_rows():
+    for number, cell in opened.select(LINE, "tags").iter_rows():
         try:
             tags = json.loads(cell)
         except (ValueError, RecursionError):
@@ -314,12 +322,16 @@ def _blank_to_null(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(pl.when(pl.col(c).str.strip_chars() != "").then(pl.col(c)) for c in text)
 
 
+LINE_ENDS = re.compile(r"\r\n|\r|\n")
+
+
 def _jsonl_rows(text: str, source: str) -> pl.DataFrame:
     """JSON Lines objects as text cells with their line numbers; nested values are refused."""
     problems: list[ImportProblem] = []
     records: list[dict[str, Any]] = []
-    # Lines end at "\n" alone: `str.splitlines` would also cut at U+2028 and the like, which JSON strings hold.
-    for number, raw in enumerate(text.split("\n"), start=1):
+    # Lines end at "\r\n", "\r" or "\n" (which no JSON string holds raw), not where `str.splitlines` would also
+    # cut: at U+2028 and the like, which JSON strings may hold.
+    for number, raw in enumerate(LINE_ENDS.split(text), start=1):
         if not raw.strip():
             continue
         try:
@@ -348,7 +360,8 @@ def _json_record(item: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
     """One object's import cells as text (tags as a list of text), or the reason it is refused."""
     record: dict[str, Any] = {}
     for key, value in item.items():
-        texts = [key, *(value if isinstance(value, list) else [value])]
+        read = key in COLUMNS  # the values of a column not read are never looked at
+        texts = [key, *((value if isinstance(value, list) else [value]) if read else [])]
         if not all(utf8_text(text) for text in texts if isinstance(text, str)):
             return {}, f"{_clean(key, 40)} holds a lone surrogate escape (such as \\ud800): no UTF-8 text"
         if key not in COLUMNS:
@@ -783,13 +796,13 @@ def import_snapshots(
             report.published.append(day)
             report.rows += frame.height
         # A date published already that now follows an imported one is compared with it.
-        for day in sorted({after for d in report.published if (after := date_after(layout, d))} - set(ready)):
+        for day in sorted({after for d in days if (after := date_after(layout, d))} - set(ready)):
             if said := compare_again(layout, day):
                 log(f"compared again with the date now before it: {said}")
         report.seconds["publish"] = round(time.monotonic() - began, 2)
         report.steps = derive_all(layout, report.seconds, dashboard=dashboard, log=log)
-        if marker.exists():
-            marker.unlink()
+        for done, _record in settled_imports(layout, [(marker, {})]):
+            remove_object(done)
     return report
 
 
@@ -802,8 +815,8 @@ def import_marker(layout: Layout, paths: list[str]) -> Any:
     return layout.root / IMPORTING / f"{digest}.json"
 
 
-def unfinished_imports(layout: Layout) -> list[dict[str, Any]]:
-    """The imports that stopped part way: the paths each was given and the dates it was to publish."""
+def import_records(layout: Layout) -> list[tuple[Any, dict[str, Any]]]:
+    """Each import marked as running or stopped part way: its marker, the paths it was given and its dates."""
     folder = layout.root / IMPORTING
     found = []
     for marker in sorted(folder.iterdir()) if folder.exists() else []:
@@ -811,11 +824,42 @@ def unfinished_imports(layout: Layout) -> list[dict[str, Any]]:
             record = json.loads(marker.read_text())
         except (OSError, ValueError):
             record = {}
-        ok = (
-            isinstance(record, dict) and isinstance(record.get("paths"), list) and isinstance(record.get("dates"), list)
-        )
-        found.append(record if ok else {"paths": [], "dates": [], "damaged": str(marker)})
+        paths, dates = (record.get("paths"), record.get("dates")) if isinstance(record, dict) else (None, None)
+        ok = isinstance(paths, list) and isinstance(dates, list)
+        found.append((marker, record if ok else {"paths": [], "dates": [], "damaged": True}))
     return found
+
+
+def settled_imports(layout: Layout, also: list[tuple[Any, dict[str, Any]]] = ()) -> list[tuple[Any, dict]]:
+    """The marked imports (and `also`) whose dates are all published with their tables made: finished, by this
+    import or another command (the same files imported with `--force`, or their folder)."""
+    from flows.steps import out_of_date
+
+    records = {str(m): (m, r) for m, r in [*import_records(layout), *also]}
+    if not records:
+        return []
+    published = {d.isoformat() for d in layout.published_dates(MODELS)}
+    current = published - {d.isoformat() for d in out_of_date(layout)}
+    return [
+        (marker, record)
+        for marker, record in records.values()
+        if "damaged" not in record and set(map(str, record.get("dates", []))) <= current
+    ]
+
+
+def unfinished_imports(layout: Layout) -> list[tuple[Any, dict[str, Any]]]:
+    """The imports that stopped part way, and stay so: the marker, paths and dates of each."""
+    settled = {str(marker) for marker, _record in settled_imports(layout)}
+    return [(marker, record) for marker, record in import_records(layout) if str(marker) not in settled]
+
+
+def remove_object(path: Any) -> None:
+    """Remove one file, on local disk or an object store (whose `rm` would read `[` in its name as a pattern)."""
+    if isinstance(path, Path):
+        path.unlink(missing_ok=True)
+        return
+    with contextlib.suppress(FileNotFoundError):
+        path.fs.rm_file(path.path)
 
 
 COUNTS = ("model_id", "downloads_30d", "downloads_all_time")

@@ -41,8 +41,8 @@ def check(
     if removing is not None:
         behind = [f"a removal of {removing} stopped part way; finish it: multipolar remove --date {removing}"]
     else:
-        imports = unfinished_import_lines(layout)
-        behind = imports + ([] if report.problems else out_of_date_lines(layout, imports) + leftover_lines(layout))
+        imports, importing = unfinished_import_lines(layout)
+        behind = imports + ([] if report.problems else out_of_date_lines(layout, importing) + leftover_lines(layout))
     how = "sizes, markers and row counts" if quick else "every byte against its sha256"
     found = [f"{len(report.problems)} damaged"] if report.problems else ["all as published"]
     if behind:
@@ -54,9 +54,9 @@ def check(
         soft_wrap=True,
     )
     for problem in report.problems:
-        out.print(f"  {problem}", highlight=False, soft_wrap=True)
+        out.print(f"  {problem}", highlight=False, soft_wrap=True, markup=False)
     for line in behind:
-        out.print(f"  {line}", highlight=False, soft_wrap=True)
+        out.print(f"  {line}", highlight=False, soft_wrap=True, markup=False)
     if report.problems or behind:
         raise typer.Exit(1)
 
@@ -89,18 +89,18 @@ def leftover_lines(layout) -> list[str]:
     return lines
 
 
-def out_of_date_lines(layout, imports: list[str] = ()) -> list[str]:
-    """A line for each published date whose derived tables are to be made again, saying why and how; none when an
-    import stopped part way (`imports`), whose running again makes them."""
+def out_of_date_lines(layout, importing: set[str] = frozenset()) -> list[str]:
+    """A line for each published date whose derived tables are to be made again, saying why and how; none for
+    the dates of an import stopped part way (`importing`), which running it again makes."""
     from flows.steps import out_of_date, registries_behind
     from warehouse.publish import is_published
     from warehouse.tables import ATTRIBUTIONS
 
-    if imports:
-        return []
     earlier_registry = set(registries_behind(layout))
     lines = []
     for day, pending in out_of_date(layout).items():
+        if day.isoformat() in importing:
+            continue
         if day in earlier_registry:
             why = "attributed with another registry than the one in use now"
         elif not is_published(layout, ATTRIBUTIONS, day):
@@ -112,28 +112,32 @@ def out_of_date_lines(layout, imports: list[str] = ()) -> list[str]:
     return lines
 
 
-def unfinished_import_lines(layout) -> list[str]:
-    """A line for each import that stopped part way: what it had published, and the command that finishes it."""
+def unfinished_import_lines(layout) -> tuple[list[str], set[str]]:
+    """A line for each import that stopped part way (what it had published, and the command that finishes it),
+    and the dates of those imports."""
     import shlex
 
     from flows.backfill import unfinished_imports
     from warehouse.tables import MODELS
 
     published = {d.isoformat() for d in layout.published_dates(MODELS)}
-    lines = []
-    for record in unfinished_imports(layout):
+    lines, importing = [], set()
+    for marker, record in unfinished_imports(layout):
+        dropped = f"(or, to give it up, remove {marker})"
         if "damaged" in record:
-            lines.append(f"an import stopped part way, and its record {record['damaged']} is damaged; run it again")
+            lines.append(f"an import stopped part way, and its record is damaged; run it again {dropped}")
             continue
         dates = sorted(str(d) for d in record["dates"])
+        importing.update(dates)
         done = len(set(dates) & published)
         again = " ".join(shlex.quote(str(p)) for p in record["paths"])
-        span = f"{dates[0]} … {dates[-1]}" if dates else "no date"
+        span = f"{dates[0]} … {dates[-1]}" if len(dates) > 1 else dates[0] if dates else "no date"
         lines.append(
-            f"an import of {len(dates)} dates ({span}) stopped part way, with {done} of them published and their "
-            f"tables not all made; run it again: multipolar import {again} --warehouse {shlex.quote(str(layout.root))}"
+            f"an import of {len(dates)} date{'s' if len(dates) != 1 else ''} ({span}) stopped part way, with {done} "
+            f"of them published and their tables not all made; run it again: multipolar import {again} "
+            f"--warehouse {shlex.quote(str(layout.root))} {dropped}"
         )
-    return lines
+    return lines, importing
 
 
 @app.command()

@@ -163,11 +163,17 @@ def check_reachable(endpoint: str, *, attempts: int = 4, timeout: float = 5.0) -
 
 
 def token_safe_to(endpoint: str) -> bool:
-    """Whether a token may be sent to `endpoint`: over https, or over http to this machine's loopback."""
+    """Whether a token may be sent to `endpoint`: over https, or over http to this machine's loopback when no
+    proxy of the environment carries it (a proxy may be another machine)."""
     parts = urlsplit(endpoint)
     if parts.scheme.lower() == "https":
         return True
-    host = (parts.hostname or "").lower()
+    proxy = proxied(endpoint)
+    return _loopback(parts.hostname) and (not proxy or _loopback(urlsplit(proxy).hostname))
+
+
+def _loopback(host: str | None) -> bool:
+    host = (host or "").lower()
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:
@@ -176,13 +182,12 @@ def token_safe_to(endpoint: str) -> bool:
         return False
 
 
-def proxied(endpoint: str) -> bool:
-    """Whether the client reaches `endpoint` through a proxy of the environment (as httpx reads it)."""
+def proxied(endpoint: str) -> str | None:
+    """The proxy of the environment through which the client reaches `endpoint` (as httpx reads it), if any."""
     parts = urlsplit(endpoint)
     proxies = urllib.request.getproxies()
-    if not (proxies.get(parts.scheme) or proxies.get("all")):
-        return False
-    return not urllib.request.proxy_bypass(parts.netloc)
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    return proxy if proxy and not urllib.request.proxy_bypass(parts.netloc) else None
 
 
 def _check_tls(endpoint: str, connection: socket.socket, host: str) -> None:
@@ -373,7 +378,10 @@ def _origin(url: str) -> tuple[str, str | None, int | None]:
     none at all (`https://HuggingFace.co:443` is `https://huggingface.co`)."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
-    port = parts.port
+    try:
+        port = parts.port
+    except ValueError:  # a port out of range or not a number: an origin of no host reached
+        return scheme, f"{parts.netloc} (no valid port)", None
     return scheme, parts.hostname, None if port == DEFAULT_PORTS.get(scheme) else port
 
 

@@ -80,15 +80,17 @@ def model_rows(items: list[Any], report: RowReport | None = None) -> pl.DataFram
     lineages = [lineage(t) if _names_a_base(t) else _NO_LINEAGE for t in tags]
     columns = {
         "model_id": ids,
-        "author": [_text(item.get("author")) or i.split("/", 1)[0] for item, i in zip(kept, ids, strict=True)],
+        "author": [
+            _text(item.get("author"), report, "author") or i.split("/", 1)[0] for item, i in zip(kept, ids, strict=True)
+        ],
         "created_at": _times(kept, "createdAt", report),
         "last_modified": _times(kept, "lastModified", report),
         "downloads_30d": _counts(kept, "downloads", report),
         "downloads_all_time": _counts(kept, "downloadsAllTime", report),
         "likes": _counts(kept, "likes", report),
         "trending_score": _numbers(kept, "trendingScore", report),
-        "pipeline_tag": [_text(item.get("pipeline_tag")) for item in kept],
-        "library_name": [_text(item.get("library_name")) for item in kept],
+        "pipeline_tag": [_text(item.get("pipeline_tag"), report, "pipeline_tag") for item in kept],
+        "library_name": [_text(item.get("library_name"), report, "library_name") for item in kept],
         "tags": _string_lists(tags),
         "base_models": _string_lists([bases for bases, _ in lineages]),
         "base_relation": [relation for _, relation in lineages],
@@ -146,9 +148,11 @@ def _valid_id(value: Any) -> bool:
     )
 
 
-def _text(value: Any) -> str | None:
-    if isinstance(value, str) and value and len(value) <= MAX_TAG_LENGTH and utf8_text(value):
-        return value
+def _text(value: Any, report: RowReport, name: str) -> str | None:
+    if isinstance(value, str) and value and len(value) <= MAX_TAG_LENGTH:
+        if utf8_text(value):
+            return value
+        report.blanked[name] += 1  # counted: a value that was there, not one the Hub left out
     return None
 
 

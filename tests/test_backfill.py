@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import polars as pl
@@ -555,8 +556,8 @@ def test_a_date_with_counts_for_under_half_its_models_is_told_in_its_record_the_
     page = (tmp_path / "wh" / "dashboard" / "index.html").read_text()
     told = {day: re.findall(rf'"date": "{day}", [^{{}}]*"m": "([^"]*)"', page) for day in counts}
     assert {day: set(found) for day, found in told.items()} == {
-        "2026-03-01": {"3, 2 with a 30-day count"},
-        "2026-03-08": {"3, 1 with a 30-day count"},
+        "2026-03-01": {"3 (2 with a 30-day count)"},
+        "2026-03-08": {"3 (1 with a 30-day count)"},
     }
 
 
@@ -690,7 +691,8 @@ def test_an_import_stopped_part_way_is_told_by_check_as_one_to_run_again(tmp_pat
     from flows import backfill
 
     text = HEADER + "".join(f"2026-03-0{d},Qwen/a,{900 + d},\n2026-03-0{d},meta-llama/b,600,\n" for d in (1, 2, 3))
-    source, warehouse = write(tmp_path / "s.csv", text.replace(",\n", "\n")), tmp_path / "wh"
+    (tmp_path / "odd [src]").mkdir()
+    source, warehouse = write(tmp_path / "odd [src]" / "s.csv", text.replace(",\n", "\n")), tmp_path / "wh"
     publish = backfill.publish_frame
 
     def stopped_after_two(layout, table, day, *args, **kwargs):
@@ -706,13 +708,70 @@ def test_an_import_stopped_part_way_is_told_by_check_as_one_to_run_again(tmp_pat
     assert told.exit_code == 1
     assert (
         "an import of 3 dates (2026-03-01 … 2026-03-03) stopped part way, with 2 of them published and their tables "
-        f"not all made; run it again: multipolar import {source} --warehouse {warehouse}"
+        f"not all made; run it again: multipolar import '{source}' --warehouse {warehouse} (or, to give it up, remove "
     ) in told.output
     assert "multipolar recompute" not in told.output  # which would make the two dates look complete
-    again = run_import(source, warehouse)
+    # Finished by another command (the folder, with --force): the mark is settled, and removed by that import.
+    again = run_import(source.parent, warehouse, "--force")
     assert again.exit_code == 0, again.output
     assert published(warehouse, SHARES) == [dt.date(2026, 3, d) for d in (1, 2, 3)]
     assert runner.invoke(app, ["check", "--warehouse", str(warehouse)]).exit_code == 0
+    assert not any((warehouse / backfill.IMPORTING).iterdir())
+
+
+def test_a_mark_of_an_import_given_up_hides_no_other_mend(tmp_path) -> None:
+    """A mark left by an import whose files are gone stays told, with how to give it up; the other dates' mends are
+    told beside it."""
+    from flows import backfill
+
+    text = HEADER + "".join(f"2026-03-0{d},Qwen/a,{900 + d}\n2026-03-0{d},meta-llama/b,600\n" for d in (1, 2, 3))
+    warehouse = tmp_path / "wh"
+    assert run_import(write(tmp_path / "s.csv", text), warehouse).exit_code == 0
+    marker = backfill.import_marker(Layout.at(warehouse), [str(tmp_path / "gone.csv")])
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"paths": [str(tmp_path / "gone.csv")], "dates": ["2026-03-04"]}))
+    (warehouse / "metrics" / "shares" / "snapshot_date=2026-03-02").rename(tmp_path / "moved")
+    shutil.rmtree(tmp_path / "moved")
+    (warehouse / "_meta" / "shares" / "2026-03-02.json").unlink()
+    told = runner.invoke(app, ["check", "--warehouse", str(warehouse)]).output
+    assert "an import of 1 date (2026-03-04) stopped part way, with 0 of them published" in told
+    assert f"(or, to give it up, remove {marker})" in told
+    assert "2026-03-02: metrics" in told and "multipolar recompute" in told
+    marker.unlink()
+    assert runner.invoke(app, ["recompute", "--warehouse", str(warehouse)]).exit_code == 0
+    assert runner.invoke(app, ["check", "--warehouse", str(warehouse)]).exit_code == 0
+
+
+def test_a_date_after_an_import_stopped_before_comparing_it_is_compared_when_the_import_is_run_again(
+    tmp_path, monkeypatch
+) -> None:
+    from flows import backfill
+
+    rows = {1: (900, 600), 2: (950, 610), 3: (950, 610)}  # the third repeats the second's counts
+    line = "2026-03-0{d},Qwen/a,{a},{a}\n2026-03-0{d},meta-llama/b,{b},{b}\n"
+    head = "snapshot_date,model_id,downloads_30d,downloads_all_time\n"
+    outer = head + "".join(line.format(d=d, a=a, b=b) for d, (a, b) in rows.items() if d != 2)
+    warehouse = tmp_path / "wh"
+    assert run_import(write(tmp_path / "a.csv", outer), warehouse).exit_code == 0
+    inner = write(tmp_path / "b.csv", head + line.format(d=2, a=950, b=610))
+    monkeypatch.setattr(backfill, "compare_again", lambda *_args: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        backfill.import_snapshots(Layout.at(warehouse), inner, dashboard=False)
+    monkeypatch.undo()
+    again = run_import(inner, warehouse)
+    assert again.exit_code == 0 and "skipped" in again.output, again.output
+    assert "2026-03-03: a stale copy of 2026-03-02" in again.output
+    assert read_meta(Layout.at(warehouse), MODELS, dt.date(2026, 3, 3))["same_counts_as"] == "2026-03-02"
+
+
+def test_json_lines_may_end_in_a_carriage_return_and_a_column_not_read_hold_any_text(tmp_path) -> None:
+    lines = [
+        '{"snapshot_date":"2026-03-01","model_id":"a/b","downloads_30d":1,"note":"cut emoji \\ud83d"}',
+        '{"snapshot_date":"2026-03-01","model_id":"a/c","downloads_30d":2}',
+    ]
+    result = run_import(write(tmp_path / "s.jsonl", "\r".join(lines) + "\r"), tmp_path / "wh")
+    assert result.exit_code == 0, result.output
+    assert Layout.at(tmp_path / "wh").scan(MODELS, dt.date(2026, 3, 1)).collect().height == 2
 
 
 def test_an_import_whose_output_pipe_closes_still_publishes_every_date(tmp_path) -> None:
@@ -731,3 +790,26 @@ def test_an_import_whose_output_pipe_closes_still_publishes_every_date(tmp_path)
     assert process.wait(timeout=120) == 0 and first
     assert published(warehouse, SHARES) == [dt.date(2026, 3, d) for d in range(1, 8)]
     assert runner.invoke(app, ["check", "--warehouse", str(warehouse)]).exit_code == 0
+
+
+def test_a_date_refreshed_before_an_imported_one_has_it_compared_again(tmp_path) -> None:
+    """A backdated or forced refresh of a date before an imported one: that date is compared with it, as after an
+    import or a removal."""
+    from flows.refresh import later_dates
+    from tests.test_warehouse import models_frame
+    from warehouse.publish import publish_frame
+
+    rows = {1: (900, 600), 2: (950, 610), 4: (950, 610)}  # the fourth repeats the second's counts
+    line = "2026-03-0{d},Qwen/a,{a},{a}\n2026-03-0{d},meta-llama/b,{b},{b}\n"
+    text = "snapshot_date,model_id,downloads_30d,downloads_all_time\n" + "".join(
+        line.format(d=d, a=a, b=b) for d, (a, b) in rows.items()
+    )
+    warehouse = tmp_path / "wh"
+    assert run_import(write(tmp_path / "s.csv", text), warehouse).exit_code == 0
+    layout = Layout.at(warehouse)
+    assert read_meta(layout, MODELS, dt.date(2026, 3, 4))["same_counts_as"] == "2026-03-02"
+    publish_frame(layout, MODELS, dt.date(2026, 3, 3), models_frame(["Qwen/a", "meta-llama/b"], [990, 620]), {})
+    done = later_dates.fn(str(warehouse), dt.date(2026, 3, 3))
+    assert done["compared again"] == "2026-03-04: neither a stale copy nor partial against 2026-03-03"
+    assert "same_counts_as" not in read_meta(layout, MODELS, dt.date(2026, 3, 4))
+    assert "metrics" in done  # the fourth date's metrics, measured from the third now

@@ -172,6 +172,8 @@ def test_a_next_link_to_another_host_or_back_to_itself_is_refused(tmp_path) -> N
         ("https://huggingface.co", "http://huggingface.co/api/models?cursor=x", False),
         ("https://huggingface.co", "https://huggingface.co:8443/api/models?cursor=x", False),
         ("https://huggingface.co", "https://huggingface.co.evil.example/api/models", False),
+        ("http://127.0.0.1:8777", "http://127.0.0.1:99999/api/models?cursor=x", False),  # no port at all
+        ("http://127.0.0.1:8777", "http://127.0.0.1:port/api/models?cursor=x", False),
     ],
 )
 def test_a_next_link_is_of_the_same_origin_however_the_endpoint_spells_it(endpoint, link, same) -> None:
@@ -412,9 +414,18 @@ def test_a_token_goes_to_another_machine_only_over_tls(tmp_path, monkeypatch, ca
         assert not any(r.authorized for r in hub.listing_requests())
     assert "HF_TOKEN is not sent to http://hub.invalid:8871" in caplog.text
     assert "hf_canary_cleartext_token" not in caplog.text
+    monkeypatch.delenv("HTTP_PROXY")
     safe = ["https://huggingface.co", "http://127.0.0.1:8777", "http://[::1]:80", "http://localhost:8000"]
     assert all(token_safe_to(url) for url in safe)
     assert not any(token_safe_to(url) for url in ["http://huggingface.co", "http://10.0.0.5", "http://127.evil.com"])
+    # Through a proxy of the environment, even a loopback endpoint is reached by way of another machine.
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
+    assert not token_safe_to("http://localhost:8000") and token_safe_to("https://huggingface.co")
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:3128")  # one on this machine carries it no further
+    assert token_safe_to("http://localhost:8000") and not token_safe_to("http://10.0.0.5")
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "localhost")
+    assert token_safe_to("http://localhost:8000")
 
 
 def test_an_unfinished_crawl_of_another_scope_is_discarded_saying_so(tmp_path, caplog) -> None:

@@ -96,6 +96,7 @@ def test_values_only_pythons_json_reads_are_blanked_not_a_crash() -> None:
     assert rows["tags"].to_list() == [[], ["ok"]] and report.blanked["tags"] == 1
     assert rows["author"].to_list() == ["a", "a"]  # the id's namespace, as for any author that is no text
     assert rows["pipeline_tag"].to_list() == rows["library_name"].to_list() == [None, None]
+    assert report.blanked["author"] == report.blanked["pipeline_tag"] == report.blanked["library_name"] == 1
     rows.write_parquet(io.BytesIO())
 
 

@@ -156,7 +156,7 @@ def _take_over(lock, raw: bytes, ours: dict) -> bool:
     try:
         return _remove_if_unchanged(lock, raw)
     finally:
-        lock.fs.rm(marker)
+        lock.fs.rm_file(marker)
 
 
 def _remove_if_unchanged(lock, raw: bytes) -> bool:
@@ -172,7 +172,7 @@ def _remove_if_unchanged(lock, raw: bytes) -> bool:
         return False
     call_s3 = getattr(lock.fs, "call_s3", None)
     if not (etag and call_s3):
-        lock.fs.rm(lock.path)
+        lock.fs.rm_file(lock.path)
         return True
     bucket, key, _ = lock.fs.split_path(lock.path)
     try:
@@ -202,7 +202,7 @@ def _clear_abandoned(lock, marker: str) -> bool:
     except FileNotFoundError:
         return True
     if isinstance(made, dt.datetime) and dt.datetime.now(dt.UTC) - made.astimezone(dt.UTC) >= MARKER_GRACE:
-        lock.fs.rm(marker)
+        lock.fs.rm_file(marker)
         return True
     return False
 
