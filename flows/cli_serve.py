@@ -58,9 +58,15 @@ def serve(
         chosen = hub.resolve_endpoint(endpoint)  # refused as a refresh refuses it, before anything is stored
     except (ScopeError, hub.HubError) as error:
         raise fail(str(error), 2) from None
-    # A long-running service should show its runs; `--verbose`-style logs by default.
+    # A long-running service should show its runs; `--verbose`-style logs by default, but for the client's
+    # retries (told at the end, in one line).
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "INFO")
     quiet_prefect(verbose=True)
+    os.environ["HF_HUB_VERBOSITY"] = "error"
+    # The runs serve starts know it by its pid, and stop when it is gone (`flows.schedule.served_run`).
+    from flows.schedule import SERVE_PID
+
+    os.environ[SERVE_PID] = str(os.getpid())
     from prefect.client.schemas.schedules import CronSchedule
 
     from flows import schedule

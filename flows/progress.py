@@ -88,6 +88,13 @@ def crawl_progress(expected: int | None = None, live: bool | None = None) -> Ite
         _reporter = None
 
 
+def report_in_lines() -> None:
+    """Plain progress lines for every crawl of this process from now on (the process of a served run, whose
+    output serve shows)."""
+    global _reporter
+    _reporter = _Reporter(live=False, expected=None)
+
+
 def report_crawl(state: CrawlState, listings: int) -> None:
     """Progress callback for the crawl; silent when no display is open."""
     if _reporter is not None:

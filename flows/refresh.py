@@ -118,7 +118,15 @@ def refresh(
             meta = publish(str(layout.root), day, scope, force, source_kind)
             summary["models"] = "published"
             summary["empty_listings"] = meta.get("empty_listings") or []
-            logger.info("published models %s: %s rows", day, meta["rows"])
+            resumed = f", resumed {meta['resumed']} time(s)" if meta.get("resumed") else ""
+            logger.info(
+                "published models %s: %s rows, %s requests, %s s crawling%s",
+                day,
+                meta["rows"],
+                meta.get("requests"),
+                meta.get("crawl_seconds"),
+                resumed,
+            )
         root = str(layout.root)
         summary["steps"] = {
             "attribute": attribute(root, day, force),

@@ -28,6 +28,7 @@ from typing import Any
 from prefect.settings import PREFECT_API_URL, PREFECT_HOME, get_current_settings, temporary_settings
 
 from analytics.registry import RegistryError
+from flows import progress
 from flows.hub import HubError
 from flows.refresh import refresh
 from flows.scope import ScopeError
@@ -74,6 +75,60 @@ class OneLineFailures(logging.Filter):
 # Prefect's run engine logs a failed run's exception on this logger; the flow's module is imported wherever
 # a scheduled run executes (`serve`'s runner, a process work pool's subprocess).
 logging.getLogger("prefect.flow_runs").addFilter(OneLineFailures())
+
+
+class TaskFailureToldByItsRun(logging.Filter):
+    """Leave out a task run's failure of `ONE_LINE_FAILURES` (its traceback): the flow run's one line tells it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], ONE_LINE_FAILURES))
+
+
+logging.getLogger("prefect.task_runs").addFilter(TaskFailureToldByItsRun())
+
+# Set by `serve` for the runs it starts, each a process of its own (`python -m prefect.engine`): serve's pid.
+SERVE_PID = "MULTIPOLAR_SERVE_PID"
+# Set while a local server of this command's own runs (`prefect server start --no-ui`): its API's URL.
+NO_UI = "MULTIPOLAR_SERVER_WITHOUT_UI"
+
+
+class NoPageToView(logging.Filter):
+    """Leave out Prefect's "View at <url>" line when the server it names serves no UI (a link to a 404)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("View at ")
+
+
+def served_run() -> None:
+    """Set up a run that `serve` started, in the run's own process: its crawl's progress lines and the
+    pipeline's own lines go to the log serve shows, the client's retries are not told one by one, and the run
+    stops as if killed when serve is gone (killed with `kill -9`, its Prefect server with it), rather than go on
+    holding the writer lock and then wait on a server that is no more. A run stopped so resumes on the next."""
+    own = logging.getLogger("multipolar")
+    if not own.handlers:  # as Prefect's console handler writes its lines, on stderr, which serve shows
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s.%(msecs)03d | %(levelname)-7s | %(name)s - %(message)s", datefmt="%H:%M:%S")
+        )
+        own.addHandler(handler)
+        own.setLevel(logging.INFO)
+        own.propagate = False
+    for name in ("huggingface_hub", "httpx", "httpx2"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    if os.environ.get(NO_UI):
+        logging.getLogger("prefect.flow_runs").addFilter(NoPageToView())
+    progress.report_in_lines()  # the crawl's pages, models and rate every few seconds
+    watched = int(os.environ[SERVE_PID])
+
+    def watch() -> None:
+        while os.getppid() == watched:
+            time.sleep(1.0)
+        logging.getLogger("multipolar").error(
+            "serve (pid %d) is gone: this run stops as if killed; the next run resumes its crawl", watched
+        )
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="watch-serve", daemon=True).start()
 
 
 class ServerFailed(RuntimeError):
@@ -260,6 +315,7 @@ def prefect_api(*, on_start: Any = None) -> Iterator[str]:
             on_start(server)
         previous = os.environ.get("PREFECT_API_URL")
         os.environ["PREFECT_API_URL"] = server.url
+        os.environ[NO_UI] = server.url  # runs started here link to no page: this server serves no UI
         try:
             with temporary_settings(updates={PREFECT_API_URL: server.url}):
                 try:
@@ -267,6 +323,7 @@ def prefect_api(*, on_start: Any = None) -> Iterator[str]:
                 finally:
                     drain_prefect_clients()
         finally:
+            os.environ.pop(NO_UI, None)
             if previous is None:
                 os.environ.pop("PREFECT_API_URL", None)
             else:
@@ -413,3 +470,7 @@ class _CancelledOnShutdown(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
         return not isinstance(error, asyncio.CancelledError)
+
+
+if os.environ.get(SERVE_PID, "").isdigit() and int(os.environ[SERVE_PID]) == os.getppid():
+    served_run()

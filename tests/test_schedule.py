@@ -173,6 +173,53 @@ def test_a_served_schedule_publishes_todays_snapshot_then_stops_its_server(tmp_p
     print(f"\nserve: first scheduled snapshot published {first_snapshot:.1f} s after start")
 
 
+@pytest.mark.usefixtures("hub_online")
+def test_a_served_run_tells_its_crawl_and_stops_when_serve_is_killed(tmp_path) -> None:
+    """A run serve started tells its crawl's progress in its log, links to no page its server does not serve, and,
+    serve killed with `kill -9` (its Prefect server with it), stops as if killed too: the writer lock is free
+    at once, and the next refresh resumes the crawl."""
+    from flows import standin_faults as faults
+
+    warehouse, logs = tmp_path / "wh", tmp_path / "serve.log"
+    env = child_env(PREFECT_HOME=str(tmp_path / "prefect"))
+    env.pop("PREFECT_API_URL", None)
+    with StandinHub(world(800), page_size=50, faults=[faults.latency(0.5)]) as hub, logs.open("w") as log:
+        args = ["serve", "--interval", "5", "--endpoint", hub.url, "--warehouse", str(warehouse), "--no-dashboard"]
+        proc = subprocess.Popen(
+            [*CLI, *args], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True
+        )
+        try:
+            deadline = time.monotonic() + 240
+            while "crawl: " not in logs.read_text() and time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.2)
+            assert "crawl: " in logs.read_text(), logs.read_text()[-3000:]
+            runs = [p for p in psutil.Process(proc.pid).children(recursive=True) if "prefect.engine" in p.cmdline()]
+            assert len(runs) == 1, logs.read_text()[-3000:]
+        finally:
+            proc.kill()  # serve alone, as the OOM killer would
+            proc.wait(timeout=30)
+        _, alive = psutil.wait_procs(runs, timeout=15)
+        assert alive == [], "the run went on without serve"
+        with writer_lock(Layout.at(warehouse), "after serve was killed"):
+            pass
+        served = len(hub.listing_requests())
+        assert 0 < served < 16
+        day = dt.date.fromisoformat(next((warehouse / "_staging" / "crawl").iterdir()).name)
+        hub.reset_log()
+        resumed = runner.invoke(
+            app, ["refresh", "--endpoint", hub.url, "--warehouse", str(warehouse), "--date", str(day), "--no-dashboard"]
+        )
+        assert resumed.exit_code == 0, resumed.output
+        assert len(hub.listing_requests()) <= 16 - served + 1  # from the last page it kept
+    output = logs.read_text()
+    assert "View at http" not in output and "Traceback" not in output, output[-3000:]
+    server = int(re.search(r"started a Prefect server at \S+ \(pid (\d+)", output).group(1))
+    deadline = time.monotonic() + 30
+    while psutil.pid_exists(server) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not psutil.pid_exists(server)  # serve's Prefect server died with it
+
+
 @pytest.mark.slow
 @needs_working_scheduler
 def test_a_process_work_pool_runs_the_prefect_yaml_deployment(tmp_path) -> None:
