@@ -251,16 +251,17 @@ def refresh(
         raise fail(str(error)) from None
     from flows.refresh import describe
 
+    waited = f" (after {summary['waited']} s waiting for another writer)" if summary.get("waited") else ""
     if summary.get("models") == "already published":  # not crawled again: only what it was missing was made
         out.print(
             f"{day}'s models were published already (not crawled again); made what it lacked in "
-            f"{summary.get('seconds')} s → {summary['warehouse']}",
+            f"{summary.get('seconds')} s{waited} → {summary['warehouse']}",
             highlight=False,
         )
     else:
         out.print(
             f"published {day}: {summary.get('rows')} models, {summary.get('requests')} requests, "
-            f"{summary.get('seconds')} s → {summary['warehouse']}",
+            f"{summary.get('seconds')} s{waited} → {summary['warehouse']}",
             highlight=False,
         )
     if summary.get("empty_listings"):

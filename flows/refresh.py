@@ -109,6 +109,9 @@ def refresh(
     parse_scope(scope)  # fail before taking the lock on a bad scope
     summary: dict[str, Any] = {"date": day.isoformat(), "warehouse": str(layout.root), "scope": scope}
     with writer_lock(layout, f"refresh {day}", wait_seconds=wait_seconds):
+        if (waited := time.monotonic() - began) >= 1:  # another writer held the lock: its time is not this run's
+            summary["waited"] = round(waited, 1)
+            began = time.monotonic()
         clear_publish_staging(layout)
         if is_published(layout, MODELS, day) and not force:
             summary["models"] = "already published"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -70,6 +71,8 @@ def test_a_second_refresh_at_the_same_time_exits_3_naming_the_holder_or_waits_wi
     assert waiting.returncode == 0, waited_err
     # it found the date published by the first: nothing crawled again, nothing made again
     assert "2026-05-12's models were published already (not crawled again)" in waited_out
+    waited = re.search(r"made what it lacked in ([\d.]+) s \(after ([\d.]+) s waiting for another writer\)", waited_out)
+    assert waited and float(waited.group(1)) < float(waited.group(2)), waited_out  # its own time, not the wait
     assert "attribute: already published" in waited_out
     assert models_of(warehouse).height == 6_000 and read_meta(Layout.at(warehouse), MODELS, DAY)["resumed"] == 0
 
