@@ -654,17 +654,18 @@ def test_a_stale_copy_has_no_between_window_and_the_next_date_measures_from_the_
     assert runner.invoke(app, ["check", "--warehouse", str(warehouse)]).exit_code == 0
 
 
+def two_models(counts: dict[int, tuple[int, int]]) -> str:
+    """A CSV of Qwen/a and meta-llama/b on days of March 2026: each day's count of each, 30-day and all-time alike."""
+    line = "2026-03-0{d},Qwen/a,{a},{a}\n2026-03-0{d},meta-llama/b,{b},{b}\n"
+    return "snapshot_date,model_id,downloads_30d,downloads_all_time\n" + "".join(
+        line.format(d=d, a=a, b=b) for d, (a, b) in counts.items()
+    )
+
+
 def test_a_date_after_one_removed_or_imported_is_compared_again_with_the_date_now_before_it(tmp_path) -> None:
     """A stale copy of a date that is removed is compared with the date before that one; a date imported
     between two makes the later a stale copy of it again."""
-    text = """snapshot_date,model_id,downloads_30d,downloads_all_time
-2026-03-01,Qwen/a,900,10000
-2026-03-01,meta-llama/b,600,20000
-2026-03-02,Qwen/a,950,10500
-2026-03-02,meta-llama/b,610,20100
-2026-03-03,Qwen/a,950,10500
-2026-03-03,meta-llama/b,610,20100
-"""
+    text = two_models({1: (900, 600), 2: (950, 610), 3: (950, 610)})  # the third repeats the second's counts
     warehouse, day = tmp_path / "wh", dt.date(2026, 3, 3)
     assert run_import(write(tmp_path / "s.csv", text), warehouse).exit_code == 0
     layout = Layout.at(warehouse)
@@ -678,7 +679,7 @@ def test_a_date_after_one_removed_or_imported_is_compared_again_with_the_date_no
     assert flags.row(0) == (None, None)
     assert "between" not in read_meta(layout, SHARES, day)["inputs"]  # measured from 2026-03-01 now
     assert runner.invoke(app, ["check", "--warehouse", str(warehouse)]).exit_code == 0
-    again = run_import(write(tmp_path / "t.csv", "\n".join(text.splitlines()[:1] + text.splitlines()[3:5])), warehouse)
+    again = run_import(write(tmp_path / "t.csv", two_models({2: (950, 610)})), warehouse)
     assert again.exit_code == 0, again.output
     assert "compared again with the date now before it: 2026-03-03: a stale copy of 2026-03-02" in again.output
     assert read_meta(layout, MODELS, day)["same_counts_as"] == "2026-03-02"
@@ -747,13 +748,10 @@ def test_a_date_after_an_import_stopped_before_comparing_it_is_compared_when_the
 ) -> None:
     from flows import backfill
 
-    rows = {1: (900, 600), 2: (950, 610), 3: (950, 610)}  # the third repeats the second's counts
-    line = "2026-03-0{d},Qwen/a,{a},{a}\n2026-03-0{d},meta-llama/b,{b},{b}\n"
-    head = "snapshot_date,model_id,downloads_30d,downloads_all_time\n"
-    outer = head + "".join(line.format(d=d, a=a, b=b) for d, (a, b) in rows.items() if d != 2)
+    outer = two_models({1: (900, 600), 3: (950, 610)})  # the third repeats the second's counts
     warehouse = tmp_path / "wh"
     assert run_import(write(tmp_path / "a.csv", outer), warehouse).exit_code == 0
-    inner = write(tmp_path / "b.csv", head + line.format(d=2, a=950, b=610))
+    inner = write(tmp_path / "b.csv", two_models({2: (950, 610)}))
     monkeypatch.setattr(backfill, "compare_again", lambda *_args: (_ for _ in ()).throw(KeyboardInterrupt))
     with pytest.raises(KeyboardInterrupt):
         backfill.import_snapshots(Layout.at(warehouse), inner, dashboard=False)
@@ -799,11 +797,7 @@ def test_a_date_refreshed_before_an_imported_one_has_it_compared_again(tmp_path)
     from tests.test_warehouse import models_frame
     from warehouse.publish import publish_frame
 
-    rows = {1: (900, 600), 2: (950, 610), 4: (950, 610)}  # the fourth repeats the second's counts
-    line = "2026-03-0{d},Qwen/a,{a},{a}\n2026-03-0{d},meta-llama/b,{b},{b}\n"
-    text = "snapshot_date,model_id,downloads_30d,downloads_all_time\n" + "".join(
-        line.format(d=d, a=a, b=b) for d, (a, b) in rows.items()
-    )
+    text = two_models({1: (900, 600), 2: (950, 610), 4: (950, 610)})  # the fourth repeats the second's counts
     warehouse = tmp_path / "wh"
     assert run_import(write(tmp_path / "s.csv", text), warehouse).exit_code == 0
     layout = Layout.at(warehouse)
