@@ -14,6 +14,7 @@ never evaluated or written.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import csv
 import datetime as dt
@@ -796,12 +797,15 @@ def import_snapshots(
             report.published.append(day)
             report.rows += frame.height
         # A date published already that now follows an imported one is compared with it.
-        for day in sorted({after for d in days if (after := date_after(layout, d))} - set(ready)):
+        published = layout.published_dates(MODELS)  # listed once: the date after each of the import's
+        after = {published[i] for d in days if (i := bisect.bisect_right(published, d)) < len(published)}
+        for day in sorted(after - set(ready)):
             if said := compare_again(layout, day):
                 log(f"compared again with the date now before it: {said}")
         report.seconds["publish"] = round(time.monotonic() - began, 2)
         report.steps = derive_all(layout, report.seconds, dashboard=dashboard, log=log)
-        for done, _record in settled_imports(layout, [(marker, {})]):
+        remove_object(marker)
+        for done, _record in settled_imports(layout):  # another import these dates finished
             remove_object(done)
     return report
 
@@ -830,19 +834,19 @@ def import_records(layout: Layout) -> list[tuple[Any, dict[str, Any]]]:
     return found
 
 
-def settled_imports(layout: Layout, also: list[tuple[Any, dict[str, Any]]] = ()) -> list[tuple[Any, dict]]:
-    """The marked imports (and `also`) whose dates are all published with their tables made: finished, by this
-    import or another command (the same files imported with `--force`, or their folder)."""
+def settled_imports(layout: Layout) -> list[tuple[Any, dict]]:
+    """The marked imports whose dates are all published with their tables made: finished by another command
+    (the same files imported with `--force`, or their folder)."""
     from flows.steps import out_of_date
 
-    records = {str(m): (m, r) for m, r in [*import_records(layout), *also]}
+    records = import_records(layout)
     if not records:
         return []
     published = {d.isoformat() for d in layout.published_dates(MODELS)}
     current = published - {d.isoformat() for d in out_of_date(layout)}
     return [
         (marker, record)
-        for marker, record in records.values()
+        for marker, record in records
         if "damaged" not in record and set(map(str, record.get("dates", []))) <= current
     ]
 
@@ -925,23 +929,23 @@ def compare_again(layout: Layout, day: dt.date) -> str | None:
     """Say again in the `models` record of `day`, an imported date, what it is against the date now before it
     (a date inserted or removed before it, or replaced, changes that); what it says now when the record changed.
     A record is rewritten whole (an atomic rename; one PUT on an object store): the data and its sha256 stay."""
+    from flows.steps import previous_date
+
     meta = read_meta(layout, MODELS, day)
     if not meta or meta.get("source_kind") != "import":
         return None
-    earlier = [d for d in layout.published_dates(MODELS) if d < day]
-    said = against(published_counts(layout, day), published_counts(layout, earlier[-1]), earlier[-1]) if earlier else {}
+    before = previous_date(layout, day)
+    said = against(published_counts(layout, day), published_counts(layout, before), before) if before else {}
     now = {k: v for k, v in meta.items() if k not in STALENESS} | said
     if now == meta:
         return None
     write_json_atomic(layout.meta_file(MODELS, day), now)
-    if not earlier:
+    if before is None:
         return f"{day}: the first date now"
-    flags = [f"a stale copy of {earlier[-1]}"] if "same_counts_as" in said else []
+    flags = [f"a stale copy of {before}"] if "same_counts_as" in said else []
     if "models_of_date_before" in said:
-        flags.append(
-            f"partial ({meta.get('rows', 0):,} of the {said['models_of_date_before']:,} models of {earlier[-1]})"
-        )
-    return f"{day}: {' and '.join(flags) or f'neither a stale copy nor partial against {earlier[-1]}'}"
+        flags.append(f"partial ({meta.get('rows', 0):,} of the {said['models_of_date_before']:,} models of {before})")
+    return f"{day}: {' and '.join(flags) or f'neither a stale copy nor partial against {before}'}"
 
 
 def _counts(parts: list[tuple[SnapshotFile, pl.DataFrame]]) -> pl.DataFrame:

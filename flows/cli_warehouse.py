@@ -185,8 +185,8 @@ def remove(
     if done["metadata_versions_dropped"]:
         versions = ", ".join(str(v) for v in done["metadata_versions_dropped"])
         out.print(f"  model_metadata versions no date points at any more: {versions}", highlight=False)
-    if done["compared_again"]:
-        out.print(f"  compared again with the date now before it: {done['compared_again']}", highlight=False)
+    for said in done["updated"].pop("compared again", []):
+        out.print(f"  compared again with the date now before it: {said}", highlight=False)
     for step, days in done["updated"].items():
         out.print(f"  {step} of later dates: {', '.join(days)}", highlight=False, soft_wrap=True)
     out.print(f"  reproduce: {report['status']}; dashboard: {page['status']}", highlight=False)

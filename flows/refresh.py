@@ -60,14 +60,7 @@ def crossovers(warehouse: str, day: dt.date, force: bool) -> dict[str, Any]:
 def later_dates(warehouse: str, day: dt.date) -> dict[str, Any]:
     """Bring the dates published after `day` up to date with it (`steps.update_later_dates`); a refresh of the
     latest date does nothing here."""
-    from flows.backfill import compare_again, date_after
-
-    layout = Layout.at(warehouse)
-    # An imported date after it is now compared with this one: it may be, or no longer be, a stale copy.
-    said = compare_again(layout, after) if (after := date_after(layout, day)) is not None else None
-    redone = steps.update_later_dates(layout, day)
-    if said:
-        redone = {"compared again": [said], **redone}
+    redone = steps.update_later_dates(Layout.at(warehouse), day)
     if not redone:
         return {"status": "none to update"}
     return {"status": "updated", **{name: ", ".join(days) for name, days in redone.items()}}

@@ -548,7 +548,6 @@ def remove_date(layout: Layout, day: dt.date) -> dict[str, Any]:
     """Remove every table's `day` (derived tables first, `models` last), then the metadata versions no day points
     at any more, and bring the later dates up to date: the next date's `between` window starts a date earlier,
     and every later crossover is found again. Call only while holding the writer lock."""
-    from flows.backfill import compare_again, date_after
     from warehouse.metadata import drop_unreferenced
     from warehouse.publish import unpublish
 
@@ -556,21 +555,20 @@ def remove_date(layout: Layout, day: dt.date) -> dict[str, Any]:
         t.name for t in (CROSSOVERS, CONCENTRATION, SHARES, ATTRIBUTIONS, REGISTRY, MODELS) if unpublish(layout, t, day)
     ]
     versions = drop_unreferenced(layout)
-    # An imported date after it is now compared with the date before `day`: it may be no stale copy of that one.
-    said = compare_again(layout, after) if (after := date_after(layout, day)) is not None else None
-    return {
-        "removed": removed,
-        "metadata_versions_dropped": versions,
-        "compared_again": said,
-        "updated": update_later_dates(layout, day),
-    }
+    return {"removed": removed, "metadata_versions_dropped": versions, "updated": update_later_dates(layout, day)}
 
 
 def update_later_dates(layout: Layout, day: dt.date) -> dict[str, list[str]]:
     """Bring the dates published after `day` up to date with it: a date inserted or removed before them changes
     the next date's `between` window and every later date's crossovers. Each step is skipped where its inputs
-    are unchanged (nothing to do after the latest date). The dates each step published again, by step."""
+    are unchanged (nothing to do after the latest date). An imported date after it is first compared with the
+    date now before it (it may be, or no longer be, a stale copy: `compared again`). The dates each step
+    published again, by step."""
+    from flows.backfill import compare_again, date_after
+
     redone: dict[str, list[str]] = {}
+    if (after := date_after(layout, day)) is not None and (said := compare_again(layout, after)):
+        redone["compared again"] = [said]
     for later in (d for d in layout.published_dates(MODELS) if d > day):
         for name, step in (("attribute", attribute_date), ("metrics", metrics_date), ("crossovers", crossovers_date)):
             if step(layout, later).get("status") == "published":
