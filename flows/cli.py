@@ -657,6 +657,7 @@ from flows import cli_backfill, cli_scale, cli_serve, cli_warehouse  # noqa: E40
 
 def main() -> None:
     global COMMAND_PROCESS
+    from warehouse.layout import WarehouseRefused
     from warehouse.lock import WarehouseLocked
     from warehouse.publish import DamagedRecord
 
@@ -672,7 +673,7 @@ def main() -> None:
                 soft_wrap=True,
             )
         raise
-    except DamagedRecord as error:  # from any command: one line naming the file, not a traceback
+    except (DamagedRecord, WarehouseRefused) as error:  # from any command: one line naming the file, not a traceback
         sys.exit(fail(str(error)).exit_code)
     except WarehouseLocked as error:  # another writer, or a removal stopped part way
         sys.exit(fail(str(error), 3).exit_code)

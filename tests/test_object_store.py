@@ -411,8 +411,9 @@ def test_a_query_reads_files_of_the_views_it_names_and_of_no_other(bucket: str, 
         ({"AWS_ENDPOINT_URL": "http://127.0.0.1:9"}, "cannot reach the object store at http://127.0.0.1:9", (1, 1)),
         ({"WAREHOUSE": "s3://no-such-bucket/multipolar"}, "no warehouse at s3://no-such-bucket/multipolar", (2, 1)),
         ({"WAREHOUSE": "s3://{bucket}/nothing-here"}, "no warehouse at s3://{bucket}/nothing-here", (2, 1)),
+        ({"WAREHOUSE": "s3://{bucket}/wh[1]"}, "where [ would be read as patterns", (1, 1)),
     ],
-    ids=["no credentials", "no answer", "no bucket", "empty prefix"],
+    ids=["no credentials", "no answer", "no bucket", "empty prefix", "a pattern in the prefix"],
 )
 @pytest.mark.parametrize("command", [["check"], ["sql", "SELECT count(*) FROM shares"]], ids=["check", "sql"])
 def test_an_object_store_that_cannot_be_read_fails_in_one_line(

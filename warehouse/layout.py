@@ -30,12 +30,21 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+class WarehouseRefused(ValueError):
+    """A warehouse root that cannot be used as given."""
+
+
 def resolve_root(root: str | os.PathLike[str] | None = None) -> Any:
     """The warehouse root: the argument, else `MULTIPOLAR_WAREHOUSE`, else `./data` (a Path, or a UPath)."""
     chosen = root if root not in (None, "") else os.environ.get("MULTIPOLAR_WAREHOUSE") or DEFAULT_ROOT
     if "://" in str(chosen):
         from upath import UPath
 
+        if found := sorted(set("*?[") & set(str(chosen))):
+            raise WarehouseRefused(
+                f"an object-store warehouse cannot be at {chosen}: its files are read through glob patterns, "
+                f"where {' and '.join(found)} would be read as patterns, not as the path; choose a prefix without them"
+            )
         return UPath(str(chosen).rstrip("/"))
     return Path(chosen).expanduser().resolve()
 
