@@ -49,13 +49,14 @@ def recompute(
     report and the dashboard."""
     began = time.monotonic()
     layout = Layout.at(warehouse)
-    published = layout.published_dates(MODELS)
-    days = sorted(dates) if dates else published
-    missing = [d.isoformat() for d in days if d not in published]
-    if missing:
-        raise ValueError(f"no snapshot is published for {', '.join(missing)} in {layout.root}")
     root = str(layout.root)
     with writer_lock(layout, "recompute"):
+        # The dates as published once no other writer can change them.
+        published = layout.published_dates(MODELS)
+        days = sorted(dates) if dates else published
+        missing = [d.isoformat() for d in days if d not in published]
+        if missing:
+            raise ValueError(f"no snapshot is published for {', '.join(missing)} in {layout.root}")
         futures = recompute_date.map(root, days, unmapped(force))
         done: dict[str, Any] = {d.isoformat(): future.result() for d, future in zip(days, futures, strict=True)}
         computed = round(time.monotonic() - began, 2)

@@ -211,6 +211,24 @@ def test_a_recompute_of_a_warehouse_up_to_date_says_it_recomputed_nothing(wareho
     assert not any(line.startswith(tuple(str(d) for d in DAYS)) for line in result.output.splitlines())
 
 
+def test_a_recompute_takes_the_dates_published_once_it_holds_the_lock(warehouse: Layout, monkeypatch) -> None:
+    """A date removed by another writer just before the recompute takes the lock is not recomputed."""
+    import flows.recompute
+
+    root, taken = str(warehouse.root), flows.recompute.writer_lock
+
+    def removed_first(layout: Layout, purpose: str, **kwargs):
+        gone = runner.invoke(app, ["remove", "--date", DAYS[0].isoformat(), "--warehouse", root, "--yes"])
+        assert gone.exit_code == 0, gone.output
+        return taken(layout, purpose, **kwargs)
+
+    monkeypatch.setattr(flows.recompute, "writer_lock", removed_first)
+    result = runner.invoke(app, ["recompute", "--force", "--warehouse", root], env={"COLUMNS": "20000"})
+    assert result.exit_code == 0, result.output
+    assert "recomputed 1 of 1 date" in result.output and not result.output.count(f"{DAYS[0]}:")
+    assert check(warehouse).exit_code == 0
+
+
 def publish_a_later_date(warehouse: Layout) -> dt.date:
     """Publish, attribute and measure a date after DAYS, as a refresh does before its dashboard and reports."""
     later = DAYS[1] + dt.timedelta(days=1)
