@@ -156,8 +156,18 @@ def test_import_waits_for_no_one_while_another_writer_holds_the_lock(tmp_path) -
     layout = Layout.at(tmp_path / "wh")
     with writer_lock(layout, "another writer"):
         result = run_import(source, tmp_path / "wh")
-    assert result.exit_code == 3
+    assert result.exit_code == 3 and "can wait: --wait SECONDS" in result.output
     assert published(tmp_path / "wh") == []
+
+
+def test_a_writer_that_waited_for_the_lock_says_how_long_rather_than_that_it_can_wait(tmp_path) -> None:
+    source = write(tmp_path / "s.csv", TINY_CSV)
+    layout = Layout.at(tmp_path / "wh")
+    with writer_lock(layout, "another writer"):
+        result = run_import(source, tmp_path / "wh", "--wait", "0.6")
+    assert result.exit_code == 3
+    assert "still there after waiting 0.6 s: wait for it to finish, or wait longer" in result.output
+    assert "can wait" not in result.output and published(tmp_path / "wh") == []
 
 
 def test_a_date_imported_before_others_updates_their_between_window(tmp_path) -> None:

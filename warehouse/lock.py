@@ -76,7 +76,7 @@ def _writer_lock(layout: Layout, purpose: str, *, wait_seconds: float = 0.0) -> 
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    raise WarehouseLocked(_held_message(layout)) from None
+                    raise WarehouseLocked(_held_message(layout, wait_seconds)) from None
                 time.sleep(0.2)
         holder = {
             "pid": os.getpid(),
@@ -225,7 +225,7 @@ def _object_lock(layout: Layout, purpose: str, wait_seconds: float) -> Iterator[
             if holder and _stale(holder) and _take_over(lock, raw, ours):
                 continue
             if time.monotonic() >= deadline:
-                raise WarehouseLocked(_held_message(layout)) from None
+                raise WarehouseLocked(_held_message(layout, wait_seconds)) from None
             time.sleep(0.5)
     # What this process listed before it held the lock may be out of date: a writer starts from the store as it is.
     lock.fs.invalidate_cache()
@@ -236,13 +236,14 @@ def _object_lock(layout: Layout, purpose: str, wait_seconds: float) -> Iterator[
         _remove_if_unchanged(lock, mine)
 
 
-def _held_message(layout: Layout) -> str:
+def _held_message(layout: Layout, waited: float) -> str:
     try:
         holder = json.loads(layout.lock_file.read_text() or "{}")
     except (OSError, ValueError):
         holder = {}
     who = f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}, {holder.get('purpose', 'a write')}"
-    return (
-        f"another Multipolar process is writing to {layout.root} ({who}, since {holder.get('since', '?')}); "
-        "wait for it to finish (`refresh` and `import` can wait: --wait SECONDS)"
-    )
+    if waited > 0:
+        advice = f"still there after waiting {waited:g} s: wait for it to finish, or wait longer (--wait SECONDS)"
+    else:
+        advice = "wait for it to finish (`refresh` and `import` can wait: --wait SECONDS)"
+    return f"another Multipolar process is writing to {layout.root} ({who}, since {holder.get('since', '?')}); {advice}"
