@@ -21,8 +21,6 @@ class _Reporter:
 
     def __init__(self, live: bool, expected: int | None) -> None:
         self.live, self.expected = live, expected
-        self.began = time.monotonic()
-        self.first_items: int | None = None
         self.last_line = 0.0
         self.progress = None
         if live:
@@ -41,10 +39,9 @@ class _Reporter:
             self.progress.start()
 
     def update(self, state: CrawlState, listings: int) -> None:
-        if self.first_items is None:
-            self.first_items = state.items - 0
-        elapsed = max(time.monotonic() - self.began, 1e-6)
-        rate = state.items / elapsed
+        # The crawl's own seconds, over every run that resumed it: not the process's, which may have begun long
+        # before (a served run's), nor this run's alone, which holds a resumed crawl's earlier models.
+        rate = state.items / max(state.seconds, 1e-6)
         if self.progress is not None:
             self.progress.update(self.task, completed=state.items, pages=state.pages, rate=f"{rate:,.0f}")
             return

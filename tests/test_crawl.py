@@ -466,3 +466,20 @@ def test_a_hub_crawl_published_under_an_earlier_date_records_the_day_it_was_craw
     today = dt.datetime.now(dt.UTC).date()
     assert today > DAY
     assert meta.get("backdated_from") == (today.isoformat() if backdated else None)
+
+
+def test_progress_tells_the_crawls_rate_over_its_own_seconds(caplog, monkeypatch) -> None:
+    """A resumed crawl, or one started by a process that had been running a while: the rate is its models over
+    the seconds it has spent crawling, not over the time since this process began reporting."""
+    import logging
+
+    from flows import progress
+    from flows.crawl import CrawlState
+
+    monkeypatch.setattr(progress, "_reporter", None)
+    progress.report_in_lines()
+    state = CrawlState(endpoint="http://127.0.0.1:1", scope="all", started_at="", pages=40, items=40_000)
+    state.seconds, state.listing, state.done = 20.0, 1, True
+    with caplog.at_level(logging.INFO, logger="multipolar.crawl"):
+        progress.report_crawl(state, 1)
+    assert caplog.messages == ["crawl: 40 pages, 40000 models, 2000 models/s, listing 1/1"]
