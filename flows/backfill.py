@@ -770,6 +770,7 @@ def import_snapshots(
         # Marked while it publishes and derives: an import stopped part way (Ctrl-C, a closed terminal) is told by
         # `check`, which says to run it again, rather than to make the dates it published alone complete.
         marker = import_marker(layout, named)
+        resumed = marker.exists()  # the same import stopped part way before
         if ready:
             write_json_atomic(marker, {"paths": named, "dates": [d.isoformat() for d in ready], "started_at": started})
         for day, (frame, sources) in ready.items():
@@ -796,9 +797,11 @@ def import_snapshots(
             publish_frame(layout, MODELS, day, frame, provenance, force=force)
             report.published.append(day)
             report.rows += frame.height
-        # A date published already that now follows an imported one is compared with it.
+        # A date published already that now follows one this import published is compared with it; after every
+        # date of the import when it resumes one that stopped part way, perhaps before it compared them.
         published = layout.published_dates(MODELS)  # listed once: the date after each of the import's
-        after = {published[i] for d in days if (i := bisect.bisect_right(published, d)) < len(published)}
+        placed = days if resumed else ready
+        after = {published[i] for d in placed if (i := bisect.bisect_right(published, d)) < len(published)}
         for day in sorted(after - set(ready)):
             if said := compare_again(layout, day):
                 log(f"compared again with the date now before it: {said}")

@@ -772,6 +772,21 @@ def test_a_date_after_an_import_stopped_before_comparing_it_is_compared_when_the
     assert read_meta(Layout.at(warehouse), MODELS, dt.date(2026, 3, 3))["same_counts_as"] == "2026-03-02"
 
 
+def test_an_import_run_again_with_every_date_published_compares_no_date_again(tmp_path, monkeypatch) -> None:
+    from flows import backfill
+
+    warehouse = tmp_path / "wh"
+    assert run_import(write(tmp_path / "a.csv", two_models({1: (900, 600), 3: (950, 610)})), warehouse).exit_code == 0
+    inner = write(tmp_path / "b.csv", two_models({2: (950, 610)}))
+    assert run_import(inner, warehouse).exit_code == 0
+    compared = []
+    monkeypatch.setattr(backfill, "compare_again", lambda _layout, day: compared.append(day))
+    again = run_import(inner, warehouse)
+    assert again.exit_code == 0 and "skipped" in again.output, again.output
+    assert compared == []
+    assert run_import(inner, warehouse, "--force").exit_code == 0 and compared == [dt.date(2026, 3, 3)]
+
+
 def test_json_lines_may_end_in_a_carriage_return_and_a_column_not_read_hold_any_text(tmp_path) -> None:
     lines = [
         '{"snapshot_date":"2026-03-01","model_id":"a/b","downloads_30d":1,"note":"cut emoji \\ud83d"}',
