@@ -502,11 +502,21 @@ def write_report(layout: Layout, name: str, text: str, *, window: str, inputs: d
     made from (`inputs`, read from the records when not given), for `check` to tell a report the data has moved
     past. Call only while holding the writer lock."""
     folder = layout.root / "reports"
-    write_text_atomic(folder / name, text)
     made = _reports_made(layout)
-    made[name] = {"inputs": report_inputs(layout) if inputs is None else inputs, "window": window}
+    record = {"inputs": report_inputs(layout) if inputs is None else inputs, "window": window}
+    if made.get(name) == record and _bytes_of(folder / name) == text.encode("utf-8"):
+        return folder / name  # as it is: not written again, so its time says when it last changed
+    write_text_atomic(folder / name, text)
+    made[name] = record
     write_json_atomic(folder / REPORTS_RECORD, made)
     return folder / name
+
+
+def _bytes_of(path: Any) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
 
 
 REPORT_NAMES = ("reproduction.md", "reproduction.html", "reproduction.json")

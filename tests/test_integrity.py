@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -209,6 +210,23 @@ def test_a_recompute_of_a_warehouse_up_to_date_says_it_recomputed_nothing(wareho
     assert result.exit_code == 0, result.output
     assert "2 dates up to date; nothing recomputed" in result.output
     assert not any(line.startswith(tuple(str(d) for d in DAYS)) for line in result.output.splitlines())
+
+
+def test_metrics_with_nothing_to_do_leave_the_reports_as_they_were(warehouse: Layout) -> None:
+    root = str(warehouse.root)
+    for options in ([], ["--format", "json"]):
+        assert runner.invoke(app, ["reproduce", "--warehouse", root, *options]).exit_code == 0
+    reports = warehouse.root / "reports"
+    written = {p.name: p.stat().st_mtime_ns for p in reports.iterdir()}
+    for p in reports.iterdir():
+        os.utime(p, ns=(1, 1))  # as if written long ago
+    result = runner.invoke(app, ["metrics", "--warehouse", root, "--no-dashboard"])
+    assert result.exit_code == 0, result.output
+    assert {p.name: p.stat().st_mtime_ns for p in reports.iterdir()} == dict.fromkeys(written, 1)
+    later = publish_a_later_date(warehouse)
+    assert runner.invoke(app, ["metrics", "--warehouse", root, "--no-dashboard"]).exit_code == 0
+    assert all(p.stat().st_mtime_ns > 1 for p in reports.iterdir()), later
+    assert check(warehouse).exit_code == 0
 
 
 def test_a_recompute_takes_the_dates_published_once_it_holds_the_lock(warehouse: Layout, monkeypatch) -> None:
