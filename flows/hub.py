@@ -11,7 +11,6 @@ import socket
 import ssl
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -183,11 +182,20 @@ def _loopback(host: str | None) -> bool:
 
 
 def proxied(endpoint: str) -> str | None:
-    """The proxy of the environment through which the client reaches `endpoint` (as httpx reads it), if any."""
-    parts = urlsplit(endpoint)
-    proxies = urllib.request.getproxies()
-    proxy = proxies.get(parts.scheme) or proxies.get("all")
-    return proxy if proxy and not urllib.request.proxy_bypass(parts.netloc) else None
+    """The proxy of the environment through which the client reaches `endpoint`, if any: read by the client's own
+    rules (httpx2's), whose `NO_PROXY` differs from urllib's (`.hub.corp` does not cover `hub.corp` itself)."""
+    import httpx2
+    from httpx2._utils import URLPattern, get_environment_proxies
+
+    try:
+        url = httpx2.URL(endpoint)
+    except httpx2.InvalidURL:
+        return None
+    # As the client mounts them: the most specific pattern first.
+    for pattern, proxy in sorted((URLPattern(k), v) for k, v in get_environment_proxies().items()):
+        if pattern.matches(url):
+            return proxy
+    return None
 
 
 def _check_tls(endpoint: str, connection: socket.socket, host: str) -> None:

@@ -426,6 +426,9 @@ def test_a_token_goes_to_another_machine_only_over_tls(tmp_path, monkeypatch, ca
     monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
     monkeypatch.setenv("NO_PROXY", "localhost")
     assert token_safe_to("http://localhost:8000")
+    # `.localhost` covers the names below it, not `localhost` itself, which the client sends through the proxy.
+    monkeypatch.setenv("NO_PROXY", ".localhost")
+    assert not token_safe_to("http://localhost:8000") and token_safe_to("http://hub.localhost:8000")
 
 
 def test_an_unfinished_crawl_of_another_scope_is_discarded_saying_so(tmp_path, caplog) -> None:
