@@ -168,10 +168,10 @@ def token_safe_to(endpoint: str) -> bool:
     if parts.scheme.lower() == "https":
         return True
     proxy = proxied(endpoint)
-    return _loopback(parts.hostname) and (not proxy or _loopback(urlsplit(proxy).hostname))
+    return loopback(parts.hostname) and (not proxy or loopback(urlsplit(proxy).hostname))
 
 
-def _loopback(host: str | None) -> bool:
+def loopback(host: str | None) -> bool:
     host = (host or "").lower()
     if host == "localhost" or host.endswith(".localhost"):
         return True

@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flows.crawl import CrawlResult, assemble, crawl_record, crawl_summary, discard, listed_any
+from flows.hub import loopback
 from flows.scope import EXPAND, Scope
 from warehouse.layout import Layout
 from warehouse.publish import publish_staged
@@ -15,8 +16,7 @@ from warehouse.tables import MODELS
 
 def source_kind_of(endpoint: str) -> str:
     """`standin` for a Hub served on this machine (tests, demos), else `hub`."""
-    host = urlsplit(endpoint).hostname or ""
-    return "standin" if host in ("127.0.0.1", "localhost", "::1") else "hub"
+    return "standin" if loopback(urlsplit(endpoint).hostname) else "hub"
 
 
 class NothingListed(RuntimeError):

@@ -486,3 +486,23 @@ def test_progress_tells_the_crawls_rate_over_its_own_seconds(caplog, monkeypatch
     with caplog.at_level(logging.INFO, logger="multipolar.crawl"):
         progress.report_crawl(state, 1)
     assert caplog.messages == ["crawl: 40 pages, 40000 models, 2000 models/s, listing 1/1"]
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "kind"),
+    [
+        ("http://127.0.0.1:8000", "standin"),
+        ("http://127.0.0.2:8000", "standin"),
+        ("http://[::1]:8000", "standin"),
+        ("http://LocalHost:8000", "standin"),
+        ("http://hub.localhost:8000", "standin"),
+        ("https://huggingface.co", "hub"),
+        ("http://127.evil.com", "hub"),
+    ],
+)
+def test_a_source_on_this_machine_is_labelled_a_standin_by_the_same_test_as_the_tokens(endpoint, kind) -> None:
+    from flows.hub import loopback
+    from flows.snapshot import source_kind_of
+
+    assert source_kind_of(endpoint) == kind
+    assert loopback(endpoint.split("//")[1].rsplit(":", 1)[0].strip("[]")) == (kind == "standin")
