@@ -250,7 +250,9 @@ def lineage_walks(graph: Graph, *, max_depth: int = MAX_DEPTH) -> pl.DataFrame:
         merged = frontier.filter("split")
         if merged.height:
             collapsed = merged.group_by("origin", "node").agg(
-                pl.col("weight").sum(),
+                # Added in the order of the trails: the same sum to the last bit however the nodes are numbered
+                # (an update numbers only the models it walks again).
+                pl.col("weight").sort_by("trail", "weight").cum_sum().last(),
                 pl.col("depth").first(),
                 # Of equally short paths to one node, the first trail in order: the same however the rows came.
                 pl.col("path", "trail").sort_by("trail").first(),
@@ -431,7 +433,7 @@ def _lineage(snapshot: pl.DataFrame, graph: Graph, entries: pl.Series) -> tuple[
         .group_by("origin", "credited_namespace", maintain_order=True)
         .agg(
             pl.col("node", "entry").first(),
-            pl.col("weight").sum(),
+            pl.col("weight").cum_sum().last(),  # in trail order, as sorted: the same sum to the last bit
             pl.col("depth").min(),
             pl.col("trail").str.join(" | "),
         )
