@@ -26,8 +26,9 @@ def ordered_sum(values: pl.Expr) -> pl.Expr:
 
 def share_of_group(downloads: pl.Expr, group: list[str]) -> pl.Expr:
     """Each row's share of its group's downloads; null when the group has none, as a share of nothing is not
-    known (a `between` window in which no model's gain is known, say), rather than 0."""
-    total = ordered_sum(downloads).over(group)
+    known (a `between` window in which no model's gain is known, say), rather than 0, and null for a row
+    whose downloads are null (not known)."""
+    total = ordered_sum(downloads.fill_null(0.0)).over(group)
     return pl.when(total > 0).then(downloads / total)
 
 

@@ -1,7 +1,9 @@
 """Crossover detection: the first snapshot from which a challenger's share stays ahead of an incumbent's.
 
 The rule, on each (time_window, population, rule) series of one dimension, over its ordered available
-dates (gaps are fine; an actor missing on a date has share 0; "ahead" means a strictly larger share):
+dates (gaps are fine; an actor missing on a date has share 0; "ahead" means a strictly larger share). A
+date on which the group has no known share, or either actor's share is not known (listed, but none of its
+models counted), is no observation and is left out of the series:
 - the challenger is ahead on the latest date (a dip on the latest date reads `none` until a later
   snapshot shows it was isolated, which restores the original crossover date);
 - from the crossover date onward the challenger is never behind (or tied) on two consecutive dates:
@@ -23,18 +25,26 @@ OUTPUT = [*SERIES, "challenger", "incumbent", "status", "crossover_date", "obser
 
 
 def actor_share(actor: str) -> pl.Expr:
-    """The summed share of one actor among a group's rows (0 when absent)."""
-    return pl.col("share").filter(pl.col("actor") == actor).sum().fill_null(0.0)
+    """The summed share of one actor among a group's rows: 0 when absent, null when its share is not known."""
+    share = pl.col("share").filter(pl.col("actor") == actor)
+    return pl.when(share.len() == 0).then(0.0).when(share.null_count() < share.len()).then(share.sum())
 
 
 def head_to_head(shares_series: pl.DataFrame, challenger: str, incumbent: str, dimension: str) -> pl.LazyFrame:
-    """Per series and date: both actors' shares, whether the challenger is ahead, and the date's position."""
+    """Per series and date observed: both actors' shares, whether the challenger is ahead, and the date's
+    position."""
+    both = [pl.col("challenger_share").is_not_null(), pl.col("incumbent_share").is_not_null()]
     return (
         shares_series.lazy()
         .filter(pl.col("dimension") == dimension)
         .with_columns(pl.col("snapshot_date").cast(pl.Date))
         .group_by(*SERIES, "snapshot_date")
-        .agg(actor_share(challenger).alias("challenger_share"), actor_share(incumbent).alias("incumbent_share"))
+        .agg(
+            actor_share(challenger).alias("challenger_share"),
+            actor_share(incumbent).alias("incumbent_share"),
+            pl.col("share").is_not_null().any().alias("measured"),
+        )
+        .filter(pl.all_horizontal("measured", *both))
         .sort(*SERIES, "snapshot_date")
         .with_columns(
             (pl.col("challenger_share") > pl.col("incumbent_share")).alias("ahead"),
@@ -79,12 +89,13 @@ def crossovers(
     dimension: str = "region",
     persistence: int = 2,
 ) -> pl.DataFrame:
-    """One CROSSOVERS row per (time_window, population, rule) of `dimension`: crossed or none, and when."""
+    """One CROSSOVERS row per (time_window, population, rule) of `dimension`: crossed or none, and when. A
+    series without one date observed is `none` over 0 dates."""
     if persistence < 1:
         raise ValueError(f"persistence must be at least 1 snapshot, got {persistence}")
     margin = pl.col("challenger_share") - pl.col("incumbent_share")
     crossing_date = pl.col("snapshot_date").filter(pl.col("crossing")).min()
-    return (
+    observed = (
         crossover_candidates(head_to_head(shares_series, challenger, incumbent, dimension), persistence)
         .group_by(SERIES)
         .agg(
@@ -93,6 +104,11 @@ def crossovers(
             pl.col("snapshot_date").min().alias("first_date"),
             pl.len().cast(pl.Int64).alias("dates"),
         )
+    )
+    every = shares_series.lazy().filter(pl.col("dimension") == dimension).select(SERIES).unique()
+    return (
+        every.join(observed, on=SERIES, how="left")
+        .with_columns(pl.col("dates").fill_null(0))
         .with_columns(
             pl.lit(challenger).alias("challenger"),
             pl.lit(incumbent).alias("incumbent"),

@@ -19,8 +19,10 @@ Choices, in one place:
   model counts in no denominator whether it is listed with weight 0 or absent.
 - Shares include `Unknown` with its share of all credited downloads; concentration (see
   `analytics.concentration`) is over known actors only.
-- Null download counts count as 0; models that disappeared since the previous snapshot are not in
-  this snapshot and credit nothing.
+- A model without a count adds nothing to its actor's downloads. An actor none of whose models in a group
+  has a count (an imported date with gaps, a `between` window whose gains are not known) has downloads 0
+  and a null share: its share is not known, rather than none. Models that disappeared since the previous
+  snapshot are not in this snapshot and credit nothing.
 """
 
 from __future__ import annotations
@@ -42,6 +44,11 @@ MODEL_COLUMNS = ("model_id", "downloads_30d", "downloads_all_time", "pipeline_ta
 CREDIT_COLUMNS = ("model_id", "rule", "weight", *DIMENSIONS)
 # With the date's registry, a row's four dimensions are those of its registry row: grouped on its number.
 ENTRY_COLUMNS = ("model_id", "rule", "weight", "entry")
+
+
+def counted_sum(values: pl.Expr) -> pl.Expr:
+    """The sum of `values` (aggregation); null when none of them is known, where polars' sum says 0."""
+    return pl.when(values.count() > 0).then(values.sum())
 
 
 def size_class(params: pl.Expr) -> pl.Expr:
@@ -231,7 +238,7 @@ def buckets_of(
     else:
         columns = ENTRY_COLUMNS if registry is not None else CREDIT_COLUMNS
         rows = credits.select(columns).join(per_model.lazy(), on="model_id", how="inner")
-    buckets = rows.group_by("rule", "llm", "size", *keys).agg([(pl.col(w) * weight).sum() for w in window_names])
+    buckets = rows.group_by("rule", "llm", "size", *keys).agg(counted_sum(pl.col(w) * weight) for w in window_names)
     if registry is None:
         return buckets
     dimensions = registry.lazy().select(pl.col("entry").cast(pl.Int32), *DIMENSIONS)
@@ -245,7 +252,7 @@ def credited_by_actor(buckets: pl.LazyFrame, window_names: list[str]) -> pl.Lazy
 
 def actor_downloads(buckets: pl.LazyFrame, dimension: str, window_names: list[str]) -> pl.LazyFrame:
     """Credited downloads along one dimension, one row per time_window, population, rule and actor."""
-    summed = pl.col(window_names).sum()
+    summed = [counted_sum(pl.col(w)).alias(w) for w in window_names]
     return (
         buckets.group_by("rule", "llm", "size", pl.col(dimension).fill_null(UNKNOWN).alias("actor"))
         .agg(summed)
@@ -286,7 +293,7 @@ def shares_of(credited: pl.LazyFrame) -> pl.LazyFrame:
     return (
         credited.sort(*GROUP, "actor")
         .with_columns(share_of_group(pl.col("downloads"), GROUP).alias("share"))
-        .select(*GROUP, "actor", "downloads", "share")
+        .select(*GROUP, "actor", pl.col("downloads").fill_null(0.0), "share")
     )
 
 

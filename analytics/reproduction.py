@@ -185,7 +185,9 @@ def snapshot_note(meta: dict[str, Any]) -> str | None:
 
 
 def region_shares(shares: pl.DataFrame, day: dt.date, rule: str, population: str, window: str) -> dict[str, float]:
-    """Share of each region on `day` (Unknown included) in one group, plus `downloads`, the group total."""
+    """Share of each region on `day` (Unknown included) in one group, plus `downloads`, the group total. China's
+    or the US's share is 0 when absent, None when not known (listed, none of its models counted); Unknown's is
+    0 then, as no download of it is counted."""
     group = shares.filter(
         (pl.col("snapshot_date") == day)
         & (pl.col("rule") == rule)
@@ -198,7 +200,7 @@ def region_shares(shares: pl.DataFrame, day: dt.date, rule: str, population: str
     return {
         CHINA: found.get(CHINA, 0.0),
         US: found.get(US, 0.0),
-        UNKNOWN: found.get(UNKNOWN, 0.0),
+        UNKNOWN: found.get(UNKNOWN) or 0.0,
         "downloads": float(sum(downloads.values())),
         "china_downloads": float(downloads.get(CHINA, 0.0)),
         "us_downloads": float(downloads.get(US, 0.0)),
@@ -287,8 +289,8 @@ def claim_row(
         ours = f"China {percent(regions[CHINA])} vs US {percent(regions[US])}"
     elif claim.measure == "share_of_known":
         known = 1.0 - regions[UNKNOWN]
-        row["our_china"] = regions[CHINA] / known if known > 0 else None
-        row["our_us"] = regions[US] / known if known > 0 else None
+        row["our_china"] = regions[CHINA] / known if known > 0 and regions[CHINA] is not None else None
+        row["our_us"] = regions[US] / known if known > 0 and regions[US] is not None else None
         ours = f"China {percent(row['our_china'])} vs US {percent(row['our_us'])} of known-region downloads"
     elif claim.measure == "downloads":
         row["our_china"], row["our_us"] = regions["china_downloads"], regions["us_downloads"]
@@ -301,7 +303,8 @@ def claim_row(
         ours, crossed_note = _crossover_text(crossovers, claim, window, day, row)
         notes.append(crossed_note)
     if claim.measure != "crossover":
-        row["our_china_ahead"] = (row["our_china"] or 0) > (row["our_us"] or 0)
+        unknown = row["our_china"] is None or row["our_us"] is None
+        row["our_china_ahead"] = None if unknown else row["our_china"] > row["our_us"]
     row["agrees"] = "n/a" if row["our_china_ahead"] is None else "yes" if row["our_china_ahead"] else "no"
     row["published"], row["ours"] = _published_text(claim), ours
     notes = [claim.context, *notes, *_differences(claim, shares, coverage, day, window, regions)]
@@ -333,6 +336,8 @@ def _crossover_text(
     if found.height == 0:
         return "no crossover row", "The crossovers table has no row for this series."
     record = found.row(0, named=True)
+    if not record["dates"]:
+        return f"none as of {day}", "No date of the series has both China's and the US's share known."
     row["our_china_ahead"] = (record["margin"] or 0) > 0
     first = record["first_date"]
     if record["status"] != "crossed":
@@ -410,7 +415,9 @@ def timeline(
     head = (
         shares.filter(keep & pl.col("actor").is_in([CHINA, US]))
         .with_columns(pl.concat_str("rule", pl.col("actor").replace({CHINA: "_china", US: "_us"})).alias("column"))
-        .pivot(on="column", index="snapshot_date", values="share", aggregate_function="sum")
+        # A share not known is NaN through the pivot, told apart from an actor absent, and null again after it.
+        .with_columns(pl.col("share").fill_null(float("nan")))
+        .pivot(on="column", index="snapshot_date", values="share", aggregate_function="first")
     )
     poles = (
         concentration.filter(keep)
@@ -428,9 +435,11 @@ def timeline(
     frame = frame.with_columns(
         pl.lit(None, pl.String if c == "note" else pl.Float64).alias(c) for c in columns if c not in frame.columns
     )
-    # An actor absent on a date has share 0 there, as in crossover detection.
+    # An actor absent on a date has share 0 there, as in crossover detection; one whose share is not known, null.
     shares_columns = [c for c in columns if c.endswith(("_china", "_us"))]
-    return frame.select(columns).with_columns(pl.col(shares_columns).fill_null(0.0)).sort("snapshot_date")
+    return (
+        frame.select(columns).with_columns(pl.col(shares_columns).fill_null(0.0).fill_nan(None)).sort("snapshot_date")
+    )
 
 
 def reproduce(

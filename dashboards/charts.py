@@ -262,6 +262,7 @@ def rule_comparison_bars(frames: ViewFrames) -> alt.LayerChart:
     base = (
         alt.Chart(data("rules"))
         .transform_filter(switch_filter())
+        .transform_filter("isValid(datum.share)")  # a share not known has no bar, rather than one of 0
         .encode(
             x=alt.X("rule:N", title="Attribution rule", sort=list(RULES), axis=alt.Axis(labelAngle=0)),
             xOffset=alt.XOffset("actor:N", sort=["China", "United States"]),

@@ -182,7 +182,8 @@ def share_series(shares: pl.DataFrame, concentration: pl.DataFrame, keys: pl.Dat
     picked = shares.filter((pl.col("rule") == rule) & switched() & pl.col("dimension").is_in(SERIES_PREFIX))
     downloads = (
         picked.join(keys, on=["dimension", "actor"], how="inner")
-        .with_columns(pl.col("downloads").round(0).cast(pl.Int64))
+        # An actor whose share is not known has no point on that date, rather than one at 0.
+        .with_columns(pl.when(pl.col("share").is_not_null()).then(pl.col("downloads").round(0).cast(pl.Int64)))
         .pivot(on="key", index=index, values="downloads", on_columns=actor_columns)
     )
     totals = (
@@ -285,17 +286,18 @@ def lab_changes(shares: pl.DataFrame, rule: str, dates: tuple[date, ...]) -> pl.
         (pl.col("rule") == rule) & (pl.col("dimension") == "lab") & (pl.col("actor") != UNKNOWN) & switched()
     )
     latest = (
-        labs.filter(pl.col("snapshot_date") == dates[-1])
+        labs.filter((pl.col("snapshot_date") == dates[-1]) & pl.col("share").is_not_null())  # ranked: known shares
         .sort(["share", "actor"], descending=[True, False])
         .with_columns(pl.int_range(1, pl.len() + 1).over(combo).alias("rank"))
         .filter(pl.col("rank") <= TOP_LABS)
     )
     if len(dates) > 1:
         previous = labs.filter(pl.col("snapshot_date") == dates[-2]).select(
-            *combo, "actor", pl.col("share").alias("previous_share")
+            *combo, "actor", pl.col("share").alias("previous_share"), pl.lit(True).alias("listed_before")
         )
+        # A lab absent the date before had no share then; one listed with a share not known has no change.
         latest = latest.join(previous, on=[*combo, "actor"], how="left").with_columns(
-            pl.col("previous_share").fill_null(0.0)
+            pl.when(pl.col("listed_before").is_null()).then(0.0).otherwise("previous_share").alias("previous_share")
         )
     else:
         latest = latest.with_columns(pl.lit(None, pl.Float64).alias("previous_share"))

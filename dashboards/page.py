@@ -13,8 +13,9 @@ Provenance keys read by the page (all optional; missing ones show as "not record
     dates             the snapshot dates (ISO strings); taken from the shares when absent
     rows              rows of metric data behind the page
     registry_version  version of the attribution registry used
-    generated_at      when the metrics were generated (ISO 8601)
-    code_version      the code that computed them
+    generated_at      when the page was drawn (ISO 8601)
+    code_version      the code that drew it
+    metrics_code_versions  the code that computed the metrics drawn (every version among their partitions)
 """
 
 from __future__ import annotations
@@ -153,7 +154,9 @@ def headline(frames: ViewFrames) -> str:
     shares = {row["actor"]: row for row in rules.iter_rows(named=True)}
     parts = [f"On {frames.latest} (all models, last 30 days, {html.escape(frames.rule)} rule):"]
     for actor in ("China", "United States"):
-        if actor in shares:
+        if actor in shares and shares[actor]["share"] is None:
+            parts.append(f"{actor} not known (none of its models has a count);")
+        elif actor in shares:
             parts.append(f"{actor} {shares[actor]['share']:.1%} of downloads;")
     if shares:
         parts.append(f"{html.escape(next(iter(shares.values()))['crossover'])}.")
@@ -205,8 +208,9 @@ def provenance_footer(frames: ViewFrames, provenance: Mapping[str, Any]) -> str:
         if provenance.get("scopes") or provenance.get("source_kind") != "import"
         else "none: imported files, not a crawl",
         **caveats(provenance),
-        "Generated at": _text(provenance.get("generated_at")),
-        "Code version": _text(provenance.get("code_version")),
+        "Drawn at": _text(provenance.get("generated_at")),
+        "Drawn by code": _text(provenance.get("code_version")),
+        "Metrics made by code": _text(", ".join(provenance.get("metrics_code_versions") or []) or None),
         "Rule over time": f"{_text(frames.rule)} (the rule comparison shows all three)",
     }
     entries = "\n".join(f"    <dt>{k}</dt><dd>{v}</dd>" for k, v in items.items())

@@ -22,7 +22,7 @@ from typing import Any
 import polars as pl
 
 from warehouse.layout import Layout
-from warehouse.provenance import series_source_kind
+from warehouse.provenance import code_version, series_source_kind
 from warehouse.publish import publish_frame, publish_plan, read_meta, write_json_atomic, write_text_atomic
 from warehouse.tables import ATTRIBUTIONS, CONCENTRATION, CROSSOVERS, MODELS, REGISTRY, SHARES, Table
 
@@ -97,9 +97,20 @@ def metric_inputs(layout: Layout, day: dt.date) -> dict[str, Any]:
 
 
 def crossover_inputs(layout: Layout, day: dt.date) -> dict[str, Any]:
-    """What the crossovers as of `day` are computed from: every shares partition up to `day`."""
+    """What the crossovers as of `day` are computed from: every shares partition up to `day`, and the dates left
+    out of the series (`left_out`, when there are any)."""
     dates = [d for d in layout.published_dates(SHARES) if d <= day]
-    return {"shares_sha256": {d.isoformat(): _sha(layout, SHARES, d) for d in dates}}
+    inputs: dict[str, Any] = {"shares_sha256": {d.isoformat(): _sha(layout, SHARES, d) for d in dates}}
+    if left_out := no_observation(layout, dates):
+        inputs["left_out"] = [d.isoformat() for d in left_out]
+    return inputs
+
+
+def no_observation(layout: Layout, dates: list[dt.date]) -> list[dt.date]:
+    """Those of `dates` that observed nothing of their own: imported stale copies (`same_counts_as`) and partial
+    snapshots (`models_of_date_before`), which the crossovers and the dashboard's views leave out."""
+    flagged = ("same_counts_as", "models_of_date_before")
+    return [d for d in dates if any((read_meta(layout, MODELS, d) or {}).get(flag) for flag in flagged)]
 
 
 def _current(layout: Layout, tables: tuple[Table, ...], day: dt.date, inputs: dict[str, Any]) -> bool:
@@ -255,13 +266,16 @@ def registry_used(layout: Layout, day: dt.date) -> pl.DataFrame | None:
 
 
 def crossovers_date(layout: Layout, day: dt.date, *, force: bool = False) -> dict[str, Any]:
-    """Detect crossovers over every shares partition up to `day` and publish them as of `day`."""
+    """Detect crossovers over every shares partition up to `day`, but for the dates that observed nothing of their
+    own (`no_observation`), and publish them as of `day`."""
     from analytics.crossover import crossovers
 
     inputs = crossover_inputs(layout, day)
     if not force and _current(layout, (CROSSOVERS,), day, inputs):
         return {"status": "already published"}
     series = shares_series(layout, until=day)
+    if left_out := inputs.get("left_out"):
+        series = series.filter(~pl.col("snapshot_date").is_in([dt.date.fromisoformat(d) for d in left_out]))
     frame = pl.concat(
         [crossovers(series, challenger=c, incumbent=i, dimension=d) for c, i, d in MATCHUPS], how="vertical"
     )
@@ -356,7 +370,10 @@ def dashboard_provenance(layout: Layout) -> dict[str, Any]:
         },
         "registry_version": _registry_of(layout, dates[-1]) if dates else None,
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "code_version": latest.get("code_version"),
+        "code_version": code_version(),
+        "metrics_code_versions": sorted(
+            {str((read_meta(layout, SHARES, d) or {}).get("code_version", "not recorded")) for d in dates}
+        ),
     }
 
 

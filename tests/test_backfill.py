@@ -672,6 +672,29 @@ def two_models(counts: dict[int, tuple[int, int]]) -> str:
     )
 
 
+def test_crossovers_leave_out_stale_copies_which_observed_nothing_of_their_own(tmp_path) -> None:
+    """China leads, dips on one date, which the next date repeats (a stale copy), then leads again: one dip, which
+    does not undo the lead, rather than two in a row, which would."""
+    counts = {1: (900, 600), 2: (910, 600), 3: (500, 600), 4: (500, 600), 5: (950, 600), 6: (990, 600)}
+    warehouse = tmp_path / "wh"
+    assert run_import(write(tmp_path / "s.csv", two_models(counts)), warehouse).exit_code == 0
+    layout = Layout.at(warehouse)
+    assert read_meta(layout, MODELS, dt.date(2026, 3, 4))["same_counts_as"] == "2026-03-03"
+    last = dt.date(2026, 3, 6)
+    crossed = (
+        layout.scan(CROSSOVERS, last)
+        .collect()
+        .filter(time_window="30d", population="all", rule="uploader", dimension="region", challenger="China")
+    )
+    assert crossed.select("status", "crossover_date", "observed", "dates").row(0) == (
+        "crossed",
+        dt.date(2026, 3, 1),
+        False,
+        5,
+    )
+    assert read_meta(layout, CROSSOVERS, last)["inputs"]["left_out"] == ["2026-03-04"]
+
+
 def test_a_date_after_one_removed_or_imported_is_compared_again_with_the_date_now_before_it(tmp_path) -> None:
     """A stale copy of a date that is removed is compared with the date before that one; a date imported
     between two makes the later a stale copy of it again."""

@@ -138,3 +138,27 @@ def test_a_crossing_is_observed_only_when_it_falls_between_two_snapshots():
     assert (before["status"], before["crossover_date"], before["observed"]) == ("crossed", MONDAYS[0], False)
     never = only_row(crossovers(race([0.1, 0.2], [0.3, 0.3])))
     assert (never["status"], never["observed"]) == ("none", None)
+
+
+def not_known(frame: pl.DataFrame, dates: list[dt.date], actors: tuple[str, ...]) -> pl.DataFrame:
+    """`frame` with the shares of `actors` on `dates` not known: listed, none of their models counted."""
+    hidden = pl.col("snapshot_date").is_in(dates) & pl.col("actor").is_in(actors)
+    return frame.with_columns(pl.when(hidden).then(None).otherwise(pl.col("share")).alias("share"))
+
+
+def test_a_date_on_which_either_actors_share_is_not_known_is_no_observation():
+    """Read as 0, two such dates in a row would undo the crossover; left out, the lead holds from the start."""
+    series = not_known(race([0.4, 0.4, 0.4, 0.4, 0.4], [0.3] * 5), MONDAYS[2:4], ("China",))
+    row = only_row(crossovers(series))
+    assert (row["status"], row["crossover_date"], row["dates"]) == ("crossed", MONDAYS[0], 3)
+    # and a group with no known share at all (no downloads counted in it), with both actors listed
+    series = not_known(race([0.1, 0.4, 0.4, 0.4, 0.4], [0.3] * 5), MONDAYS[2:4], ("China", "United States"))
+    row = only_row(crossovers(series))
+    assert (row["status"], row["crossover_date"], row["dates"]) == ("crossed", MONDAYS[1], 3)
+
+
+def test_a_series_with_no_date_observed_is_none_over_no_dates():
+    series = not_known(race([0.4, 0.4], [0.3, 0.3]), MONDAYS[:2], ("China",))
+    row = only_row(crossovers(series))
+    assert (row["status"], row["crossover_date"], row["first_date"], row["dates"]) == ("none", None, None, 0)
+    assert row["observed"] is None and row["margin"] is None

@@ -361,19 +361,27 @@ def test_metrics_without_crossovers_draw_a_dashboard_without_a_warning(tmp_path:
     from flows.steps import attribute_date, dashboard_step, metrics_date
     from tests.test_metadata import DAY, world
     from warehouse.layout import Layout
-    from warehouse.publish import publish_frame
-    from warehouse.tables import CROSSOVERS, MODELS
+    from warehouse.publish import publish_frame, read_meta, write_json_atomic
+    from warehouse.tables import CROSSOVERS, MODELS, SHARES
 
     layout = Layout.at(tmp_path / "wh")
     publish_frame(layout, MODELS, DAY, world(), {"source_kind": "synthetic"})
     attribute_date(layout, DAY)
     metrics_date(layout, DAY)
     assert not layout.published_dates(CROSSOVERS)
+    for table, made_by in ((MODELS, "1" * 40), (SHARES, "0" * 40)):  # as if crawled and measured by other code
+        write_json_atomic(layout.meta_file(table, DAY), read_meta(layout, table, DAY) | {"code_version": made_by})
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         result = dashboard_step(layout)
     assert result["status"] == "published"
-    assert "Multipolar: whose open models" in Path(result["html"]).read_text(encoding="utf-8")
+    page = Path(result["html"]).read_text(encoding="utf-8")
+    assert "Multipolar: whose open models" in page
+    # The code that drew the page, and that which made the metrics drawn, not that which crawled the models.
+    from warehouse.provenance import code_version
+
+    assert f"<dt>Drawn by code</dt><dd>{code_version()}</dd>" in page
+    assert f"<dt>Metrics made by code</dt><dd>{'0' * 40}</dd>" in page and "1" * 40 not in page
 
 
 def test_unknown_is_not_ranked_as_a_lab_nor_counted_as_a_country() -> None:

@@ -491,8 +491,11 @@ def test_a_window_no_model_has_counts_for_has_no_metrics_rather_than_zeros(strea
         "Qwen": 50 / 60,
         "Meta": 10 / 60,
     }
-    # A model without a count among models with one is counted as none, as before.
+    # A model without a count among models with one adds nothing; an actor none of whose models has one has
+    # downloads 0 and a share not known.
     now = now.with_columns(
         pl.when(pl.col("model_id") == "Meta/b").then(None).otherwise("downloads_30d").alias("downloads_30d")
     )
-    assert actor_shares(metric_tables(now, attributions)["shares"], **ALL_30D_LAB) == {"Qwen": 1.0, "Meta": 0.0}
+    shares = metric_tables(now, attributions)["shares"].filter(**ALL_30D_LAB)
+    assert actor_shares(shares, **ALL_30D_LAB) == {"Qwen": 1.0, "Meta": None}
+    assert dict(shares.select("actor", "downloads").iter_rows()) == {"Qwen": 5.0, "Meta": 0.0}

@@ -126,6 +126,19 @@ def test_h2_takes_unknown_out_of_the_denominator_and_a_tie_does_not_agree() -> N
     assert row["our_china_ahead"] is False and row["agrees"] == "no"
 
 
+def test_a_share_not_known_reads_n_a_in_the_claims_and_the_timeline_rather_than_behind() -> None:
+    """China listed in the groups, none of its models counted: its share is null, and nothing is said to agree or
+    disagree with it; an actor absent is still 0."""
+    hidden = (pl.col("actor") == "China") & (pl.col("time_window") == "30d")
+    shares = tiny_shares().with_columns(pl.when(hidden).then(None).otherwise(pl.col("share")).alias("share"))
+    report = reproduce(shares, tiny_concentration(), tiny_crossovers(), tiny_coverage())
+    row = claim(report, "H2")
+    assert (row["our_china"], row["our_china_ahead"], row["agrees"]) == (None, None, "n/a")
+    assert "China n/a vs US" in row["ours"]
+    assert report.timeline.select("uploader_china", "uploader_us").rows() == [(None, 0.0), (None, 0.6)]
+    assert "| n/a |" in to_markdown(report)
+
+
 def test_a2_sets_cumulative_downloads_and_the_china_share_of_the_pair_beside_atoms() -> None:
     row = claim(tiny_report(), "A2")
     assert row["window"] == "all_time" and (row["our_china"], row["our_us"]) == (600, 900)
