@@ -1065,9 +1065,9 @@ def machine() -> dict[str, Any]:
 
 
 def versions() -> dict[str, str]:
-    from warehouse.provenance import code_version
+    from warehouse.provenance import short_code_version
 
-    found = {"multipolar": code_version()[:12]}
+    found = {"multipolar": short_code_version()}
     for name in LIBRARIES:
         with contextlib.suppress(metadata.PackageNotFoundError):
             found[name] = metadata.version(name)

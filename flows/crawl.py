@@ -20,6 +20,7 @@ from flows import hub
 from flows.rows import RowReport, model_rows
 from flows.scope import Scope
 from warehouse.layout import Layout
+from warehouse.provenance import code_version
 from warehouse.publish import (
     PAGE_ZSTD_LEVEL,
     DamagedRecord,
@@ -51,6 +52,7 @@ class CrawlState:
     resumed: int = 0
     seconds: float = 0.0
     report: dict[str, dict[str, int]] = field(default_factory=lambda: {"dropped": {}, "blanked": {}})
+    code_versions: list[str] = field(default_factory=list)  # of every run that fetched pages of this crawl
 
     @classmethod
     def load(cls, path: Path) -> CrawlState | None:
@@ -120,6 +122,12 @@ def crawl_to_staging(
     elif not state.done:
         state.resumed += 1
         _discard_unrecorded(folder, state.pages)
+    if not state.done and code_version() not in state.code_versions:
+        # A crawl resumed by other code: its pages were converted by each, and the record says so.
+        if state.pages and not state.code_versions:
+            state.code_versions.append("unrecorded")  # a checkpoint written before the versions were kept
+        state.code_versions.append(code_version())
+        _save(folder, state)
 
     resumed_at = state.pages
     headers = hub.request_headers(token, endpoint)

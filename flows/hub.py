@@ -216,7 +216,7 @@ def _check_tls(endpoint: str, connection: socket.socket, host: str) -> None:
 def request_headers(token: str | None, endpoint: str | None = None) -> dict[str, str]:
     """Hub headers; the token (from `HF_TOKEN` when not given) is sent only if set, and to `endpoint` only over
     TLS or to this machine: a plain `http://` endpoint elsewhere would carry it readable by anyone on the way."""
-    from warehouse.provenance import code_version
+    from warehouse.provenance import short_code_version
 
     token = token or os.environ.get("HF_TOKEN") or None
     if token and endpoint and not token_safe_to(endpoint):
@@ -227,7 +227,7 @@ def request_headers(token: str | None, endpoint: str | None = None) -> dict[str,
         )
         token = None
     return build_hf_headers(
-        token=token if token else False, library_name="multipolar", library_version=code_version()[:12]
+        token=token if token else False, library_name="multipolar", library_version=short_code_version()
     )
 
 

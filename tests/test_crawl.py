@@ -195,15 +195,21 @@ def test_a_crawl_interrupted_mid_way_resumes_from_its_checkpoint(tmp_path, monke
 
     monkeypatch.setitem(hub_module.BACKOFF, "base_wait_time", 0.05)
     monkeypatch.setitem(hub_module.BACKOFF, "max_wait_time", 0.1)
+    from flows import crawl
+
     layout = Layout.at(tmp_path / "wh")
+    first, then = "a" * 40, "b" * 40 + "+dirty"
     with StandinHub(world(1_000), page_size=100, faults=[faults.server_error(500, times=None, pages={6})]) as hub:
+        monkeypatch.setattr(crawl, "code_version", lambda: first)
         with pytest.raises(HubError):
             crawl_to_staging(layout, DAY, parse_scope("full"), hub.url)
         served_before = len(hub.listing_requests())
         hub.set_faults()
         hub.reset_log()
+        monkeypatch.setattr(crawl, "code_version", lambda: then)  # resumed by other code: both made its pages
         result = crawl_to_staging(layout, DAY, parse_scope("full"), hub.url)
         assert result.state.resumed == 1 and served_before > 5
+        assert result.state.code_versions == [first, then]
         assert [r.page for r in hub.listing_requests()] == [6, 7, 8, 9, 10]
         staged, rows = assemble(layout, DAY, result)
     with StandinHub(world(1_000), page_size=100) as clean:

@@ -426,14 +426,14 @@ def day1(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, pl.D
 @pytest.fixture(scope="session")
 def reliability_results(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[dict[str, Any]]]:
     """The cases' outcomes; rendered into docs/reliability.md once every case of the matrix has run."""
-    from warehouse.provenance import code_version
+    from warehouse.provenance import short_code_version
 
     began = time.monotonic()
     cases: list[dict[str, Any]] = []
     yield cases
     results = {
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "code_version": code_version()[:12],
+        "code_version": short_code_version(),
         "seconds": round(time.monotonic() - began, 1),
         "cases": sorted(cases, key=lambda c: [k.name for k in CASES].index(c["case"])),
     }

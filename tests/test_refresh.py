@@ -462,4 +462,5 @@ def test_ctrl_c_stops_a_refresh_saying_so_and_the_next_run_resumes(tmp_path) -> 
         again = cli(*args, env=child_env())
         _, stderr = again.communicate(timeout=300)
     assert again.returncode == 0, stderr
-    assert json.loads(Layout.at(tmp_path).meta_file(MODELS, DAY).read_text())["resumed"] == 1
+    meta = json.loads(Layout.at(tmp_path).meta_file(MODELS, DAY).read_text())
+    assert meta["resumed"] == 1 and meta["crawl_code_versions"] == [meta["code_version"]]

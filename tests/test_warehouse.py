@@ -618,3 +618,49 @@ def test_sql_gives_unions_variants_and_bracketed_text_as_they_are_in_every_forma
 def test_a_pivot_without_in_is_refused_saying_how_to_write_it(tmp_path) -> None:
     with pytest.raises(QueryRefused, match=r"a PIVOT without IN runs as more than one: list the values"):
         run_sql(Layout.at(tmp_path), "PIVOT shares ON rule USING sum(downloads)")
+
+
+def test_the_code_version_is_this_checkouts_commit_and_never_that_of_a_repository_holding_a_copy(tmp_path) -> None:
+    """The code copied into another repository (a wheel installed in a project's environment, an export) would
+    read that repository's commit, clean: it says the package version instead."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from warehouse.provenance import code_version
+
+    ours = code_version()
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    assert ours.partition("+")[0] == head
+    other = tmp_path / "ops"
+    (other / "vendored" / "warehouse").mkdir(parents=True)
+    shutil.copy(Path("warehouse/provenance.py"), other / "vendored" / "warehouse" / "provenance.py")
+    (other / "vendored" / "warehouse" / "__init__.py").write_text("")
+    env = {"GIT_AUTHOR_NAME": "a", "GIT_AUTHOR_EMAIL": "a@b", "GIT_COMMITTER_NAME": "a", "GIT_COMMITTER_EMAIL": "a@b"}
+    for args in (["init", "-q"], ["add", "."], ["commit", "-qm", "ops"]):
+        subprocess.run(["git", "-C", str(other), *args], check=True, env={**env, "PATH": "/usr/bin:/bin"})
+    for root in (other / "vendored", other):  # below the other repository's top, and at it
+        if root == other:
+            shutil.move(other / "vendored" / "warehouse", other / "warehouse")
+        said = subprocess.run(
+            [sys.executable, "-c", "from warehouse.provenance import code_version; print(code_version())"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        assert said.startswith("multipolar "), (root, said)
+
+
+def test_a_short_code_version_keeps_whether_the_tree_had_local_changes(monkeypatch) -> None:
+    from warehouse import provenance
+
+    for version, short in [
+        ("0123456789abcdef0123456789abcdef01234567+dirty", "0123456789ab+dirty"),
+        ("0123456789abcdef0123456789abcdef01234567+unchecked", "0123456789ab+unchecked"),
+        ("0123456789abcdef0123456789abcdef01234567", "0123456789ab"),
+        ("multipolar 0.1.0", "0.1.0"),
+    ]:
+        monkeypatch.setattr(provenance, "code_version", lambda v=version: v)
+        assert provenance.short_code_version() == short

@@ -41,21 +41,45 @@ def source_label(kind: object) -> str | None:
 
 @functools.cache
 def code_version() -> str:
-    """The git commit of the running code (with `+dirty` for local changes), else the package version."""
+    """The git commit of the running code (with `+dirty` for local changes, `+unchecked` when git cannot say
+    whether there are any), else the package version. Only a checkout of Multipolar itself is asked: code
+    installed or copied into another repository (a wheel in a project's virtual environment, an export) is
+    not that repository's commit."""
     here = Path(__file__).resolve().parent.parent
     try:
-        sha = subprocess.run(
-            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-        ).stdout.strip()
-        return f"{sha}+dirty" if dirty else sha
+        top = _git(here, "rev-parse", "--show-toplevel")
+        if top.returncode or Path(top.stdout.strip()).resolve() != here:
+            return _package_version()
+        if _git(here, "ls-files", "--error-unmatch", "warehouse/provenance.py").returncode:
+            return _package_version()  # this file is not the checkout's own
+        head = _git(here, "rev-parse", "HEAD")
+        if head.returncode:
+            return _package_version()
+        status = _git(here, "status", "--porcelain", "--untracked-files=no")
+        sha = head.stdout.strip()
+        if status.returncode:
+            return f"{sha}+unchecked"
+        return f"{sha}+dirty" if status.stdout.strip() else sha
     except (OSError, subprocess.SubprocessError):
-        return f"multipolar {_version('multipolar')}"
+        return _package_version()
+
+
+def short_code_version() -> str:
+    """`code_version()` with the commit cut to 12 characters, and its `+dirty` or `+unchecked` kept; else the
+    package version alone."""
+    version = code_version()
+    sha, plus, state = version.partition("+")
+    if len(sha) == 40 and all(c in "0123456789abcdef" for c in sha):
+        return sha[:12] + plus + state
+    return version.removeprefix("multipolar ")
+
+
+def _git(here: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", "-C", str(here), *args], capture_output=True, text=True, timeout=5)
+
+
+def _package_version() -> str:
+    return f"multipolar {_version('multipolar')}"
 
 
 def _version(name: str) -> str:
