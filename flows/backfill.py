@@ -215,7 +215,7 @@ def _read(path: Path) -> tuple[pl.DataFrame, str, list[str], dict[str, Any]]:
         frame = _csv_rows(text, source) if kind == "csv" else _jsonl_rows(text, source)
         if kind == "csv" and all(c in frame.columns for c in LLMFIT_COLUMNS) and "snapshot_date" not in frame.columns:
             converted, details = _llmfit_rows(frame, source, _catalogue_beside(path))
-            used = (LINE, *LLMFIT_COLUMNS, "hf_likes")
+            used = (LINE, *LLMFIT_COLUMNS, "hf_likes", "commit")  # its commits are recorded by date
             return converted, "llmfit-panel", [c for c in frame.columns if c not in used], details
     if frame.height == 0:
         raise ImportRejected([ImportProblem(source, None, "the file has no rows")])
@@ -484,6 +484,13 @@ def _llmfit_rows(raw: pl.DataFrame, source: str, catalogue: Path | None) -> tupl
                 kept.select((pl.col("hf_downloads").cast(pl.Int64, strict=False) == 0).sum()).item() or 0
             ),
             "commits": raw.get_column("commit").n_unique() if "commit" in raw.columns else None,
+            # The catalogue commits each date's kept rows came from (one date's in its own record).
+            "commits_by_date": {
+                day: sorted(commits)
+                for day, commits in kept.group_by("snapshot_date").agg(pl.col("commit").unique().drop_nulls()).rows()
+            }
+            if "commit" in raw.columns
+            else {},
             "llm_population": LLMFIT_POPULATION,
             "catalogue_file": str(catalogue.resolve()) if catalogue else None,
             "catalogue_sha256": sha256_of(catalogue) if catalogue else None,
@@ -774,7 +781,7 @@ def import_snapshots(
         if ready:
             write_json_atomic(marker, {"paths": named, "dates": [d.isoformat() for d in ready], "started_at": started})
         for day, (frame, sources) in ready.items():
-            provenance = _provenance(sources, options, frame) | {"started_at": started} | compared.get(day, {})
+            provenance = _provenance(sources, options, frame, day) | {"started_at": started} | compared.get(day, {})
             if "same_counts_as" in provenance:
                 repeated, added = provenance["repeated_models"], provenance["added_models"]
                 uncounted = frame.height - repeated - added
@@ -965,18 +972,29 @@ def published_counts(layout: Layout, day: dt.date) -> pl.DataFrame:
     return counts.with_columns(pl.col(c).cast(pl.Int64) for c in COUNTS[1:])
 
 
-def _provenance(sources: list[SnapshotFile], options: dict[str, Any], frame: pl.DataFrame) -> dict[str, Any]:
+def _provenance(
+    sources: list[SnapshotFile], options: dict[str, Any], frame: pl.DataFrame, day: dt.date
+) -> dict[str, Any]:
     """The `_meta` of one imported date: where its rows came from and how they were imported."""
-    first = sources[0].provenance()
+    described = [_of_date(s.provenance(), day) for s in sources]
     return {
         "source_kind": "import",
-        **first,
-        "source_files": [s.provenance() for s in sources],
+        **described[0],
+        "source_files": described,
         "import_options": options,
         "imported_rows": frame.height,
         "models_with_30d_count": int(frame.get_column("downloads_30d").is_not_null().sum()),
         "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
+
+
+def _of_date(provenance: dict[str, Any], day: dt.date) -> dict[str, Any]:
+    """A file's provenance as one date's record holds it: of an llmfit panel's commits, those of `day`."""
+    llmfit = provenance.get("llmfit")
+    if not llmfit or "commits_by_date" not in llmfit:
+        return provenance
+    commits = {k: v for k, v in llmfit.items() if k != "commits_by_date"}
+    return provenance | {"llmfit": commits | {"commits_of_date": llmfit["commits_by_date"].get(day.isoformat(), [])}}
 
 
 def derive_all(

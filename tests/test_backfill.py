@@ -556,6 +556,12 @@ def test_a_date_with_counts_for_under_half_its_models_is_told_in_its_record_the_
     layout = Layout.at(tmp_path / "wh")
     metas = {d.isoformat(): read_meta(layout, MODELS, d) for d in layout.published_dates(MODELS)}
     assert {day: meta["models_with_30d_count"] for day, meta in metas.items()} == {"2026-03-01": 2, "2026-03-08": 1}
+    # Each date's record names the panel commits its rows came from; the commit column is read, not ignored.
+    assert {day: meta["llmfit"]["commits_of_date"] for day, meta in metas.items()} == {
+        "2026-03-01": ["c1"],
+        "2026-03-08": ["c8"],
+    }
+    assert "commit" not in metas["2026-03-01"]["ignored_columns"]
     assert "warning: 2026-03-08: only 1 of its 3 models have a 30-day count" in result.output
     assert "2026-03-01: only" not in result.output  # two of three is not thin
     report = (tmp_path / "wh" / "reports" / "reproduction.md").read_text()
