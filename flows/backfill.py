@@ -908,6 +908,7 @@ def staleness(
 
 # What a date's `models` record says of it against the date before it (`staleness`).
 STALENESS = ("same_counts_as", "repeated_models", "added_models", "models_of_date_before")
+COMPARED_AGAIN = ("compared_again_at", "compared_again_by")  # the last change of those flags after publishing
 
 
 def against(counts: pl.DataFrame, previous: pl.DataFrame, earlier: dt.date) -> dict[str, Any]:
@@ -945,11 +946,16 @@ def compare_again(layout: Layout, day: dt.date) -> str | None:
     if not meta or meta.get("source_kind") != "import":
         return None
     before = previous_date(layout, day)
+    from warehouse.provenance import code_version
+
     said = against(published_counts(layout, day), published_counts(layout, before), before) if before else {}
-    now = {k: v for k, v in meta.items() if k not in STALENESS} | said
-    if now == meta:
+    was = {k: v for k, v in meta.items() if k not in COMPARED_AGAIN}
+    now = {k: v for k, v in was.items() if k not in STALENESS} | said
+    if now == was:
         return None
-    write_json_atomic(layout.meta_file(MODELS, day), now)
+    # When and by what code the record's flags were changed, after the date was published.
+    stamp = {"compared_again_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+    write_json_atomic(layout.meta_file(MODELS, day), now | stamp | {"compared_again_by": code_version()})
     if before is None:
         return f"{day}: the first date now"
     flags = [f"a stale copy of {before}"] if "same_counts_as" in said else []

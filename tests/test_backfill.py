@@ -657,7 +657,10 @@ def test_a_stale_copy_has_no_between_window_and_the_next_date_measures_from_the_
     assert again.exit_code == 0, again.output
     said = "compared again with the date now before it: 2026-03-02: neither a stale copy nor partial against 2026-03-01"
     assert said in again.output
-    assert "same_counts_as" not in read_meta(layout, MODELS, dt.date(2026, 3, 2))
+    record = read_meta(layout, MODELS, dt.date(2026, 3, 2))
+    assert "same_counts_as" not in record
+    # The record says when and by what code its flags changed, after it was published.
+    assert record["compared_again_at"] >= record["published_at"] and record["compared_again_by"]
     assert "between" in set(pl.read_parquet(layout.partition_file(SHARES, dt.date(2026, 3, 2)))["time_window"])
     regained = pl.read_parquet(layout.partition_file(SHARES, dt.date(2026, 3, 3))).filter(
         (pl.col("time_window") == "between")
