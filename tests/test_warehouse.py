@@ -389,7 +389,7 @@ def test_a_query_gets_the_views_it_names_and_those_they_are_made_from(tmp_path) 
     assert connect(layout, views={"shares"}).execute(made).fetchone()[0] == ["shares"]
     credited = connect(layout, views={"Credited"}).execute(made).fetchone()[0]
     assert credited == ["credited", "model_days", "model_metadata", "models"]
-    every = {"model_days", "model_metadata", "credited", "snapshots", *TABLES}
+    every = {"model_days", "model_metadata", "credited", "snapshots", "provenance", *TABLES}
     assert connect(layout).execute(made).fetchone()[0] == sorted(every)
     assert run_sql(layout, "SELECT sum(downloads_30d) AS n FROM models").item() == 7
     # EXPLAIN ANALYZE of a SELECT (a query's profile) is a read like any other.
@@ -664,3 +664,28 @@ def test_a_short_code_version_keeps_whether_the_tree_had_local_changes(monkeypat
     ]:
         monkeypatch.setattr(provenance, "code_version", lambda v=version: v)
         assert provenance.short_code_version() == short
+
+
+def test_the_provenance_view_has_a_row_per_published_partition_and_version_with_its_record(tmp_path) -> None:
+    from analytics.attribution import rules_version
+    from flows import steps
+    from warehouse.provenance import code_version
+
+    layout = Layout.at(tmp_path)
+    publish_frame(layout, MODELS, DAY, models_frame(["org/a", "org/b"], [3, 4]), {"source_kind": "import"})
+    steps.attribute_date(layout, DAY)
+    found = run_sql(
+        layout,
+        "SELECT table_name, snapshot_date, version, rows, sha256, code_version, source_kind, rules_version, record "
+        "FROM provenance ORDER BY table_name",
+    )
+    assert found["table_name"].to_list() == ["attributions", "model_metadata", "models", "registry"]
+    assert found["snapshot_date"].to_list() == [DAY, None, DAY, DAY]
+    assert found["version"].to_list() == [None, 1, None, None]
+    assert set(found["code_version"]) == {code_version()}
+    assert found["source_kind"].to_list() == [None, None, "import", None]
+    assert found["rules_version"].to_list()[0] == rules_version()
+    for row in found.iter_rows(named=True):
+        record = json.loads(row["record"])
+        assert (record["sha256"], record["rows"]) == (row["sha256"], row["rows"]), row["table_name"]
+    assert found.filter(table_name="models")["rows"].item() == 2

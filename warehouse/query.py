@@ -42,7 +42,8 @@ def sql_literal(text: str) -> str:
 # The views over the models: `models` and `credited` are made from `model_days` and `model_metadata`.
 MODEL_VIEWS = ("models", "model_days", "model_metadata", "credited")
 SNAPSHOTS = "snapshots"  # a view of the `models` records: how and when each date was taken, and what it is
-VIEWS = frozenset({*MODEL_VIEWS, *TABLES, SNAPSHOTS})  # every view a connection can make
+PROVENANCE = "provenance"  # a view of every published partition's record: where, when and with what code
+VIEWS = frozenset({*MODEL_VIEWS, *TABLES, SNAPSHOTS, PROVENANCE})  # every view a connection can make
 
 
 def connect(layout: Layout, *, listed: bool = False, views: Collection[str] | None = None) -> duckdb.DuckDBPyConnection:
@@ -70,6 +71,8 @@ def connect(layout: Layout, *, listed: bool = False, views: Collection[str] | No
             con.execute(view)
     if SNAPSHOTS in wanted:
         con.from_arrow(snapshots_frame(layout, published[MODELS.name]).to_arrow()).create_view(SNAPSHOTS)
+    if PROVENANCE in wanted:
+        con.from_arrow(provenance_frame(layout, published).to_arrow()).create_view(PROVENANCE)
     for table in TABLES.values():
         if table is MODELS or table.name not in wanted:
             continue
@@ -482,6 +485,8 @@ def views_made(views: Collection[str] | None) -> set[str]:
 def tables_read(views: Collection[str] | None) -> list[Table]:
     """The tables whose files the views a connection for `views` makes read (every table when None)."""
     made = views_made(views)
+    if PROVENANCE in made:
+        made |= set(TABLES)
     if made & {*MODEL_VIEWS, SNAPSHOTS}:
         made.add(MODELS.name)
     if "credited" in made:
@@ -520,6 +525,42 @@ def snapshots_frame(layout: Layout, days: list[dt.date]) -> pl.DataFrame:
         return {column: _typed(said.get(column), kind) for column, kind in SNAPSHOT_COLUMNS.items()}
 
     return pl.DataFrame(layout.each(row, days), schema=SNAPSHOT_COLUMNS, orient="row")
+
+
+# The columns of the `provenance` view: what each partition's record says, and the record itself.
+PROVENANCE_COLUMNS = {
+    "table_name": pl.String,
+    "snapshot_date": pl.Date,  # null for a version of `model_metadata`
+    "version": pl.Int64,  # a version of `model_metadata`; null for a dated partition
+    "file": pl.String,  # relative to the warehouse's root
+    "rows": pl.Int64,
+    "sha256": pl.String,
+    "published_at": pl.Datetime("us", "UTC"),
+    "code_version": pl.String,  # the code that made the partition
+    "source_kind": pl.String,  # of `models`: hub, standin, synthetic or import
+    "rules_version": pl.String,  # of `attributions`
+    "registry_version": pl.String,  # of `attributions`, `registry` and the metrics
+    "record": pl.String,  # the whole `_meta` record, as JSON
+}
+
+
+def provenance_frame(layout: Layout, published: dict[str, list[dt.date]]) -> pl.DataFrame:
+    """One row per published partition of every table, and per version of `model_metadata`, from its record."""
+    from warehouse.metadata import read_version_meta
+    from warehouse.publish import read_meta
+
+    def row(item: tuple[Table, dt.date | int]) -> dict[str, object]:
+        table, when = item
+        meta = (read_version_meta(layout, when) if isinstance(when, int) else read_meta(layout, table, when)) or {}
+        said = meta | {"table_name": table.name, "record": json.dumps(meta, sort_keys=True)}
+        said |= {"version": when} if isinstance(when, int) else {"snapshot_date": when}
+        return {column: _typed(said.get(column), kind) for column, kind in PROVENANCE_COLUMNS.items()}
+
+    items: list[tuple[Table, dt.date | int]] = [
+        (TABLES[name], day) for name in TABLES if name in published for day in published[name]
+    ]
+    items += [(MODEL_METADATA, v) for v in layout.published_versions(MODEL_METADATA)]
+    return pl.DataFrame(layout.each(row, items), schema=PROVENANCE_COLUMNS, orient="row")
 
 
 def _typed(value: object, kind: pl.DataType) -> object:
