@@ -70,11 +70,11 @@ class RegistryError(ValueError):
 class RegistryProblem:
     """One defect of the registry file, at a 1-based physical line."""
 
-    line: int
+    line: int | None  # None: the file as a whole (it cannot be read, or holds no row)
     reason: str
 
     def __str__(self) -> str:
-        return f"line {self.line}: {self.reason}"
+        return self.reason if self.line is None else f"line {self.line}: {self.reason}"
 
 
 def region_of(country: str) -> str:
@@ -120,7 +120,10 @@ def _row_problems(row: dict[str, str]) -> list[str]:
 
 def _parse(path: Path) -> tuple[list[dict[str, str]], list[RegistryProblem]]:
     """The valid rows of the registry file and every problem found, each with its line number."""
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        return [], [RegistryProblem(None, f"cannot be read: {error.strerror or error}")]
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
@@ -155,6 +158,8 @@ def _parse(path: Path) -> tuple[list[dict[str, str]], list[RegistryProblem]]:
             line = reader.line_num + 1
     except csv.Error as error:
         problems.append(RegistryProblem(line, f"unparsable: {error}"))
+    if not rows and not problems:  # a header alone: every download would go to Unknown, and `official` count none
+        problems.append(RegistryProblem(None, "holds no row: a registry credits at least one namespace"))
     return rows, problems
 
 
@@ -178,7 +183,10 @@ def load_registry(path: Path | str | None = None) -> pl.DataFrame:
 def registry_version(path: Path | str | None = None) -> str:
     """A short content hash and the row count, e.g. `sha256:0a1b2c3d4e5f/412 rows`."""
     path = Path(path) if path is not None else REGISTRY_PATH
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise RegistryError(path, [RegistryProblem(None, f"cannot be read: {error.strerror or error}")]) from None
     # Undecodable bytes only blur the row count here; `load_registry` refuses them, naming their line.
     rows = sum(1 for _ in csv.reader(io.StringIO(raw.decode("utf-8-sig", errors="replace"), newline=""))) - 1
     return f"sha256:{hashlib.sha256(raw).hexdigest()[:12]}/{max(rows, 0)} rows"

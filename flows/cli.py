@@ -600,11 +600,12 @@ def registry_check(
     from analytics.registry import REGISTRY_PATH, check_registry, registry_version
 
     target = path or REGISTRY_PATH
-    if not target.is_file():
+    if not target.exists():
         raise fail(f"no registry file at {target}", 2)
     problems = check_registry(target)
     for problem in problems:
-        err.print(f"{target}:{problem.line}: {problem.reason}", highlight=False, markup=False, soft_wrap=True)
+        where = f"{target}:{problem.line}" if problem.line is not None else str(target)
+        err.print(f"{where}: {problem.reason}", highlight=False, markup=False, soft_wrap=True)
     if problems:
         raise fail(f"{len(problems)} problem(s) in {target}")
     out.print(f"{target}: valid ({registry_version(target)})", highlight=False)
@@ -657,6 +658,7 @@ from flows import cli_backfill, cli_scale, cli_serve, cli_warehouse  # noqa: E40
 
 def main() -> None:
     global COMMAND_PROCESS
+    from analytics.registry import RegistryError
     from warehouse.layout import WarehouseRefused
     from warehouse.lock import WarehouseLocked
     from warehouse.publish import DamagedRecord
@@ -673,7 +675,7 @@ def main() -> None:
                 soft_wrap=True,
             )
         raise
-    except (DamagedRecord, WarehouseRefused) as error:  # from any command: one line naming the file, not a traceback
+    except (DamagedRecord, WarehouseRefused, RegistryError) as error:  # from any command: one line, not a traceback
         sys.exit(fail(str(error)).exit_code)
     except WarehouseLocked as error:  # another writer, or a removal stopped part way
         sys.exit(fail(str(error), 3).exit_code)

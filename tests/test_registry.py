@@ -185,3 +185,44 @@ def test_the_version_names_the_content_hash_and_row_count(tmp_path: Path) -> Non
     two = registry_version(write(tmp_path, GOOD, "acme,Acme,US,United States,industry,why"))
     assert two.endswith("/2 rows") and two.split("/")[0] != one.split("/")[0]
     assert registry_version().endswith(f"/{load_registry().height} rows")
+
+
+@pytest.mark.parametrize("kind", ["missing", "a folder", "a header alone"])
+def test_a_registry_missing_unreadable_or_without_rows_is_refused_in_one_line(
+    tmp_path: Path, monkeypatch, capsys, kind: str
+) -> None:
+    """Refused by every command that reads it, in one line, rather than a traceback or shares with no lab."""
+    import datetime as dt
+    import sys
+
+    from analytics import registry
+    from flows import cli
+    from tests.test_warehouse import models_frame
+    from warehouse.layout import Layout
+    from warehouse.publish import publish_frame
+    from warehouse.tables import MODELS
+
+    path = tmp_path / "registry.csv"
+    if kind == "a folder":
+        path.mkdir()
+    elif kind == "a header alone":
+        path.write_text(HEADER + "\n", encoding="utf-8")
+    said = "holds no row" if kind == "a header alone" else "cannot be read"
+    with pytest.raises(RegistryError, match=said):
+        load_registry(path)
+    if kind != "a header alone":
+        with pytest.raises(RegistryError, match=said):
+            registry_version(path)
+    warehouse = tmp_path / "wh"
+    publish_frame(Layout.at(warehouse), MODELS, dt.date(2026, 5, 12), models_frame(["org/a"], [3]), {})
+    monkeypatch.setattr(registry, "REGISTRY_PATH", path)
+    # `check` reads the registry's version only: a header alone has one (0 rows), and the dates it would change
+    # are told there as made with another registry.
+    for command in (["attribute", "--date", "2026-05-12"], *([["check"]] if kind != "a header alone" else [])):
+        monkeypatch.setattr(sys, "argv", ["multipolar", *command, "--warehouse", str(warehouse)])
+        with pytest.raises(SystemExit) as done:
+            cli.main()
+        told = capsys.readouterr()
+        lines = [line for line in told.err.splitlines() if line.strip()]
+        assert done.value.code != 0 and "Traceback" not in told.err, told.err
+        assert len(lines) == 1 and lines[0].startswith("error: registry") and said in lines[0], told.err
