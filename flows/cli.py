@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import logging
 import math
 import os
@@ -681,9 +682,13 @@ def main() -> None:
         sys.exit(fail(str(error), 3).exit_code)
     except Exception as error:
         from warehouse.layout import Layout
+        from warehouse.publish import WriteFailed
 
         if (said := store_error(error)) is not None and Layout.at(warehouse_argument(sys.argv[1:])).remote:
             sys.exit(fail(said).exit_code)
+        if isinstance(error, WriteFailed) or (isinstance(error, OSError) and error.errno in WRITE_ERRORS):
+            # A disk full or read-only, a write refused: one line naming the file, whatever command wrote.
+            sys.exit(fail(str(error)).exit_code)
         if not read_error(error):
             raise
         # A reader's error seldom names the file it could not read: the check finds which, or it was
@@ -693,6 +698,9 @@ def main() -> None:
             raise
         sys.exit(fail(found).exit_code)
 
+
+# What the system says of a write it refused.
+WRITE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG})
 
 # What polars, pyarrow and DuckDB say of bytes that are not (whole) Parquet, or of a file not where it was.
 DAMAGE_WORDS = (

@@ -212,3 +212,30 @@ def test_a_real_full_disk_stops_the_refresh_clearly_and_keeps_day_1(day1: Path, 
     assert fingerprint(layout, DAY1) == before
     whole_or_absent(layout, DAY2)
     assert layout.published_dates(MODELS) == [DAY1]
+
+
+def test_a_failed_write_the_writer_does_not_explain_is_told_as_a_write_and_as_a_full_disk_when_it_is_nearly(
+    tmp_path, monkeypatch
+) -> None:
+    """polars may say of a page cut short by a full disk only "Invalid thrift: transport error", which read as a
+    reader's word would send the user to check published files: it is told as the write that failed."""
+    import errno
+
+    import polars as pl
+
+    from warehouse import publish
+
+    target = tmp_path / "page.parquet"
+
+    def failed() -> None:
+        with publish.polars_writing(target):
+            raise pl.exceptions.ComputeError("parquet: File out of specification: Invalid thrift: transport error")
+
+    monkeypatch.setattr(publish, "_free_bytes", lambda _folder: 100_000)
+    with pytest.raises(OSError) as full:
+        failed()
+    assert (full.value.errno, full.value.filename) == (errno.ENOSPC, str(target))
+    monkeypatch.setattr(publish, "_free_bytes", lambda _folder: 10 * 2**30)
+    with pytest.raises(publish.WriteFailed, match="writing failed .*Invalid thrift") as other:
+        failed()
+    assert other.value.filename == str(target)

@@ -105,3 +105,31 @@ def test_work_beyond_the_memory_limit_spills_on_a_read_only_warehouse(tmp_path, 
             "SELECT count(DISTINCT md5(i::VARCHAR) || md5((-i)::VARCHAR)) AS n FROM range(5000000) t(i)",
         )
     assert rows.item() == 5_000_000
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["dashboard"],
+        ["metrics"],
+        ["attribute", "--date", DAY.isoformat(), "--force"],
+        ["remove", "--date", DAY.isoformat(), "--yes"],
+    ],
+    ids=["dashboard", "metrics", "attribute", "remove"],
+)
+def test_a_writer_on_a_read_only_warehouse_stops_in_one_line(tmp_path, monkeypatch, capsys, command) -> None:
+    import sys
+
+    from flows import cli, steps
+
+    layout = warehouse_with_a_day(tmp_path / "wh", staging=True)
+    steps.attribute_date(layout, DAY)
+    steps.metrics_date(layout, DAY)
+    monkeypatch.setattr(sys, "argv", ["multipolar", *command, "--warehouse", str(layout.root)])
+    with read_only(layout.root), pytest.raises(SystemExit) as done:
+        cli.main()
+    told = capsys.readouterr()
+    lines = [line for line in told.err.splitlines() if line.strip()]
+    assert done.value.code != 0 and "Traceback" not in told.err, told.err
+    assert len(lines) == 1 and lines[0].startswith("error: [Errno") and str(layout.root) in lines[0], told.err
+    assert layout.published_dates(MODELS) == [DAY]

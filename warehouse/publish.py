@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import hashlib
 import json
 import os
@@ -270,13 +271,35 @@ def sink_parquet(plan: pl.LazyFrame, path: Path, *, level: int = ZSTD_LEVEL, dic
     fsync(path)
 
 
+class WriteFailed(OSError):
+    """A write that failed for a reason its writer did not name as the system's."""
+
+
+# Free space under which a failed write is taken to have found the disk full: polars does not always say so
+# (a page cut short may read "Invalid thrift: transport error").
+NEARLY_FULL = 4 * 2**20
+
+
 @contextmanager
 def polars_writing(path: object) -> Iterator[None]:
     """A polars write to `path`: its failure (a full disk, say) is raised as an OSError naming the file."""
     try:
         yield
     except pl.exceptions.PolarsError as error:
-        raise os_error_of(error, path) from None
+        found = os_error_of(error, path)
+        if isinstance(found, OSError):
+            raise found from None
+        if isinstance(path, Path) and _free_bytes(path.parent) < NEARLY_FULL:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from None
+        said = " ".join(str(error).split())
+        raise WriteFailed(errno.EIO, f"writing failed ({said})", str(path)) from None
+
+
+def _free_bytes(folder: Path) -> int:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return NEARLY_FULL
 
 
 def os_error_of(error: Exception, path: object) -> Exception:
