@@ -195,6 +195,7 @@ def refresh(
     quiet_prefect(verbose)
     from analytics.registry import RegistryError, load_registry
     from flows import hub
+    from flows.crawl import StagedPageUnreadable
     from flows.progress import crawl_progress
     from flows.scope import ScopeError, parse_scope
     from flows.snapshot import NothingListed
@@ -248,7 +249,15 @@ def refresh(
             )
     except WarehouseLocked as error:
         raise fail(str(error), 3) from None
-    except (hub.HubError, SchemaViolation, RegistryError, ServerFailed, NothingListed, OSError) as error:
+    except (
+        hub.HubError,
+        SchemaViolation,
+        RegistryError,
+        ServerFailed,
+        NothingListed,
+        StagedPageUnreadable,
+        OSError,
+    ) as error:
         raise fail(str(error)) from None
     from flows.refresh import describe
 

@@ -15,6 +15,8 @@ from queue import Full, Queue
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from flows import hub
 from flows.rows import RowReport, model_rows
@@ -60,6 +62,10 @@ class CrawlState:
             return cls(**json.loads(path.read_text()))
         except (OSError, ValueError, TypeError):
             return None
+
+
+class StagedPageUnreadable(RuntimeError):
+    """A page the crawl staged cannot be read back."""
 
 
 @dataclass
@@ -122,6 +128,21 @@ def crawl_to_staging(
     elif not state.done:
         state.resumed += 1
         _discard_unrecorded(folder, state.pages)
+    if state.pages and (damaged := _unreadable_page(folder)):
+        # A page the checkpoint counts whose file cannot be read (cut short, overwritten): every page is fetched
+        # again, as which pages the damage reached cannot be told.
+        logging.getLogger("multipolar.crawl").warning(
+            "discarded the crawl of %s left in %s: its page %s cannot be read (%s); %s is crawled afresh",
+            day,
+            folder,
+            damaged[0].name,
+            damaged[1],
+            day,
+        )
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        state = CrawlState(endpoint=endpoint, scope=scope.text, started_at=_now())
+        _save(folder, state)
     if not state.done and code_version() not in state.code_versions:
         # A crawl resumed by other code: its pages were converted by each, and the record says so.
         if state.pages and not state.code_versions:
@@ -272,7 +293,14 @@ def assemble(layout: Layout, day: dt.date, result: CrawlResult) -> tuple[Path, i
         write_parquet(MODELS.empty(), target, level=PAGE_ZSTD_LEVEL)
         return target, 0
     scan = pl.scan_parquet(pages, schema=MODELS.schema, glob=False).with_row_index("_row")
-    hashes, sample = _hashed_ids(pages)
+    try:
+        hashes, sample = _hashed_ids(pages)
+    except (pl.exceptions.PolarsError, FileNotFoundError) as error:  # a page damaged or removed since it was checked
+        (result.staging / CHECKPOINT).unlink(missing_ok=True)  # so the next run starts the crawl afresh
+        raise StagedPageUnreadable(
+            f"a staged page of the crawl of {day} in {result.staging} cannot be read "
+            f"({' '.join(str(error).split())}): run again, which crawls {day} afresh"
+        ) from None
     rows, repeats = _repeated_rows(scan, hashes)
     del hashes
     buckets = result.staging / "buckets"
@@ -412,6 +440,16 @@ def _discard_unrecorded(folder: Path, pages: int) -> None:
     for path in folder.glob("page-*.parquet"):
         if int(path.stem.rsplit("-", 1)[1]) >= pages:
             path.unlink()
+
+
+def _unreadable_page(folder: Path) -> tuple[Path, str] | None:
+    """The first page file of `folder` whose Parquet footer cannot be read, with what the reader said."""
+    for path in sorted(folder.glob("page-*.parquet")):
+        try:
+            pq.read_metadata(path)
+        except (OSError, pa.ArrowException) as error:
+            return path, " ".join(str(error).split())
+    return None
 
 
 def _page_file(folder: Path, listing: int, page: int) -> Path:

@@ -512,3 +512,44 @@ def test_a_source_on_this_machine_is_labelled_a_standin_by_the_same_test_as_the_
 
     assert source_kind_of(endpoint) == kind
     assert loopback(endpoint.split("//")[1].rsplit(":", 1)[0].strip("[]")) == (kind == "standin")
+
+
+def test_a_staged_page_that_cannot_be_read_is_fetched_again_with_every_other(tmp_path, monkeypatch, caplog) -> None:
+    """A page the checkpoint counts, cut short since: the crawl starts afresh rather than fail at every run;
+    damage found only when the pages are assembled removes the checkpoint, so the next run does the same."""
+    import logging
+
+    from flows import crawl
+    from flows import hub as hub_module
+    from flows.crawl import StagedPageUnreadable
+
+    monkeypatch.setitem(hub_module.BACKOFF, "base_wait_time", 0.05)
+    monkeypatch.setitem(hub_module.BACKOFF, "max_wait_time", 0.1)
+    layout = Layout.at(tmp_path / "wh")
+    logger = logging.getLogger("multipolar.crawl")
+    logger.addHandler(caplog.handler)
+    try:
+        with StandinHub(world(1_000), page_size=100, faults=[faults.server_error(500, times=None, pages={6})]) as hub:
+            with pytest.raises(HubError):
+                crawl_to_staging(layout, DAY, parse_scope("full"), hub.url)
+            page = sorted(layout.crawl_staging(DAY).glob("page-*.parquet"))[2]
+            page.write_bytes(page.read_bytes()[:200])
+            hub.set_faults()
+            hub.reset_log()
+            result = crawl_to_staging(layout, DAY, parse_scope("full"), hub.url)
+            assert [r.page for r in hub.listing_requests()] == list(range(1, 11))  # every page again
+            assert result.state.resumed == 0 and result.state.items == 1_000
+            staged, _rows = assemble(layout, DAY, result)
+            assert pl.read_parquet(staged).height == 1_000
+
+            # Damage the footer check cannot see, found when the pages are assembled.
+            def damaged(_pages):
+                raise pl.exceptions.ComputeError("parquet: File out of specification: Invalid thrift")
+
+            monkeypatch.setattr(crawl, "_hashed_ids", damaged)
+            with pytest.raises(StagedPageUnreadable, match="run again, which crawls 2026-05-12 afresh"):
+                assemble(layout, DAY, result)
+            assert not (layout.crawl_staging(DAY) / "checkpoint.json").exists()
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert f"its page {page.name} cannot be read" in caplog.text
