@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import orjson
 from huggingface_hub import constants, set_client_factory
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
-from huggingface_hub.utils import build_hf_headers, hf_raise_for_status, http_backoff
+from huggingface_hub.utils import build_hf_headers, hf_raise_for_status, http_backoff, parse_ratelimit_headers
 from huggingface_hub.utils import httpx as hx  # httpx2 in huggingface_hub 2.x
 from huggingface_hub.utils._http import default_client_factory
 
@@ -26,6 +26,10 @@ from flows.scope import Listing
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 REQUEST_TIMEOUT = 30.0  # the client has none by default (stack notes 1.3)
+# The longest wait a 429 may ask for: the Hub's windows are 5 minutes; a longer one (a proxy's, a misconfigured
+# Hub's) stops the crawl in one line rather than sleeping silently, to be resumed by a later run.
+MAX_RATE_LIMIT_WAIT = 900.0
+TOLD_RATE_LIMIT_WAIT = 30.0  # a wait at least this long is told as it begins
 BODY_RETRIES = 3  # a malformed or truncated page is fetched again this many times
 # The client's own schedule: 5 retries waiting 1, 2, 4, 8, 8 s, or what a 429's RateLimit header says.
 BACKOFF = {"max_retries": 5, "base_wait_time": 1.0, "max_wait_time": 8.0}
@@ -85,11 +89,36 @@ def configure_client(timeout: float = REQUEST_TIMEOUT) -> None:
     def factory() -> hx.Client:
         client = default_client_factory()
         client.event_hooks["request"].extend([force_timeout, REQUESTS])
-        client.event_hooks["response"].append(whole_answer_in_time)
+        client.event_hooks["response"].extend([whole_answer_in_time, rate_limit_wait])
         return client
 
     set_client_factory(factory)
     _configured = (timeout,)
+
+
+def rate_limit_wait(response: hx.Response) -> None:
+    """A 429's wait, as the client reads it (`RateLimit` when no request remains, else `Retry-After`): told when
+    long, and a HubError when longer than `MAX_RATE_LIMIT_WAIT`, before the client sleeps through it."""
+    if response.status_code != 429:
+        return
+    limit = parse_ratelimit_headers(response.headers)
+    retry_after = response.headers.get("retry-after", "").strip()
+    if limit is not None and limit.remaining == 0:
+        wait = float(limit.reset_in_seconds)
+    elif retry_after.isdigit():
+        wait = float(retry_after)
+    else:
+        return
+    parts = urlsplit(str(response.request.url))
+    origin = f"{parts.scheme}://{parts.netloc}"
+    if wait > MAX_RATE_LIMIT_WAIT:
+        response.close()
+        raise HubError(
+            f"{origin} is rate limiting and asks to wait {wait:,.0f} s, more than the {MAX_RATE_LIMIT_WAIT:,.0f} s a "
+            "crawl waits: run again later, which resumes the crawl from its last page"
+        )
+    if wait >= TOLD_RATE_LIMIT_WAIT:
+        logging.getLogger("multipolar.crawl").warning("%s is rate limiting: waiting %.0f s as it asks", origin, wait)
 
 
 class _Deadline(hx.SyncByteStream):

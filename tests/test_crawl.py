@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import time
 
 import polars as pl
 import pytest
@@ -553,3 +554,30 @@ def test_a_staged_page_that_cannot_be_read_is_fetched_again_with_every_other(tmp
     finally:
         logger.removeHandler(caplog.handler)
     assert f"its page {page.name} cannot be read" in caplog.text
+
+
+def test_a_rate_limit_asking_for_a_long_wait_is_told_and_one_past_the_limit_stops_the_crawl(
+    tmp_path, monkeypatch, caplog
+) -> None:
+    import logging
+
+    from flows import hub as hub_module
+
+    layout = Layout.at(tmp_path / "wh")
+    logger = logging.getLogger("multipolar.crawl")
+    logger.addHandler(caplog.handler)
+    try:
+        with StandinHub(
+            world(500), page_size=100, faults=[faults.rate_limit(times=1, reset=100_000, pages={3})]
+        ) as hub:
+            began = time.monotonic()
+            with pytest.raises(HubError, match="asks to wait 100,000 s, more than the 900 s a crawl waits"):
+                crawl_to_staging(layout, DAY, parse_scope("full"), hub.url)
+            assert time.monotonic() - began < 30
+            hub.set_faults(faults.rate_limit(times=1, reset=0, pages={3}))
+            monkeypatch.setattr(hub_module, "TOLD_RATE_LIMIT_WAIT", 0.0)
+            result = crawl_to_staging(layout, DAY, parse_scope("full"), hub.url)  # resumed: page 3 onwards
+            assert result.state.items == 500 and result.state.resumed == 1
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert "is rate limiting: waiting 0 s as it asks" in caplog.text
