@@ -36,6 +36,7 @@ those of a model their walk meets, did not change keep their rows; the rest are 
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import operator
 from dataclasses import dataclass
@@ -482,9 +483,21 @@ def rules_version() -> str:
 
     Attributions are only updated from a day whose rows were made by the same rules (`attribution_update`).
     """
+    return code_hash(RULES_CODE)
+
+
+def code_hash(names: tuple[str, ...]) -> str:
+    """`sha256:<digest>/polars <version>`: a hash of what the code of the modules `names` (paths from the
+    project's root) does, with the polars version running it."""
     root = Path(__file__).resolve().parent.parent
-    digests = "".join(code_digest((root / name).read_text(encoding="utf-8")) for name in RULES_CODE)
-    return f"sha256:{hashlib.sha256(digests.encode()).hexdigest()[:16]}/polars {pl.__version__}"
+    changed = tuple((root / name).stat().st_mtime_ns for name in names)  # read again once a file changes
+    return _code_hash(root, names, pl.__version__, changed)
+
+
+@functools.cache
+def _code_hash(root: Path, names: tuple[str, ...], polars: str, _changed: tuple[int, ...]) -> str:
+    digests = "".join(code_digest((root / name).read_text(encoding="utf-8")) for name in names)
+    return f"sha256:{hashlib.sha256(digests.encode()).hexdigest()[:16]}/polars {polars}"
 
 
 def code_digest(source: str) -> str:

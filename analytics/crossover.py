@@ -13,15 +13,22 @@ models counted), is no observation and is left out of the series:
 - the crossover date is the earliest date meeting all three. It equals `first_date` when the
   challenger has led since the series began: the crossing itself is then not observed (`observed` is
   false; true when the crossing falls between two snapshots of the series, null for `none`).
-`margin` is the challenger's share minus the incumbent's on the latest date, for either status.
+`margin` is the challenger's share minus the incumbent's on the series' latest date, `last_date`, for either
+status: the partition's own date, unless that date is left out of the series.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Collection
+
 import polars as pl
 
 SERIES = ["time_window", "population", "rule", "dimension"]
-OUTPUT = [*SERIES, "challenger", "incumbent", "status", "crossover_date", "observed", "margin", "first_date", "dates"]
+OUTPUT = [
+    *SERIES,
+    *("challenger", "incumbent", "status", "crossover_date", "observed", "margin", "first_date", "dates", "last_date"),
+]
 
 
 def actor_share(actor: str) -> pl.Expr:
@@ -88,21 +95,25 @@ def crossovers(
     incumbent: str = "United States",
     dimension: str = "region",
     persistence: int = 2,
+    left_out: Collection[dt.date] = (),
 ) -> pl.DataFrame:
-    """One CROSSOVERS row per (time_window, population, rule) of `dimension`: crossed or none, and when. A
-    series without one date observed is `none` over 0 dates."""
+    """One CROSSOVERS row per (time_window, population, rule) of `dimension`: crossed or none, and when. The
+    dates `left_out` (stale copies, partial snapshots) are no observation; a series without one date observed
+    is `none` over 0 dates."""
     if persistence < 1:
         raise ValueError(f"persistence must be at least 1 snapshot, got {persistence}")
     margin = pl.col("challenger_share") - pl.col("incumbent_share")
     crossing_date = pl.col("snapshot_date").filter(pl.col("crossing")).min()
+    kept = shares_series.filter(~pl.col("snapshot_date").cast(pl.Date).is_in(list(left_out)))
     observed = (
-        crossover_candidates(head_to_head(shares_series, challenger, incumbent, dimension), persistence)
+        crossover_candidates(head_to_head(kept, challenger, incumbent, dimension), persistence)
         .group_by(SERIES)
         .agg(
             crossing_date.alias("crossover_date"),
             margin.sort_by("snapshot_date").last().alias("margin"),
             pl.col("snapshot_date").min().alias("first_date"),
             pl.len().cast(pl.Int64).alias("dates"),
+            pl.col("snapshot_date").max().alias("last_date"),
         )
     )
     every = shares_series.lazy().filter(pl.col("dimension") == dimension).select(SERIES).unique()

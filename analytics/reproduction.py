@@ -293,11 +293,13 @@ def claim_row(
         row["our_us"] = regions[US] / known if known > 0 and regions[US] is not None else None
         ours = f"China {percent(row['our_china'])} vs US {percent(row['our_us'])} of known-region downloads"
     elif claim.measure == "downloads":
-        row["our_china"], row["our_us"] = regions["china_downloads"], regions["us_downloads"]
-        pair = row["our_china"] + row["our_us"]
+        # Not known (None) where the share is not: 0 downloads credited is then no count of them.
+        row["our_china"] = None if regions[CHINA] is None else regions["china_downloads"]
+        row["our_us"] = None if regions[US] is None else regions["us_downloads"]
+        pair = (row["our_china"] or 0.0) + (row["our_us"] or 0.0)
         published_pair = claim.china / (claim.china + claim.us) if claim.china and claim.us else None
         ours = f"China {count(row['our_china'])} vs US {count(row['our_us'])}"
-        if pair > 0:
+        if pair > 0 and row["our_china"] is not None and row["our_us"] is not None:
             ours += f"; China {percent(row['our_china'] / pair)} of China + US (published {percent(published_pair)})"
     else:
         ours, crossed_note = _crossover_text(crossovers, claim, window, day, row)
@@ -339,21 +341,22 @@ def _crossover_text(
     if not record["dates"]:
         return f"none as of {day}", "No date of the series has both China's and the US's share known."
     row["our_china_ahead"] = (record["margin"] or 0) > 0
-    first = record["first_date"]
+    # The series' latest date: the report's own, unless it is left out (a stale copy, say).
+    first, last = record["first_date"], record.get("last_date") or day
     if record["status"] != "crossed":
         return (
-            f"none as of {day} (margin {points(record['margin'])})",
+            f"none as of {day} (margin {points(record['margin'])} on {last})",
             f"China does not stay ahead over our {record['dates']} dates from {first}.",
         )
     row["our_crossover"] = record["crossover_date"]
     if record["crossover_date"] == first:
         return (
-            f"China ahead since our first date, {first} (margin {points(record['margin'])} on {day})",
+            f"China ahead since our first date, {first} (margin {points(record['margin'])} on {last})",
             f"China already leads when our series begins ({first}), after the published "
             f"{claim.published_crossover}: consistent, but the crossing itself is outside our dates.",
         )
     return (
-        f"crossed {record['crossover_date']} (margin {points(record['margin'])} on {day})",
+        f"crossed {record['crossover_date']} (margin {points(record['margin'])} on {last})",
         f"Our series ({first} … {day}) sees China overtake on {record['crossover_date']}, "
         f"against the published {claim.published_crossover}.",
     )
@@ -499,7 +502,7 @@ def _largest_note(shares: pl.DataFrame, day: dt.date, largest: dict[str, Any]) -
     least `LARGEST_NOTED` of their downloads."""
     group = region_shares(shares, day, "uploader", "llm", "30d")
     total, held = group["downloads"], largest["downloads"]
-    if total <= 0 or held / total < LARGEST_NOTED or held >= total:
+    if total <= 0 or held / total < LARGEST_NOTED or held >= total or None in (group[CHINA], group[US]):
         return None
     china = group["china_downloads"] - (held if largest["region"] == CHINA else 0.0)
     us = group["us_downloads"] - (held if largest["region"] == US else 0.0)

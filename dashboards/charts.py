@@ -158,7 +158,7 @@ def crossover_layers(frames: ViewFrames, dimension: str) -> list[alt.Chart]:
     )
     tooltip = [
         alt.Tooltip("label:N", title="Crossover"),
-        alt.Tooltip("margin_pp:Q", title="Margin on the latest date (percentage points)", format="+.1f"),
+        alt.Tooltip("margin_pp:Q", title="Margin on the latest date observed (percentage points)", format="+.1f"),
     ]
     rule = base.mark_rule(strokeDash=[5, 3], color="#333").encode(x=date_axis(frames), tooltip=tooltip)
     labels = [

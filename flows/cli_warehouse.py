@@ -92,7 +92,7 @@ def leftover_lines(layout) -> list[str]:
 def out_of_date_lines(layout, importing: set[str] = frozenset()) -> list[str]:
     """A line for each published date whose derived tables are to be made again, saying why and how; none for
     the dates of an import stopped part way (`importing`), which running it again makes."""
-    from flows.steps import out_of_date, registries_behind
+    from flows.steps import made_by_other_code, out_of_date, registries_behind
     from warehouse.publish import is_published
     from warehouse.tables import ATTRIBUTIONS
 
@@ -105,6 +105,8 @@ def out_of_date_lines(layout, importing: set[str] = frozenset()) -> list[str]:
             why = "attributed with another registry than the one in use now"
         elif not is_published(layout, ATTRIBUTIONS, day):
             why = "never made (a refresh stopped before them?)"
+        elif made_by_other_code(layout, day):
+            why = "computed by other code than this version of Multipolar's"
         else:
             why = "computed from inputs that changed since (a removal or replacement stopped part way?)"
         again = "" if why.startswith("never") else " again"

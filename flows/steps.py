@@ -78,10 +78,19 @@ def attribution_inputs(layout: Layout, day: dt.date) -> dict[str, Any]:
     return {"models_sha256": _sha(layout, MODELS, day), "registry_version": registry_version()}
 
 
+# The modules whose code computes the metrics, and the crossovers: a partition made by other code is made again.
+METRICS_CODE = ("analytics/metrics.py", "analytics/concentration.py", "analytics/order.py")
+CROSSOVERS_CODE = ("analytics/crossover.py",)
+
+
 def metric_inputs(layout: Layout, day: dt.date) -> dict[str, Any]:
-    """What the metrics of `day` are computed from: its models and attributions, and the previous models."""
+    """What the metrics of `day` are computed from: its models and attributions, the previous models, and the
+    code that computes them (`code`)."""
+    from analytics.attribution import code_hash
+
     previous = previous_date(layout, day)
     inputs = {
+        "code": code_hash(METRICS_CODE),
         "models_sha256": _sha(layout, MODELS, day),
         "attributions_sha256": _sha(layout, ATTRIBUTIONS, day),
         "previous_date": previous.isoformat() if previous else None,
@@ -99,11 +108,27 @@ def metric_inputs(layout: Layout, day: dt.date) -> dict[str, Any]:
 def crossover_inputs(layout: Layout, day: dt.date) -> dict[str, Any]:
     """What the crossovers as of `day` are computed from: every shares partition up to `day`, and the dates left
     out of the series (`left_out`, when there are any)."""
+    from analytics.attribution import code_hash
+
     dates = [d for d in layout.published_dates(SHARES) if d <= day]
-    inputs: dict[str, Any] = {"shares_sha256": {d.isoformat(): _sha(layout, SHARES, d) for d in dates}}
+    inputs: dict[str, Any] = {
+        "code": code_hash(CROSSOVERS_CODE),
+        "shares_sha256": {d.isoformat(): _sha(layout, SHARES, d) for d in dates},
+    }
     if left_out := no_observation(layout, dates):
         inputs["left_out"] = [d.isoformat() for d in left_out]
     return inputs
+
+
+def made_by_other_code(layout: Layout, day: dt.date) -> bool:
+    """Whether the metrics or crossovers published for `day` were computed by other code than this."""
+    from analytics.attribution import code_hash
+
+    for table, code in ((SHARES, METRICS_CODE), (CONCENTRATION, METRICS_CODE), (CROSSOVERS, CROSSOVERS_CODE)):
+        meta = read_meta(layout, table, day)
+        if meta is not None and (meta.get("inputs") or {}).get("code") != code_hash(code):
+            return True
+    return False
 
 
 def no_observation(layout: Layout, dates: list[dt.date]) -> list[dt.date]:
@@ -274,10 +299,10 @@ def crossovers_date(layout: Layout, day: dt.date, *, force: bool = False) -> dic
     if not force and _current(layout, (CROSSOVERS,), day, inputs):
         return {"status": "already published"}
     series = shares_series(layout, until=day)
-    if left_out := inputs.get("left_out"):
-        series = series.filter(~pl.col("snapshot_date").is_in([dt.date.fromisoformat(d) for d in left_out]))
+    left_out = [dt.date.fromisoformat(d) for d in inputs.get("left_out", [])]
     frame = pl.concat(
-        [crossovers(series, challenger=c, incumbent=i, dimension=d) for c, i, d in MATCHUPS], how="vertical"
+        [crossovers(series, challenger=c, incumbent=i, dimension=d, left_out=left_out) for c, i, d in MATCHUPS],
+        how="vertical",
     )
     publish_frame(layout, CROSSOVERS, day, frame, {"inputs": inputs}, force=True)
     crossed = frame.filter(

@@ -162,3 +162,16 @@ def test_a_series_with_no_date_observed_is_none_over_no_dates():
     row = only_row(crossovers(series))
     assert (row["status"], row["crossover_date"], row["first_date"], row["dates"]) == ("none", None, None, 0)
     assert row["observed"] is None and row["margin"] is None
+
+
+def test_left_out_dates_are_no_observation_and_the_margin_is_that_of_the_last_date_kept():
+    """A stale copy as the latest date: the margin is the date before's, and says so; a series found only on
+    left-out dates still has its row."""
+    series = race([0.1, 0.4, 0.5, 0.9], [0.3, 0.3, 0.3, 0.1])
+    row = only_row(crossovers(series, left_out=[MONDAYS[3]]))
+    assert (row["crossover_date"], row["dates"], row["last_date"]) == (MONDAYS[1], 3, MONDAYS[2])
+    assert row["margin"] == pytest.approx(0.2)
+    alone = race([0.4], [0.3], dates=[MONDAYS[5]], time_window="between")
+    rows = crossovers(pl.concat([series, alone]), left_out=[MONDAYS[3], MONDAYS[5]])
+    between = rows.filter(time_window="between").row(0, named=True)
+    assert (between["status"], between["dates"], between["last_date"]) == ("none", 0, None)

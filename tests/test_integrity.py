@@ -212,6 +212,26 @@ def test_a_recompute_of_a_warehouse_up_to_date_says_it_recomputed_nothing(wareho
     assert not any(line.startswith(tuple(str(d) for d in DAYS)) for line in result.output.splitlines())
 
 
+def test_metrics_and_crossovers_made_by_other_code_are_told_and_made_again(warehouse: Layout) -> None:
+    """As after an upgrade that changes how the metrics or crossovers are computed: their partitions are pending,
+    and `check` says why rather than blaming a removal stopped part way."""
+    from warehouse.publish import read_meta, write_json_atomic
+    from warehouse.tables import CROSSOVERS
+
+    day = DAYS[1]
+    for table in (SHARES, CROSSOVERS):
+        meta = read_meta(warehouse, table, day)
+        write_json_atomic(warehouse.meta_file(table, day), meta | {"inputs": meta["inputs"] | {"code": "sha256:0/x"}})
+    told = check(warehouse)
+    assert told.exit_code == 1
+    assert f"{day}: metrics, crossovers to be made again, computed by other code than this version" in told.output
+    assert "stopped part way" not in told.output
+    result = runner.invoke(app, ["recompute", "--warehouse", str(warehouse.root)], env={"COLUMNS": "20000"})
+    assert result.exit_code == 0, result.output
+    assert "recomputed 1 of 2 dates" in result.output
+    assert check(warehouse).exit_code == 0
+
+
 def test_metrics_with_nothing_to_do_leave_the_reports_as_they_were(warehouse: Layout) -> None:
     root = str(warehouse.root)
     for options in ([], ["--format", "json"]):

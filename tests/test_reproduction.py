@@ -135,6 +135,12 @@ def test_a_share_not_known_reads_n_a_in_the_claims_and_the_timeline_rather_than_
     row = claim(report, "H2")
     assert (row["our_china"], row["our_china_ahead"], row["agrees"]) == (None, None, "n/a")
     assert "China n/a vs US" in row["ours"]
+    # Downloads too: none credited to an actor whose share is not known is no count of them.
+    hidden = (pl.col("actor") == "United States") & (pl.col("rule") == "official")
+    shares = tiny_shares().with_columns(pl.when(hidden).then(None).otherwise(pl.col("share")).alias("share"))
+    row = claim(reproduce(shares, tiny_concentration(), tiny_crossovers(), tiny_coverage()), "A2")
+    assert (row["our_us"], row["our_china_ahead"], row["agrees"]) == (None, None, "n/a")
+    assert "US n/a" in row["ours"] and "of China + US" not in row["ours"]
     assert report.timeline.select("uploader_china", "uploader_us").rows() == [(None, 0.0), (None, 0.6)]
     assert "| n/a |" in to_markdown(report)
 

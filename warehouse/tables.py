@@ -194,6 +194,7 @@ CROSSOVERS = Table(
         "margin": pl.Float64(),
         "first_date": pl.Date(),
         "dates": pl.Int64(),
+        "last_date": pl.Date(),
     },
     key=("time_window", "population", "rule", "dimension", "challenger", "incumbent"),
     not_null=("time_window", "population", "rule", "dimension", "challenger", "incumbent", "status"),
