@@ -278,6 +278,8 @@ class WriteFailed(OSError):
 # Free space under which a failed write is taken to have found the disk full: polars does not always say so
 # (a page cut short may read "Invalid thrift: transport error").
 NEARLY_FULL = 4 * 2**20
+# What polars says of bytes it read that are not whole Parquet: a streamed plan's input, not the file written.
+READ_DAMAGE = ("out of specification", "magic bytes", "thrift", "decompress", "corrupt")
 
 
 @contextmanager
@@ -292,6 +294,8 @@ def polars_writing(path: object) -> Iterator[None]:
         if isinstance(path, Path) and _free_bytes(path.parent) < NEARLY_FULL:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from None
         said = " ".join(str(error).split())
+        if any(word in said.lower() for word in READ_DAMAGE):
+            raise  # a plan's input that cannot be read: the reader's error, for the caller to find which file
         raise WriteFailed(errno.EIO, f"writing failed ({said})", str(path)) from None
 
 
@@ -502,6 +506,10 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
         fsync(path.parent)
+    except OSError as error:
+        if error.filename is None:  # a write or flush that failed says not which file: a full disk, say
+            raise OSError(error.errno, error.strerror or str(error), str(path)) from None
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 
