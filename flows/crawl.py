@@ -9,6 +9,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from queue import Full, Queue
@@ -293,27 +294,36 @@ def assemble(layout: Layout, day: dt.date, result: CrawlResult) -> tuple[Path, i
         write_parquet(MODELS.empty(), target, level=PAGE_ZSTD_LEVEL)
         return target, 0
     scan = pl.scan_parquet(pages, schema=MODELS.schema, glob=False).with_row_index("_row")
-    try:
+    with _pages_read(result, day):
         hashes, sample = _hashed_ids(pages)
-    except (pl.exceptions.PolarsError, FileNotFoundError) as error:  # a page damaged or removed since it was checked
-        (result.staging / CHECKPOINT).unlink(missing_ok=True)  # so the next run starts the crawl afresh
-        raise StagedPageUnreadable(
-            f"a staged page of the crawl of {day} in {result.staging} cannot be read "
-            f"({' '.join(str(error).split())}): run again, which crawls {day} afresh"
-        ) from None
-    rows, repeats = _repeated_rows(scan, hashes)
+        rows, repeats = _repeated_rows(scan, hashes)
     del hashes
     buckets = result.staging / "buckets"
     shutil.rmtree(buckets, ignore_errors=True)
     buckets.mkdir()
     try:
         bounds = _id_bounds(sample, rows)
-        _spread(pages, repeats, bounds, buckets)
+        with _pages_read(result, day):
+            _spread(pages, repeats, bounds, buckets)
         # Read once, as it is published (`warehouse.metadata`): written fast rather than small.
         write_frames(_in_id_order(buckets, bounds.len() + 1), target, MODELS.schema, level=PAGE_ZSTD_LEVEL)
     finally:
         shutil.rmtree(buckets, ignore_errors=True)
     return target, rows - repeats.len()
+
+
+@contextmanager
+def _pages_read(result: CrawlResult, day: dt.date) -> Iterator[None]:
+    """Reads of the staged pages: a page that cannot be read (damaged or removed since the checkpoint counted it)
+    is told in one line, and the checkpoint removed, so that the next run crawls the date afresh."""
+    try:
+        yield
+    except (pl.exceptions.PolarsError, FileNotFoundError) as error:
+        (result.staging / CHECKPOINT).unlink(missing_ok=True)
+        raise StagedPageUnreadable(
+            f"a staged page of the crawl of {day} in {result.staging} cannot be read "
+            f"({' '.join(str(error).split())}): run again, which crawls {day} afresh"
+        ) from None
 
 
 def _hashed_ids(pages: list[Path]) -> tuple[pl.Series, pl.Series]:

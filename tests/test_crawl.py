@@ -543,14 +543,18 @@ def test_a_staged_page_that_cannot_be_read_is_fetched_again_with_every_other(tmp
             staged, _rows = assemble(layout, DAY, result)
             assert pl.read_parquet(staged).height == 1_000
 
-            # Damage the footer check cannot see, found when the pages are assembled.
-            def damaged(_pages):
+            # Damage the footer check cannot see, found when the pages are assembled: in the ids, or in another
+            # column of a page (the footer whole).
+            def damaged(*_args):
                 raise pl.exceptions.ComputeError("parquet: File out of specification: Invalid thrift")
 
-            monkeypatch.setattr(crawl, "_hashed_ids", damaged)
-            with pytest.raises(StagedPageUnreadable, match="run again, which crawls 2026-05-12 afresh"):
-                assemble(layout, DAY, result)
-            assert not (layout.crawl_staging(DAY) / "checkpoint.json").exists()
+            for step in ("_hashed_ids", "_spread"):
+                with monkeypatch.context() as patched:
+                    patched.setattr(crawl, step, damaged)
+                    with pytest.raises(StagedPageUnreadable, match="run again, which crawls 2026-05-12 afresh"):
+                        assemble(layout, DAY, result)
+                assert not (layout.crawl_staging(DAY) / "checkpoint.json").exists(), step
+                crawl._save(layout.crawl_staging(DAY), result.state)
     finally:
         logger.removeHandler(caplog.handler)
     assert f"its page {page.name} cannot be read" in caplog.text
