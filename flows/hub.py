@@ -96,12 +96,17 @@ def configure_client(timeout: float = REQUEST_TIMEOUT) -> None:
     _configured = (timeout,)
 
 
+# The statuses the client retries, sleeping as a `Retry-After` header says on any of them.
+RETRIED_STATUSES = (408, 429, 500, 502, 503, 504)
+
+
 def rate_limit_wait(response: hx.Response) -> None:
-    """A 429's wait, as the client reads it (`RateLimit` when no request remains, else `Retry-After`): told when
-    long, and a HubError when longer than `MAX_RATE_LIMIT_WAIT`, before the client sleeps through it."""
-    if response.status_code != 429:
+    """The wait a retried answer asks for, as the client reads it (a 429's `RateLimit` when no request remains,
+    else `Retry-After`): told when long, and a HubError when longer than `MAX_RATE_LIMIT_WAIT`, before the
+    client sleeps through it."""
+    if response.status_code not in RETRIED_STATUSES:
         return
-    limit = parse_ratelimit_headers(response.headers)
+    limit = parse_ratelimit_headers(response.headers) if response.status_code == 429 else None
     retry_after = response.headers.get("retry-after", "").strip()
     if limit is not None and limit.remaining == 0:
         wait = float(limit.reset_in_seconds)
@@ -111,14 +116,15 @@ def rate_limit_wait(response: hx.Response) -> None:
         return
     parts = urlsplit(str(response.request.url))
     origin = f"{parts.scheme}://{parts.netloc}"
+    status = f"HTTP {response.status_code}"
     if wait > MAX_RATE_LIMIT_WAIT:
         response.close()
         raise HubError(
-            f"{origin} is rate limiting and asks to wait {wait:,.0f} s, more than the {MAX_RATE_LIMIT_WAIT:,.0f} s a "
-            "crawl waits: run again later, which resumes the crawl from its last page"
+            f"{origin} answered {status} and asks to wait {wait:,.0f} s, more than the {MAX_RATE_LIMIT_WAIT:,.0f} s "
+            "a crawl waits: run again later, which resumes the crawl from its last page"
         )
     if wait >= TOLD_RATE_LIMIT_WAIT:
-        logging.getLogger("multipolar.crawl").warning("%s is rate limiting: waiting %.0f s as it asks", origin, wait)
+        logging.getLogger("multipolar.crawl").warning("%s answered %s: waiting %.0f s as it asks", origin, status, wait)
 
 
 class _Deadline(hx.SyncByteStream):

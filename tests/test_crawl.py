@@ -584,4 +584,17 @@ def test_a_rate_limit_asking_for_a_long_wait_is_told_and_one_past_the_limit_stop
             assert result.state.items == 500 and result.state.resumed == 1
     finally:
         logger.removeHandler(caplog.handler)
-    assert "is rate limiting: waiting 0 s as it asks" in caplog.text
+    assert "answered HTTP 429: waiting 0 s as it asks" in caplog.text
+
+
+@pytest.mark.parametrize("status", [503, 429, 408])
+def test_a_long_retry_after_on_any_status_the_client_retries_stops_the_crawl(status: int) -> None:
+    """The client sleeps as `Retry-After` says on every status it retries, not only on a 429."""
+    from huggingface_hub.utils import httpx as hx
+
+    from flows.hub import rate_limit_wait
+
+    request = hx.Request("GET", "http://127.0.0.1:1/api/models")
+    with pytest.raises(HubError, match=f"answered HTTP {status} and asks to wait 3,600 s"):
+        rate_limit_wait(hx.Response(status, headers={"retry-after": "3600"}, request=request))
+    rate_limit_wait(hx.Response(404, headers={"retry-after": "3600"}, request=request))  # not retried: no wait
