@@ -750,12 +750,13 @@ def pandas_metrics(layout: Layout, attributions_file: Path) -> dict[str, pl.Data
     attributions = pd.read_parquet(attributions_file, columns=["model_id", "rule", "weight", *DIMENSIONS])
     previous = previous.rename(columns={"downloads_all_time": "previous"})
     models = models.merge(previous, on="model_id", how="left", indicator="listed")
-    models["30d"] = models["downloads_30d"].fillna(0).astype("float64")
-    models["all_time"] = models["downloads_all_time"].fillna(0).astype("float64")
-    # A model listed the day before gains the change (unknown, so 0, without both counts); one absent, its total.
+    # A missing count stays missing: an actor none of whose models has one has downloads 0 and no known share.
+    models["30d"] = models["downloads_30d"].astype("float64")
+    models["all_time"] = models["downloads_all_time"].astype("float64")
+    # A model listed the day before gains the change (unknown without both counts); one absent, its total.
     now = models["downloads_all_time"].astype("float64")
     gained = np.where(models["listed"] == "both", now - models["previous"].astype("float64"), now)
-    models["between"] = pd.Series(gained, index=models.index).fillna(0).clip(lower=0)
+    models["between"] = pd.Series(gained, index=models.index).clip(lower=0)
     models["llm"] = models["pipeline_tag"].isin(LLM_PIPELINES)
     params = models["params_total"].astype("float64")
     models["size"] = np.select(
@@ -772,10 +773,12 @@ def pandas_metrics(layout: Layout, attributions_file: Path) -> dict[str, pl.Data
         subset = credited if mask is None else credited[mask]
         for dimension in DIMENSIONS:
             actor = subset[dimension].fillna("Unknown").rename("actor")
-            sums = subset.groupby([subset["rule"], actor])[list(WINDOWS)].sum().reset_index()
+            sums = subset.groupby([subset["rule"], actor])[list(WINDOWS)].sum(min_count=1).reset_index()
             long = sums.melt(id_vars=["rule", "actor"], var_name="time_window", value_name="downloads")
             total = long.groupby(["rule", "time_window"])["downloads"].transform("sum")
-            long["share"] = np.where(total > 0, long["downloads"] / total.where(total > 0, 1), 0.0)
+            counted = (total > 0) & long["downloads"].notna()
+            long["share"] = np.where(counted, long["downloads"] / total.where(total > 0, 1), np.nan)
+            long["downloads"] = long["downloads"].fillna(0.0)
             long["population"], long["dimension"] = population, dimension
             shares.append(long)
             known = long[(long["actor"] != "Unknown") & (long["downloads"] > 0)].copy()
