@@ -92,11 +92,14 @@ def leftover_lines(layout) -> list[str]:
 def out_of_date_lines(layout, importing: set[str] = frozenset()) -> list[str]:
     """A line for each published date whose derived tables are to be made again, saying why and how; none for
     the dates of an import stopped part way (`importing`), which running it again makes."""
+    from analytics.registry import check_registry
     from flows.steps import made_by_other_code, out_of_date, registries_behind
     from warehouse.publish import is_published
     from warehouse.tables import ATTRIBUTIONS
 
     earlier_registry = set(registries_behind(layout))
+    broken = check_registry()  # `recompute` refuses a broken registry: mend it first
+    advice = f"mend the registry first ({broken[0]}), then" if broken else "make them{again}:"
     lines = []
     for day, pending in out_of_date(layout).items():
         if day.isoformat() in importing:
@@ -110,7 +113,8 @@ def out_of_date_lines(layout, importing: set[str] = frozenset()) -> list[str]:
         else:
             why = "computed from inputs that changed since (a removal or replacement stopped part way?)"
         again = "" if why.startswith("never") else " again"
-        lines.append(f"{day}: {', '.join(pending)} to be made{again}, {why}; make them{again}: multipolar recompute")
+        told = advice.format(again=again)
+        lines.append(f"{day}: {', '.join(pending)} to be made{again}, {why}; {told} multipolar recompute")
     return lines
 
 

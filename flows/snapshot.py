@@ -59,7 +59,8 @@ def publish_models(
         # The crawl's endpoint, scope, start and figures: a later crawl of `day` that finds this crawl's staging
         # left behind compares them with its checkpoint (`flows.crawl.is_published_crawl`).
         **crawl_record(result.state),
-        "crawl_code_versions": result.state.code_versions,
+        # A checkpoint written before the versions were kept names none: its pages' code is not known.
+        "crawl_code_versions": result.state.code_versions or ["unrecorded"],
         "query": [
             {"path": "/api/models", "params": listing.params(), "description": listing.describe()}
             for listing in scope.listings[:50]

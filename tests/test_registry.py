@@ -226,3 +226,14 @@ def test_a_registry_missing_unreadable_or_without_rows_is_refused_in_one_line(
         lines = [line for line in told.err.splitlines() if line.strip()]
         assert done.value.code != 0 and "Traceback" not in told.err, told.err
         assert len(lines) == 1 and lines[0].startswith("error: registry") and said in lines[0], told.err
+    if kind == "a header alone":  # `check` tells the dates made with another registry, and to mend this one first
+        from flows import steps
+
+        monkeypatch.setattr(registry, "REGISTRY_PATH", registry.Path(registry.__file__).with_name("registry.csv"))
+        steps.attribute_date(Layout.at(warehouse), dt.date(2026, 5, 12))
+        monkeypatch.setattr(registry, "REGISTRY_PATH", path)
+        monkeypatch.setattr(sys, "argv", ["multipolar", "check", "--warehouse", str(warehouse)])
+        with pytest.raises(SystemExit):
+            cli.main()
+        told = capsys.readouterr().out
+        assert "mend the registry first (holds no row: a registry credits at least one namespace), then" in told
