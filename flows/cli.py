@@ -711,14 +711,10 @@ def main() -> None:
 # What the system says of a write it refused.
 WRITE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG})
 
-# What polars, pyarrow and DuckDB say of bytes that are not (whole) Parquet, or of a file not where it was.
+# What pyarrow and DuckDB say of bytes that are not (whole) Parquet, or of a file not where it was, besides what
+# polars says (`warehouse.publish.READ_DAMAGE`).
 DAMAGE_WORDS = (
-    "out of specification",
-    "magic bytes",
     "par1",
-    "thrift",
-    "decompress",
-    "corrupt",
     "too small to be a parquet file",
     "don't know what type",
     "no files found that match",
@@ -767,10 +763,11 @@ def damage_found(error: BaseException, layout: Layout) -> str | None:
     reader said; None when none is and the error does not speak of damaged bytes. The quick check first;
     every byte against its sha256 only when the error speaks of damage and the quick check finds none."""
     from warehouse.integrity import check_warehouse
+    from warehouse.publish import READ_DAMAGE
 
     lines = str(error).strip().splitlines()
     said = " ".join(lines[0].split()) if lines else type(error).__name__
-    damage = any(word in said.lower() for word in DAMAGE_WORDS)
+    damage = any(word in said.lower() for word in (*READ_DAMAGE, *DAMAGE_WORDS))
     if layout.remote or (layout.root / "_meta").is_dir():
         report = check_warehouse(layout, full=False)
         if not report.problems and damage:

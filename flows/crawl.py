@@ -121,6 +121,21 @@ def crawl_to_staging(
             scope.text,
             endpoint,
         )
+    if state is not None and (state.endpoint, state.scope) == (endpoint, scope.text):
+        if not state.done:
+            _discard_unrecorded(folder, state.pages)
+        if state.pages and (damaged := _unreadable_page(folder)):
+            # A page the checkpoint counts whose file cannot be read (cut short, overwritten): every page is
+            # fetched again, as which pages the damage reached cannot be told.
+            logging.getLogger("multipolar.crawl").warning(
+                "discarded the crawl of %s left in %s: its page %s cannot be read (%s); %s is crawled afresh",
+                day,
+                folder,
+                damaged[0].name,
+                damaged[1],
+                day,
+            )
+            state = None
     if state is None or (state.endpoint, state.scope) != (endpoint, scope.text):
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True, exist_ok=True)
@@ -128,22 +143,6 @@ def crawl_to_staging(
         _save(folder, state)
     elif not state.done:
         state.resumed += 1
-        _discard_unrecorded(folder, state.pages)
-    if state.pages and (damaged := _unreadable_page(folder)):
-        # A page the checkpoint counts whose file cannot be read (cut short, overwritten): every page is fetched
-        # again, as which pages the damage reached cannot be told.
-        logging.getLogger("multipolar.crawl").warning(
-            "discarded the crawl of %s left in %s: its page %s cannot be read (%s); %s is crawled afresh",
-            day,
-            folder,
-            damaged[0].name,
-            damaged[1],
-            day,
-        )
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True, exist_ok=True)
-        state = CrawlState(endpoint=endpoint, scope=scope.text, started_at=_now())
-        _save(folder, state)
     if not state.done and code_version() not in state.code_versions:
         # A crawl resumed by other code: its pages were converted by each, and the record says so.
         if state.pages and not state.code_versions:
