@@ -97,13 +97,13 @@ def out_of_date_lines(layout, importing: set[str] = frozenset()) -> list[str]:
     from warehouse.publish import is_published
     from warehouse.tables import ATTRIBUTIONS
 
+    dates = {day: pending for day, pending in out_of_date(layout).items() if day.isoformat() not in importing}
+    if not dates:
+        return []
     earlier_registry = set(registries_behind(layout))
     broken = check_registry()  # `recompute` refuses a broken registry: mend it first
-    advice = f"mend the registry first ({broken[0]}), then" if broken else "make them{again}:"
     lines = []
-    for day, pending in out_of_date(layout).items():
-        if day.isoformat() in importing:
-            continue
+    for day, pending in dates.items():
         if day in earlier_registry:
             why = "attributed with another registry than the one in use now"
         elif not is_published(layout, ATTRIBUTIONS, day):
@@ -113,7 +113,7 @@ def out_of_date_lines(layout, importing: set[str] = frozenset()) -> list[str]:
         else:
             why = "computed from inputs that changed since (a removal or replacement stopped part way?)"
         again = "" if why.startswith("never") else " again"
-        told = advice.format(again=again)
+        told = f"mend the registry first ({broken[0]}), then" if broken else f"make them{again}:"
         lines.append(f"{day}: {', '.join(pending)} to be made{again}, {why}; {told} multipolar recompute")
     return lines
 
