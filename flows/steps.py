@@ -72,10 +72,11 @@ def _between(layout: Layout, day: dt.date) -> tuple[dt.date | None, str | None]:
 
 
 def attribution_inputs(layout: Layout, day: dt.date) -> dict[str, Any]:
-    """What the attributions of `day` are computed from."""
+    """What the attributions of `day` are computed from: its models, the registry, and the rules' code (`code`)."""
+    from analytics.attribution import rules_version
     from analytics.registry import registry_version
 
-    return {"models_sha256": _sha(layout, MODELS, day), "registry_version": registry_version()}
+    return {"code": rules_version(), "models_sha256": _sha(layout, MODELS, day), "registry_version": registry_version()}
 
 
 # The modules whose code computes the metrics, and the crossovers: a partition made by other code is made again.
@@ -121,10 +122,11 @@ def crossover_inputs(layout: Layout, day: dt.date) -> dict[str, Any]:
 
 
 def made_by_other_code(layout: Layout, day: dt.date) -> bool:
-    """Whether the metrics or crossovers published for `day` were computed by other code than this."""
-    from analytics.attribution import code_hash
+    """Whether the attributions, metrics or crossovers published for `day` were computed by other code than this."""
+    from analytics.attribution import RULES_CODE, code_hash
 
-    for table, code in ((SHARES, METRICS_CODE), (CONCENTRATION, METRICS_CODE), (CROSSOVERS, CROSSOVERS_CODE)):
+    made_by = ((ATTRIBUTIONS, RULES_CODE), (SHARES, METRICS_CODE), (CONCENTRATION, METRICS_CODE))
+    for table, code in (*made_by, (CROSSOVERS, CROSSOVERS_CODE)):
         meta = read_meta(layout, table, day)
         if meta is not None and (meta.get("inputs") or {}).get("code") != code_hash(code):
             return True

@@ -232,6 +232,26 @@ def test_metrics_and_crossovers_made_by_other_code_are_told_and_made_again(wareh
     assert check(warehouse).exit_code == 0
 
 
+def test_attributions_made_by_other_rules_are_told_and_made_again_with_what_follows(warehouse: Layout) -> None:
+    """As after an upgrade that changes the attribution rules' code: the date's attributions, and the metrics and
+    crossovers made from them, are pending, and `recompute` makes them again."""
+    from warehouse.publish import read_meta, write_json_atomic
+
+    day = DAYS[1]
+    meta = read_meta(warehouse, ATTRIBUTIONS, day)
+    other_rules = meta | {"inputs": meta["inputs"] | {"code": "sha256:0/x"}}
+    write_json_atomic(warehouse.meta_file(ATTRIBUTIONS, day), other_rules)
+    told = check(warehouse)
+    assert told.exit_code == 1
+    expected = f"{day}: attribute, metrics, crossovers to be made again, computed by other code than this version"
+    assert expected in told.output
+    result = runner.invoke(app, ["recompute", "--warehouse", str(warehouse.root)], env={"COLUMNS": "20000"})
+    assert result.exit_code == 0, result.output
+    assert "recomputed 1 of 2 dates" in result.output
+    assert read_meta(warehouse, ATTRIBUTIONS, day)["inputs"]["code"].startswith("sha256:")
+    assert check(warehouse).exit_code == 0
+
+
 def test_metrics_with_nothing_to_do_leave_the_reports_as_they_were(warehouse: Layout) -> None:
     root = str(warehouse.root)
     for options in ([], ["--format", "json"]):
