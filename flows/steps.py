@@ -177,10 +177,13 @@ def out_of_date(layout: Layout, *, after: dt.date | None = None) -> dict[dt.date
     """The published dates (after `after`) whose derived tables are missing or were computed from inputs that
     have changed since, with the steps that would make them again: left so by a removal or a replacement that
     stopped part way, or by an edit of the registry after they were attributed."""
+    from warehouse.publish import records_kept
+
     found = {}
-    for day in layout.published_dates(MODELS):
-        if (after is None or day > after) and (pending := pending_steps(layout, day, dashboard=False)):
-            found[day] = pending
+    with records_kept():  # each date's crossovers depend on the records of every date before
+        for day in layout.published_dates(MODELS):
+            if (after is None or day > after) and (pending := pending_steps(layout, day, dashboard=False)):
+                found[day] = pending
     return found
 
 

@@ -252,6 +252,26 @@ def test_attributions_made_by_other_rules_are_told_and_made_again_with_what_foll
     assert check(warehouse).exit_code == 0
 
 
+def test_a_pass_over_every_date_reads_each_record_once_and_a_later_read_sees_what_was_written_since(
+    warehouse: Layout, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each date's crossovers depend on the records of every date before it: a pass over a year of dates read
+    them 66,000 times (a request each on an object store)."""
+    from collections import Counter
+
+    from warehouse import publish
+
+    reads: Counter[str] = Counter()
+    read_record = publish.read_record
+    monkeypatch.setattr(publish, "read_record", lambda path: reads.update([str(path)]) or read_record(path))
+    assert steps.out_of_date(warehouse) == {}
+    assert reads and max(reads.values()) == 1, reads.most_common(3)
+
+    meta = publish.read_meta(warehouse, SHARES, DAYS[0])
+    publish.write_json_atomic(warehouse.meta_file(SHARES, DAYS[0]), meta | {"inputs": {}})
+    assert steps.out_of_date(warehouse) == {DAYS[0]: ["metrics", "crossovers"]}
+
+
 def test_metrics_with_nothing_to_do_leave_the_reports_as_they_were(warehouse: Layout) -> None:
     root = str(warehouse.root)
     for options in ([], ["--format", "json"]):

@@ -12,6 +12,7 @@ import shutil
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -124,8 +125,28 @@ def record_fault(record: dict[str, Any]) -> str | None:
 
 
 def read_meta(layout: Layout, table: Table, day: dt.date) -> dict[str, Any] | None:
-    """The `_meta` record of a partition, or None when it is not published."""
-    return read_record(layout.meta_file(table, day))
+    """The `_meta` record of a partition, or None when it is not published (read once within `records_kept`)."""
+    kept = _KEPT.get()
+    if kept is None:
+        return read_record(layout.meta_file(table, day))
+    key = (layout.root, table.name, day)
+    if key not in kept:
+        kept[key] = read_record(layout.meta_file(table, day))
+    return kept[key]
+
+
+_KEPT: ContextVar[dict[tuple[Any, str, dt.date], dict[str, Any] | None] | None] = ContextVar("kept", default=None)
+
+
+@contextmanager
+def records_kept() -> Iterator[None]:
+    """Within it, `read_meta` reads each record once and gives the same one after: for a pass that reads the
+    records of every date for each date, and writes none (`flows.steps.out_of_date`)."""
+    token = _KEPT.set({})
+    try:
+        yield
+    finally:
+        _KEPT.reset(token)
 
 
 def clear_publish_staging(layout: Layout) -> int:
