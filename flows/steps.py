@@ -71,6 +71,23 @@ def _between(layout: Layout, day: dt.date) -> tuple[dt.date | None, str | None]:
     return None, "none: every date before repeats the counts of the one before it"
 
 
+def listed_at(layout: Layout, basis: dt.date) -> dt.datetime | None:
+    """When the Hub was listed for `basis`: the start of its crawl, when the crawl ran on that date (not an
+    import, which records no time, nor a crawl recorded under another date). A model absent then and created
+    after it was not there to be listed; without this moment, one created on `basis` counts as there then."""
+    meta = read_meta(layout, MODELS, basis) or {}
+    if meta.get("source_kind") == "import" or not isinstance(meta.get("started_at"), str):
+        return None
+    try:
+        started = dt.datetime.fromisoformat(meta["started_at"])
+    except ValueError:
+        return None
+    if started.tzinfo is None:
+        return None
+    started = started.astimezone(dt.UTC)
+    return started if started.date() == basis else None
+
+
 def attribution_inputs(layout: Layout, day: dt.date) -> dict[str, Any]:
     """What the attributions of `day` are computed from: its models, the registry, and the rules' code (`code`)."""
     from analytics.attribution import rules_version
@@ -103,6 +120,9 @@ def metric_inputs(layout: Layout, day: dt.date) -> dict[str, Any]:
     elif basis is not None and basis != previous:  # stale copies between them
         inputs["between_from"] = basis.isoformat()
         inputs["between_from_models_sha256"] = _sha(layout, MODELS, basis)
+    listed = listed_at(layout, basis) if basis is not None and why is None else None
+    if listed is not None:
+        inputs["between_listed_at"] = listed.isoformat()
     return inputs
 
 
@@ -271,7 +291,14 @@ def metrics_date(layout: Layout, day: dt.date, *, force: bool = False) -> dict[s
     registry = registry_used(layout, day)
     by_row = rows_point_at_models(layout, day)
     tables = metric_tables(
-        models, attributions, previous_models, registry=registry, streamed=True, by_row=by_row, previous_date=basis
+        models,
+        attributions,
+        previous_models,
+        registry=registry,
+        streamed=True,
+        by_row=by_row,
+        previous_date=basis,
+        listed_at=listed_at(layout, basis) if basis else None,
     )
     provenance: dict[str, Any] = {"inputs": inputs, "registry_version": _registry_of(layout, day)}
     if previous_models is not None:

@@ -499,3 +499,60 @@ def test_a_window_no_model_has_counts_for_has_no_metrics_rather_than_zeros(strea
     shares = metric_tables(now, attributions)["shares"].filter(**ALL_30D_LAB)
     assert actor_shares(shares, **ALL_30D_LAB) == {"Qwen": 1.0, "Meta": None}
     assert dict(shares.select("actor", "downloads").iter_rows()) == {"Qwen": 5.0, "Meta": 0.0}
+
+
+def test_a_model_created_after_the_previous_crawl_began_gains_its_whole_total_even_on_that_date():
+    """A daily crawl lists the Hub at one moment of its date: a model created later that day was not there to
+    be listed, and everything it has counted since is a gain of the `between` window. One created before that
+    moment and absent then was hidden or missed: no gain known. Without the moment, the date decides."""
+    before = dt.date(2026, 5, 11)
+    listed = dt.datetime(2026, 5, 11, 6, 0, tzinfo=dt.UTC)
+
+    def made(row: dict, created: str) -> dict:
+        return row | {"created_at": dt.datetime.fromisoformat(created)}
+
+    previous = models_frame(made(model("Qwen/grows", all_time=100), "2025-01-01T00:00:00+00:00"))
+    now = models_frame(
+        made(model("Qwen/grows", all_time=150), "2025-01-01T00:00:00+00:00"),
+        made(model("Qwen/born-after-the-crawl", all_time=40), "2026-05-11T18:00:00+00:00"),
+        made(model("Meta/missed-by-the-crawl", all_time=900), "2026-05-11T05:00:00+00:00"),
+    )
+    attributions = attributions_frame(*(credit(m, m.split("/")[0]) for m in now["model_id"]))
+    tables = metric_tables(now, attributions, previous, previous_date=before, listed_at=listed)
+    between = tables["shares"].filter(**ALL_30D_LAB | {"time_window": "between"})
+    assert dict(zip(*between.select("actor", "downloads"), strict=True)) == {"Meta": 0.0, "Qwen": 90.0}
+    assert tables["unknown_gains"].to_dicts() == [{"models": 1, "all_time_downloads": 900}]
+    through_shares = shares(now, attributions, previous_models=previous, previous_date=before, listed_at=listed)
+    assert through_shares.equals(tables["shares"])
+    dated = metric_tables(now, attributions, previous, previous_date=before)["shares"]
+    assert one(dated, **ALL_30D_LAB | {"time_window": "between", "actor": "Qwen"})["downloads"] == 50.0
+
+
+def test_the_metrics_step_measures_new_models_from_when_the_previous_crawl_began(tmp_path):
+    """The moment is the previous date's crawl start, when that crawl ran on its date; an import records no
+    time, so there the date decides."""
+    from flows import steps
+    from warehouse.layout import Layout
+    from warehouse.publish import publish_frame
+
+    days = (dt.date(2026, 5, 11), dt.date(2026, 5, 12))
+    created = {"Qwen/old": "2025-01-01T00:00:00+00:00", "Qwen/new": "2026-05-11T18:00:00+00:00"}
+
+    def day_models(counts: dict[str, int]) -> pl.DataFrame:
+        rows = [model(m, all_time=n) | {"created_at": dt.datetime.fromisoformat(created[m])} for m, n in counts.items()]
+        return models_frame(*rows)
+
+    for kind, started, expected in (("hub", "2026-05-11T06:00:00+00:00", 70.0), ("import", None, 50.0)):
+        layout = Layout.at(tmp_path / kind)
+        record = {"source_kind": kind, "scope": "full" if kind == "hub" else None}
+        record |= {"started_at": started or "2026-11-29T10:00:00+00:00"}
+        publish_frame(layout, MODELS, days[0], day_models({"Qwen/old": 100}), record)
+        publish_frame(layout, MODELS, days[1], day_models({"Qwen/old": 150, "Qwen/new": 20}), record)
+        for day in days:
+            steps.attribute_date(layout, day)
+            steps.metrics_date(layout, day)
+        table = pl.read_parquet(layout.partition_file(SHARES, days[1]))
+        row = one(table, time_window="between", population="all", rule="uploader", dimension="lab", actor="Alibaba")
+        assert row["downloads"] == expected, kind
+        inputs = steps.metric_inputs(layout, days[1])
+        assert inputs.get("between_listed_at") == started, kind
