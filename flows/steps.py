@@ -46,10 +46,12 @@ def previous_date(layout: Layout, day: dt.date) -> dt.date | None:
 
 def between_basis(layout: Layout, day: dt.date) -> dt.date | None:
     """The date `day`'s `between` window is measured from: the latest date before it that is no stale copy (an
-    imported date that repeats the counts of the one before, `same_counts_as`), when both were listed with the
-    same scope. A model missing from a day crawled with a narrower scope (`top:N`, `orgs:`) is not a new model,
-    and its all-time downloads are no day's gain: across a change of scope there is no `between` window. Nor has
-    a stale copy one: it observed no gain of its own."""
+    imported date that repeats the counts of the one before, `same_counts_as`) nor partial snapshot (one that lists
+    under half the models of the date before, `models_of_date_before`: measured from it, the gains of every model
+    it missed would not be known), when both were listed with the same scope. A model missing from a day crawled
+    with a narrower scope (`top:N`, `orgs:`) is not a new model, and its all-time downloads are no day's gain:
+    across a change of scope there is no `between` window. Nor has a stale copy one: it observed no gain of its
+    own."""
     return _between(layout, day)[0]
 
 
@@ -61,14 +63,15 @@ def _between(layout: Layout, day: dt.date) -> tuple[dt.date | None, str | None]:
     meta = read_meta(layout, MODELS, day) or {}
     if meta.get("same_counts_as"):
         return None, f"none: this date repeats the counts of {meta['same_counts_as']}"
-    # From the date before back to the first that is no stale copy: most often the date before, one record read.
+    # From the date before back to the first that is no stale copy nor partial snapshot: most often the date
+    # before, one record read.
     for basis in reversed(earlier):
         before = read_meta(layout, MODELS, basis) or {}
-        if not before.get("same_counts_as"):
+        if not before.get("same_counts_as") and not before.get("models_of_date_before"):
             if before.get("scope") != meta.get("scope"):
                 return None, "none: the date before was listed with another scope"
             return basis, None
-    return None, "none: every date before repeats the counts of the one before it"
+    return None, "none: every date before is a stale copy or a partial snapshot"
 
 
 def listed_at(layout: Layout, basis: dt.date) -> dt.datetime | None:

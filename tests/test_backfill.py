@@ -673,6 +673,31 @@ def test_a_stale_copy_has_no_between_window_and_the_next_date_measures_from_the_
     assert runner.invoke(app, ["check", "--warehouse", str(warehouse)]).exit_code == 0
 
 
+def test_the_date_after_a_partial_snapshot_measures_its_between_window_from_the_last_whole_one(tmp_path) -> None:
+    """A partial snapshot lists under half the models of the date before: measured from it, the next date would
+    know the gains of those few models only, the others' all-time totals no gain at all."""
+    ids = ["Qwen/a", *(f"meta-llama/m{i}" for i in range(4))]
+    counts = {1: dict.fromkeys(ids, 1000), 2: {"Qwen/a": 1100}, 3: {"Qwen/a": 1200, **dict.fromkeys(ids[1:], 1050)}}
+    text = "snapshot_date,model_id,downloads_30d,downloads_all_time\n" + "".join(
+        f"2026-03-0{d},{m},1,{n}\n" for d, day in counts.items() for m, n in day.items()
+    )
+    warehouse = tmp_path / "wh"
+    assert run_import(write(tmp_path / "p.csv", text), warehouse).exit_code == 0
+    layout = Layout.at(warehouse)
+    assert read_meta(layout, MODELS, dt.date(2026, 3, 2))["models_of_date_before"]
+    gained = pl.read_parquet(layout.partition_file(SHARES, dt.date(2026, 3, 3))).filter(
+        (pl.col("time_window") == "between")
+        & (pl.col("rule") == "uploader")
+        & (pl.col("dimension") == "lab")
+        & (pl.col("population") == "all")
+    )
+    assert dict(gained.select("actor", "downloads").iter_rows()) == {"Alibaba": 200.0, "Meta": 200.0}
+    assert set(gained["window_start"]) == {dt.date(2026, 3, 1)}
+    record = read_meta(layout, SHARES, dt.date(2026, 3, 3))
+    assert record["inputs"]["between_from"] == "2026-03-01"
+    assert record["unknown_all_time_gains"] == {"models": 0, "all_time_downloads": 0}
+
+
 def two_models(counts: dict[int, tuple[int, int]]) -> str:
     """A CSV of Qwen/a and meta-llama/b on days of March 2026: each day's count of each, 30-day and all-time alike."""
     line = "2026-03-0{d},Qwen/a,{a},{a}\n2026-03-0{d},meta-llama/b,{b},{b}\n"
