@@ -56,7 +56,8 @@ def lineage(tags: list[str]) -> tuple[list[str], str | None]:
 
 
 def model_rows(items: list[Any], report: RowReport | None = None) -> pl.DataFrame:
-    """A `models` frame from listing items; items without a usable id are dropped and counted.
+    """A `models` frame from listing items; items without a usable id, and private repos (which the Hub lists
+    to a token allowed to read them), are dropped and counted.
 
     Built column by column (one pass per field, list columns from flat values and offsets): a page of a
     thousand items costs milliseconds, where one dict per row cost tens.
@@ -71,6 +72,9 @@ def model_rows(items: list[Any], report: RowReport | None = None) -> pl.DataFram
         model_id = item.get("id", item.get("modelId"))
         if not _valid_id(model_id):
             report.dropped["missing or invalid id"] += 1
+            continue
+        if item.get("private") is True:  # listed to a token that may read it: not a public model
+            report.dropped["private"] += 1
             continue
         kept.append(item)
         ids.append(model_id)

@@ -6,7 +6,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# The Hub listing fields each snapshot keeps (DESIGN.md, Crawl); `id` always comes back.
+# The Hub listing fields each snapshot keeps (DESIGN.md, Crawl); `id` always comes back. `private` is asked so that
+# the private repos a token lists (its own and its organisations') are told apart and left out: a snapshot holds
+# public models only.
 EXPAND = (
     "author",
     "createdAt",
@@ -20,6 +22,7 @@ EXPAND = (
     "library_name",
     "gated",
     "safetensors",
+    "private",
 )
 
 _NAMESPACE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")

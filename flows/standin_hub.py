@@ -3,7 +3,8 @@
 The real `huggingface_hub` client is pointed at it with `HfApi(endpoint=hub.url)`. It speaks the Hub's
 `GET /api/models` (sort, author, search, filter, limit, expand, keyset cursor and `Link: rel="next"`
 pagination) and `GET /api/models/<repo_id>`, and injects the faults of `flows.standin_faults` on demand.
-Records are served as given, so hostile worlds (no id, wrong types) reach the client unchanged.
+Records are served as given, so hostile worlds (no id, wrong types) reach the client unchanged; a private one
+(`"private": true`) is listed only to a request with a token, as the Hub lists the private repos a token may read.
 """
 
 from __future__ import annotations
@@ -139,6 +140,7 @@ class World:
         self._by_author: dict[str, list[int]] | None = None
         self._lower_ids: list[str | None] | None = None
         self._children: Counter[str] | None = None
+        self._private: frozenset[int] | None = None
         self._author_orders: OrderedDict[tuple[str, str], list[int]] = OrderedDict()
 
     def __len__(self) -> int:
@@ -150,6 +152,7 @@ class World:
             self.order(key)
         self.by_id()
         self.by_author()
+        self.private()
         return self
 
     def object_id(self, index: int) -> Any:
@@ -206,6 +209,16 @@ class World:
                     for m in self.models
                 ]
             return self._lower_ids
+
+    def private(self) -> frozenset[int]:
+        """Indices of the private models (`"private": true`): listed only to a request with a token, as the Hub
+        lists the private repos a token may read."""
+        with self._lock:
+            if self._private is None:
+                self._private = frozenset(
+                    i for i, m in enumerate(self.models) if isinstance(m, dict) and m.get("private") is True
+                )
+            return self._private
 
     def children(self) -> Counter[str]:
         """How many models name each id in a plain `base_model:<id>` tag."""
@@ -609,6 +622,9 @@ class _Handler(BaseHTTPRequestHandler):
         start, served = cursor["p"], cursor["n"]
         take = hub.page_size if listing.limit is None else max(0, min(hub.page_size, listing.limit - served))
         matches = listing.matcher(world)
+        if not self.record.authorized and (hidden := world.private()):
+            asked = matches
+            matches = (lambda i: i not in hidden) if asked is None else (lambda i: i not in hidden and asked(i))
         indices, end = _scan(sequence, start, take, matches)
         if any(f.kind == "duplicate_ids" for f in plan.amendments):
             count = next(f.count for f in plan.amendments if f.kind == "duplicate_ids")

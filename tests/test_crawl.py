@@ -598,3 +598,23 @@ def test_a_long_retry_after_on_any_status_the_client_retries_stops_the_crawl(sta
     with pytest.raises(HubError, match=f"answered HTTP {status} and asks to wait 3,600 s"):
         rate_limit_wait(hx.Response(status, headers={"retry-after": "3600"}, request=request))
     rate_limit_wait(hx.Response(404, headers={"retry-after": "3600"}, request=request))  # not retried: no wait
+
+
+def test_private_models_a_token_may_read_are_left_out_and_counted(tmp_path, monkeypatch) -> None:
+    """With a token, the Hub lists the private repos it may read among the public ones: a snapshot keeps only
+    public models, and says how many private ones it left out."""
+    secret = model("Qwen/unreleased-72b", downloads=5_000, params=72_000_000_000)
+    secret["private"] = True
+    monkeypatch.setenv("HF_TOKEN", "hf_canary_crawl_token")
+    with StandinHub([*world(30), secret], page_size=10) as hub:
+        layout = Layout.at(tmp_path / "wh")
+        result = crawl_to_staging(layout, DAY, parse_scope("full"), hub.url)
+        assert hub.listing_requests()[0].param("expand")[-1] == "private"
+        assert result.state.items == 31 and result.state.report["dropped"] == {"private": 1}
+        staged, rows = assemble(layout, DAY, result)
+    frame = pl.read_parquet(staged)
+    assert rows == frame.height == 30 and "Qwen/unreleased-72b" not in frame["model_id"]
+    monkeypatch.delenv("HF_TOKEN")
+    with StandinHub([*world(30), secret], page_size=10) as hub:  # listed to no request without a token
+        assert crawled(tmp_path / "anon", hub).height == 30
+        assert sum(len(p.items) for p in pages(hub.url, parse_scope("full").listings[0], request_headers(None))) == 30

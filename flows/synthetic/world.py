@@ -16,7 +16,7 @@ from flows.synthetic.ecosystem import PLACEHOLDER_CREATED, Ecosystem, SeriesSpec
 from flows.synthetic.ecosystem import start as start_ecosystem
 
 # Field order of one listing item, as /api/models returns it with every expand below.
-HUB_FIELDS = ("id", *EXPAND, "private")
+HUB_FIELDS = ("id", *EXPAND)
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%.3fZ"
 CHUNK_ROWS = 250_000
 
