@@ -374,7 +374,8 @@ def _request(endpoint: str, url: str, params: list | None, headers: dict[str, st
         raise HubError(f"{endpoint}: offline mode is on (HF_HUB_OFFLINE); unset it to crawl") from None
     except HfHubHTTPError as error:
         status = error.response.status_code if error.response is not None else None
-        raise HubError(f"{endpoint} answered HTTP {status or '?'} after retries: {_reason(error)}", status) from None
+        retried = " after retries" if status in RETRIED_STATUSES else ""
+        raise HubError(f"{endpoint} answered HTTP {status or '?'}{retried}: {_reason(error)}", status) from None
     except hx.HTTPError as error:
         raise HubError(f"cannot reach {endpoint}: {type(error).__name__}: {_first_line(error)}") from None
     (_, there, there_port), (_, here, here_port) = _origin(str(response.url)), _origin(endpoint)
@@ -436,10 +437,23 @@ def _redact(url: str) -> str:
     return url if len(url) < 200 else url[:200] + "…"
 
 
-def _reason(error: BaseException) -> str:
-    """The first line of an HTTP error, without the page's URL (long, and the same for every page but its
-    cursor)."""
-    return _FOR_URL.sub("", _first_line(error))
+MAX_REASON = 400  # characters of the Hub's own message kept in an error's one line
+
+
+def _reason(error: HfHubHTTPError) -> str:
+    """What the Hub said of a failed request, in one line: its own message when it sent one (the `error` of its
+    JSON body, or `X-Error-Message`), with the request's id; else the client's first line, without the page's URL
+    (long, and the same for every page but its cursor). The client's first line alone would drop the Hub's words
+    for a 400 or 403, which it puts on a later line, and say only the request's id when the Hub sends one."""
+    server = " ".join((error.server_message or "").split())
+    if not server:
+        return _FOR_URL.sub("", _first_line(error))
+    sent = error.response.request.headers.get("authorization", "") if error.response is not None else ""
+    if (token := sent.partition(" ")[2].strip()) and token in server:  # an answer that repeats the token sent
+        server = server.replace(token, "(token)")
+    # A long one keeps its end too, which often names what was refused ("…, not 'trendingScor'").
+    said = server if len(server) <= MAX_REASON else f"{server[: MAX_REASON // 2]} … {server[-MAX_REASON // 2 :]}"
+    return f"{said} (request id {error.request_id})" if error.request_id else said
 
 
 _FOR_URL = re.compile(r" for url:? ?'?[^' ]+'?")

@@ -618,3 +618,33 @@ def test_private_models_a_token_may_read_are_left_out_and_counted(tmp_path, monk
     with StandinHub([*world(30), secret], page_size=10) as hub:  # listed to no request without a token
         assert crawled(tmp_path / "anon", hub).height == 30
         assert sum(len(p.items) for p in pages(hub.url, parse_scope("full").listings[0], request_headers(None))) == 30
+
+
+def test_a_request_the_hub_refuses_fails_with_the_hubs_own_words() -> None:
+    """The Hub's message (its JSON `error`) is what tells a refused request's cause; the client puts it on a
+    later line of its error, after the request's id when the Hub sends one."""
+    from huggingface_hub.utils import hf_raise_for_status
+    from huggingface_hub.utils import httpx as hx
+
+    from flows.hub import _reason
+    from flows.scope import Listing
+
+    with StandinHub(world(5)) as hub:
+        with pytest.raises(HubError) as failed:
+            list(pages(hub.url, Listing(expand=("author", "trendingScor")), request_headers(None)))
+    told = str(failed.value)
+    assert f"{hub.url} answered HTTP 400: " in told and "not 'trendingScor'" in told, told
+    assert "after retries" not in told and "\n" not in told  # a 400 is not retried
+
+    request = hx.Request("GET", "https://huggingface.co/api/models?expand=author")
+    body = b'{"error":"Invalid credentials in Authorization header"}'
+    response = hx.Response(401, content=body, headers={"X-Request-Id": "Root=1-abc"}, request=request)
+    with pytest.raises(Exception) as raised:
+        hf_raise_for_status(response)
+    assert _reason(raised.value) == "Invalid credentials in Authorization header (request id Root=1-abc)"
+
+    sent = hx.Request("GET", "https://huggingface.co/api/models", headers={"authorization": "Bearer hf_canary"})
+    echoed = hx.Response(401, content=b'{"error":"Invalid token hf_canary"}', request=sent)
+    with pytest.raises(Exception) as raised:
+        hf_raise_for_status(echoed)
+    assert _reason(raised.value) == "Invalid token (token)"
