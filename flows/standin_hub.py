@@ -620,7 +620,9 @@ class _Handler(BaseHTTPRequestHandler):
         sequence = world.sequence(listing.sort, listing.author)
         cursor = listing.cursor or {"p": 0, "s": 0, "n": 0, "pg": 1}
         start, served = cursor["p"], cursor["n"]
-        take = hub.page_size if listing.limit is None else max(0, min(hub.page_size, listing.limit - served))
+        # As the Hub's, `limit` is the size of each page (at most the stand-in's own), not a total: the next-page
+        # link goes on past it, and a client stops once it has what it asked for.
+        take = hub.page_size if listing.limit is None else min(hub.page_size, listing.limit)
         matches = listing.matcher(world)
         if not self.record.authorized and (hidden := world.private()):
             asked = matches
@@ -630,7 +632,7 @@ class _Handler(BaseHTTPRequestHandler):
             count = next(f.count for f in plan.amendments if f.kind == "duplicate_ids")
             previous, _ = _scan(sequence, cursor["s"], hub.page_size, matches)
             indices = previous[max(0, len(previous) - count):] + indices
-        more = end < len(sequence) and (listing.limit is None or served + len(indices) < listing.limit)
+        more = end < len(sequence) and take > 0
         base = f"http://{self.server.server_address[0]}:{self.server.server_address[1]}/api/models"
         pairs = [(k, v) for k, v in listing.pairs if k != "cursor"]
         link = None

@@ -129,15 +129,16 @@ def test_filter_requires_every_tag(api_for) -> None:
         ]
 
 
-def test_a_limit_within_one_page_is_one_page_without_a_next_link(api_for) -> None:
+def test_a_limit_is_the_size_of_each_page_and_the_next_link_goes_on_past_it(api_for) -> None:
+    """As the Hub's: the client stops once it has `limit` models, without asking for the next page."""
     with StandinHub(LABS, page_size=4) as hub:
         assert len(list(api_for(hub).list_models(sort="downloads", limit=3))) == 3
         response = hx.get(f"{hub.url}/api/models", params={"sort": "downloads", "limit": 3})
-    assert len(response.json()) == 3 and "next" not in response.links
+    assert len(response.json()) == 3 and "limit=3" in response.links["next"]["url"]
     assert len(hub.listing_requests()) == 2
 
 
-def test_a_limit_beyond_one_page_caps_the_total_across_pages(api_for) -> None:
+def test_a_limit_beyond_the_stand_ins_page_size_is_cut_to_it(api_for) -> None:
     with StandinHub(numbered(10), page_size=3) as hub:
         response = hx.get(f"{hub.url}/api/models", params={"limit": 7})
         pages = [len(response.json())]
@@ -145,7 +146,7 @@ def test_a_limit_beyond_one_page_caps_the_total_across_pages(api_for) -> None:
             response = hx.get(response.links["next"]["url"])
             pages.append(len(response.json()))
         assert len(list(api_for(hub).list_models(limit=7))) == 7
-    assert pages == [3, 3, 1]
+    assert pages == [3, 3, 3, 1]
 
 
 def test_expand_returns_only_the_requested_properties_under_the_hubs_names(api_for) -> None:
