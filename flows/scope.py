@@ -90,7 +90,9 @@ def parse_scope(text: str) -> Scope:
         bad = [n for n in names if not _NAMESPACE.match(n)]
         if bad:
             raise ScopeError(f"scope {text!r}: {bad[0]!r} is not a Hub namespace")
-        return Scope("orgs:" + ",".join(names), tuple(Listing(author=n) for n in names))
+        # By creation date, as `full`: the Hub's default order is by trending score, which moves while a listing is
+        # paged (and between a crawl and its resumption), so that a model trending past the cursor is never listed.
+        return Scope("orgs:" + ",".join(names), tuple(Listing(sort="created_at", author=n) for n in names))
     raise ScopeError(f"unknown scope {text!r}: use full, top:N, orgs:NAME,NAME or orgs:@FILE")
 
 

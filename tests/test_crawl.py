@@ -648,3 +648,60 @@ def test_a_request_the_hub_refuses_fails_with_the_hubs_own_words() -> None:
     with pytest.raises(Exception) as raised:
         hf_raise_for_status(echoed)
     assert _reason(raised.value) == "Invalid token (token)"
+
+
+def test_an_orgs_listing_loses_no_model_whose_trending_score_moves_while_it_is_paged(tmp_path) -> None:
+    """The Hub pages a listing by a keyset cursor on its sort key, trending score when none is asked for. A score
+    that rises past the cursor while the listing is paged would hide its model from it: an organisation is listed
+    by creation date, which does not move."""
+    import base64
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import parse_qsl, urlencode, urlsplit
+
+    models = [
+        {
+            "_id": f"{i:024x}",
+            "id": f"Qwen/m-{i:02d}",
+            "createdAt": f"2025-01-01T00:{i:02d}:00.000Z",
+            "trendingScore": 99 - i,
+        }
+        for i in range(30)
+    ]
+
+    class Keyset(BaseHTTPRequestHandler):
+        def log_message(self, *_: object) -> None:
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802
+            query = parse_qsl(urlsplit(self.path).query)
+            asked = dict(query)
+            sort = asked.get("sort", "trendingScore")
+            listed = sorted(models, key=lambda m: m["_id"])
+            listed.sort(key=lambda m: m[sort], reverse=True)
+            if "cursor" in asked:
+                value, last = json.loads(base64.urlsafe_b64decode(asked["cursor"]))
+                listed = [m for m in listed if m[sort] < value or (m[sort] == value and m["_id"] > last)]
+            page, more = listed[:10], len(listed) > 10
+            body = json.dumps(page).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            if more:
+                cursor = base64.urlsafe_b64encode(json.dumps([page[-1][sort], page[-1]["_id"]]).encode()).decode()
+                rest = urlencode([(k, v) for k, v in query if k not in ("cursor", "sort")] + [("sort", sort)])
+                self.send_header("Link", f'<{endpoint}/api/models?{rest}&cursor={cursor}>; rel="next"')
+            self.end_headers()
+            self.wfile.write(body)
+            models[25]["trendingScore"] = 95  # recomputed: a model of the last page now trends past the first
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Keyset)
+    endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        layout = Layout.at(tmp_path / "wh")
+        result = crawl_to_staging(layout, DAY, parse_scope("orgs:Qwen"), endpoint)
+        staged, rows = assemble(layout, DAY, result)
+    finally:
+        server.shutdown()
+    assert rows == 30 and "Qwen/m-25" in pl.read_parquet(staged)["model_id"]
