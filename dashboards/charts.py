@@ -32,6 +32,8 @@ REGION_COLORS = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#b0b0b0")
 SHARE = alt.Tooltip("share:Q", title="Share", format=".2%")
 DOWNLOADS = alt.Tooltip("downloads:Q", title="Downloads", format=",.0f")
 MODELS = alt.Tooltip("m:N", title="Models in the snapshot")
+# The x axis parses `date` into a time in place, so the tooltip formats it back as the snapshot's UTC day.
+DATE = alt.Tooltip("utcyearmonthdate(date):T", title="Date", format="%Y-%m-%d")
 
 
 def switches(windows: tuple[str, ...] = WINDOWS) -> list[alt.Parameter]:
@@ -138,7 +140,7 @@ def share_lines(frames: ViewFrames, dimension: str, color: alt.Color) -> alt.Cha
             y=alt.Y("share:Q", title="Share of downloads", axis=alt.Axis(format="%")),
             color=color,
             tooltip=[
-                alt.Tooltip("date:N", title="Date"),
+                DATE,
                 alt.Tooltip("actor:N", title=dimension.title()),
                 SHARE,
                 DOWNLOADS,
@@ -220,7 +222,7 @@ def concentration_lines(frames: ViewFrames, view: str, measure: str, fmt: str) -
             strokeDash=alt.StrokeDash("actor:N", title="Over"),
             color=alt.Color("actor:N", title="Over", scale=alt.Scale(range=["#264653", "#e76f51"])),
             tooltip=[
-                alt.Tooltip("date:N", title="Date"),
+                DATE,
                 alt.Tooltip("actor:N", title="Over"),
                 alt.Tooltip("value:Q", title=measure, format=fmt),
                 MODELS,
@@ -377,7 +379,7 @@ def developer_type_areas(frames: ViewFrames) -> alt.Chart:
                 "actor:N", title="Developer type", sort=frames.actors("developer_type"), scale=alt.Scale(scheme="set2")
             ),
             tooltip=[
-                alt.Tooltip("date:N", title="Date"),
+                DATE,
                 alt.Tooltip("actor:N", title="Developer type"),
                 SHARE,
                 DOWNLOADS,

@@ -11,9 +11,18 @@ from pathlib import Path
 import altair as alt
 import polars as pl
 import pytest
+import vl_convert as vlc
 
 from dashboards import charts, frames
-from dashboards.page import DashboardResult, dashboard_chart, dashboard_spec, data_label, view_charts, write_dashboard
+from dashboards.page import (
+    VL_CONVERT_VERSION,
+    DashboardResult,
+    dashboard_chart,
+    dashboard_spec,
+    data_label,
+    view_charts,
+    write_dashboard,
+)
 
 HOSTILE = "<script>alert(1)</script>"
 LONG_NAME = "deep-lab-" + "x" * 10_000
@@ -224,6 +233,20 @@ def test_tooltips_format_shares_as_percent_and_downloads_with_separators(small: 
     told = frames.view_frames(**small, models={first: "12"}).series
     assert set(told.filter(pl.col("date") == first)["m"]) == {"12"}
     assert set(told.filter(pl.col("date").is_in(rest))["m"]) == {"not recorded"}
+
+
+def drawn_descriptions(views: frames.ViewFrames) -> list[str]:
+    """The text Vega gives each drawn mark of the whole page (its tooltip fields among it), default switches."""
+    spec = dashboard_spec(views)
+    scene = json.dumps(vlc.vegalite_to_scenegraph(spec, vl_version=VL_CONVERT_VERSION))
+    return re.findall(r'"description": "([^"]*)"', scene)
+
+
+def test_a_hovered_date_reads_as_the_snapshot_day() -> None:
+    views = frames.view_frames(**synthetic_metrics(days=3))
+    told = {match for text in drawn_descriptions(views) for match in re.findall(r"Date: ([^;]*)", text)}
+    # Lines and areas tell their date, as the day of the snapshot rather than a count of milliseconds.
+    assert told == {day.isoformat() for day in views.dates}
 
 
 def test_series_shares_rebuild_from_downloads_and_totals(small: dict[str, pl.DataFrame]) -> None:
