@@ -367,14 +367,31 @@ def lab_change_bars(frames: ViewFrames, labelled: bool = False) -> alt.Chart:
 
 
 def developer_type_areas(frames: ViewFrames) -> alt.Chart:
-    """The mix of developer types over time, as stacked shares."""
+    """The mix of developer types over time, as stacked shares.
+
+    Stacked here rather than by Vega-Lite, which would fill a date a type has no known share on with a 0: such a
+    date has no area of that type, as it has no point on a line."""
+    keys = frames.series_keys("developer_type")
+    known = "isValid(datum.downloads) && isValid(datum.tk)"
     return (
-        folded_series(frames, "developer_type", "downloads")
-        .transform_calculate(share="datum.downloads / datum.tk")
-        .mark_area(opacity=0.85)
+        alt.Chart(data("series"))
+        .transform_filter(switch_filter("p", "w"))
+        .transform_fold(keys, as_=["key", "downloads"])
+        .transform_lookup(lookup="key", from_=alt.LookupData(data=data("keys"), key="key", fields=["actor"]))
+        .transform_calculate(
+            share=f"{known} ? datum.downloads / datum.tk : null",
+            order=f"indexof({keys!r}, datum.key)",
+        )
+        .transform_calculate(height="isValid(datum.share) ? datum.share : 0")
+        .transform_stack(stack="height", groupby=["date"], as_=["low", "high"], sort=[alt.SortField("order")])
+        .transform_calculate(
+            low="isValid(datum.share) ? datum.low : null", high="isValid(datum.share) ? datum.high : null"
+        )
+        .mark_area(opacity=0.85, invalid="break-paths-show-domains")
         .encode(
             x=date_axis(frames),
-            y=alt.Y("share:Q", title="Share of downloads", stack="zero", axis=alt.Axis(format="%")),
+            y=alt.Y("high:Q", title="Share of downloads", axis=alt.Axis(format="%")),
+            y2="low:Q",
             color=alt.Color(
                 "actor:N", title="Developer type", sort=frames.actors("developer_type"), scale=alt.Scale(scheme="set2")
             ),

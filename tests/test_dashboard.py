@@ -249,6 +249,32 @@ def test_a_hovered_date_reads_as_the_snapshot_day() -> None:
     assert told == {day.isoformat() for day in views.dates}
 
 
+def drawn_items(views: frames.ViewFrames, mark: str) -> list[dict]:
+    """The items Vega draws for one mark of the page (default switches)."""
+    scene = vlc.vegalite_to_scenegraph(dashboard_spec(views), vl_version=VL_CONVERT_VERSION)
+    return [item for node in _walk(scene) if node.get("name") == mark for item in node["items"]]
+
+
+def test_a_developer_type_whose_share_is_not_known_has_no_area_on_that_date() -> None:
+    metrics = synthetic_metrics(days=3)
+    gap = (
+        (pl.col("snapshot_date") == date(2025, 6, 2))
+        & (pl.col("dimension") == "developer_type")
+        & (pl.col("actor") == "academia")
+    )
+    metrics["shares"] = metrics["shares"].with_columns(
+        pl.when(gap).then(None).otherwise(pl.col("share")).alias("share"),
+        pl.when(gap).then(0.0).otherwise(pl.col("downloads")).alias("downloads"),
+    )
+    items = drawn_items(frames.view_frames(**metrics), "developer_type_areas_marks")
+    academia = [item for item in items if "Developer type: academia;" in item["description"]]
+    drawn = [item["description"] for item in academia if item["defined"]]
+    # Drawn on the two dates its share is known, and not as a 0 on the one between.
+    assert len(drawn) == 2, drawn
+    assert not any("Share: 0.00%" in text for text in drawn), drawn
+    assert all(item["defined"] or item.get("y") is None for item in items)
+
+
 def test_series_shares_rebuild_from_downloads_and_totals(small: dict[str, pl.DataFrame]) -> None:
     views = frames.view_frames(**small)
     latest = views.series.filter((pl.col("p") == "all") & (pl.col("w") == "30d")).tail(1).row(0, named=True)
