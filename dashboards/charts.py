@@ -128,13 +128,25 @@ def date_axis(frames: ViewFrames) -> alt.X:
     )
 
 
+# Up to this many dates, each line shows a dot on every date observed; beyond, the dots would merge into the line
+# and are drawn transparent, kept for their tooltips.
+DOTTED_DATES = 60
+
+
+def observed_points(frames: ViewFrames) -> alt.OverlayMarkDef:
+    """The points of a line, one per date observed: seen when the dates are few, so that a single date (which
+    draws no line) shows, and a line joining two dates across a gap shows no point in it."""
+    size = 40 if len(frames.dates) == 1 else 14
+    return alt.OverlayMarkDef(size=size, filled=True, opacity=1 if len(frames.dates) <= DOTTED_DATES else 0)
+
+
 def share_lines(frames: ViewFrames, dimension: str, color: alt.Color) -> alt.Chart:
     """Shares over time, one line per actor of `dimension`."""
     total = "t" + {"region": "r", "country": "c", "developer_type": "k"}[dimension]
     return (
         folded_series(frames, dimension, "downloads")
         .transform_calculate(share=f"datum.downloads / datum.{total}")
-        .mark_line(point=alt.OverlayMarkDef(size=14, opacity=0), strokeWidth=2)
+        .mark_line(point=observed_points(frames), strokeWidth=2)
         .encode(
             x=date_axis(frames),
             y=alt.Y("share:Q", title="Share of downloads", axis=alt.Axis(format="%")),
@@ -215,7 +227,7 @@ def concentration_lines(frames: ViewFrames, view: str, measure: str, fmt: str) -
     """One concentration measure over time, by country and by lab."""
     return (
         folded_series(frames, view, "value")
-        .mark_line(point=alt.OverlayMarkDef(size=14, opacity=0), strokeWidth=2)
+        .mark_line(point=observed_points(frames), strokeWidth=2)
         .encode(
             x=date_axis(frames),
             y=alt.Y("value:Q", title=measure),
@@ -373,7 +385,7 @@ def developer_type_areas(frames: ViewFrames) -> alt.Chart:
     date has no area of that type, as it has no point on a line."""
     keys = frames.series_keys("developer_type")
     known = "isValid(datum.downloads) && isValid(datum.tk)"
-    return (
+    stacked = (
         alt.Chart(data("series"))
         .transform_filter(switch_filter("p", "w"))
         .transform_fold(keys, as_=["key", "downloads"])
@@ -387,31 +399,34 @@ def developer_type_areas(frames: ViewFrames) -> alt.Chart:
         .transform_calculate(
             low="isValid(datum.share) ? datum.low : null", high="isValid(datum.share) ? datum.high : null"
         )
-        .mark_area(opacity=0.85, invalid="break-paths-show-domains")
-        .encode(
-            x=date_axis(frames),
-            y=alt.Y("high:Q", title="Share of downloads", axis=alt.Axis(format="%")),
-            y2="low:Q",
-            color=alt.Color(
-                "actor:N", title="Developer type", sort=frames.actors("developer_type"), scale=alt.Scale(scheme="set2")
-            ),
-            tooltip=[
-                DATE,
-                alt.Tooltip("actor:N", title="Developer type"),
-                SHARE,
-                DOWNLOADS,
-                MODELS,
-            ],
-        )
-        .properties(
-            name="developer_type_areas",
-            width=WIDTH,
-            height=HEIGHT,
-            title=title(
-                "Who develops what is downloaded",
-                "Share of downloads by developer type; intermediaries re-upload and quantize others' models.",
-            ),
-        )
+    )
+    # A single date draws no area: its mix is one stacked bar.
+    if len(frames.dates) == 1:
+        marked = stacked.mark_bar(opacity=0.85, size=40)
+    else:
+        marked = stacked.mark_area(opacity=0.85, invalid="break-paths-show-domains")
+    return marked.encode(
+        x=date_axis(frames),
+        y=alt.Y("high:Q", title="Share of downloads", axis=alt.Axis(format="%")),
+        y2="low:Q",
+        color=alt.Color(
+            "actor:N", title="Developer type", sort=frames.actors("developer_type"), scale=alt.Scale(scheme="set2")
+        ),
+        tooltip=[
+            DATE,
+            alt.Tooltip("actor:N", title="Developer type"),
+            SHARE,
+            DOWNLOADS,
+            MODELS,
+        ],
+    ).properties(
+        name="developer_type_areas",
+        width=WIDTH,
+        height=HEIGHT,
+        title=title(
+            "Who develops what is downloaded",
+            "Share of downloads by developer type; intermediaries re-upload and quantize others' models.",
+        ),
     )
 
 

@@ -275,6 +275,42 @@ def test_a_developer_type_whose_share_is_not_known_has_no_area_on_that_date() ->
     assert all(item["defined"] or item.get("y") is None for item in items)
 
 
+def seen_marks(node: dict) -> int:
+    """How many marks inside a scenegraph node a reader sees: points and bars that are not transparent, and lines
+    and areas through two points or more (one point draws nothing)."""
+    seen = 0
+    for mark in _walk(node):
+        if mark.get("role") != "mark":
+            continue
+        items = [item for item in mark["items"] if item.get("defined", True) and item.get("opacity", 1) > 0]
+        if mark["marktype"] in ("line", "area"):
+            seen += len(items) if len(items) > 1 else 0
+        elif mark["marktype"] in ("symbol", "rect"):
+            seen += len(items)
+    return seen
+
+
+OVER_TIME = ("region_share_lines", "country_share_lines", "effective_poles_lines", "hhi_lines", "developer_type_areas")
+
+
+def test_a_single_snapshot_is_seen_in_every_view_over_time() -> None:
+    views = frames.view_frames(**synthetic_metrics(days=1))
+    scene = vlc.vegalite_to_scenegraph(dashboard_spec(views), vl_version=VL_CONVERT_VERSION)
+    groups = {node.get("name"): node for node in _walk(scene)}
+    assert {name: seen_marks(groups[f"{name}_group"]) > 0 for name in OVER_TIME} == dict.fromkeys(OVER_TIME, True)
+
+
+def test_a_line_shows_the_dates_it_joins() -> None:
+    metrics = synthetic_metrics(days=3)
+    # The middle date removed: the line joins the first and the last, and shows a point on those alone.
+    gapped = {name: table.filter(pl.col("snapshot_date") != date(2025, 6, 2)) for name, table in metrics.items()}
+    scene = vlc.vegalite_to_scenegraph(dashboard_spec(frames.view_frames(**gapped)), vl_version=VL_CONVERT_VERSION)
+    region = next(node for node in _walk(scene) if node.get("name") == "region_share_lines_group")
+    points = [mark for mark in _walk(region) if mark.get("role") == "mark" and mark.get("marktype") == "symbol"]
+    china = [item for mark in points for item in mark["items"] if "Region: China;" in item.get("description", "")]
+    assert len(china) == 2 and all(item["opacity"] > 0 for item in china)
+
+
 def test_series_shares_rebuild_from_downloads_and_totals(small: dict[str, pl.DataFrame]) -> None:
     views = frames.view_frames(**small)
     latest = views.series.filter((pl.col("p") == "all") & (pl.col("w") == "30d")).tail(1).row(0, named=True)
