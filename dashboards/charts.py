@@ -174,7 +174,12 @@ def crossover_layers(frames: ViewFrames, dimension: str) -> list[alt.Chart]:
         alt.Tooltip("label:N", title="Crossover"),
         alt.Tooltip("margin_pp:Q", title="Margin on the latest date observed (percentage points)", format="+.1f"),
     ]
-    rule = base.mark_rule(strokeDash=[5, 3], color="#333").encode(x=date_axis(frames), tooltip=tooltip)
+    # A crossing before the first date has no date to mark: its label alone says so.
+    rule = (
+        base.transform_filter("datum.observed")
+        .mark_rule(strokeDash=[5, 3], color="#333")
+        .encode(x=date_axis(frames), tooltip=tooltip)
+    )
     labels = [
         base.transform_filter(f"{'' if late else '!'}datum.late")
         .mark_text(align="right" if late else "left", dx=-4 if late else 4, baseline="top", fontSize=11)
@@ -182,7 +187,7 @@ def crossover_layers(frames: ViewFrames, dimension: str) -> list[alt.Chart]:
         for late in (False, True)
         if late in marks["late"].to_list()
     ]
-    return [rule, *labels] if marks.height else []
+    return [rule, *labels] if marks["observed"].any() else labels
 
 
 def region_share_lines(frames: ViewFrames) -> alt.LayerChart:

@@ -207,6 +207,12 @@ def share_series(shares: pl.DataFrame, concentration: pl.DataFrame, keys: pl.Dat
     )
 
 
+def crossed_within() -> pl.Expr:
+    """Whether a crossover falls between two dates of its series: one on the series' first date (the challenger
+    led from it on) happened before the series began, on a date it does not show."""
+    return (pl.col("crossover_date") > pl.col("first_date")).fill_null(True)
+
+
 def crossover_marks(crossovers: pl.DataFrame, rule: str, dates: tuple[date, ...]) -> pl.DataFrame:
     """China/US crossovers as of the latest snapshot, with their label, placed left or right of the rule."""
     pairs = pl.concat_str("challenger", "incumbent", separator="\x00").is_in(
@@ -225,11 +231,17 @@ def crossover_marks(crossovers: pl.DataFrame, rule: str, dates: tuple[date, ...]
         )
         .with_columns(
             iso("crossover_date").alias("date"),
-            pl.format("{} ahead of {} from {}", "challenger", "incumbent", iso("crossover_date")).alias("label"),
+            pl.when(crossed_within())
+            .then(pl.format("{} ahead of {} from {}", "challenger", "incumbent", iso("crossover_date")))
+            .otherwise(
+                pl.format("{} ahead of {} since the first date, {}", "challenger", "incumbent", iso("crossover_date"))
+            )
+            .alias("label"),
+            crossed_within().alias("observed"),
             (pl.col("crossover_date") > midpoint).alias("late"),
         )
         .with_columns((pl.col("margin") * 100).round(2).alias("margin_pp"))
-        .select("dimension", "population", "time_window", "date", "label", "margin_pp", "late")
+        .select("dimension", "population", "time_window", "date", "label", "margin_pp", "observed", "late")
         .sort("dimension", "population", "time_window")
     )
 
@@ -245,8 +257,10 @@ def crossover_status(crossovers: pl.DataFrame, latest: date) -> pl.DataFrame:
         "time_window",
         "population",
         "rule",
-        pl.when(pl.col("status") == "crossed")
+        pl.when((pl.col("status") == "crossed") & crossed_within())
         .then(pl.format("China ahead since {}", iso("crossover_date")))
+        .when(pl.col("status") == "crossed")
+        .then(pl.format("China ahead since the first date, {} (the crossing is before it)", iso("crossover_date")))
         .otherwise(pl.lit("China not ahead"))
         .alias("crossover"),
     )

@@ -20,6 +20,7 @@ from dashboards.page import (
     dashboard_chart,
     dashboard_spec,
     data_label,
+    headline,
     view_charts,
     write_dashboard,
 )
@@ -335,6 +336,21 @@ def test_crossover_is_marked_with_its_date(small_dashboard: DashboardResult, sma
     label = region["label"][0]
     assert re.fullmatch(r"China ahead of United States from \d{4}-\d{2}-\d{2}", label)
     assert label in small_dashboard.html.read_text()
+
+
+def test_a_lead_held_from_the_first_date_is_not_marked_as_a_crossing_on_it(small: dict) -> None:
+    crossed = pl.col("status") == "crossed"
+    led = small["crossovers"].with_columns(
+        pl.when(crossed).then(pl.col("first_date")).otherwise(pl.col("crossover_date")).alias("crossover_date")
+    )
+    views = frames.view_frames(small["shares"], small["concentration"], led)
+    first = views.dates[0].isoformat()
+    labels = set(views.crossovers["label"])
+    assert labels == {f"China ahead of United States since the first date, {first}"}
+    assert f"China ahead since the first date, {first} (the crossing is before it)." in headline(views)
+    # No dashed rule: it would mark the first date as the crossing.
+    marks = [d.get("mark") for d in _walk(charts.region_share_lines(views).to_dict())]
+    assert not any(m == "rule" or (isinstance(m, dict) and m.get("type") == "rule") for m in marks), marks
 
 
 def test_each_rules_bars_carry_the_downloads_the_rule_credits_and_the_margin_is_in_points(small: dict) -> None:
