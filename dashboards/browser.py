@@ -64,7 +64,7 @@ class BrowserReport:
     empty: tuple[str, ...]
     marks: dict[str, int]
     empty_by_switch: dict[str, list[str]]  # "population / window" → views with no marks under it
-    clipped_by_switch: dict[str, list[str]]  # "population / window" → text drawn past the drawing's right edge
+    clipped_by_switch: dict[str, list[str]]  # "population / window" → text drawn past the right or bottom edge
     console_errors: tuple[str, ...]
     console_warnings: tuple[str, ...]
     external_requests: tuple[str, ...]

@@ -101,7 +101,9 @@ def dashboard_chart(frames: ViewFrames) -> alt.VConcatChart:
     grid = grid.add_params(*charts.switches(frames.windows)).resolve_scale(
         color="independent", strokeDash="independent"
     )
-    return styled(grid)
+    # Resized on every switch: one that makes a row taller (a bar's label above its plot) moves the rows below
+    # down, and a drawing of the first setting's size would cut off the bottom.
+    return styled(grid).properties(autosize=alt.AutoSizeParams(type="pad", resize=True))
 
 
 def dashboard_spec(frames: ViewFrames) -> dict[str, Any]:
@@ -298,13 +300,17 @@ STATUS_SCRIPT = """
     return [name, group ? dataMarks(group) : 0];
   }));
   const painted = () => new Promise((resolve) => { requestAnimationFrame(() => resolve()); setTimeout(resolve, 500); });
-  // Text drawn past the right edge of the drawing (a legend pushed off it) is cut off where the page shows it.
+  // Text drawn past the right or bottom edge of the drawing (a legend pushed off it, an axis title pushed below
+  // it by a switch that makes a row taller) is cut off where the page shows it.
   const clippedText = () => {
     const drawing = document.querySelector("#%(div)s svg");
     if (!drawing) return [];
-    const right = drawing.getBoundingClientRect().right + 0.5;
+    const edge = drawing.getBoundingClientRect();
     return [...drawing.querySelectorAll("text")]
-      .filter((text) => text.textContent && text.getBoundingClientRect().right > right)
+      .filter((text) => {
+        const box = text.getBoundingClientRect();
+        return text.textContent && (box.right > edge.right + 0.5 || box.bottom > edge.bottom + 0.5);
+      })
       .map((text) => text.textContent);
   };
   vegaEmbed('#%(div)s', spec, embedOpt)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import polars as pl
 import pytest
 from test_dashboard import HOSTILE, LABS, provenance, synthetic_metrics
 
@@ -45,6 +46,24 @@ def test_every_switch_setting_draws_every_view(tmp_path: Path) -> None:
     assert not any(report.empty_by_switch.values()), report.empty_by_switch
     # Switching the population changes the labs' names: no legend beside them is pushed past the edge.
     assert set(report.clipped_by_switch) == set(report.empty_by_switch)
+    assert not any(report.clipped_by_switch.values()), report.clipped_by_switch
+
+
+def test_a_switch_that_makes_a_row_taller_cuts_nothing_off_below(tmp_path: Path) -> None:
+    metrics = synthetic_metrics(days=5)
+    # Under LLMs alone, China's bar under the official rule reaches the top of its axis, and its label above it
+    # makes the row taller, moving every row below it down.
+    tall = (
+        (pl.col("population") == "llm")
+        & (pl.col("rule") == "official")
+        & (pl.col("dimension") == "region")
+        & (pl.col("actor") == "China")
+    )
+    metrics["shares"] = metrics["shares"].with_columns(
+        pl.when(tall).then(0.699).otherwise(pl.col("share")).alias("share")
+    )
+    result = write_dashboard(**metrics, provenance=provenance(metrics), out_dir=tmp_path)
+    report = check_in_browser(result.html, tmp_path / "screenshot.png", timeout=90)
     assert not any(report.clipped_by_switch.values()), report.clipped_by_switch
 
 
