@@ -55,7 +55,8 @@ class DemoResult:
     dashboard: Path | None
     days: list[DemoDay]
     llm_shares: dict[str, dict[str, float]] = field(default_factory=dict)  # rule -> actor -> share, last day
-    crossovers: dict[str, dt.date | None] = field(default_factory=dict)  # rule -> China passes the US
+    # rule -> the date China passes the US, and whether that crossing was seen (not before the first date)
+    crossovers: dict[str, tuple[dt.date, bool] | None] = field(default_factory=dict)
 
 
 def demo_layout(warehouse: str | Path | None) -> Layout:
@@ -186,8 +187,9 @@ def llm_region_shares(layout: Layout, day: dt.date) -> dict[str, dict[str, float
     return shares
 
 
-def china_us_crossovers(layout: Layout, day: dt.date) -> dict[str, dt.date | None]:
-    """Per rule, the date from which China's 30-day LLM share stays ahead of the US's, as of `day`."""
+def china_us_crossovers(layout: Layout, day: dt.date) -> dict[str, tuple[dt.date, bool] | None]:
+    """Per rule, the date from which China's 30-day LLM share stays ahead of the US's, as of `day`, and whether
+    the crossing was seen: not when China led from the series' first date."""
     from warehouse.tables import CROSSOVERS
 
     rows = (
@@ -197,12 +199,12 @@ def china_us_crossovers(layout: Layout, day: dt.date) -> dict[str, dt.date | Non
             & (pl.col("challenger") == MATCHUP[0])
             & (pl.col("incumbent") == MATCHUP[1])
         )
-        .select("rule", "status", "crossover_date")
+        .select("rule", "status", "crossover_date", "observed")
         .collect()
     )
-    found: dict[str, dt.date | None] = {rule: None for rule in SUMMARY_RULES}
-    for rule, status, date in rows.iter_rows():
-        found[rule] = date if status == "crossed" else None
+    found: dict[str, tuple[dt.date, bool] | None] = {rule: None for rule in SUMMARY_RULES}
+    for rule, status, date, observed in rows.iter_rows():
+        found[rule] = (date, observed is not False) if status == "crossed" else None
     return found
 
 
@@ -213,13 +215,23 @@ def summary_lines(result: DemoResult) -> list[str]:
     for rule in SUMMARY_RULES:
         shares = result.llm_shares.get(rule, {})
         china, us = shares.get("China"), shares.get("United States")
-        crossed = result.crossovers.get(rule)
         lines.append(
             f"{rule:>8} rule: China {_pct(china)} vs US {_pct(us)} of 30-day LLM downloads on {last}; "
-            + (f"China passed the US on {crossed}" if crossed else "no crossover yet")
+            + _crossing(result.crossovers.get(rule))
         )
     lines.append("the dashboard opens on all models: set its Population switch to LLMs for these figures")
     return lines
+
+
+def _crossing(found: tuple[dt.date, bool] | None) -> str:
+    if found is None:
+        return "no crossover yet"
+    day, seen = found
+    return (
+        f"China passed the US on {day}"
+        if seen
+        else f"China ahead since the first date, {day} (the crossing is before it)"
+    )
 
 
 def _pct(share: Any) -> str:

@@ -69,3 +69,23 @@ def test_the_demo_never_writes_into_a_warehouse_of_real_snapshots(tmp_path) -> N
 @pytest.mark.parametrize("args", [["--days", "0"], ["--models", "0"]])
 def test_the_demo_refuses_an_empty_series(args, tmp_path) -> None:
     assert runner.invoke(app, ["demo", *args, "--warehouse", str(tmp_path)]).exit_code == 2
+
+
+def test_the_summary_tells_a_lead_held_from_the_first_date_apart_from_a_crossing_seen() -> None:
+    import datetime as dt
+    from pathlib import Path
+
+    from flows.demo import DemoDay, DemoResult, summary_lines
+
+    day = dt.date(2026, 4, 2)
+    result = DemoResult(
+        Path("w"),
+        None,
+        [DemoDay(day, 10, 1, 0.1)],
+        crossovers={"uploader": (day, True), "official": (dt.date(2026, 4, 1), False), "lineage": None},
+    )
+    lines = summary_lines(result)
+    assert "China passed the US on 2026-04-02" in lines[1]
+    assert "China ahead since the first date, 2026-04-01 (the crossing is before it)" in lines[2]
+    assert "passed" not in lines[2]
+    assert "no crossover yet" in lines[3]
