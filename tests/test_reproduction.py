@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -14,6 +15,8 @@ from flows.cli import app
 
 D1, D2 = dt.date(2026, 3, 1), dt.date(2026, 3, 8)
 runner = CliRunner()
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+CLAIM_ROWS = ("| E1", "| H2", "| A2", "| A1")
 
 
 def share_rows(day, window, population, rule, downloads: dict[str, float], dimension="region") -> list[dict]:
@@ -217,6 +220,14 @@ def test_reproduce_over_the_real_llmfit_panel_writes_each_format(shared_data, tm
     assert {k: c["agrees"] for k, c in claims.items()} == {"E1": "yes", "H2": "yes", "A2": "yes", "A1": "yes"}
     assert {c["window"] for c in claims.values()} == {"30d"}  # the panel records 30-day counts only
     assert all(row["official_china"] > row["official_us"] for row in payload["timeline"])
+    # The README's table of this report says what the report says, claim by claim.
+    rows = [line.split(" | ") for line in README.splitlines()]
+    ours = {cells[0]: cells[4] for cells in rows if cells[0] in CLAIM_ROWS}
+    lines = (warehouse / "reports" / "reproduction.md").read_text().splitlines()
+    report = dict(line.split(" | ", 1) for line in lines if " | " in line)
+    assert sorted(ours) == sorted(CLAIM_ROWS)
+    for claim, cell in ours.items():
+        assert f" | {cell} | " in report[claim], (claim, cell, report[claim])
 
 
 @pytest.mark.parametrize(
