@@ -379,6 +379,11 @@ def test_the_llmfit_panel_keeps_each_days_last_value_and_reads_the_catalogue(tmp
     assert meta["llmfit"]["repeated_values"] == 1 and meta["llmfit"]["catalogue_file"].endswith("2026-05-12.csv")
     assert meta["llmfit"]["zero_downloads_read_as_missing"] == 1
     assert "4 rows (the last of each model's day, of 5)" in " ".join(result.output.split())
+    # The panel's columns it reads are those the data contract names: all but its `ignored_columns`.
+    contract = " ".join((Path(__file__).resolve().parents[1] / "warehouse" / "README.md").read_text().split())
+    named = re.search(r"for an llmfit panel, all but (.*?)\)", contract)
+    header = PANEL_CSV.splitlines()[0].split(",")
+    assert named and set(re.findall(r"`(\w+)`", named[1])) == set(header) - set(meta["ignored_columns"])
     # The folder imports as the panel did: the catalogue beside it is the panel's, not a snapshot of its own.
     folder = run_import(tmp_path / "src", tmp_path / "wh-folder")
     assert folder.exit_code == 0, folder.output
