@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -30,3 +31,21 @@ def test_every_command_has_help(path: tuple[str, ...]) -> None:
 @pytest.mark.parametrize("path", commands(), ids=" ".join)
 def test_every_command_is_documented_in_the_readme(path: tuple[str, ...]) -> None:
     assert f"multipolar {' '.join(path)}" in README
+
+
+def options(name: str) -> set[str]:
+    return {option for param in typer.main.get_command(app).commands[name].params for option in param.opts}
+
+
+def test_a_commands_paragraph_names_only_its_options_or_those_of_a_command_its_sentence_names() -> None:
+    """A sentence about another command's option, left in a command's paragraph, reads as that command's."""
+    names = list(typer.main.get_command(app).commands)
+    stray = []
+    for paragraph in README.split("\n\n"):
+        if (opening := re.match(r"`multipolar ([a-z]+) [^`]*`", paragraph)) is None:
+            continue
+        for sentence in re.split(r"(?<=\.)\s+(?=[A-Z`])", " ".join(paragraph.split())):
+            named = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", sentence))
+            others = set().union(*(options(name) for name in names if re.search(rf"\b{name}\b", sentence)))
+            stray += [(opening[1], option, sentence) for option in sorted(named - options(opening[1]) - others)]
+    assert stray == []
