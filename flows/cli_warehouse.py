@@ -171,10 +171,10 @@ def remove(
     if removing is not None:
         err.print(f"finishing the removal of {day} that stopped part way", highlight=False)
     elif not any(layout.meta_file(t, day).exists() or layout.partition_dir(t, day).exists() for t in TABLES.values()):
-        # A removal that stopped after taking the date out still owes the later dates their update.
-        if not out_of_date(layout, after=day):
-            raise fail(f"nothing is published for {day} in {layout.root}", 2)
-        err.print(f"{day} is removed already: bringing the later dates up to date", highlight=False)
+        # Never published, or removed: a removal that stopped part way would have left its mark.
+        pending = out_of_date(layout, after=day)
+        behind = f"; dates after it are to be made again: multipolar recompute ({', '.join(map(str, pending))})"
+        raise fail(f"nothing is published for {day} in {layout.root}{behind if pending else ''}", 2)
     elif not yes:
         # What the Hub served that day cannot be fetched again: keep a copy of the warehouse if in doubt.
         typer.confirm(f"remove {day} from every table of {layout.root}?", abort=True, err=True)

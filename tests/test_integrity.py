@@ -440,9 +440,12 @@ def test_a_record_without_what_records_hold_is_damaged_and_remove_touches_nothin
         assert warehouse.published_dates(table) == list(DAYS)
 
 
-def test_an_interrupted_removal_is_told_by_check_and_finished_by_removing_again(warehouse: Layout) -> None:
-    """A removal killed after taking the date out, before the later dates were updated: check says which
-    dates are out of date and how to mend them, and the same removal again finishes the work."""
+def test_a_date_taken_out_without_its_later_dates_updated_is_told_by_check_and_mended_by_recompute(
+    warehouse: Layout,
+) -> None:
+    """A date taken out by other means than `remove` (which marks itself while it runs), before the later dates
+    were updated: check says which dates are out of date and how to mend them; a removal of that date, or of a
+    mistyped one, says nothing is published for it, exits 2 and names the mend, rather than telling of a removal."""
     from warehouse.publish import unpublish
 
     first, last = DAYS
@@ -453,12 +456,15 @@ def test_an_interrupted_removal_is_told_by_check_and_finished_by_removing_again(
     assert "all as published; 1 to be brought up to date" in result.output
     assert f"{last}: metrics, crossovers to be made again, computed from inputs that changed since" in result.output
     root = str(warehouse.root)
-    again = runner.invoke(app, ["remove", "--date", first.isoformat(), "--warehouse", root])  # nothing to ask
-    assert again.exit_code == 0, again.output
-    assert f"metrics of later dates: {last}" in again.output
+    for day in (first, dt.date(2020, 1, 1)):
+        again = runner.invoke(app, ["remove", "--date", day.isoformat(), "--warehouse", root, "--yes"])
+        assert again.exit_code == 2, again.output
+        assert f"nothing is published for {day}" in again.output
+        assert f"dates after it are to be made again: multipolar recompute ({last})" in again.output
+    assert runner.invoke(app, ["recompute", "--warehouse", root]).exit_code == 0
     assert check(warehouse).exit_code == 0
     done = runner.invoke(app, ["remove", "--date", first.isoformat(), "--warehouse", root, "--yes"])
-    assert done.exit_code == 2 and f"nothing is published for {first}" in done.output
+    assert done.exit_code == 2 and f"nothing is published for {first} in {root}\n" in done.output
 
 
 def test_check_tells_of_dates_attributed_with_an_earlier_registry(
