@@ -209,8 +209,7 @@ def refresh(
         raise fail(str(error), 2) from None
     if day > dt.datetime.now(dt.UTC).date():
         raise fail(f"--date {day} is in the future: a refresh records the Hub as it is now", 2)
-    if warehouse_is_a_file(warehouse):
-        raise fail(f"--warehouse {_root(warehouse)} is a file, not a folder", 2)
+    refuse_a_file_warehouse(warehouse)
     if _backdated(day, chosen, warehouse) and not backdate:
         raise fail(
             f"--date {day} is past: a refresh records the Hub as it is now, so that snapshot would hold today's "
@@ -331,12 +330,13 @@ def warehouse_writer(layout: Layout, what: str):
         raise fail(str(error), 3) from None
 
 
-def warehouse_is_a_file(warehouse: str | None) -> bool:
-    """Whether the warehouse given (or set by MULTIPOLAR_WAREHOUSE) is a local file rather than a folder."""
+def refuse_a_file_warehouse(warehouse: str | None) -> None:
+    """Exit 2 naming the warehouse given (or set by MULTIPOLAR_WAREHOUSE) when it is a local file, not a folder."""
     from warehouse.layout import Layout
 
     layout = Layout.at(warehouse)
-    return not layout.remote and layout.root.exists() and not layout.root.is_dir()
+    if not layout.remote and layout.root.exists() and not layout.root.is_dir():
+        raise fail(f"--warehouse {layout.root} is a file, not a folder", 2)
 
 
 def make_folder(folder: Path) -> None:

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from flows.cli import WarehouseOpt, app, err, fail, out, quiet_prefect, warehouse_is_a_file
+from flows.cli import WarehouseOpt, app, err, fail, out, quiet_prefect, refuse_a_file_warehouse
 
 DEFAULT_CRON = "0 6 * * *"
 
@@ -77,8 +77,7 @@ def serve(
         CronSchedule(cron=cron or DEFAULT_CRON, timezone="UTC")
     except ValueError:
         raise fail(f"--cron {cron!r} is not a cron schedule (five fields: minute hour day month weekday)", 2) from None
-    if warehouse_is_a_file(warehouse):
-        raise fail(f"--warehouse {warehouse} is a file, not a folder", 2)
+    refuse_a_file_warehouse(warehouse)
 
     began = time.monotonic()
     try:

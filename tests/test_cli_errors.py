@@ -116,3 +116,11 @@ def test_a_warehouse_that_is_a_file_fails_at_once_in_one_line(warehouse: Path, c
     assert done.returncode == 2, done.stdout + done.stderr
     (error,) = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert f"--warehouse {warehouse}/a-file is a file, not a folder" in error
+
+
+@pytest.mark.parametrize("command", [["refresh"], ["serve"]])
+def test_a_warehouse_set_by_the_environment_that_is_a_file_is_named(warehouse: Path, command: list[str]) -> None:
+    done = run(*command, MULTIPOLAR_WAREHOUSE=f"{warehouse}/a-file")
+    assert done.returncode == 2, done.stdout + done.stderr
+    (error,) = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert f"--warehouse {warehouse}/a-file is a file, not a folder" in error
