@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from flows.cli import WarehouseOpt, app, err, fail, out, parse_day, warehouse_writer
+from flows.cli import WarehouseOpt, absent_warehouse, app, err, fail, out, parse_day, warehouse_writer
 
 
 @app.command()
@@ -24,10 +24,8 @@ def check(
     from warehouse.lock import unfinished_removal
 
     layout = Layout.at(warehouse)
-    if not layout.remote and not (layout.root / "_meta").is_dir():
-        raise fail(
-            f"no warehouse at {layout.root} (nothing published there); give --warehouse or MULTIPOLAR_WAREHOUSE", 2
-        )
+    if not layout.remote and (absent := absent_warehouse(layout)) is not None:
+        raise fail(absent, 2)
     began = time.monotonic()
     report = check_warehouse(layout, full=not quick)
     seconds = time.monotonic() - began

@@ -74,6 +74,20 @@ def check(layout: Layout, *more: str):
     return runner.invoke(app, ["check", "--warehouse", str(layout.root), *more], env={"COLUMNS": "20000"})
 
 
+@pytest.mark.parametrize(
+    ("made", "said"), [(None, "no such folder"), ("a file", "a file"), ("a folder", "nothing published there")]
+)
+def test_check_says_why_a_path_is_no_warehouse_as_the_readers_do(tmp_path: Path, made: str | None, said: str) -> None:
+    path = tmp_path / "wh"
+    if made == "a file":
+        path.write_text("not a warehouse\n")
+    elif made == "a folder":
+        path.mkdir()
+    result = check(Layout(path))
+    assert result.exit_code == 2, result.output
+    assert f"no warehouse at {path} ({said}); give --warehouse or MULTIPOLAR_WAREHOUSE" in result.output
+
+
 def test_an_intact_warehouse_checks_clean(warehouse: Layout) -> None:
     result = check(warehouse)
     assert result.exit_code == 0, result.output
