@@ -75,7 +75,6 @@ class CrawlResult:
 
     staging: Path
     state: CrawlState
-    seconds: float
 
 
 ProgressFn = Callable[[CrawlState, int], None]
@@ -167,7 +166,7 @@ def crawl_to_staging(
                 f"longer accept: remove that folder to crawl {day} from the start"
             ) from None
         raise
-    return CrawlResult(folder, state, state.seconds)
+    return CrawlResult(folder, state)
 
 
 def _crawl(
@@ -271,7 +270,7 @@ def staged_crawl(layout: Layout, day: dt.date) -> CrawlResult | None:
     """The completed crawl staged for `day`, or None."""
     folder = layout.crawl_staging(day)
     state = CrawlState.load(folder / CHECKPOINT)
-    return CrawlResult(folder, state, state.seconds) if state is not None and state.done else None
+    return CrawlResult(folder, state) if state is not None and state.done else None
 
 
 BUCKET_ROWS = 125_000  # rows sorted at once when the pages are assembled in id order

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import orjson
-from huggingface_hub import constants, set_client_factory
+from huggingface_hub import set_client_factory
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 from huggingface_hub.utils import build_hf_headers, hf_raise_for_status, http_backoff, parse_ratelimit_headers
 from huggingface_hub.utils import httpx as hx  # httpx2 in huggingface_hub 2.x
@@ -462,8 +462,3 @@ _FOR_URL = re.compile(r" for url:? ?'?[^' ]+'?")
 def _first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return text[0] if text else type(error).__name__
-
-
-def offline_mode() -> bool:
-    """Whether huggingface_hub refuses to make requests."""
-    return constants.is_offline_mode()

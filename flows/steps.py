@@ -661,15 +661,3 @@ def update_later_dates(layout: Layout, day: dt.date) -> dict[str, list[str]]:
             if step(layout, later).get("status") == "published":
                 redone.setdefault(name, []).append(later.isoformat())
     return redone
-
-
-def downstream_steps(layout: Layout, day: dt.date, *, force: bool = False, dashboard: bool = True) -> dict[str, Any]:
-    """Attribute, measure and chart the `day` snapshot; return what each step did."""
-    done: dict[str, Any] = {
-        "attribute": attribute_date(layout, day, force=force),
-        "metrics": metrics_date(layout, day, force=force),
-        "crossovers": crossovers_date(layout, day, force=force),
-    }
-    if dashboard:
-        done["dashboard"] = dashboard_step(layout, force=force)
-    return done

@@ -95,7 +95,7 @@ def test_pages_are_assembled_in_id_order_each_id_as_first_seen(collide, tmp_path
     frames = [model_rows([model(i, downloads=d) for i, d in listed[start : start + 25]]) for start in range(0, 360, 25)]
     for number, frame in enumerate(frames):
         frame.write_parquet(staging / f"page-00000-{number:07d}.parquet")
-    result = crawl.CrawlResult(staging, crawl.CrawlState("http://127.0.0.1:1", "full", ""), 0.0)
+    result = crawl.CrawlResult(staging, crawl.CrawlState("http://127.0.0.1:1", "full", ""))
     staged, rows = assemble(layout, DAY, result)
     expected = pl.concat(frames).unique("model_id", keep="first", maintain_order=True).sort("model_id")
     assembled = pl.read_parquet(staged)

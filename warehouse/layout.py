@@ -119,10 +119,6 @@ class Layout:
         return self.staging / "crawl" / day.isoformat()
 
     @property
-    def trash(self) -> Path:
-        return self.staging / "trash"
-
-    @property
     def lock_file(self) -> Path:
         return self.root / "_lock"
 
