@@ -78,14 +78,8 @@ def _writer_lock(layout: Layout, purpose: str, *, wait_seconds: float = 0.0) -> 
                 if time.monotonic() >= deadline:
                     raise WarehouseLocked(_held_message(layout, wait_seconds)) from None
                 time.sleep(0.2)
-        holder = {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "purpose": purpose,
-            "since": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        }
         os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(holder).encode(), 0)
+        os.pwrite(fd, json.dumps(_holder(purpose)).encode(), 0)
         try:
             yield
         finally:
