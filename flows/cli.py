@@ -765,8 +765,7 @@ def damage_found(error: BaseException, layout: Layout) -> str | None:
     from warehouse.integrity import check_warehouse
     from warehouse.publish import READ_DAMAGE
 
-    lines = str(error).strip().splitlines()
-    said = " ".join(lines[0].split()) if lines else type(error).__name__
+    said = _one_line(error)
     damage = any(word in said.lower() for word in (*READ_DAMAGE, *DAMAGE_WORDS))
     if layout.remote or (layout.root / "_meta").is_dir():
         report = check_warehouse(layout, full=False)
