@@ -377,7 +377,6 @@ def sql(
     import duckdb
     import polars as pl
 
-    from warehouse.layout import Layout
     from warehouse.query import QueryRefused, check_read_only, run_sql
 
     if format not in ("table", "csv", "json"):
@@ -386,9 +385,7 @@ def sql(
         check_read_only(query)
     except QueryRefused as error:
         raise fail(str(error), 2) from None
-    layout = Layout.at(warehouse)
-    if (absent := absent_warehouse(layout)) is not None:  # else every query would answer from empty views
-        raise fail(absent)
+    layout = published_warehouse(warehouse)  # else every query would answer from empty views
     try:
         frame = run_sql(layout, query)
     except QueryRefused as error:
@@ -464,14 +461,21 @@ def absent_warehouse(layout) -> str | None:
     return f"no warehouse at {layout.root} ({what}); give --warehouse or MULTIPOLAR_WAREHOUSE"
 
 
-def _published_day(warehouse: str | None, date: str | None):
-    """The `--date` to work on: the given one, else the latest published snapshot; with its layout."""
+def published_warehouse(warehouse: str | None) -> Layout:
+    """The warehouse given (or set by MULTIPOLAR_WAREHOUSE), or exit 1 saying in one line why there is none."""
     from warehouse.layout import Layout
-    from warehouse.tables import MODELS
 
     layout = Layout.at(warehouse)
     if (absent := absent_warehouse(layout)) is not None:
         raise fail(absent)
+    return layout
+
+
+def _published_day(warehouse: str | None, date: str | None):
+    """The `--date` to work on: the given one, else the latest published snapshot; with its layout."""
+    from warehouse.tables import MODELS
+
+    layout = published_warehouse(warehouse)
     dates = layout.published_dates(MODELS)
     if date is None:
         if not dates:
@@ -553,13 +557,10 @@ def dashboard(
 ) -> None:
     """Write the dashboard (index.html and one PNG per view) from every published metric."""
     from flows.steps import dashboard_inputs, dashboard_step, draw_dashboard
-    from warehouse.layout import Layout
     from warehouse.publish import write_json_atomic
     from warehouse.tables import SHARES
 
-    layout = Layout.at(warehouse)
-    if (absent := absent_warehouse(layout)) is not None:
-        raise fail(absent)
+    layout = published_warehouse(warehouse)
     if not layout.published_dates(SHARES):
         raise fail(f"no metrics are published in {layout.root}; run `multipolar refresh` or `multipolar metrics`")
     if layout.remote and out_dir is None:

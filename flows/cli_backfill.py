@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from flows.cli import WaitOpt, WarehouseOpt, absent_warehouse, app, err, fail, make_folder, out, warehouse_writer
+from flows.cli import WaitOpt, WarehouseOpt, app, err, fail, make_folder, out, published_warehouse, warehouse_writer
 
 REPORT_FORMATS = ("md", "html", "json")
 
@@ -79,16 +79,13 @@ def reproduce(
     from analytics import reproduction
     from analytics.metrics import WINDOWS
     from flows.steps import reproduction_of, write_report
-    from warehouse.layout import Layout
     from warehouse.tables import SHARES
 
     if format not in REPORT_FORMATS:
         raise fail(f"--format {format!r}: use md, html or json", 2)
     if window not in WINDOWS:
         raise fail(f"--window {window!r}: use {', '.join(WINDOWS)}", 2)
-    layout = Layout.at(warehouse)
-    if (absent := absent_warehouse(layout)) is not None:
-        raise fail(absent)
+    layout = published_warehouse(warehouse)
     if not layout.published_dates(SHARES):
         raise fail(f"no metrics are published in {layout.root}; run `multipolar import` or `multipolar refresh`")
     target = (out_dir or layout.root / "reports") / f"reproduction.{format}"
