@@ -694,3 +694,7 @@ def to_json(report: Reproduction) -> str:
         "notes": report.notes,
     }
     return json.dumps(payload, indent=2, default=str) + "\n"
+
+
+# What writes the report in each format, by the suffix of its file (`reproduction.<suffix>`).
+RENDERERS = {"md": to_markdown, "html": to_html, "json": to_json}

@@ -89,7 +89,7 @@ def reproduce(
     if not layout.published_dates(SHARES):
         raise fail(f"no metrics are published in {layout.root}; run `multipolar import` or `multipolar refresh`")
     target = (out_dir or layout.root / "reports") / f"reproduction.{format}"
-    render = {"md": reproduction.to_markdown, "html": reproduction.to_html, "json": reproduction.to_json}[format]
+    render = reproduction.RENDERERS[format]
     # Into the warehouse, as one of its writers; into a folder of the caller's, without the lock.
     with warehouse_writer(layout, "reproduce") if out_dir is None else contextlib.nullcontext():
         report = reproduction_of(layout, window=window)

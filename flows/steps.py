@@ -543,9 +543,8 @@ def other_reports(layout: Layout) -> list[str]:
     """Make again the reports `reproduce` wrote into `<root>/reports` in other formats or windows, so that every
     report there says what the data says now. A window that now has no LLM shares leaves its report as it was,
     which `check` tells of. The reports made."""
-    from analytics import reproduction
+    from analytics.reproduction import RENDERERS as render
 
-    render = {"md": reproduction.to_markdown, "html": reproduction.to_html, "json": reproduction.to_json}
     folder = layout.root / "reports"
     wanted = {
         name: record.get("window", "30d")
