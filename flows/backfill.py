@@ -42,7 +42,6 @@ from warehouse.tables import MODELS
 REQUIRED = ("snapshot_date", "model_id", "downloads_30d")
 OPTIONAL = ("downloads_all_time", "likes", "tags", "pipeline_tag", "created_at", "author", "params_total")
 COLUMNS = REQUIRED + OPTIONAL
-COUNTS = ("downloads_30d", "downloads_all_time", "likes", "params_total")
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 LLMFIT_COLUMNS = ("model_id", "snapshot_time", "hf_downloads")
 LLMFIT_CATALOGUE = "llmfit_hf_models_*.csv"
@@ -876,7 +875,8 @@ def remove_object(path: Any) -> None:
         path.fs.rm_file(path.path)
 
 
-COUNTS = ("model_id", "downloads_30d", "downloads_all_time")
+# A model and the counts its date is compared on with the date before (`staleness`).
+COMPARED_COUNTS = ("model_id", "downloads_30d", "downloads_all_time")
 
 
 def thin_counts(meta: dict[str, Any]) -> bool:
@@ -915,8 +915,8 @@ def against(counts: pl.DataFrame, previous: pl.DataFrame, earlier: dt.date) -> d
     """What `staleness` says of a date with `counts` against the date before it, `earlier`, with `previous`."""
     said: dict[str, Any] = {}
     both = counts.join(previous, on="model_id", how="inner", suffix="_before")
-    known = [pl.col(c).is_not_null() & pl.col(f"{c}_before").is_not_null() for c in COUNTS[1:]]
-    differ = [k & (pl.col(c) != pl.col(f"{c}_before")) for k, c in zip(known, COUNTS[1:], strict=True)]
+    known = [pl.col(c).is_not_null() & pl.col(f"{c}_before").is_not_null() for c in COMPARED_COUNTS[1:]]
+    differ = [k & (pl.col(c) != pl.col(f"{c}_before")) for k, c in zip(known, COMPARED_COUNTS[1:], strict=True)]
     compared, differing = both.select(
         pl.any_horizontal(known).sum().alias("compared"), pl.any_horizontal(differ).sum().alias("differing")
     ).row(0)
@@ -967,15 +967,15 @@ def compare_again(layout: Layout, day: dt.date) -> str | None:
 def _counts(parts: list[tuple[SnapshotFile, pl.DataFrame]]) -> pl.DataFrame:
     """A date's models and their counts, as integers, a model once."""
     rows = pl.concat([r for _, r in parts], how="diagonal")
-    counts = rows.select(pl.col(c) if c in rows.columns else pl.lit(None).alias(c) for c in COUNTS)
-    whole = [_whole(pl.col(c).cast(pl.String).str.strip_chars()).alias(c) for c in COUNTS[1:]]
+    counts = rows.select(pl.col(c) if c in rows.columns else pl.lit(None).alias(c) for c in COMPARED_COUNTS)
+    whole = [_whole(pl.col(c).cast(pl.String).str.strip_chars()).alias(c) for c in COMPARED_COUNTS[1:]]
     return counts.select(pl.col("model_id").str.strip_chars(), *whole).unique("model_id", keep="last")
 
 
 def published_counts(layout: Layout, day: dt.date) -> pl.DataFrame:
     """The counts of the models published on `day`, as integers."""
-    counts = layout.scan(MODELS, day).select(COUNTS).collect()
-    return counts.with_columns(pl.col(c).cast(pl.Int64) for c in COUNTS[1:])
+    counts = layout.scan(MODELS, day).select(COMPARED_COUNTS).collect()
+    return counts.with_columns(pl.col(c).cast(pl.Int64) for c in COMPARED_COUNTS[1:])
 
 
 def _provenance(

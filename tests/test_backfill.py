@@ -894,3 +894,15 @@ def test_a_date_refreshed_before_an_imported_one_has_it_compared_again(tmp_path)
     assert done["compared again"] == "2026-03-04: neither a stale copy nor partial against 2026-03-03"
     assert "same_counts_as" not in read_meta(layout, MODELS, dt.date(2026, 3, 4))
     assert "metrics" in done  # the fourth date's metrics, measured from the third now
+
+
+def test_each_name_at_the_top_of_the_import_module_is_bound_once() -> None:
+    """A name bound twice reads, in the code between the two, as the first says, and everywhere else as the last."""
+    import ast
+
+    from flows import backfill
+
+    tree = ast.parse(Path(backfill.__file__).read_text(encoding="utf-8"))
+    bound = [node.targets for node in tree.body if isinstance(node, ast.Assign)]
+    names = [target.id for targets in bound for target in targets if isinstance(target, ast.Name)]
+    assert sorted(n for n in set(names) if names.count(n) > 1) == []
