@@ -23,10 +23,10 @@ from typing import Any
 
 import polars as pl
 
+from analytics.attribution import RULES
 from warehouse.provenance import series_source_kind, source_label
 
 CHINA, US, UNKNOWN = "China", "United States", "Unknown"
-RULES = ("uploader", "official", "lineage")
 DIMENSION = "region"
 
 

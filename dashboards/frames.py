@@ -13,12 +13,12 @@ from datetime import date
 
 import polars as pl
 
+from analytics.attribution import RULES
 from analytics.concentration import UNKNOWN
 
 REGIONS = ("China", "United States", "Europe", "Rest of world", "Unknown")
 POPULATIONS = ("all", "llm")  # the population switch
 WINDOWS = ("30d", "all_time")  # the window switch
-RULES = ("uploader", "official", "lineage")
 SIZE_CLASSES = ("<1B", "1-9B", "10-99B", "100B+", "unknown")
 CROSSOVER_PAIRS = (("China", "United States"), ("CN", "US"))  # (challenger, incumbent) marked on the lines
 TOP_COUNTRIES = 10
