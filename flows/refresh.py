@@ -1,4 +1,5 @@
-"""The refresh flow: crawl → snapshot → attribute → metrics → dashboard, a thin Prefect shell."""
+"""The refresh flow: crawl → snapshot → attribute → metrics → crossovers → later dates → reproduce → dashboard, a
+thin Prefect shell."""
 
 from __future__ import annotations
 

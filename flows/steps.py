@@ -1,7 +1,8 @@
 """The steps after the crawl, each publishing its tables for one date, redone when their inputs change.
 
-Every derived partition records the sha256 of the partitions it was computed from (and the registry
-version); a step is pending when its output is missing or those inputs have changed since.
+Every derived partition records the sha256 of the partitions it was computed from (and the registry version,
+or the hash of the code that computes it); a step is pending when its output is missing or those inputs have
+changed since.
 """
 
 from __future__ import annotations
