@@ -17,7 +17,7 @@ from flows.scope import parse_scope
 from flows.snapshot import publish_models
 from warehouse.layout import Layout
 from warehouse.lock import writer_lock
-from warehouse.publish import clear_publish_staging, is_published, read_meta
+from warehouse.publish import is_published, read_meta
 from warehouse.tables import MODELS
 
 
@@ -106,7 +106,6 @@ def refresh(
         if (waited := time.monotonic() - began) >= 1:  # another writer held the lock: its time is not this run's
             summary["waited"] = round(waited, 1)
             began = time.monotonic()
-        clear_publish_staging(layout)
         if is_published(layout, MODELS, day) and not force:
             summary["models"] = "already published"
             logger.info("models %s already published; not crawled again (use --force to replace)", day)

@@ -138,3 +138,19 @@ def test_sql_during_forced_publishes_sees_the_old_or_the_new_partition_never_a_m
     assert len(seen) > 20 and len(set(seen)) > 5  # the readers really ran across many replacements
     assert read_meta(layout, MODELS, DAY)["version"] == 20
     assert run_sql(layout, sql).row(0) == (1_020, 20, 20)
+
+
+def test_any_writer_removes_the_staged_files_a_killed_writer_left(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    layout = Layout.at(tmp_path)
+    publish_frame(layout, MODELS, DAY, version(0), {"version": 0})
+    # What a `metrics` or `import` killed mid-publish leaves: a staged file no run will publish.
+    left = layout.staging / "publish" / "shares-2026-05-12-0123456789abcdef.parquet"
+    left.parent.mkdir(parents=True, exist_ok=True)
+    left.write_bytes(b"PAR1 cut short")
+    result = CliRunner().invoke(app, ["attribute", "--date", DAY.isoformat(), "--warehouse", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert not left.exists()

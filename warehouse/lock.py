@@ -46,8 +46,9 @@ def unfinished_removal(layout: Layout) -> str | None:
 def writer_lock(layout: Layout, purpose: str, *, wait_seconds: float = 0.0) -> Iterator[None]:
     """Hold the warehouse's writer lock for the block, waiting up to `wait_seconds` for it. Every published
     record is read first: a damaged one (DamagedRecord) stops the writer before it writes anything, rather
-    than part way, when it comes to read it."""
+    than part way, when it comes to read it. What a killed writer left in `_staging/publish` is removed."""
     from warehouse.integrity import check_records
+    from warehouse.publish import clear_publish_staging
 
     with _writer_lock(layout, purpose, wait_seconds=wait_seconds):
         removing = unfinished_removal(layout)
@@ -57,6 +58,8 @@ def writer_lock(layout: Layout, purpose: str, *, wait_seconds: float = 0.0) -> I
                 f"multipolar remove --date {removing}"
             )
         check_records(layout)
+        # Files a writer killed mid-publish left behind: no writer but this one can be using them now.
+        clear_publish_staging(layout)
         yield
 
 
