@@ -154,3 +154,38 @@ def test_any_writer_removes_the_staged_files_a_killed_writer_left(tmp_path) -> N
     result = CliRunner().invoke(app, ["attribute", "--date", DAY.isoformat(), "--warehouse", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert not left.exists()
+
+
+def test_scan_models_during_forced_publishes_reads_the_old_or_the_new_day_never_a_mix(tmp_path) -> None:
+    from warehouse.metadata import scan_models
+
+    layout = Layout.at(tmp_path)
+    publish_frame(layout, MODELS, DAY, version(0).with_columns(author=pl.lit("ns-0")), {"version": 0})
+    stop, seen, bad = threading.Event(), [], []
+
+    def read() -> None:
+        while not stop.is_set():
+            try:
+                day = scan_models(layout, DAY).select("downloads_30d", "author").collect()
+            except Exception as error:  # noqa: BLE001 - any error a reader sees is the finding
+                bad.append(f"{type(error).__name__}: {error}")
+                continue
+            n = day.item(0, "downloads_30d")
+            seen.append(n)
+            if day.height != 1_000 + n or day.get_column("author").unique().to_list() != [f"ns-{n}"]:
+                bad.append(f"{day.height} rows of version {n}, authors {day.get_column('author').unique().to_list()}")
+
+    readers = [threading.Thread(target=read, daemon=True) for _ in range(2)]
+    for reader in readers:
+        reader.start()
+    try:
+        for n in range(1, 31):  # each version's metadata differs (its author), so each writes a metadata version
+            frame = version(n).with_columns(author=pl.lit(f"ns-{n}"))
+            publish_frame(layout, MODELS, DAY, frame, {"version": n}, force=True)
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        for reader in readers:
+            reader.join(timeout=10)
+    assert bad == []
+    assert len(seen) > 30 and len(set(seen)) > 5

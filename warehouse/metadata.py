@@ -94,6 +94,10 @@ def scan_models(layout: Layout, day: dt.date | str) -> pl.LazyFrame:
     return register_io_source(source, schema=MODELS.schema, explain_name="models", explain_detail=str(day))
 
 
+# Reads of a day that overlapped its replacement (a forced publish), as `multipolar sql` reads a query again.
+READ_ATTEMPTS = 10
+
+
 def read_models(
     layout: Layout,
     day: dt.date,
@@ -103,7 +107,45 @@ def read_models(
     n_rows: int | None = None,
 ) -> pl.DataFrame:
     """`day`'s `models` with `columns` (all when None), in model_id order; only the rows `predicate` keeps,
-    and the first `n_rows` of them."""
+    and the first `n_rows` of them.
+
+    polars opens the day's file more than once (its footer, then its row groups), and the metadata versions it
+    points at after: a day replaced meanwhile would mix two files, or find its old versions removed, so such a
+    read is made again. The versions a day's file points at are never changed or removed while it is published."""
+    for attempt in range(READ_ATTEMPTS):
+        before = _file_identity(layout, day)
+        try:
+            frame = _read_models(layout, day, columns, predicate=predicate, n_rows=n_rows)
+        except (OSError, pl.exceptions.PolarsError):
+            if attempt + 1 < READ_ATTEMPTS and _file_identity(layout, day) != before:
+                continue
+            raise
+        if _file_identity(layout, day) == before:
+            return frame
+    raise OSError(f"models of {day} were replaced while they were read, {READ_ATTEMPTS} times; read them again")
+
+
+def _file_identity(layout: Layout, day: dt.date) -> tuple[object, object] | None:
+    """Which file `day`'s `models` partition is now (inode and mtime, or ETag and time); None when there is none."""
+    path = layout.partition_file(MODELS, day)
+    try:
+        if isinstance(path, Path):
+            status = path.stat()
+            return status.st_ino, status.st_mtime_ns
+        info = path.fs.info(path.path)
+    except FileNotFoundError:
+        return None
+    return info.get("ETag"), str(info.get("LastModified"))
+
+
+def _read_models(
+    layout: Layout,
+    day: dt.date,
+    columns: list[str] | None,
+    *,
+    predicate: pl.Expr | None,
+    n_rows: int | None,
+) -> pl.DataFrame:
     wanted = (list(columns) or ["model_id"]) if columns is not None else MODELS.columns  # [] for a count of rows
     tested = [] if predicate is None else [c for c in MODELS.columns if c in predicate.meta.root_names()]
     needed = [c for c in MODELS.columns if c in wanted or c in tested]
