@@ -57,6 +57,9 @@ def recompute(
         missing = [d.isoformat() for d in days if d not in published]
         if missing:
             raise ValueError(f"no snapshot is published for {', '.join(missing)} in {layout.root}")
+        # The code's hashes, which every date's steps compare, are made here once: CPython 3.11 cannot parse code
+        # in several threads at once ("AST constructor recursion depth mismatch").
+        code_versions()
         futures = recompute_date.map(root, days, unmapped(force))
         done: dict[str, Any] = {d.isoformat(): future.result() for d, future in zip(days, futures, strict=True)}
         computed = round(time.monotonic() - began, 2)
@@ -70,6 +73,13 @@ def recompute(
         summary["dashboard"] = outcome
     summary["seconds"] = round(time.monotonic() - began, 2)
     return summary
+
+
+def code_versions() -> tuple[str, ...]:
+    """The hashes of the code that makes attributions, metrics and crossovers, each made once per process."""
+    from analytics.attribution import code_hash, rules_version
+
+    return rules_version(), code_hash(steps.METRICS_CODE), code_hash(steps.CROSSOVERS_CODE)
 
 
 def task_runner(kind: str, workers: int = 4, address: str | None = None):

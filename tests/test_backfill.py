@@ -906,3 +906,26 @@ def test_each_name_at_the_top_of_the_import_module_is_bound_once() -> None:
     bound = [node.targets for node in tree.body if isinstance(node, ast.Assign)]
     names = [target.id for targets in bound for target in targets if isinstance(target, ast.Name)]
     assert sorted(n for n in set(names) if names.count(n) > 1) == []
+
+
+def test_a_recompute_hashes_the_code_before_its_dates_fan_out_to_threads(tmp_path, monkeypatch) -> None:
+    """CPython 3.11 cannot parse code in several threads at once: the dates' threads find the hashes made."""
+    import threading
+
+    import analytics.attribution as attribution
+
+    text = HEADER + "".join(f"2026-03-0{d},Qwen/a,{900 + d}\n2026-03-0{d},meta-llama/b,600\n" for d in range(1, 7))
+    warehouse = tmp_path / "wh"
+    assert run_import(write(tmp_path / "s.csv", text), warehouse).exit_code == 0
+    parsed_in: list[str] = []
+    digest = attribution.code_digest
+
+    def recorded(source: str) -> str:
+        parsed_in.append(threading.current_thread().name)
+        return digest(source)
+
+    monkeypatch.setattr(attribution, "code_digest", recorded)
+    attribution._code_hash.cache_clear()
+    done = runner.invoke(app, ["recompute", "--force", "--no-dashboard", "--warehouse", str(warehouse)])
+    assert done.exit_code == 0, done.output
+    assert parsed_in and set(parsed_in) == {threading.main_thread().name}
