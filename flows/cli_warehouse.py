@@ -21,7 +21,7 @@ def check(
 
     from warehouse.integrity import check_warehouse
     from warehouse.layout import Layout
-    from warehouse.lock import unfinished_removal
+    from warehouse.lock import unfinished_removal, writer_at_work
 
     layout = Layout.at(warehouse)
     if not layout.remote and (absent := absent_warehouse(layout)) is not None:
@@ -35,8 +35,11 @@ def check(
         )
     # Out of date is told only of an undamaged warehouse: a damaged file reads as out of date too. A removal
     # stopped part way is finished by running it again, not by making its date's tables again.
-    removing = unfinished_removal(layout)
-    if removing is not None:
+    # While a writer is at work, what it has yet to do would be told as stopped part way or out of date.
+    removing, working = unfinished_removal(layout), writer_at_work(layout)
+    if working is not None:
+        behind = []
+    elif removing is not None:
         behind = [f"a removal of {removing} stopped part way; finish it: multipolar remove --date {removing}"]
     else:
         imports, importing = unfinished_import_lines(layout)
@@ -45,6 +48,12 @@ def check(
     found = [f"{len(report.problems)} damaged"] if report.problems else ["all as published"]
     if behind:
         found.append(f"{len(behind)} to be brought up to date")
+    if working is not None:
+        found.append(
+            f"a writer is at work (pid {working.get('pid', '?')} on {working.get('host', '?')}, "
+            f"{working.get('purpose', 'a write')}, since {working.get('since', '?')}): what it has yet to finish is "
+            "not told; check again once it has"
+        )
     out.print(
         f"checked {report.partitions:,} published files ({report.bytes / 1e6:,.1f} MB, {how}) in "
         f"{seconds:.1f} s: " + "; ".join(found),

@@ -189,3 +189,39 @@ def test_scan_models_during_forced_publishes_reads_the_old_or_the_new_day_never_
             reader.join(timeout=10)
     assert bad == []
     assert len(seen) > 30 and len(set(seen)) > 5
+
+
+def test_check_during_a_write_tells_a_writer_at_work_not_an_import_stopped_part_way(tmp_path) -> None:
+    import socket
+    import subprocess
+
+    import psutil
+    from typer.testing import CliRunner
+
+    from flows import backfill
+    from flows.cli import app
+    from warehouse.lock import writer_lock
+
+    layout = Layout.at(tmp_path)
+    publish_frame(layout, MODELS, DAY, version(0), {"version": 0})
+    # What an import writes as it starts publishing, and removes once it has made every table.
+    marker = backfill.import_marker(layout, [str(tmp_path / "s.csv")])
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"paths": [str(tmp_path / "s.csv")], "dates": [DAY.isoformat()]}))
+    check = ["check", "--warehouse", str(tmp_path)]
+    with writer_lock(layout, "import s.csv"):
+        told = CliRunner().invoke(app, check)
+    assert told.exit_code == 0, told.output
+    assert "a writer is at work" in told.output and "import s.csv" in told.output
+    assert "stopped part way" not in told.output and "to be brought up to date" not in told.output
+    # A writer killed holding the lock leaves its name in `_lock`, and a zombie until it is reaped: its import did
+    # stop part way.
+    killed = subprocess.Popen(["true"])
+    while psutil.Process(killed.pid).status() != psutil.STATUS_ZOMBIE:
+        time.sleep(0.01)
+    layout.lock_file.write_text(json.dumps({"pid": killed.pid, "host": socket.gethostname(), "purpose": "import"}))
+    told = CliRunner().invoke(app, check)
+    assert told.exit_code == 1 and "stopped part way" in told.output and "at work" not in told.output
+    killed.wait()
+    told = CliRunner().invoke(app, check)
+    assert told.exit_code == 1 and "stopped part way" in told.output and "at work" not in told.output

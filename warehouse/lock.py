@@ -18,6 +18,8 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import psutil
+
 from warehouse.layout import Layout
 
 
@@ -40,6 +42,31 @@ def unfinished_removal(layout: Layout) -> str | None:
         return str(json.loads(marker.read_text())["date"]) if marker.exists() else None
     except (OSError, ValueError, KeyError, TypeError):
         return "?"
+
+
+def writer_at_work(layout: Layout) -> dict | None:
+    """Who holds the writer lock, when a live writer does (its pid, host, purpose and since); else None. Read
+    without taking the lock, so that no writer starting meanwhile finds it held."""
+    if layout.remote:
+        raw, holder = _read_lock(layout.lock_file)
+        return holder if raw is not None and not _stale(holder) else None
+    try:
+        holder = json.loads(layout.lock_file.read_text() or "{}")
+    except (OSError, ValueError):
+        return None
+    if not isinstance(holder, dict) or not holder:
+        return None  # no writer holds it: the holder is erased as the lock is let go
+    if holder.get("host") != socket.gethostname():
+        return holder  # a process of another machine, which cannot be looked up from here
+    try:
+        pid = int(holder.get("pid", 0))
+        # A writer killed holding it (its lock went with it, its name stayed) may be a zombie until it is reaped.
+        gone = pid <= 0 or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, ValueError, TypeError):
+        gone = True
+    except psutil.AccessDenied:
+        gone = False  # alive, another user's
+    return None if gone else holder
 
 
 @contextmanager
