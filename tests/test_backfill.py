@@ -929,3 +929,29 @@ def test_a_recompute_hashes_the_code_before_its_dates_fan_out_to_threads(tmp_pat
     done = runner.invoke(app, ["recompute", "--force", "--no-dashboard", "--warehouse", str(warehouse)])
     assert done.exit_code == 0, done.output
     assert parsed_in and set(parsed_in) == {threading.main_thread().name}
+
+
+def test_an_import_that_waited_for_the_lock_tells_the_wait_apart_from_its_reading(tmp_path) -> None:
+    import threading
+    import time
+
+    from flows.backfill import import_snapshots
+    from warehouse.lock import writer_lock
+
+    layout = Layout.at(tmp_path / "wh")
+    held, release = threading.Event(), threading.Event()
+
+    def other_writer() -> None:
+        with writer_lock(layout, "refresh"):
+            held.set()
+            release.wait(10)
+
+    writer = threading.Thread(target=other_writer)
+    writer.start()
+    held.wait(10)
+    threading.Timer(1.5, release.set).start()
+    began = time.monotonic()
+    report = import_snapshots(layout, write(tmp_path / "s.csv", TINY_CSV), dashboard=False, wait_seconds=30)
+    writer.join()
+    assert time.monotonic() - began >= 1.5
+    assert report.seconds["waited"] >= 1.4 and report.seconds["read"] < 1.0
