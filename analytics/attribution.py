@@ -39,6 +39,7 @@ import ast
 import functools
 import hashlib
 import operator
+import threading
 from dataclasses import dataclass
 from functools import reduce
 from pathlib import Path
@@ -491,7 +492,11 @@ def code_hash(names: tuple[str, ...]) -> str:
     project's root) does, with the polars version running it."""
     root = Path(__file__).resolve().parent.parent
     changed = tuple((root / name).stat().st_mtime_ns for name in names)  # read again once a file changes
-    return _code_hash(root, names, pl.__version__, changed)
+    with _PARSING:  # CPython 3.11 cannot parse code in several threads at once
+        return _code_hash(root, names, pl.__version__, changed)
+
+
+_PARSING = threading.Lock()
 
 
 @functools.cache
