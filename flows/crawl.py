@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from flows import hub
-from flows.rows import RowReport, model_rows
+from flows.rows import RowReport, kept_head, model_rows
 from flows.scope import Scope
 from warehouse.layout import Layout
 from warehouse.provenance import code_version
@@ -191,8 +191,8 @@ def _crawl(
         for page in prefetched(listed) if ahead else listed:
             items = page.items
             taken = listing_items(folder, state.listing) if listing.limit is not None else 0
-            if listing.limit is not None:
-                items = items[: max(listing.limit - taken, 0)]
+            if listing.limit is not None:  # the items it drops (private repos, no id) do not count
+                items = kept_head(items, listing.limit - taken)
             frame = model_rows(items, report)
             write_parquet(frame, _page_file(folder, state.listing, state.pages), level=PAGE_ZSTD_LEVEL)
             state.pages += 1

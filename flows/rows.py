@@ -55,6 +55,28 @@ def lineage(tags: list[str]) -> tuple[list[str], str | None]:
     return bases, relation
 
 
+def dropped_because(item: Any) -> str | None:
+    """Why `model_rows` leaves a listing item out (no object, no usable id, a private repo), or None."""
+    if not isinstance(item, dict):
+        return "not an object"
+    if not _valid_id(item.get("id", item.get("modelId"))):
+        return "missing or invalid id"
+    if item.get("private") is True:  # listed to a token that may read it: not a public model
+        return "private"
+    return None
+
+
+def kept_head(items: list[Any], wanted: int) -> list[Any]:
+    """The shortest head of `items` holding `wanted` items `model_rows` keeps (all of them when fewer do): what a
+    listing with a limit takes of a page, so that the items it leaves out are those past the limit only."""
+    kept = 0
+    for index, item in enumerate(items):
+        if kept >= wanted:
+            return items[:index]
+        kept += dropped_because(item) is None
+    return items
+
+
 def model_rows(items: list[Any], report: RowReport | None = None) -> pl.DataFrame:
     """A `models` frame from listing items; items without a usable id, and private repos (which the Hub lists
     to a token allowed to read them), are dropped and counted.
@@ -66,18 +88,11 @@ def model_rows(items: list[Any], report: RowReport | None = None) -> pl.DataFram
     kept: list[dict] = []
     ids: list[str] = []
     for item in items:
-        if not isinstance(item, dict):
-            report.dropped["not an object"] += 1
-            continue
-        model_id = item.get("id", item.get("modelId"))
-        if not _valid_id(model_id):
-            report.dropped["missing or invalid id"] += 1
-            continue
-        if item.get("private") is True:  # listed to a token that may read it: not a public model
-            report.dropped["private"] += 1
+        if (reason := dropped_because(item)) is not None:
+            report.dropped[reason] += 1
             continue
         kept.append(item)
-        ids.append(model_id)
+        ids.append(item.get("id", item.get("modelId")))
     if not kept:
         return MODELS.empty()
     tags = [_tags(item.get("tags"), report) for item in kept]

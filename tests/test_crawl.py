@@ -705,3 +705,20 @@ def test_an_orgs_listing_loses_no_model_whose_trending_score_moves_while_it_is_p
     finally:
         server.shutdown()
     assert rows == 30 and "Qwen/m-25" in pl.read_parquet(staged)["model_id"]
+
+
+def test_top_n_takes_the_n_first_public_models_when_the_page_that_ends_it_holds_private_ones(
+    tmp_path, monkeypatch
+) -> None:
+    """The items a crawl drops (private repos a token lists, items without an id) are no models of the N: the page
+    that ends a top:N listing is taken up to its N-th kept model, and no model ranked above it is skipped."""
+    models = sorted(world(40), key=lambda m: m["downloads"], reverse=True)
+    for rank in (1, 3, 5):  # the 2nd, 4th and 6th most downloaded
+        models[rank]["private"] = True
+    del models[2]["id"]
+    monkeypatch.setenv("HF_TOKEN", "hf_canary_crawl_token")
+    with StandinHub(models, page_size=10) as hub:
+        frame = crawled(tmp_path, hub, "top:5")
+    public = [m["id"] for m in models if not m.get("private") and "id" in m]
+    assert sorted(frame["model_id"]) == sorted(public[:5])  # the 1st, 5th, 7th, 8th and 9th
+    assert len(hub.listing_requests()) == 2  # pages of 5: the second ends the listing at its 4th item
