@@ -753,9 +753,8 @@ def import_snapshots(
     files, problems = read_import(import_paths(given))
     if problems:
         raise ImportRejected(problems)
-    asked = time.monotonic()
-    with writer_lock(layout, f"import {', '.join(p.name for p in given)}", wait_seconds=wait_seconds):
-        if (waited := time.monotonic() - asked) >= 1:  # another writer held the lock: its time is not this import's
+    with writer_lock(layout, f"import {', '.join(p.name for p in given)}", wait_seconds=wait_seconds) as waited:
+        if waited >= 1:  # another writer held the lock: its time is not this import's
             report.seconds["waited"] = round(waited, 2)
             began += waited
         days: dict[dt.date, list[tuple[SnapshotFile, pl.DataFrame]]] = {}

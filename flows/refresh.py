@@ -102,10 +102,10 @@ def refresh(
     endpoint = hub.resolve_endpoint(endpoint)
     parse_scope(scope)  # fail before taking the lock on a bad scope
     summary: dict[str, Any] = {"date": day.isoformat(), "warehouse": str(layout.root), "scope": scope}
-    with writer_lock(layout, f"refresh {day}", wait_seconds=wait_seconds):
-        if (waited := time.monotonic() - began) >= 1:  # another writer held the lock: its time is not this run's
+    with writer_lock(layout, f"refresh {day}", wait_seconds=wait_seconds) as waited:
+        if waited >= 1:  # another writer held the lock: its time is not this run's
             summary["waited"] = round(waited, 1)
-            began = time.monotonic()
+            began += waited
         if is_published(layout, MODELS, day) and not force:
             summary["models"] = "already published"
             logger.info("models %s already published; not crawled again (use --force to replace)", day)

@@ -70,14 +70,16 @@ def writer_at_work(layout: Layout) -> dict | None:
 
 
 @contextmanager
-def writer_lock(layout: Layout, purpose: str, *, wait_seconds: float = 0.0) -> Iterator[None]:
-    """Hold the warehouse's writer lock for the block, waiting up to `wait_seconds` for it. Every published
-    record is read first: a damaged one (DamagedRecord) stops the writer before it writes anything, rather
-    than part way, when it comes to read it. What a killed writer left in `_staging/publish` is removed."""
+def writer_lock(layout: Layout, purpose: str, *, wait_seconds: float = 0.0) -> Iterator[float]:
+    """Hold the warehouse's writer lock for the block, waiting up to `wait_seconds` for it; gives the seconds it
+    waited for another writer to let it go (not those it then takes reading the records, which a writer spends
+    whether or not another held the lock). Every published record is read first: a damaged one (DamagedRecord)
+    stops the writer before it writes anything, rather than part way, when it comes to read it. What a killed
+    writer left in `_staging/publish` is removed."""
     from warehouse.integrity import check_records
     from warehouse.publish import clear_publish_staging
 
-    with _writer_lock(layout, purpose, wait_seconds=wait_seconds):
+    with _writer_lock(layout, purpose, wait_seconds=wait_seconds) as waited:
         removing = unfinished_removal(layout)
         if removing is not None and not purpose.startswith("remove "):
             raise RemovalUnfinished(
@@ -87,19 +89,20 @@ def writer_lock(layout: Layout, purpose: str, *, wait_seconds: float = 0.0) -> I
         check_records(layout)
         # Files a writer killed mid-publish left behind: no writer but this one can be using them now.
         clear_publish_staging(layout)
-        yield
+        yield waited
 
 
 @contextmanager
-def _writer_lock(layout: Layout, purpose: str, *, wait_seconds: float = 0.0) -> Iterator[None]:
+def _writer_lock(layout: Layout, purpose: str, *, wait_seconds: float = 0.0) -> Iterator[float]:
     if layout.remote:
-        with _object_lock(layout, purpose, wait_seconds):
-            yield
+        with _object_lock(layout, purpose, wait_seconds) as waited:
+            yield waited
         return
     layout.root.mkdir(parents=True, exist_ok=True)
     fd = os.open(layout.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        deadline = time.monotonic() + wait_seconds
+        asked = time.monotonic()
+        deadline = asked + wait_seconds
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -110,8 +113,9 @@ def _writer_lock(layout: Layout, purpose: str, *, wait_seconds: float = 0.0) -> 
                 time.sleep(0.2)
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(_holder(purpose)).encode(), 0)
+        waited = time.monotonic() - asked
         try:
-            yield
+            yield waited
         finally:
             os.ftruncate(fd, 0)
             fcntl.flock(fd, fcntl.LOCK_UN)
@@ -232,17 +236,19 @@ def _clear_abandoned(lock, marker: str) -> bool:
 
 
 @contextmanager
-def _object_lock(layout: Layout, purpose: str, wait_seconds: float) -> Iterator[None]:
+def _object_lock(layout: Layout, purpose: str, wait_seconds: float) -> Iterator[float]:
     lock = layout.lock_file
     ours = _holder(purpose)
     mine = json.dumps(ours).encode()
-    deadline = time.monotonic() + wait_seconds
+    asked, held = time.monotonic(), False  # held: found held by another writer, and waited for
+    deadline = asked + wait_seconds
     while True:
         try:
             with lock.fs.open(lock.path, "xb") as handle:  # conditional PUT: fails if the object exists
                 handle.write(mine)
             break
         except FileExistsError:
+            held = True
             raw, holder = _read_lock(lock)
             if raw is None:  # released meanwhile
                 continue
@@ -254,7 +260,7 @@ def _object_lock(layout: Layout, purpose: str, wait_seconds: float) -> Iterator[
     # What this process listed before it held the lock may be out of date: a writer starts from the store as it is.
     lock.fs.invalidate_cache()
     try:
-        yield
+        yield time.monotonic() - asked if held else 0.0  # not the first request's own time (a connection made)
     finally:
         # Only a lock this holding made is removed: past the TTL, another writer may have taken it over.
         _remove_if_unchanged(lock, mine)
