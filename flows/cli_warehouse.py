@@ -38,16 +38,20 @@ def check(
     # While a writer is at work, what it has yet to do would be told as stopped part way or out of date.
     removing, working = unfinished_removal(layout), writer_at_work(layout)
     if working is not None:
-        behind = []
+        behind, counted = [], 0
     elif removing is not None:
         behind = [f"a removal of {removing} stopped part way; finish it: multipolar remove --date {removing}"]
+        counted = 1
     else:
         imports, importing = unfinished_import_lines(layout)
-        behind = imports + ([] if report.problems else out_of_date_lines(layout, importing) + leftover_lines(layout))
+        dated, told = out_of_date_lines(layout, importing) if not report.problems else ([], 0)
+        leftovers = leftover_lines(layout) if not report.problems else []
+        behind = imports + dated + leftovers
+        counted = len(imports) + told + len(leftovers)  # a line may tell a run of dates: each date counts
     how = "sizes, markers and row counts" if quick else "every byte against its sha256"
     found = [f"{len(report.problems)} damaged"] if report.problems else ["all as published"]
     if behind:
-        found.append(f"{len(behind)} to be brought up to date")
+        found.append(f"{counted} to be brought up to date")
     if working is not None:
         found.append(
             f"a writer is at work (pid {working.get('pid', '?')} on {working.get('host', '?')}, "
@@ -96,20 +100,22 @@ def leftover_lines(layout) -> list[str]:
     return lines
 
 
-def out_of_date_lines(layout, importing: set[str] = frozenset()) -> list[str]:
-    """A line for each published date whose derived tables are to be made again, saying why and how; none for
-    the dates of an import stopped part way (`importing`), which running it again makes."""
+def out_of_date_lines(layout, importing: set[str] = frozenset()) -> tuple[list[str], int]:
+    """Lines telling the published dates whose derived tables are to be made again, why and how, and how many
+    dates they tell; none for the dates of an import stopped part way (`importing`), which running it again makes.
+    A run of consecutive dates with the same steps and reason is told on one line (after an upgrade, every date)."""
     from analytics.registry import check_registry
     from flows.steps import made_by_other_code, out_of_date, registries_behind
     from warehouse.publish import is_published
-    from warehouse.tables import ATTRIBUTIONS
+    from warehouse.tables import ATTRIBUTIONS, MODELS
 
     dates = {day: pending for day, pending in out_of_date(layout).items() if day.isoformat() not in importing}
     if not dates:
-        return []
+        return [], 0
     earlier_registry = set(registries_behind(layout))
     broken = check_registry()  # `recompute` refuses a broken registry: mend it first
-    lines = []
+    place = {day: index for index, day in enumerate(layout.published_dates(MODELS))}
+    runs: list[tuple[list, str]] = []  # consecutive published dates, and what is said of each of them
     for day, pending in dates.items():
         if day in earlier_registry:
             why = "attributed with another registry than the one in use now"
@@ -121,8 +127,18 @@ def out_of_date_lines(layout, importing: set[str] = frozenset()) -> list[str]:
             why = "computed from inputs that changed since (a removal or replacement stopped part way?)"
         again = "" if why.startswith("never") else " again"
         told = f"mend the registry first ({broken[0]}), then" if broken else f"make them{again}:"
-        lines.append(f"{day}: {', '.join(pending)} to be made{again}, {why}; {told} multipolar recompute")
-    return lines
+        said = f"{', '.join(pending)} to be made{again}, {why}; {told} multipolar recompute"
+        if runs and runs[-1][1] == said and place.get(runs[-1][0][-1], -2) + 1 == place.get(day):
+            runs[-1][0].append(day)
+        else:
+            runs.append(([day], said))
+    lines = [f"{_dates_told(days)}: {said}" for days, said in runs]
+    return lines, len(dates)
+
+
+def _dates_told(days: list) -> str:
+    """One date, or the first and last of a run of them and how many."""
+    return str(days[0]) if len(days) == 1 else f"{days[0]} … {days[-1]} ({len(days)} dates)"
 
 
 def unfinished_import_lines(layout) -> tuple[list[str], set[str]]:
