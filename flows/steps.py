@@ -68,7 +68,7 @@ def _between(layout: Layout, day: dt.date) -> tuple[dt.date | None, str | None]:
     # before, one record read.
     for basis in reversed(earlier):
         before = read_meta(layout, MODELS, basis) or {}
-        if not before.get("same_counts_as") and not before.get("models_of_date_before"):
+        if not observed_nothing(before):
             if before.get("scope") != meta.get("scope"):
                 return None, "none: the date before was listed with another scope"
             return basis, None
@@ -160,8 +160,13 @@ def made_by_other_code(layout: Layout, day: dt.date) -> bool:
 def no_observation(layout: Layout, dates: list[dt.date]) -> list[dt.date]:
     """Those of `dates` that observed nothing of their own: imported stale copies (`same_counts_as`) and partial
     snapshots (`models_of_date_before`), which the crossovers and the dashboard's views leave out."""
-    flagged = ("same_counts_as", "models_of_date_before")
-    return [d for d in dates if any((read_meta(layout, MODELS, d) or {}).get(flag) for flag in flagged)]
+    return [d for d in dates if observed_nothing(read_meta(layout, MODELS, d) or {})]
+
+
+def observed_nothing(meta: dict[str, Any]) -> bool:
+    """Whether the `models` record `meta` is of a date that observed nothing of its own: a stale copy or a
+    partial snapshot."""
+    return bool(meta.get("same_counts_as") or meta.get("models_of_date_before"))
 
 
 def _current(layout: Layout, tables: tuple[Table, ...], day: dt.date, inputs: dict[str, Any]) -> bool:
@@ -302,7 +307,7 @@ def metrics_date(layout: Layout, day: dt.date, *, force: bool = False) -> dict[s
         streamed=True,
         by_row=by_row,
         previous_date=basis,
-        listed_at=listed_at(layout, basis) if basis else None,
+        listed_at=dt.datetime.fromisoformat(inputs["between_listed_at"]) if "between_listed_at" in inputs else None,
     )
     provenance: dict[str, Any] = {"inputs": inputs, "registry_version": _registry_of(layout, day)}
     if previous_models is not None:
