@@ -1,10 +1,13 @@
 """Credit every model to an origin namespace, lab, country, region and developer type, under three rules.
 
 - `uploader`: the namespace hosting the repo (text before "/"; the `author` column for bare ids).
-- `official`: only repos of registered labs count. A registered lab is a registry row whose developer type
-  is not `intermediary`; community collectives and individuals who train their own models count, as
-  ATOM counts NousResearch or allura-forge. Every other model is still emitted, once, with weight 0.0,
-  null lab/country/region/developer type and evidence saying why it was excluded. So every model has
+- `official`: only repos of registered labs count, as the ATOM Project counts only labs' own repos. A
+  registered lab is a registry row of an organisation that develops models (`LAB_TYPES`: industry, academia,
+  non-profit, government); `community` accounts (individuals' and collectives' fine-tunes, which ATOM leaves
+  out) and `intermediary` ones (re-uploads, quantizations, libraries' test fixtures) are not. Of ATOM's 118
+  organisations only allura-forge, a community collective, is thus left out. Every other model is still
+  emitted, once, with weight 0.0, null lab/country/region/developer type and evidence saying why it was
+  excluded (its developer type, or an unreviewed namespace). So every model has
   exactly one row per rule under `uploader` and `official`, exclusions stay auditable, and any
   downstream sum of `downloads * weight` drops them from numerator and denominator alike.
 - `lineage`: follow `base_models` to the root. A model without parents is its own root (depth 0). A
@@ -56,6 +59,8 @@ DIMENSIONS = ("lab", "country", "region", "developer_type")
 # A well-formed Hub repo id: exactly one "/" between two non-empty parts, no whitespace.
 REPO_ID = r"^[^/\s]+/[^/\s]+$"
 UNREVIEWED = "unreviewed namespace"
+# The developer types of registered labs, whose own repos the `official` rule counts.
+LAB_TYPES = ("industry", "academia", "non-profit", "government")
 # Appended to a row's evidence when the credited namespace has no registry row (`entry`).
 UNREVIEWED_NOTE = pl.when(pl.col("entry").is_null()).then(pl.lit(f"; {UNREVIEWED}")).otherwise(pl.lit(""))
 NODE = pl.UInt32()
@@ -279,7 +284,7 @@ def _numbered(registry: pl.DataFrame) -> pl.DataFrame:
 
 def _registry_table(registry: pl.DataFrame) -> pl.DataFrame:
     """The registry with a row number, whether each namespace is a registered lab, and the official rule's evidence."""
-    registered = pl.col("developer_type") != "intermediary"
+    registered = pl.col("developer_type").is_in(LAB_TYPES)
     return _numbered(registry).select(
         "entry",
         "namespace",
@@ -287,7 +292,7 @@ def _registry_table(registry: pl.DataFrame) -> pl.DataFrame:
         registered.alias("registered"),
         pl.when(registered)
         .then(pl.lit("official: registered lab"))
-        .otherwise(pl.lit("excluded: not a registered lab repo (intermediary)"))
+        .otherwise(pl.format("excluded: not a registered lab repo ({})", pl.col("developer_type")))
         .alias("official_evidence"),
     )
 

@@ -9,8 +9,10 @@ Switzerland, the microstates, the Western Balkans, Ukraine and Moldova are Europ
 Russia and Belarus included, is Rest of world.
 
 Developer types: `industry`, `academia`, `non-profit`, `government`, `community` (collectives and
-individuals who train or fine-tune models of their own) and `intermediary` (accounts whose repos are
-someone else's weights: re-uploads, quantizations, format conversions, abliterations).
+individuals who train or fine-tune models of their own) and `intermediary` (accounts whose repos are not
+models of their own: re-uploads, quantizations, format conversions and abliterations of someone else's
+weights, and the tiny random test fixtures of libraries' CI, which no one releases as a model). The
+`official` rule counts the four organisation types only (`analytics.attribution.LAB_TYPES`).
 """
 
 from __future__ import annotations

@@ -395,7 +395,7 @@ def _differences(
     if claim.rule == "uploader":
         held = actor_share(shares, day, "uploader", claim.population, window, "developer_type", "intermediary")
         notes.append(
-            f"Intermediaries (re-uploaders, quantizers) hold {percent(held)} under the uploader rule, "
+            f"Intermediaries (re-uploaders, quantizers, test fixtures) hold {percent(held)} under the uploader rule, "
             "credited to their own account rather than to the base model's lab."
         )
     else:
@@ -404,7 +404,7 @@ def _differences(
         if uploaded > 0:
             notes.append(
                 f"The official rule keeps {percent(kept / uploaded)} of the population's downloads "
-                "(repos of the developers the registry lists, intermediaries not among them); re-uploads and repos "
+                "(repos of the labs the registry lists); re-uploads, test fixtures, community fine-tunes and repos "
                 "of accounts it does not list are left out."
             )
     return notes

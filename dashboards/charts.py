@@ -304,7 +304,7 @@ def rule_comparison_bars(frames: ViewFrames) -> alt.LayerChart:
         height=HEIGHT,
         title=title(
             f"Three attribution rules on {frames.latest}",
-            "uploader: the account hosting the repo; official: listed developers' own repos only;",
+            "uploader: the account hosting the repo; official: labs' own repos only;",
             "lineage: follow base_model tags to the root model's lab. Each bar is a share of the downloads",
             "its rule credits: official's are of fewer downloads (hover a bar for how many).",
         ),
@@ -430,7 +430,8 @@ def developer_type_areas(frames: ViewFrames) -> alt.Chart:
         height=HEIGHT,
         title=title(
             "Who develops what is downloaded",
-            "Share of downloads by developer type; intermediaries re-upload and quantize others' models.",
+            "Share of downloads by developer type; intermediaries re-upload and quantize others' models",
+            "or host libraries' test fixtures.",
         ),
     )
 

@@ -268,7 +268,7 @@ def crossover_status(crossovers: pl.DataFrame, latest: date) -> pl.DataFrame:
 
 def rule_comparison(shares: pl.DataFrame, crossovers: pl.DataFrame, latest: date) -> pl.DataFrame:
     """China and the United States under each attribution rule on the latest date, with the downloads each
-    rule credits (their shares' denominator: the official rule credits listed developers' own repos only)."""
+    rule credits (their shares' denominator: the official rule credits labs' own repos only)."""
     group = ["time_window", "population", "rule"]
     regions = shares.filter((pl.col("snapshot_date") == latest) & (pl.col("dimension") == "region") & switched())
     credited = regions.group_by(group).agg(pl.col("downloads").sum().round(0).cast(pl.Int64).alias("credited"))

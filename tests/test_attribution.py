@@ -106,6 +106,30 @@ def test_the_official_rule_keeps_registered_labs_and_zero_weights_the_rest() -> 
     assert stranger["evidence"] == "excluded: not a registered lab repo (unreviewed namespace)"
 
 
+def test_the_official_rule_counts_organisations_not_community_accounts_nor_test_fixtures() -> None:
+    # As ATOM counts labs' own repos: an individual's fine-tune and a library's CI fixture are no lab's release.
+    registry = load_registry()
+    models = snapshot(
+        "Qwen/Qwen3-8B",
+        "allenai/OLMo-2-1124-7B",
+        ("Jackrong/Qwopus3.5-9B", ["Qwen/Qwen3-8B"], "finetune"),
+        "hmellor/tiny-random-LlamaForCausalLM",
+        "peft-internal-testing/tiny-OPTForCausalLM-lora",
+    )
+    official = attribute(models, registry).filter(pl.col("rule") == "official")
+    weights = dict(official.select("model_id", "weight").iter_rows())
+    assert weights == {
+        "Jackrong/Qwopus3.5-9B": 0.0,
+        "Qwen/Qwen3-8B": 1.0,
+        "allenai/OLMo-2-1124-7B": 1.0,
+        "hmellor/tiny-random-LlamaForCausalLM": 0.0,
+        "peft-internal-testing/tiny-OPTForCausalLM-lora": 0.0,
+    }
+    evidence = dict(official.select("model_id", "evidence").iter_rows())
+    assert evidence["Jackrong/Qwopus3.5-9B"] == "excluded: not a registered lab repo (community)"
+    assert evidence["hmellor/tiny-random-LlamaForCausalLM"] == "excluded: not a registered lab repo (intermediary)"
+
+
 def test_lineage_credits_the_root_lab_through_a_finetune_chain() -> None:
     models = snapshot(
         "meta-llama/Llama-3.1-8B",

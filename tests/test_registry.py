@@ -7,6 +7,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from analytics.attribution import LAB_TYPES
 from analytics.registry import (
     COLUMNS,
     ISO_COUNTRIES,
@@ -72,7 +73,9 @@ def test_the_intermediaries_named_in_the_design_are_intermediaries() -> None:
     # Quantizers of others' models, however large the company behind them: not labs under the official rule.
     for namespace in ("RedHatAI", "neuralmagic", "nm-testing", "ISTA-DASLab"):
         assert types[namespace] == "intermediary", namespace
-    assert types["hf-internal-testing"] == "industry"  # test fixtures of random weights: no one else's
+    # Libraries' CI fixtures of random weights: no model anyone releases, so no lab's under the official rule.
+    for namespace in ("hf-internal-testing", "hmellor", "peft-internal-testing", "trl-internal-testing"):
+        assert types[namespace] == "intermediary", namespace
 
 
 def test_every_atom_namespace_is_in_the_registry(shared_data: Path) -> None:
@@ -80,6 +83,13 @@ def test_every_atom_namespace_is_in_the_registry(shared_data: Path) -> None:
     registry = load_registry()
     missing = set(atom.get_column("hf_org")) - set(registry.get_column("namespace"))
     assert missing == set()
+
+
+def test_the_official_rule_counts_every_atom_organisation_but_one_community_collective(shared_data: Path) -> None:
+    atom = pl.read_csv(shared_data / "atom" / "organization_regions.csv")
+    joined = atom.join(load_registry(), left_on="hf_org", right_on="namespace")
+    left_out = set(joined.filter(~pl.col("developer_type").is_in(LAB_TYPES)).get_column("hf_org"))
+    assert joined.height == 118 and left_out == {"allura-forge"}
 
 
 def test_atom_regions_agree_with_the_registry_apart_from_documented_cases(shared_data: Path) -> None:

@@ -117,7 +117,7 @@ def test_e1_compares_shares_of_all_downloads_under_the_uploader_rule_all_time() 
     assert row["agrees"] == "yes"
     assert (
         "Unknown region: 50.0%" in row["notes"]
-        and "Intermediaries (re-uploaders, quantizers) hold 25.0%" in row["notes"]
+        and "Intermediaries (re-uploaders, quantizers, test fixtures) hold 25.0%" in row["notes"]
     )
     assert "LLMs hold 20.0% of our all-model downloads" in row["notes"]
 
