@@ -56,6 +56,9 @@ class CrawlState:
     seconds: float = 0.0
     report: dict[str, dict[str, int]] = field(default_factory=lambda: {"dropped": {}, "blanked": {}})
     code_versions: list[str] = field(default_factory=list)  # of every run that fetched pages of this crawl
+    # The query parameters of each listing as this crawl asks them, which its next-page links carry on; None in a
+    # checkpoint written before they were kept.
+    queries: list[list[list[str]]] | None = None
 
     @classmethod
     def load(cls, path: Path) -> CrawlState | None:
@@ -105,8 +108,22 @@ def crawl_to_staging(
     """
     hub.configure_client()
     folder = layout.crawl_staging(day)
+    asked = listing_queries(scope)
     state = CrawlState.load(folder / CHECKPOINT)
     if state is not None and state.done and is_published_crawl(layout, day, state):
+        state = None
+    if state is not None and (state.endpoint, state.scope) == (endpoint, scope.text) and state.queries != asked:
+        # Begun by code that asked the Hub for other fields (before `private` was asked, say): its pages lack them,
+        # and its next-page link would go on asking what that code asked, to the last page.
+        logging.getLogger("multipolar.crawl").warning(
+            "discarded the crawl of %s left in %s (%s pages): it was begun asking the Hub %s, not what this code "
+            "asks; %s is crawled afresh",
+            day,
+            folder,
+            state.pages,
+            "a query that was not recorded" if state.queries is None else "another query",
+            day,
+        )
         state = None
     if state is not None and not state.done and (state.endpoint, state.scope) != (endpoint, scope.text):
         logging.getLogger("multipolar.crawl").warning(
@@ -138,7 +155,7 @@ def crawl_to_staging(
     if state is None or (state.endpoint, state.scope) != (endpoint, scope.text):
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True, exist_ok=True)
-        state = CrawlState(endpoint=endpoint, scope=scope.text, started_at=_now())
+        state = CrawlState(endpoint=endpoint, scope=scope.text, started_at=_now(), queries=asked)
         _save(folder, state)
     elif not state.done:
         state.resumed += 1
@@ -214,6 +231,11 @@ def _crawl(
         else:  # the pages stopped without a last one saying so
             _next_listing(state, scope)
             _save(folder, state)
+
+
+def listing_queries(scope: Scope) -> list[list[list[str]]]:
+    """The query parameters of each listing of `scope`, as a checkpoint keeps them."""
+    return [[list(pair) for pair in listing.params()] for listing in scope.listings]
 
 
 def _next_listing(state: CrawlState, scope: Scope) -> None:

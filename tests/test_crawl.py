@@ -275,7 +275,7 @@ def test_every_request_has_a_timeout(tmp_path, monkeypatch) -> None:
 
 
 def test_a_resumed_cursor_the_hub_refuses_fails_saying_how_to_start_over(tmp_path) -> None:
-    from flows.crawl import CHECKPOINT, CrawlState, _save
+    from flows.crawl import CHECKPOINT, CrawlState, _save, listing_queries
 
     layout = Layout.at(tmp_path / "wh")
     with StandinHub(world(300), page_size=100) as hub:
@@ -283,9 +283,8 @@ def test_a_resumed_cursor_the_hub_refuses_fails_saying_how_to_start_over(tmp_pat
         folder.mkdir(parents=True)
         # A crawl stopped before its first page, whose next-page link the Hub no longer takes.
         expired = f"{hub.url}/api/models?cursor=expired-cursor&limit=100"
-        _save(
-            folder, CrawlState(endpoint=hub.url, scope="full", started_at="2026-05-12T00:00:00+00:00", next_url=expired)
-        )
+        started, queries = "2026-05-12T00:00:00+00:00", listing_queries(parse_scope("full"))
+        _save(folder, CrawlState(hub.url, "full", started, next_url=expired, queries=queries))
         with pytest.raises(HubError, match=f"remove that folder to crawl {DAY} from the start") as failed:
             crawl_to_staging(layout, DAY, parse_scope("full"), hub.url)
         assert str(folder) in str(failed.value) and "answered HTTP 400" in str(failed.value)
@@ -301,7 +300,7 @@ def test_a_resumed_crawl_the_hub_fails_for_another_reason_keeps_its_checkpoint_w
     """A server error or a missing page on the first request after resuming says nothing of the cursor: the
     error is the Hub's, in one line without the page's long URL, and the next run resumes."""
     from flows import hub as hub_module
-    from flows.crawl import CHECKPOINT, CrawlState, _save
+    from flows.crawl import CHECKPOINT, CrawlState, _save, listing_queries
 
     monkeypatch.setitem(hub_module.BACKOFF, "max_retries", 1)
     monkeypatch.setitem(hub_module.BACKOFF, "base_wait_time", 0.01)
@@ -312,7 +311,13 @@ def test_a_resumed_crawl_the_hub_fails_for_another_reason_keeps_its_checkpoint_w
         folder.mkdir(parents=True)
         _save(
             folder,
-            CrawlState(endpoint=hub.url, scope="full", started_at="2026-05-12T00:00:00+00:00", next_url=first.next_url),
+            CrawlState(
+                hub.url,
+                "full",
+                "2026-05-12T00:00:00+00:00",
+                next_url=first.next_url,
+                queries=listing_queries(parse_scope("full")),
+            ),
         )
         with pytest.raises(HubError) as failed:
             crawl_to_staging(layout, DAY, parse_scope("full"), hub.url)
@@ -722,3 +727,46 @@ def test_top_n_takes_the_n_first_public_models_when_the_page_that_ends_it_holds_
     public = [m["id"] for m in models if not m.get("private") and "id" in m]
     assert sorted(frame["model_id"]) == sorted(public[:5])  # the 1st, 5th, 7th, 8th and 9th
     assert len(hub.listing_requests()) == 2  # pages of 5: the second ends the listing at its 4th item
+
+
+@pytest.mark.parametrize("killed", ["mid-way", "once done"])
+def test_a_crawl_begun_asking_other_fields_is_crawled_afresh_rather_than_resumed(tmp_path, monkeypatch, caplog, killed):
+    """A crawl begun by code that did not ask for `private` has pages that cannot tell a private repo, and a
+    next-page link that goes on not asking for it: resumed, it would publish the private repos a token lists."""
+    import contextlib
+    import json
+    import logging
+
+    from flows import hub as hub_module
+    from flows.crawl import CHECKPOINT
+    from flows.scope import EXPAND, Listing, Scope
+
+    models = world(60)
+    for secret in models[::10]:
+        secret["private"] = True
+    monkeypatch.setenv("HF_TOKEN", "hf_canary_crawl_token")
+    layout = Layout.at(tmp_path / "wh")
+    earlier = Scope("full", (Listing(sort="created_at", expand=tuple(e for e in EXPAND if e != "private")),))
+    stopped = [faults.server_error(500, times=None, pages={4})] if killed == "mid-way" else []
+    monkeypatch.setitem(hub_module.BACKOFF, "max_retries", 1)
+    monkeypatch.setitem(hub_module.BACKOFF, "base_wait_time", 0.01)
+    logger = logging.getLogger("multipolar.crawl")
+    logger.addHandler(caplog.handler)
+    try:
+        with StandinHub(models, page_size=10, faults=stopped) as hub:
+            with contextlib.suppress(HubError):
+                crawl_to_staging(layout, DAY, earlier, hub.url)
+            checkpoint = json.loads((layout.crawl_staging(DAY) / CHECKPOINT).read_text())
+            checkpoint.pop("queries", None)  # as a checkpoint written before they were kept
+            (layout.crawl_staging(DAY) / CHECKPOINT).write_text(json.dumps(checkpoint))
+            hub.set_faults()
+            hub.reset_log()
+            result = crawl_to_staging(layout, DAY, parse_scope("full"), hub.url)
+            assert all(r.param("expand")[-1] == "private" for r in hub.listing_requests())
+            staged, rows = assemble(layout, DAY, result)
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert rows == 54 and not {m["id"] for m in models[::10]} & set(pl.read_parquet(staged)["model_id"])
+    assert result.state.resumed == 0 and result.state.report["dropped"] == {"private": 6}
+    (said,) = {r.getMessage() for r in caplog.records if r.getMessage().startswith("discarded")}
+    assert "a query that was not recorded" in said and said.endswith(f"{DAY} is crawled afresh")
