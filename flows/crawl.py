@@ -205,11 +205,13 @@ def _crawl(
         # A listing with a limit may stop before its last page: fetch it page by page, never one too many.
         ahead = overlap and listing.limit is None
         listed = hub.pages(endpoint, listing, headers, start_url=state.next_url, ahead=ahead)
+        # The models a listing with a limit has taken, its staged pages' when resumed: those it drops (private repos,
+        # no id) do not count, nor one listed again as the order shifts while it is paged (downloads change).
+        taken = listed_ids(folder, state.listing) if listing.limit is not None else set()
         for page in prefetched(listed) if ahead else listed:
             items = page.items
-            taken = listing_items(folder, state.listing) if listing.limit is not None else 0
-            if listing.limit is not None:  # the items it drops (private repos, no id) do not count
-                items = kept_head(items, listing.limit - taken)
+            if listing.limit is not None:
+                items = kept_head(items, listing.limit - len(taken), taken)
             frame = model_rows(items, report)
             write_parquet(frame, _page_file(folder, state.listing, state.pages), level=PAGE_ZSTD_LEVEL)
             state.pages += 1
@@ -218,7 +220,9 @@ def _crawl(
             state.report = report.as_dict()
             state.seconds = round(state.seconds + time.monotonic() - began, 3)
             began = time.monotonic()
-            limit_reached = listing.limit is not None and taken + frame.height >= listing.limit
+            if listing.limit is not None:
+                taken.update(frame.get_column("model_id"))
+            limit_reached = listing.limit is not None and len(taken) >= listing.limit
             state.next_url = None if limit_reached else page.next_url
             ended = state.next_url is None
             if ended:  # the listing's last page: its checkpoint moves on to the next listing, or says all is done
@@ -460,9 +464,12 @@ def listed_any(folder: Path, listing: int) -> bool:
     return any(_page_items(folder, listing))
 
 
-def listing_items(folder: Path, listing: int) -> int:
-    """How many items the staged pages of one listing hold."""
-    return sum(_page_items(folder, listing))
+def listed_ids(folder: Path, listing: int) -> set[str]:
+    """The model ids the staged pages of one listing hold."""
+    paths = sorted(folder.glob(f"page-{listing:05d}-*.parquet"))
+    if not paths:
+        return set()
+    return set(pl.read_parquet(paths, columns=["model_id"], glob=False).get_column("model_id"))
 
 
 def _discard_unrecorded(folder: Path, pages: int) -> None:

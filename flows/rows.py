@@ -66,14 +66,17 @@ def dropped_because(item: Any) -> str | None:
     return None
 
 
-def kept_head(items: list[Any], wanted: int) -> list[Any]:
-    """The shortest head of `items` holding `wanted` items `model_rows` keeps (all of them when fewer do): what a
-    listing with a limit takes of a page, so that the items it leaves out are those past the limit only."""
-    kept = 0
+def kept_head(items: list[Any], wanted: int, taken: set[str] | frozenset[str] = frozenset()) -> list[Any]:
+    """The shortest head of `items` holding `wanted` models `model_rows` keeps that are not among the ids `taken`
+    already, each counted once (all of them when fewer are): what a listing with a limit takes of a page, so that
+    the items it leaves out are those past the limit only, and a model a shifting order lists again is no new one."""
+    kept, seen = 0, set(taken)
     for index, item in enumerate(items):
         if kept >= wanted:
             return items[:index]
-        kept += dropped_because(item) is None
+        if dropped_because(item) is None and (model_id := item.get("id", item.get("modelId"))) not in seen:
+            seen.add(model_id)
+            kept += 1
     return items
 
 

@@ -770,3 +770,24 @@ def test_a_crawl_begun_asking_other_fields_is_crawled_afresh_rather_than_resumed
     assert result.state.resumed == 0 and result.state.report["dropped"] == {"private": 6}
     (said,) = {r.getMessage() for r in caplog.records if r.getMessage().startswith("discarded")}
     assert "a query that was not recorded" in said and said.endswith(f"{DAY} is crawled afresh")
+
+
+def test_top_n_takes_n_distinct_models_when_the_shifting_order_lists_some_again(tmp_path) -> None:
+    """Sorted by downloads, which change while a listing is paged, the Hub may list a model again on a later page:
+    it is no new model of the N, and the listing goes on until it holds N distinct ones."""
+    models = world(1_000)
+    top = sorted(m["id"] for m in sorted(models, key=lambda m: m["downloads"], reverse=True)[:250])
+    with StandinHub(models, page_size=100, faults=[faults.duplicate_ids(5, pages={2, 3})]) as hub:
+        assert sorted(crawled(tmp_path, hub, "top:250")["model_id"]) == top
+
+    def killed(state, listings: int) -> None:
+        if state.pages == 2:
+            raise Killed
+
+    layout = Layout.at(tmp_path / "resumed")
+    with StandinHub(models, page_size=100, faults=[faults.duplicate_ids(5, pages={2, 3})]) as hub:
+        with pytest.raises(Killed):
+            crawl_to_staging(layout, DAY, parse_scope("top:250"), hub.url, progress=killed)
+        result = crawl_to_staging(layout, DAY, parse_scope("top:250"), hub.url)  # resumed at page 3
+        staged, rows = assemble(layout, DAY, result)
+    assert result.state.resumed == 1 and sorted(pl.read_parquet(staged)["model_id"]) == top
