@@ -6,6 +6,8 @@ so one spec serves every combination. Charts never see raw metric tables, only `
 
 from __future__ import annotations
 
+import datetime as dt
+
 import altair as alt
 import polars as pl
 
@@ -124,8 +126,20 @@ def date_axis(frames: ViewFrames) -> alt.X:
     else:
         ticks, fmt = {"interval": "day", "step": 1}, "%b %d"
     return alt.X(
-        "date:T", title=None, scale=alt.Scale(type="utc"), axis=alt.Axis(format=fmt, tickCount=ticks, labelOverlap=True)
+        "date:T",
+        title=None,
+        scale=alt.Scale(type="utc", domain=date_domain(frames)),
+        axis=alt.Axis(format=fmt, tickCount=ticks, labelOverlap=True),
     )
+
+
+def date_domain(frames: ViewFrames) -> list[alt.DateTime]:
+    """The span of the snapshots, fixed rather than taken from the rows a switch leaves: a layer left without rows
+    (the crossover rule under a population that has none) would give the shared scale an infinite extent. A single
+    date gets half a day either side, so that its marks sit mid-axis under its tick."""
+    pad = dt.timedelta(hours=12 if len(frames.dates) == 1 else 0)
+    ends = (dt.datetime.combine(frames.dates[0], dt.time()) - pad, dt.datetime.combine(frames.latest, dt.time()) + pad)
+    return [alt.DateTime(year=t.year, month=t.month, date=t.day, hours=t.hour, utc=True) for t in ends]
 
 
 # Up to this many dates, each line shows a dot on every date observed; beyond, the dots would merge into the line

@@ -299,6 +299,13 @@ def test_a_single_snapshot_is_seen_in_every_view_over_time() -> None:
     scene = vlc.vegalite_to_scenegraph(dashboard_spec(views), vl_version=VL_CONVERT_VERSION)
     groups = {node.get("name"): node for node in _walk(scene)}
     assert {name: seen_marks(groups[f"{name}_group"]) > 0 for name in OVER_TIME} == dict.fromkeys(OVER_TIME, True)
+    # Its points sit mid-axis, under the one tick, which names the date.
+    region = groups["region_share_lines_group"]
+    symbols = [mark for mark in _walk(region) if mark.get("role") == "mark" and mark.get("marktype") == "symbol"]
+    points = [item for mark in symbols for item in mark["items"]]
+    assert points and all(math.isclose(item["x"], charts.WIDTH / 2, abs_tol=1) for item in points)
+    labels = [item.get("text") for mark in _walk(region) if mark.get("role") == "axis-label" for item in mark["items"]]
+    assert "Jun 01" in labels
 
 
 def test_a_line_shows_the_dates_it_joins() -> None:

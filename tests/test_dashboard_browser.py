@@ -86,3 +86,14 @@ def test_a_year_of_daily_snapshots_renders(tmp_path: Path) -> None:
     report = rendered(days=365, out=tmp_path)
     assert report.ok, report
     assert report.marks["region_share_lines"] >= 365
+
+
+def test_a_switch_that_empties_a_layer_logs_no_warning(tmp_path: Path) -> None:
+    # China passes the United States among LLMs alone: under all models the crossover's rule and label draw nothing,
+    # and an x scale computed from their rows would log "Infinite extent for field date" on every switch to them.
+    metrics = synthetic_metrics(days=10)
+    metrics["crossovers"] = metrics["crossovers"].filter(pl.col("population") == "llm")
+    result = write_dashboard(**metrics, provenance=provenance(metrics), out_dir=tmp_path)
+    report = check_in_browser(result.html, tmp_path / "screenshot.png", timeout=90)
+    assert report.console_warnings == (), report.console_warnings
+    assert report.ok
