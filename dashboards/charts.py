@@ -377,13 +377,15 @@ def lab_change_bars(frames: ViewFrames, labelled: bool = False) -> alt.Chart:
     Beside `lab_share_bars` the lab names are not repeated; `labelled` shows them (for a standalone image).
     """
     since = f"since {frames.previous}" if frames.previous else "(no previous snapshot)"
+    # With no previous snapshot there is no change to draw, and no rows to take the axis's extent from.
+    scale = alt.Scale(domain=[-1, 1]) if frames.previous is None else alt.Undefined
     return (
         alt.Chart(data("labs"))
         .transform_filter(switch_filter())
         .transform_filter("isValid(datum.change_pp)")
         .mark_bar()
         .encode(
-            x=alt.X("change_pp:Q", title="Change (percentage points)"),
+            x=alt.X("change_pp:Q", title="Change (percentage points)", scale=scale),
             y=lab_y() if labelled else lab_y().axis(labels=False, ticks=False, title=None),
             color=alt.when(alt.datum.change_pp >= 0).then(alt.value("#2a9d8f")).otherwise(alt.value("#e76f51")),
             tooltip=LAB_TOOLTIP,

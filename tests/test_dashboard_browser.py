@@ -97,3 +97,11 @@ def test_a_switch_that_empties_a_layer_logs_no_warning(tmp_path: Path) -> None:
     report = check_in_browser(result.html, tmp_path / "screenshot.png", timeout=90)
     assert report.console_warnings == (), report.console_warnings
     assert report.ok
+
+
+def test_a_single_snapshot_logs_no_warning(tmp_path: Path) -> None:
+    # One date has no change since a previous one: that view draws nothing, and says so, without a warning.
+    report = rendered(days=1, out=tmp_path)
+    assert report.console_warnings == (), report.console_warnings
+    assert report.empty == ("lab_change_bars",)
+    assert report.console_errors == () and report.page_errors == ()
