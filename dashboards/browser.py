@@ -77,8 +77,8 @@ class BrowserReport:
 
     @property
     def ok(self) -> bool:
-        """Every view drew marks under every switch setting with no text cut off at the edge, nothing errored and
-        nothing left file://."""
+        """Every view drew marks under every switch setting with no text cut off at the edge, nothing errored or
+        warned (Vega warns of what it could not draw as asked) and nothing left file://."""
         return (
             self.views > 0
             and len(self.rendered) == self.views
@@ -87,6 +87,7 @@ class BrowserReport:
             and not any(self.empty_by_switch.values())
             and not any(self.clipped_by_switch.values())
             and not self.console_errors
+            and not self.console_warnings
             and not self.page_errors
             and not self.external_requests
         )

@@ -10,6 +10,7 @@ import math
 import os
 import re
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TextIO
 
@@ -585,7 +586,8 @@ def dashboard(
         report = check_in_browser(result.html, result.html.with_name("screenshot.png"))
         out.print(
             f"browser: {len(report.rendered)}/{report.views} views drew marks in {report.render_ms:.0f} ms, "
-            f"{len(report.console_errors)} console errors, {len(report.external_requests)} network requests, "
+            f"{len(report.console_errors)} console errors, {len(report.console_warnings)} console warnings, "
+            f"{len(report.external_requests)} network requests, "
             f"{report.page_width} px wide in a {report.width} px window, screenshot {report.screenshot}",
             highlight=False,
         )
@@ -594,8 +596,11 @@ def dashboard(
         for switches, texts in report.clipped_by_switch.items():
             if texts:
                 out.print(f"cut off at the page's edge with {switches}: {', '.join(texts)}", highlight=False)
-        clipped = any(report.clipped_by_switch.values())
-        if report.console_errors or report.page_errors or report.external_requests or clipped:
+        for kind, messages in (("console error", report.console_errors), ("console warning", report.console_warnings)):
+            for message, times in Counter(messages).items():
+                out.print(f"{kind}{f' ({times} times)' if times > 1 else ''}: {escape(message)}", highlight=False)
+        logged = report.console_errors or report.console_warnings or report.page_errors
+        if logged or report.external_requests or any(report.clipped_by_switch.values()):
             raise fail("the dashboard did not render cleanly in headless Chromium")
 
 

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 from pathlib import Path
 
 import polars as pl
 import pytest
 from test_dashboard import HOSTILE, LABS, provenance, synthetic_metrics
+from typer.testing import CliRunner
 
-from dashboards import charts
+from dashboards import browser, charts
 from dashboards.browser import BrowserReport, check_in_browser, chromium_path
 from dashboards.page import write_dashboard
+from flows import steps
+from flows.cli import app
+from tests.test_warehouse import models_frame
+from warehouse.layout import Layout
+from warehouse.publish import publish_frame
+from warehouse.tables import MODELS
+
+DAY = dt.date(2026, 5, 12)
 
 pytestmark = [
     pytest.mark.browser,
@@ -105,3 +116,54 @@ def test_a_single_snapshot_logs_no_warning(tmp_path: Path) -> None:
     assert report.console_warnings == (), report.console_warnings
     assert report.empty == ("lab_change_bars",)
     assert report.console_errors == () and report.page_errors == ()
+
+
+WARNING = 'WARN Infinite extent for field "date": [Infinity, -Infinity]'
+
+
+def warning_page(path: Path) -> Path:
+    """A page that draws its one view and logs a Vega warning."""
+    status = {
+        "views": 1,
+        "rendered": ["view"],
+        "empty": [],
+        "marks": {"view": 1},
+        "switches": {"all / 30d": []},
+        "clipped": {"all / 30d": []},
+        "errors": [],
+        "ms": 5,
+    }
+    path.write_text(
+        "<!doctype html><html><body><pre id='render-status' hidden></pre><script>\n"
+        f"console.warn({json.dumps(WARNING)});\n"
+        "const element = document.getElementById('render-status');\n"
+        f"element.textContent = {json.dumps(json.dumps(status))};\n"
+        "element.dataset.done = '1';\n"
+        "</script></body></html>\n"
+    )
+    return path
+
+
+def test_a_console_warning_fails_the_check(tmp_path: Path) -> None:
+    report = check_in_browser(warning_page(tmp_path / "warns.html"), tmp_path / "screenshot.png")
+    assert report.console_warnings == (WARNING,)
+    assert report.console_errors == () and report.rendered == ("view",)
+    assert not report.ok
+
+
+def test_the_dashboard_check_tells_each_console_warning_and_fails_on_it(tmp_path: Path, monkeypatch) -> None:
+    layout = Layout.at(tmp_path / "wh")
+    publish_frame(
+        layout, MODELS, DAY, models_frame([f"Qwen/m{i}" for i in range(20)], [100 * i for i in range(20)]), {}
+    )
+    steps.attribute_date(layout, DAY)
+    steps.metrics_date(layout, DAY)
+    page = warning_page(tmp_path / "warns.html")
+    monkeypatch.setattr(browser, "check_in_browser", lambda html, screenshot: check_in_browser(page, screenshot))
+    result = CliRunner().invoke(
+        app, ["dashboard", "--warehouse", str(layout.root), "--check"], env={"COLUMNS": "20000"}
+    )
+    assert result.exit_code == 1, result.output
+    assert "1 console warnings" in result.output
+    assert f"console warning: {WARNING}" in result.output
+    assert "did not render cleanly" in result.output
