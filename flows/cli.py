@@ -584,8 +584,10 @@ def dashboard(
         from dashboards.browser import check_in_browser
 
         report = check_in_browser(result.html, result.html.with_name("screenshot.png"))
+        # A page whose drawing failed records no render time.
+        drawn = "" if report.render_ms is None else f" in {report.render_ms:.0f} ms"
         out.print(
-            f"browser: {len(report.rendered)}/{report.views} views drew marks in {report.render_ms:.0f} ms, "
+            f"browser: {len(report.rendered)}/{report.views} views drew marks{drawn}, "
             f"{len(report.console_errors)} console errors, {len(report.console_warnings)} console warnings, "
             f"{len(report.external_requests)} network requests, "
             f"{report.page_width} px wide in a {report.width} px window, screenshot {report.screenshot}",
@@ -596,7 +598,8 @@ def dashboard(
         for switches, texts in report.clipped_by_switch.items():
             if texts:
                 out.print(f"cut off at the page's edge with {switches}: {', '.join(texts)}", highlight=False)
-        for kind, messages in (("console error", report.console_errors), ("console warning", report.console_warnings)):
+        logs = ("page error", report.page_errors), ("console error", report.console_errors)
+        for kind, messages in (*logs, ("console warning", report.console_warnings)):
             for message, times in Counter(messages).items():
                 out.print(f"{kind}{f' ({times} times)' if times > 1 else ''}: {escape(message)}", highlight=False)
         logged = report.console_errors or report.console_warnings or report.page_errors

@@ -121,8 +121,8 @@ def test_a_single_snapshot_logs_no_warning(tmp_path: Path) -> None:
 WARNING = 'WARN Infinite extent for field "date": [Infinity, -Infinity]'
 
 
-def warning_page(path: Path) -> Path:
-    """A page that draws its one view and logs a Vega warning."""
+def warning_page(path: Path, log: str = f"console.warn({json.dumps(WARNING)})", **told: object) -> Path:
+    """A page that draws its one view and logs a Vega warning (or runs `log` and tells the status `told`)."""
     status = {
         "views": 1,
         "rendered": ["view"],
@@ -132,10 +132,10 @@ def warning_page(path: Path) -> Path:
         "clipped": {"all / 30d": []},
         "errors": [],
         "ms": 5,
-    }
+    } | told
     path.write_text(
         "<!doctype html><html><body><pre id='render-status' hidden></pre><script>\n"
-        f"console.warn({json.dumps(WARNING)});\n"
+        f"{log};\n"
         "const element = document.getElementById('render-status');\n"
         f"element.textContent = {json.dumps(json.dumps(status))};\n"
         "element.dataset.done = '1';\n"
@@ -166,4 +166,23 @@ def test_the_dashboard_check_tells_each_console_warning_and_fails_on_it(tmp_path
     assert result.exit_code == 1, result.output
     assert "1 console warnings" in result.output
     assert f"console warning: {WARNING}" in result.output
+    assert "did not render cleanly" in result.output
+
+
+def test_the_dashboard_check_tells_a_page_that_failed_to_draw(tmp_path: Path, monkeypatch) -> None:
+    layout = Layout.at(tmp_path / "wh")
+    frame = models_frame([f"Qwen/m{i}" for i in range(20)], [100 * i for i in range(20)])
+    publish_frame(layout, MODELS, DAY, frame, {})
+    steps.attribute_date(layout, DAY)
+    steps.metrics_date(layout, DAY)
+    # The page's drawing failed: nothing rendered, so no render time, and the error its status tells.
+    failed = {"rendered": [], "empty": ["view"], "marks": {"view": 0}, "errors": ["Error: broken spec"], "ms": None}
+    page = warning_page(tmp_path / "fails.html", log="console.error('Error: broken spec')", **failed)
+    monkeypatch.setattr(browser, "check_in_browser", lambda html, screenshot: check_in_browser(page, screenshot))
+    args = ["dashboard", "--warehouse", str(tmp_path / "wh"), "--check"]
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "20000"})
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert "browser: 0/1 views drew marks, 1 console errors" in result.output
+    assert "page error: Error: broken spec" in result.output
     assert "did not render cleanly" in result.output
