@@ -31,6 +31,21 @@ VIEWS = (
 )
 WIDTH, HEIGHT = 380, 230
 REGION_COLORS = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#b0b0b0")
+# China, the United States and Unknown take their regions' colours among countries; the other countries these,
+# in legend order (none red, blue or grey).
+COUNTRY_COLORS = {"CN": REGION_COLORS[0], "US": REGION_COLORS[1], UNKNOWN: REGION_COLORS[4]}
+OTHER_COUNTRY_COLORS = (
+    "#f58518",
+    "#54a24b",
+    "#b279a2",
+    "#eeca3b",
+    "#72b7b2",
+    "#9d755d",
+    "#ff9da6",
+    "#17becf",
+    "#bcbd22",
+    "#8c564b",
+)
 SHARE = alt.Tooltip("share:Q", title="Share", format=".2%")
 DOWNLOADS = alt.Tooltip("downloads:Q", title="Downloads", format=",.0f")
 MODELS = alt.Tooltip("m:N", title="Models in the snapshot")
@@ -97,6 +112,14 @@ def region_scale(frames: ViewFrames) -> alt.Scale:
     actors = frames.actors("region")
     colors = [REGION_COLORS[REGIONS.index(a)] if a in REGIONS else "#8c564b" for a in actors]
     return alt.Scale(domain=actors, range=colors)
+
+
+def country_scale(frames: ViewFrames) -> alt.Scale:
+    """Fixed colours per country, the same under every switch (a country without downloads under one keeps its
+    colour for the next), with China, the United States and Unknown coloured as their regions are."""
+    actors = frames.actors("country")
+    others = iter(OTHER_COUNTRY_COLORS)
+    return alt.Scale(domain=actors, range=[COUNTRY_COLORS.get(actor) or next(others) for actor in actors])
 
 
 def title(text: str, *subtitle: str) -> alt.Title:
@@ -228,7 +251,7 @@ def countries_drawn(actors: list[str], latest: object) -> str:
 
 def country_share_lines(frames: ViewFrames) -> alt.LayerChart:
     """Country shares over time for the top countries on the latest date."""
-    color = alt.Color("actor:N", title="Country", sort=frames.actors("country"), scale=alt.Scale(scheme="tableau10"))
+    color = alt.Color("actor:N", title="Country", scale=country_scale(frames))
     return alt.layer(share_lines(frames, "country", color), *crossover_layers(frames, "country")).properties(
         name="country_share_lines",
         width=WIDTH,
@@ -431,7 +454,10 @@ def developer_type_areas(frames: ViewFrames) -> alt.Chart:
         y=alt.Y("high:Q", title="Share of downloads", axis=alt.Axis(format="%")),
         y2="low:Q",
         color=alt.Color(
-            "actor:N", title="Developer type", sort=frames.actors("developer_type"), scale=alt.Scale(scheme="set2")
+            "actor:N",
+            title="Developer type",
+            # Every type in the domain, so that a switch under which one has no downloads recolours none of the rest.
+            scale=alt.Scale(domain=frames.actors("developer_type"), scheme="set2"),
         ),
         tooltip=[
             DATE,

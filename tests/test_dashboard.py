@@ -537,3 +537,22 @@ def test_a_window_no_snapshot_records_is_not_offered_and_the_page_says_so(small:
     page = dashboard_html(views, provenance(recent))
     assert "No snapshot here records all-time downloads, so the window switch does not offer them." in page
     assert '"window": ["30d"]' in page  # the browser check tries only the windows offered
+
+
+def test_countries_and_developer_types_keep_their_colours_under_every_switch(small: dict) -> None:
+    views = frames.view_frames(**small)
+
+    def colour_scale(chart: alt.TopLevelMixin) -> dict:
+        spec = chart.to_dict()
+        return next(node["color"]["scale"] for node in _walk(spec) if "scale" in node.get("color", {}))
+
+    # Every country drawn over time is in the domain, whichever the switches show, so none takes another's colour.
+    countries = colour_scale(charts.country_share_lines(views))
+    assert countries["domain"] == views.actors("country")
+    colours = dict(zip(countries["domain"], countries["range"], strict=True))
+    # China and the United States look as their regions do in the view beside it.
+    regions = colour_scale(charts.region_share_lines(views))
+    region_colours = dict(zip(regions["domain"], regions["range"], strict=True))
+    assert (colours["CN"], colours["US"]) == (region_colours["China"], region_colours["United States"])
+    assert len(set(colours.values())) == len(colours)
+    assert colour_scale(charts.developer_type_areas(views))["domain"] == views.actors("developer_type")
