@@ -7,6 +7,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -242,6 +243,28 @@ def test_a_writer_taken_over_past_the_ttl_leaves_the_new_holders_lock_in_place(b
     with writer_lock(layout, "a long backfill"):
         layout.lock_file.write_text(json.dumps(newer))  # as another writer does once the TTL has passed
     assert json.loads(layout.lock_file.read_text()) == newer
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP], ids=["sigterm", "sighup"])
+def test_a_writer_stopped_by_sigterm_or_sighup_lets_the_object_lock_go(bucket: str, stop: signal.Signals) -> None:
+    # An import, a recompute or a removal stopped by `kill`, a timeout, a pod's end or a closed terminal: on another
+    # host the lock it left would be taken for a live writer's until its TTL, and every writer there refused for
+    # 12 hours.
+    holding = (
+        "import sys, time\n"
+        "from warehouse.layout import Layout\n"
+        "from warehouse.lock import writer_lock\n"
+        "with writer_lock(Layout.at(sys.argv[1]), 'import panel'):\n"
+        "    print('held', flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    writer = subprocess.Popen([sys.executable, "-c", holding, bucket], stdout=subprocess.PIPE, text=True)
+    assert writer.stdout is not None and writer.stdout.readline().strip() == "held"
+    writer.send_signal(stop)
+    assert writer.wait(timeout=30) == 128 + stop
+    layout = Layout.at(bucket)
+    layout.lock_file.fs.invalidate_cache()
+    assert not layout.lock_file.exists()
 
 
 def replaced_after_reading(monkeypatch, layout: Layout, purpose: str, reads: int, newer: dict) -> None:

@@ -12,7 +12,9 @@ import fcntl
 import hashlib
 import json
 import os
+import signal
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -79,7 +81,7 @@ def writer_lock(layout: Layout, purpose: str, *, wait_seconds: float = 0.0) -> I
     from warehouse.integrity import check_records
     from warehouse.publish import clear_publish_staging
 
-    with _writer_lock(layout, purpose, wait_seconds=wait_seconds) as waited:
+    with _exit_on_stop(), _writer_lock(layout, purpose, wait_seconds=wait_seconds) as waited:
         removing = unfinished_removal(layout)
         if removing is not None and not purpose.startswith("remove "):
             raise RemovalUnfinished(
@@ -90,6 +92,29 @@ def writer_lock(layout: Layout, purpose: str, *, wait_seconds: float = 0.0) -> I
         # Files a writer killed mid-publish left behind: no writer but this one can be using them now.
         clear_publish_staging(layout)
         yield waited
+
+
+@contextmanager
+def _exit_on_stop() -> Iterator[None]:
+    """A SIGTERM (`kill`, a scheduler's timeout, a pod stopped) or a SIGHUP (a closed terminal, a dropped ssh session)
+    exits the block through `finally`, with code 143 or 129, so the lock is let go: an object-store lock left
+    behind holds off the writers of every other host until its TTL. A handler already set (a refresh's, Prefect's,
+    `nohup`'s) is left as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _exit(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    ours = [s for s in (signal.SIGTERM, signal.SIGHUP) if signal.getsignal(s) == signal.SIG_DFL]
+    for stop in ours:
+        signal.signal(stop, _exit)
+    try:
+        yield
+    finally:
+        for stop in ours:
+            signal.signal(stop, signal.SIG_DFL)
 
 
 @contextmanager
