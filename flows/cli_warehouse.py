@@ -202,6 +202,13 @@ def remove(
         # What the Hub served that day cannot be fetched again: keep a copy of the warehouse if in doubt.
         typer.confirm(f"remove {day} from every table of {layout.root}?", abort=True, err=True)
     with warehouse_writer(layout, f"remove {day}"):
+        # Read again under the lock: a removal of another date may have stopped part way since (while this one
+        # asked, say), and its mark, written over, would be lost with the half of that date it has yet to remove.
+        removing = unfinished_removal(layout)
+        if removing is not None and removing != day.isoformat():
+            raise fail(
+                f"a removal of {removing} stopped part way; finish it first: multipolar remove --date {removing}"
+            )
         # Marked while it runs: a removal stopped part way is told by `check`, and finished by running it again.
         marker = layout.root / REMOVAL
         write_json_atomic(marker, {"date": day.isoformat(), "started_at": dt.datetime.now(dt.UTC).isoformat()})

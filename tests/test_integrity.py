@@ -536,6 +536,35 @@ def test_a_removal_stopped_part_way_is_told_by_check_blocks_other_writers_and_is
     assert check(warehouse).exit_code == 0 and str(first) not in (warehouse.dashboard_dir / "index.html").read_text()
 
 
+def test_a_removal_that_finds_another_stopped_part_way_once_it_holds_the_lock_leaves_it_to_be_finished(
+    warehouse: Layout, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A removal of the first date stops part way while one of the last waits for the lock (or at its question):
+    the second refuses, rather than write over the first's mark and leave its date half removed, untold."""
+    from flows import cli_warehouse
+    from warehouse.lock import REMOVAL
+
+    root = str(warehouse.root)
+    first, last = DAYS
+    take_lock = cli_warehouse.warehouse_writer
+
+    def another_removal_stops_first(layout, what):
+        (layout.root / REMOVAL).write_text(json.dumps({"date": first.isoformat()}))
+        layout.meta_file(SHARES, first).unlink()
+        return take_lock(layout, what)
+
+    monkeypatch.setattr(cli_warehouse, "warehouse_writer", another_removal_stops_first)
+    refused = runner.invoke(app, ["remove", "--date", last.isoformat(), "--warehouse", root, "--yes"])
+    assert refused.exit_code == 1
+    assert f"a removal of {first} stopped part way; finish it first: multipolar remove --date {first}" in (
+        refused.output
+    )
+    assert warehouse.published_dates(MODELS) == list(DAYS)
+    monkeypatch.undo()
+    told = check(warehouse)
+    assert f"a removal of {first} stopped part way; finish it: multipolar remove --date {first}" in told.output
+
+
 def test_check_tells_of_a_dashboard_drawn_from_other_metrics(warehouse: Layout) -> None:
     """As after a refresh stopped before its dashboard: the metrics of a new date are published, the page not."""
     root = str(warehouse.root)
