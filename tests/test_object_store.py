@@ -168,6 +168,28 @@ def test_the_object_lock_refuses_a_second_writer_and_recovers_from_a_dead_one(bu
     assert not layout.lock_file.exists()
 
 
+def test_a_lock_whose_pid_another_process_took_since_is_taken_over(bucket: str) -> None:
+    # A container started anew under the same host name (a pod's container restarted once its writer was killed
+    # for memory) gives its processes the pids of the last: the dead writer's pid is a live process again.
+    import psutil
+
+    layout = Layout.at(bucket)
+    dead_writer = {
+        "pid": os.getpid(),
+        "started": psutil.Process().create_time() - 600,
+        "host": socket.gethostname(),
+        "purpose": "import panel",
+        "since": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    layout.lock_file.write_text(json.dumps(dead_writer))
+    with writer_lock(layout, "after a restart"):
+        assert json.loads(layout.lock_file.read_text())["purpose"] == "after a restart"
+        with pytest.raises(WarehouseLocked, match="after a restart"):  # a live holder is still told apart
+            with writer_lock(layout, "second"):
+                pass
+    assert not layout.lock_file.exists()
+
+
 def test_two_writers_that_find_the_same_stale_lock_never_hold_it_at_once(bucket: str, monkeypatch) -> None:
     """Both read the dead writer's lock as stale before either removes it; the one that does not take it over
     waits for the one that did, rather than removing its new lock; each release removes only its own lock."""

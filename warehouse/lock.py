@@ -60,15 +60,36 @@ def writer_at_work(layout: Layout) -> dict | None:
         return None  # no writer holds it: the holder is erased as the lock is let go
     if holder.get("host") != socket.gethostname():
         return holder  # a process of another machine, which cannot be looked up from here
+    return None if _holder_gone(holder) else holder
+
+
+def _holder_gone(holder: dict) -> bool:
+    """Whether the writer `holder` names, a process of this host, is gone: no process has its pid, or the one that
+    has it is a zombie (a writer killed holding the lock, not yet reaped) or started at another moment than the
+    writer did (its pid used again, as in a container started anew under the same host name, whose first
+    processes take the same pids)."""
     try:
         pid = int(holder.get("pid", 0))
-        # A writer killed holding it (its lock went with it, its name stayed) may be a zombie until it is reaped.
-        gone = pid <= 0 or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except (psutil.NoSuchProcess, ValueError, TypeError):
-        gone = True
+    except (ValueError, TypeError):
+        return True
+    if pid <= 0:
+        return True
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return True
+        started = holder.get("started")
+        return isinstance(started, int | float) and abs(process.create_time() - started) > STARTED_WITHIN
+    except psutil.NoSuchProcess:
+        return True
     except psutil.AccessDenied:
-        gone = False  # alive, another user's
-    return None if gone else holder
+        return False  # alive, another user's
+
+
+# How far apart two readings of one process's start time may be: psutil reckons it from the boot time, which a
+# step of the clock moves. A pid used again by a later process is so much later that its writer had time to
+# take the lock and die.
+STARTED_WITHIN = 1.0
 
 
 @contextmanager
@@ -151,6 +172,7 @@ def _writer_lock(layout: Layout, purpose: str, *, wait_seconds: float = 0.0) -> 
 def _holder(purpose: str) -> dict[str, object]:
     return {
         "pid": os.getpid(),
+        "started": psutil.Process().create_time(),  # tells this process from a later one given its pid
         "host": socket.gethostname(),
         "purpose": purpose,
         "since": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -159,7 +181,7 @@ def _holder(purpose: str) -> dict[str, object]:
 
 
 def _stale(holder: dict) -> bool:
-    """A lock object whose holder is gone: a dead process of this host, or older than the TTL."""
+    """A lock object whose holder is gone: a process of this host that is no more, or older than the TTL."""
     try:
         since = dt.datetime.fromisoformat(str(holder.get("since")))
     except ValueError:
@@ -167,14 +189,7 @@ def _stale(holder: dict) -> bool:
     ttl = dt.timedelta(hours=float(os.environ.get("MULTIPOLAR_LOCK_TTL_HOURS", "12")))
     if dt.datetime.now(dt.UTC) - since > ttl:
         return True
-    if holder.get("host") == socket.gethostname():
-        try:
-            os.kill(int(holder.get("pid", 0)), 0)
-        except ProcessLookupError:
-            return True
-        except (PermissionError, ValueError):
-            return False
-    return False
+    return holder.get("host") == socket.gethostname() and _holder_gone(holder)
 
 
 def _read_lock(lock) -> tuple[bytes | None, dict]:
