@@ -119,6 +119,7 @@ def served_run() -> None:
         logging.getLogger("prefect.flow_runs").addFilter(NoPageToView())
     progress.report_in_lines()  # the crawl's pages, models and rate every few seconds
     watched = int(os.environ[SERVE_PID])
+    from warehouse.lock import let_go_before_dying
 
     def watch() -> None:
         while os.getppid() == watched:
@@ -126,6 +127,7 @@ def served_run() -> None:
         logging.getLogger("multipolar").error(
             "serve (pid %d) is gone: this run stops as if killed; the next run resumes its crawl", watched
         )
+        let_go_before_dying()  # an object-store lock would outlive the run, refusing other hosts' writers
         os.kill(os.getpid(), signal.SIGKILL)
 
     threading.Thread(target=watch, name="watch-serve", daemon=True).start()

@@ -17,9 +17,11 @@ from collections import Counter
 from collections.abc import Iterator
 
 import polars as pl
+import psutil
 import pytest
 from typer.testing import CliRunner
 
+from flows import schedule as flows_schedule
 from flows.cli import app
 from flows.standin_hub import StandinHub
 from tests.worlds import world
@@ -168,11 +170,36 @@ def test_the_object_lock_refuses_a_second_writer_and_recovers_from_a_dead_one(bu
     assert not layout.lock_file.exists()
 
 
+def test_a_served_run_whose_serve_is_gone_lets_the_object_lock_go_as_it_stops(bucket: str) -> None:
+    # serve stopped (SIGTERM: a pod replaced) or killed: its run stops as if killed, and a lock it left would
+    # refuse the writers of every other host, the next pod's serve among them, until its TTL.
+    run = (
+        "import os, sys, time\n"
+        "import flows.schedule  # a run serve started, set up as one\n"
+        "from warehouse.layout import Layout\n"
+        "from warehouse.lock import writer_lock\n"
+        "with writer_lock(Layout.at(sys.argv[1]), 'refresh'):\n"
+        "    print(os.getpid(), flush=True)\n"
+        "    time.sleep(120)\n"
+    )
+    serve = f'{flows_schedule.SERVE_PID}=$$ "$0" -c "$1" "$2" & sleep 8'
+    shell = subprocess.Popen(["sh", "-c", serve, sys.executable, run, bucket], stdout=subprocess.PIPE, text=True)
+    assert shell.stdout is not None
+    pid = int(shell.stdout.readline())
+    layout = Layout.at(bucket)
+    assert layout.lock_file.exists()
+    shell.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline, "the run went on without serve"
+        time.sleep(0.2)
+    layout.lock_file.fs.invalidate_cache()
+    assert not layout.lock_file.exists()
+
+
 def test_a_lock_whose_pid_another_process_took_since_is_taken_over(bucket: str) -> None:
     # A container started anew under the same host name (a pod's container restarted once its writer was killed
     # for memory) gives its processes the pids of the last: the dead writer's pid is a live process again.
-    import psutil
-
     layout = Layout.at(bucket)
     dead_writer = {
         "pid": os.getpid(),

@@ -7,6 +7,7 @@ over, when its holder is a dead process on this host or older than `MULTIPOLAR_L
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fcntl
 import hashlib
@@ -19,6 +20,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import psutil
 
@@ -299,11 +301,26 @@ def _object_lock(layout: Layout, purpose: str, wait_seconds: float) -> Iterator[
             time.sleep(0.5)
     # What this process listed before it held the lock may be out of date: a writer starts from the store as it is.
     lock.fs.invalidate_cache()
+    _HELD.append((lock, mine))
     try:
         yield time.monotonic() - asked if held else 0.0  # not the first request's own time (a connection made)
     finally:
+        _HELD.remove((lock, mine))
         # Only a lock this holding made is removed: past the TTL, another writer may have taken it over.
         _remove_if_unchanged(lock, mine)
+
+
+# The object-store locks this process holds, each with the bytes it made it of.
+_HELD: list[tuple[Any, bytes]] = []
+
+
+def let_go_before_dying() -> None:
+    """Remove the object-store lock this process holds, if any, while it is still its own: for a process about to
+    kill itself (a run whose `serve` is gone), which would leave it to hold off the writers of other hosts until
+    its TTL. A local lock needs nothing: it goes with its process."""
+    for lock, mine in list(_HELD):
+        with contextlib.suppress(Exception):  # the store may not answer: the process dies all the same
+            _remove_if_unchanged(lock, mine)
 
 
 def _held_message(layout: Layout, waited: float) -> str:
