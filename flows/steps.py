@@ -24,7 +24,14 @@ import polars as pl
 
 from warehouse.layout import Layout
 from warehouse.provenance import code_version, series_source_kind
-from warehouse.publish import publish_frame, publish_plan, read_meta, write_json_atomic, write_text_atomic
+from warehouse.publish import (
+    publish_frame,
+    publish_plan,
+    read_meta,
+    records_kept,
+    write_json_atomic,
+    write_text_atomic,
+)
 from warehouse.tables import ATTRIBUTIONS, CONCENTRATION, CROSSOVERS, MODELS, REGISTRY, SHARES, Table
 
 # The head-to-head comparisons recorded in `crossovers` (challenger, incumbent, dimension).
@@ -206,8 +213,6 @@ def out_of_date(layout: Layout, *, after: dt.date | None = None) -> dict[dt.date
     """The published dates (after `after`) whose derived tables are missing or were computed from inputs that
     have changed since, with the steps that would make them again: left so by a removal or a replacement that
     stopped part way, or by an edit of the registry after they were attributed."""
-    from warehouse.publish import records_kept
-
     found = {}
     with records_kept():  # each date's crossovers depend on the records of every date before
         for day in layout.published_dates(MODELS):
@@ -336,10 +341,11 @@ def crossovers_date(layout: Layout, day: dt.date, *, force: bool = False) -> dic
     own (`no_observation`), and publish them as of `day`."""
     from analytics.crossover import crossovers
 
-    inputs = crossover_inputs(layout, day)
-    if not force and _current(layout, (CROSSOVERS,), day, inputs):
-        return {"status": "already published"}
-    series = shares_series(layout, until=day)
+    with records_kept():  # the shares records, read for the inputs, are not read again for the series
+        inputs = crossover_inputs(layout, day)
+        if not force and _current(layout, (CROSSOVERS,), day, inputs):
+            return {"status": "already published"}
+        series = shares_series(layout, until=day)
     left_out = [dt.date.fromisoformat(d) for d in inputs.get("left_out", [])]
     frame = pl.concat(
         [crossovers(series, challenger=c, incumbent=i, dimension=d, left_out=left_out) for c, i, d in MATCHUPS],
@@ -357,8 +363,12 @@ def crossovers_date(layout: Layout, day: dt.date, *, force: bool = False) -> dic
 
 def series(layout: Layout, table: Table, *, until: dt.date | None = None) -> pl.DataFrame:
     """Every published partition of `table` (up to `until`), with its `snapshot_date`. A partition written before
-    a column was added to the table has it null (such as `crossovers.observed`), until it is made again."""
+    a column was added to the table has it null (such as `crossovers.observed`), until it is made again. A
+    partition whose record is damaged is refused (`DamagedRecord`, naming it), as `check` names it: its data is
+    not taken on trust by one reader and refused by another."""
     dates = [d for d in layout.published_dates(table) if until is None or d <= until]
+    for d in dates:
+        read_meta(layout, table, d)
     if not dates:
         return table.empty().with_columns(pl.lit(None, pl.Date).alias("snapshot_date"))
     if table is MODELS:  # each day's metadata gathered from where it is kept

@@ -143,6 +143,24 @@ def test_a_damaged_record_is_named_as_such(warehouse: Layout) -> None:
     assert problem.mend.startswith("restore it, or remove it")
 
 
+@pytest.mark.parametrize("table", ["shares", "concentration", "crossovers"])
+def test_the_reports_and_the_dashboard_refuse_a_metric_partition_whose_record_is_damaged(
+    warehouse: Layout, tmp_path: Path, table: str
+) -> None:
+    """Drawn into a folder of the caller's as into the warehouse: the data a damaged record vouched for is not
+    taken on trust by one reader and refused by another."""
+    from warehouse.publish import DamagedRecord
+
+    record = warehouse.meta_file(TABLES[table], DAYS[0])
+    record.write_text('{"table": "' + table + '", ')
+    for command in ("reproduce", "dashboard"):
+        out = tmp_path / command
+        result = runner.invoke(app, [command, "--out", str(out), "--warehouse", str(warehouse.root)])
+        assert isinstance(result.exception, DamagedRecord), (command, result.output)
+        assert str(record) in str(result.exception) and "is damaged (not JSON" in str(result.exception)
+        assert not any(out.glob("*.*")), command  # nothing drawn from it
+
+
 def another_tables_file(path: Path) -> None:
     shutil.copyfile(path.parent.parent.parent / "attributions" / path.parent.name / path.name, path)
 
