@@ -378,7 +378,7 @@ def sql(
     import duckdb
     import polars as pl
 
-    from warehouse.query import QueryRefused, check_read_only, run_sql
+    from warehouse.query import KeptReplacing, QueryRefused, check_read_only, run_sql
 
     if format not in ("table", "csv", "json"):
         raise fail(f"--format {format!r}: use table, csv or json", 2)
@@ -388,9 +388,11 @@ def sql(
         raise fail(str(error), 2) from None
     layout = published_warehouse(warehouse)  # else every query would answer from empty views
     try:
-        frame = run_sql(layout, query)
+        frame = run_sql(layout, query, waiting=lambda said: err.print(said, highlight=False, soft_wrap=True))
     except QueryRefused as error:
         raise fail(str(error), 2) from None
+    except KeptReplacing as error:  # another writer at work, as a writer finding the lock held exits 3
+        raise fail(str(error), 3) from None
     except duckdb.Error as error:
         found = damage_found(error, layout)
         if found is not None:

@@ -140,6 +140,47 @@ def test_sql_during_forced_publishes_sees_the_old_or_the_new_partition_never_a_m
     assert run_sql(layout, sql).row(0) == (1_020, 20, 20)
 
 
+def replaced_on_every_read(monkeypatch: pytest.MonkeyPatch, reads: int | None) -> None:
+    """As if a writer replaced a partition during each of the first `reads` reads of a query (every read: None)."""
+    from warehouse import query
+
+    listed, listings = query._files_now, iter(range(2 * reads if reads is not None else 10**9))
+    monkeypatch.setattr(query, "_files_now", lambda *a: [(str(next(listings, "settled")), 0, 0), *listed(*a)])
+    monkeypatch.setattr(query, "READ_AGAIN_PAUSE", 0.001)
+
+
+def test_sql_reads_a_query_again_as_long_as_a_long_replacement_lasts_then_names_the_writer(
+    tmp_path, monkeypatch
+) -> None:
+    """A long `import --force` replaces partition after partition: a query is read again for a while, not for a
+    count of reads that a replacement outlasts; then it says which writer kept replacing what it read."""
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+    from warehouse import query
+    from warehouse.lock import writer_lock
+
+    layout = Layout.at(tmp_path)
+    publish_frame(layout, MODELS, DAY, version(3), {})
+    told: list[str] = []
+    with writer_lock(layout, "import panel.csv"):
+        replaced_on_every_read(monkeypatch, 40)
+        assert run_sql(layout, "SELECT count(*) FROM models", waiting=told.append).item() == 1_003
+        assert len(told) == 1 and told[0].startswith(f"import panel.csv (pid {os.getpid()}) is replacing partitions")
+
+        monkeypatch.setattr(query, "READ_AGAIN_SECONDS", 0.0)  # as for a query that takes longer than that
+        replaced_on_every_read(monkeypatch, query.READ_AGAIN_AT_LEAST - 1)
+        assert run_sql(layout, "SELECT count(*) FROM models").item() == 1_003
+
+        replaced_on_every_read(monkeypatch, None)
+        monkeypatch.setattr(query, "READ_AGAIN_SECONDS", 0.5)
+        result = CliRunner().invoke(app, ["sql", "SELECT count(*) FROM models", "--warehouse", str(tmp_path)])
+    assert result.exit_code == 3, result.output
+    said = " ".join(result.output.split())
+    assert f"error: import panel.csv (pid {os.getpid()}) replaced partitions of models while the query read" in said
+    assert said.endswith("run it again once that writer has finished")
+
+
 def test_any_writer_removes_the_staged_files_a_killed_writer_left(tmp_path) -> None:
     from typer.testing import CliRunner
 

@@ -20,6 +20,7 @@ import polars as pl
 import psutil
 
 from warehouse.layout import Layout
+from warehouse.lock import writer_at_work
 from warehouse.metadata import POINTER, is_split
 from warehouse.tables import ATTRIBUTIONS, DAILY_COLUMNS, MODEL_DAYS, MODEL_METADATA, MODELS, TABLES, Table
 
@@ -27,11 +28,20 @@ READ_ONLY_STATEMENTS = {"SELECT", "EXPLAIN"}
 MEMORY_ENV = "MULTIPOLAR_DUCKDB_MEMORY"
 MEMORY_FLOOR = 512 * 2**20
 MEMORY_SIZE = re.compile(r"\d+(\.\d+)?\s*([KMGT]i?B|B)", re.IGNORECASE)
-ATTEMPTS = 10  # reads of a query that overlapped the replacement of a partition it read
+# How long a query is read again while a writer (`import --force`, a forced refresh) keeps replacing the
+# partitions it reads, with at least as many reads for a query that takes long itself, and the longest pause
+# between two reads.
+READ_AGAIN_SECONDS = 60.0
+READ_AGAIN_AT_LEAST = 10
+READ_AGAIN_PAUSE = 1.0
 
 
 class QueryRefused(ValueError):
     """The SQL asks for something other than reading the warehouse."""
+
+
+class KeptReplacing(RuntimeError):
+    """A writer replaced the partitions a query read, every time it was read, for `READ_AGAIN_SECONDS`."""
 
 
 def sql_literal(text: str) -> str:
@@ -391,14 +401,18 @@ def views_read(sql: str) -> set[str] | None:
     return read if read <= VIEWS else None
 
 
-def run_sql(layout: Layout, sql: str) -> pl.DataFrame:
+def run_sql(layout: Layout, sql: str, *, waiting: Callable[[str], None] | None = None) -> pl.DataFrame:
     """The result of a read-only query over the warehouse's views, read from one unchanging set of files.
 
-    Only the views the query reads are made (`views_read`)."""
+    Only the views the query reads are made (`views_read`). A read that a writer's replacement of a partition
+    overlapped is made again, for up to `READ_AGAIN_SECONDS` (`waiting` is told once why it takes longer)."""
     check_read_only(sql)
     views = views_read(sql)
     tables = tables_read(views)
-    for attempt in range(ATTEMPTS):
+    began = time.monotonic()
+    reads = 0
+    while True:
+        reads += 1
         before = _files_now(layout, tables)
         con = None
         try:
@@ -419,19 +433,39 @@ def run_sql(layout: Layout, sql: str) -> pl.DataFrame:
             views, tables = None, tables_read(None)
             continue
         except (duckdb.Error, OSError):
-            if attempt + 1 < ATTEMPTS and _files_now(layout, tables) != before:
-                time.sleep(0.01 * attempt)
-                continue  # a forced publish replaced a file mid-read: the error is the mix, not the query
-            raise
+            if _files_now(layout, tables) == before:
+                raise
+            frame = None  # a forced publish replaced a file mid-read: the error is the mix, not the query
         finally:
             if con is not None:
                 con.close()
         # DuckDB opens a file more than once per query (schema at bind, row groups at scan); a partition
         # renamed into place in between would mix two versions, so such a result is read again.
-        if _files_now(layout, tables) == before:
+        if frame is not None and _files_now(layout, tables) == before:
             return frame
-        time.sleep(0.01 * attempt)
-    raise duckdb.IOException(f"partitions were replaced while the query read them, {ATTEMPTS} times; run it again")
+        _read_again(layout, tables, reads, time.monotonic() - began, waiting)
+
+
+def _read_again(
+    layout: Layout, tables: list[Table], reads: int, seconds: float, waiting: Callable[[str], None] | None
+) -> None:
+    """Pause before reading a query again that a replacement overlapped, or raise `KeptReplacing` when it has
+    been read again for `READ_AGAIN_SECONDS`, `READ_AGAIN_AT_LEAST` times."""
+    names = ", ".join(t.name for t in tables)
+    if seconds >= READ_AGAIN_SECONDS and reads >= READ_AGAIN_AT_LEAST:
+        raise KeptReplacing(
+            f"{_writer(layout)} replaced partitions of {names} while the query read them, {reads} times in "
+            f"{seconds:.0f} s; run it again once that writer has finished"
+        )
+    if reads == 3 and waiting is not None:
+        waiting(f"{_writer(layout)} is replacing partitions of {names}: reading the query again until they settle")
+    time.sleep(min(0.01 * 2**reads, READ_AGAIN_PAUSE, max(0.0, READ_AGAIN_SECONDS - seconds)))
+
+
+def _writer(layout: Layout) -> str:
+    """The writer at work, as its purpose and pid, for a reader to name it."""
+    holder = writer_at_work(layout)
+    return f"{holder.get('purpose', 'a writer')} (pid {holder.get('pid', '?')})" if holder else "a writer"
 
 
 # Types polars cannot take from DuckDB (intervals, unions) or write as CSV or JSON (blobs; variants, which reach
