@@ -11,8 +11,6 @@ import typer
 
 from flows.cli import WarehouseOpt, app, err, fail, out, quiet_prefect, refuse_a_file_warehouse
 
-DEFAULT_CRON = "0 6 * * *"
-
 
 def _announce(server) -> None:
     err.print(f"started a Prefect server at {server.url} (pid {server.pid}, log {server.log})", highlight=False)
@@ -29,9 +27,7 @@ def _announce_scheduler(server) -> None:
 
 @app.command()
 def serve(
-    cron: Annotated[
-        str | None, typer.Option(help=f"Cron schedule in UTC (default: {DEFAULT_CRON!r}, daily at 06:00).")
-    ] = None,
+    cron: Annotated[str | None, typer.Option(help="Cron schedule in UTC (default: daily at 06:00).")] = None,
     interval: Annotated[
         float | None, typer.Option(help="Run every SECONDS instead of on a cron schedule.", min=1)
     ] = None,
@@ -74,7 +70,8 @@ def serve(
     try:
         if cron is not None and len(cron.split()) != 5:
             raise ValueError(cron)
-        CronSchedule(cron=cron or DEFAULT_CRON, timezone="UTC")
+        cron = cron or schedule.DEFAULT_CRON
+        CronSchedule(cron=cron, timezone="UTC")
     except ValueError:
         raise fail(f"--cron {cron!r} is not a cron schedule (five fields: minute hour day month weekday)", 2) from None
     refuse_a_file_warehouse(warehouse)
@@ -83,7 +80,7 @@ def serve(
     try:
         with schedule.prefect_api(on_start=_announce_scheduler) as api:
             deployment = schedule.refresh_deployment(
-                cron=cron or DEFAULT_CRON,
+                cron=cron,
                 interval=interval,
                 scope=scope,
                 warehouse=warehouse,
@@ -100,7 +97,7 @@ def serve(
                 cleared.append(f"marked {left.crashed} run(s) it left running as crashed")
             if cleared:
                 err.print("; ".join(cleared), highlight=False)
-            when = f"every {interval:g} s" if interval else f"cron {cron or DEFAULT_CRON!r} UTC"
+            when = f"every {interval:g} s" if interval else f"cron {cron!r} UTC"
             err.print(
                 f"serving refresh/{name} · {when} · scope {scope} · {chosen} → {deployment.parameters['warehouse']} "
                 f"· {api} "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import json
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import polars as pl
 import psutil
@@ -123,6 +125,25 @@ def test_prefect_yaml_deploys_the_retrying_refresh_to_the_process_pool() -> None
 def test_serve_refuses_cron_and_interval_together() -> None:
     result = runner.invoke(app, ["serve", "--cron", "0 6 * * *", "--interval", "60"])
     assert result.exit_code == 2 and "not both" in result.output
+
+
+def test_serve_without_cron_serves_on_the_schedule_the_deployment_defaults_to(tmp_path, monkeypatch) -> None:
+    """One default schedule: the one `serve` validates, deploys and tells is the deployment's own."""
+    made = {}
+
+    def deployment(**given):
+        made.update(given)
+        return SimpleNamespace(parameters={"warehouse": given["warehouse"]})
+
+    monkeypatch.setattr(schedule, "DEFAULT_CRON", "5 4 * * *")
+    monkeypatch.setattr(schedule, "prefect_api", lambda on_start: contextlib.nullcontext("a stand-in API"))
+    monkeypatch.setattr(schedule, "refresh_deployment", deployment)
+    monkeypatch.setattr(schedule, "clear_leftovers", lambda _: SimpleNamespace(removed=0, crashed=0))
+    monkeypatch.setattr(schedule, "serve", lambda _: None)
+    monkeypatch.setattr(os, "environ", os.environ.copy())  # what serve sets is gone after the test
+    result = runner.invoke(app, ["serve", "--warehouse", str(tmp_path), "--endpoint", "http://127.0.0.1:9"])
+    assert result.exit_code == 0, result.output
+    assert made["cron"] == "5 4 * * *" and "cron '5 4 * * *' UTC" in result.output
 
 
 def test_recompute_refuses_an_unknown_runner() -> None:
