@@ -24,6 +24,10 @@ from collections.abc import Collection
 
 import polars as pl
 
+# The head-to-head comparisons recorded in `crossovers` (challenger, incumbent, dimension), which the dashboard
+# marks on its lines.
+MATCHUPS = (("China", "United States", "region"), ("CN", "US", "country"))
+
 SERIES = ["time_window", "population", "rule", "dimension"]
 OUTPUT = [
     *SERIES,

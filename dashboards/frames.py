@@ -15,12 +15,12 @@ import polars as pl
 
 from analytics.attribution import RULES
 from analytics.concentration import UNKNOWN
+from analytics.crossover import MATCHUPS
 
 REGIONS = ("China", "United States", "Europe", "Rest of world", "Unknown")
 POPULATIONS = ("all", "llm")  # the population switch
 WINDOWS = ("30d", "all_time")  # the window switch
 SIZE_CLASSES = ("<1B", "1-9B", "10-99B", "100B+", "unknown")
-CROSSOVER_PAIRS = (("China", "United States"), ("CN", "US"))  # (challenger, incumbent) marked on the lines
 TOP_COUNTRIES = 10
 TOP_LABS = 15
 LABEL_CHARS = 40
@@ -215,16 +215,15 @@ def crossed_within() -> pl.Expr:
 
 def crossover_marks(crossovers: pl.DataFrame, rule: str, dates: tuple[date, ...]) -> pl.DataFrame:
     """China/US crossovers as of the latest snapshot, with their label, placed left or right of the rule."""
-    pairs = pl.concat_str("challenger", "incumbent", separator="\x00").is_in(
-        [f"{c}\x00{i}" for c, i in CROSSOVER_PAIRS]
+    matchups = pl.concat_str("challenger", "incumbent", "dimension", separator="\x00").is_in(
+        ["\x00".join(matchup) for matchup in MATCHUPS]
     )
     midpoint = dates[0] + (dates[-1] - dates[0]) / 2
     return (
         crossovers.filter(
             (pl.col("rule") == rule)
             & switched()
-            & pairs
-            & pl.col("dimension").is_in(["region", "country"])
+            & matchups
             & (pl.col("snapshot_date") == pl.col("snapshot_date").max().over("time_window", "population"))
             & (pl.col("status") == "crossed")
             & pl.col("crossover_date").is_not_null()

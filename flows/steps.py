@@ -34,10 +34,6 @@ from warehouse.publish import (
 )
 from warehouse.tables import ATTRIBUTIONS, CONCENTRATION, CROSSOVERS, MODELS, REGISTRY, SHARES, Table
 
-# The head-to-head comparisons recorded in `crossovers` (challenger, incumbent, dimension).
-MATCHUPS = (("China", "United States", "region"), ("CN", "US", "country"))
-
-
 REPORTS_RECORD = "reports.json"  # under <root>/reports: what each report there was made from
 
 
@@ -339,7 +335,7 @@ def registry_used(layout: Layout, day: dt.date) -> pl.DataFrame | None:
 def crossovers_date(layout: Layout, day: dt.date, *, force: bool = False) -> dict[str, Any]:
     """Detect crossovers over every shares partition up to `day`, but for the dates that observed nothing of their
     own (`no_observation`), and publish them as of `day`."""
-    from analytics.crossover import crossovers
+    from analytics.crossover import MATCHUPS, crossovers
 
     with records_kept():  # the shares records, read for the inputs, are not read again for the series
         inputs = crossover_inputs(layout, day)

@@ -175,3 +175,27 @@ def test_left_out_dates_are_no_observation_and_the_margin_is_that_of_the_last_da
     rows = crossovers(pl.concat([series, alone]), left_out=[MONDAYS[3], MONDAYS[5]])
     between = rows.filter(time_window="between").row(0, named=True)
     assert (between["status"], between["dates"], between["last_date"]) == ("none", 0, None)
+
+
+def test_the_dashboard_marks_the_crossovers_of_the_matchups_recorded_and_no_other() -> None:
+    from analytics.crossover import MATCHUPS
+    from dashboards.frames import crossover_marks
+
+    day = dt.date(2026, 5, 12)
+    others = [("Europe", "United States", "region"), ("China", "United States", "country")]
+    frame = pl.DataFrame(
+        [
+            {"challenger": c, "incumbent": i, "dimension": d, "rule": "uploader", "population": "llm"}
+            for c, i, d in (*MATCHUPS, *others)
+        ]
+    ).with_columns(
+        time_window=pl.lit("30d"),
+        snapshot_date=pl.lit(day),
+        status=pl.lit("crossed"),
+        crossover_date=pl.lit(day - dt.timedelta(days=3)),
+        first_date=pl.lit(day - dt.timedelta(days=9)),
+        margin=pl.lit(0.1),
+    )
+    marks = crossover_marks(frame, "uploader", (day - dt.timedelta(days=9), day))
+    assert sorted(marks["label"].str.extract(r"^(.+) ahead").to_list()) == sorted(c for c, _, _ in MATCHUPS)
+    assert sorted(marks["dimension"]) == sorted(d for _, _, d in MATCHUPS)
