@@ -385,7 +385,6 @@ def write_dashboard(
     out_dir: Path,
     *,
     rule: str = "uploader",
-    png_scale: float = 1.0,
 ) -> DashboardResult:
     """Write `index.html` and one PNG per view into `out_dir` from the metric series (with `snapshot_date`)."""
     told = models_told(provenance.get("rows_by_date") or {}, provenance.get("counted_by_date") or {})
@@ -399,5 +398,5 @@ def write_dashboard(
     rows = charts.datasets(still)
     for name, chart in view_charts(still, standalone=True).items():
         spec = static_chart(chart, still, provenance).to_dict() | {"datasets": rows}
-        write_bytes_atomic(pngs[name], vlc.vegalite_to_png(spec, vl_version=VL_CONVERT_VERSION, scale=png_scale))
+        write_bytes_atomic(pngs[name], vlc.vegalite_to_png(spec, vl_version=VL_CONVERT_VERSION))
     return DashboardResult(html=page, pngs=pngs, page_bytes=page.stat().st_size, charts=charts.VIEWS)

@@ -40,6 +40,7 @@ from warehouse.publish import DamagedRecord
 DEPLOYMENT = "daily"
 DEFAULT_CRON = "0 6 * * *"  # 06:00 UTC, after the Hub's daily download counters have settled
 STARTUP_TIMEOUT = 120.0
+STOP_GRACE = 20.0  # seconds a stopped server is given to exit before what is left of it is killed
 SERVER_LOG = "multipolar-server.log"  # under PREFECT_HOME
 
 # A scheduled run has nobody to re-run it by hand: retry the whole flow after transient failures
@@ -271,13 +272,13 @@ def _wait_until_healthy(process: subprocess.Popen, server: LocalServer, timeout:
         time.sleep(0.25)
 
 
-def _stop(process: subprocess.Popen, grace: float = 20.0) -> None:
-    """SIGTERM the server's process group, then SIGKILL whatever is left after `grace` seconds."""
+def _stop(process: subprocess.Popen) -> None:
+    """SIGTERM the server's process group, then SIGKILL whatever is left after `STOP_GRACE` seconds."""
     if process.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=grace)
+            process.wait(timeout=STOP_GRACE)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)  # stragglers in its group, if any
     process.wait()
