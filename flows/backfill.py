@@ -943,12 +943,10 @@ def compare_again(layout: Layout, day: dt.date) -> str | None:
     """Say again in the `models` record of `day`, an imported date, what it is against the date now before it
     (a date inserted or removed before it, or replaced, changes that); what it says now when the record changed.
     A record is rewritten whole (an atomic rename; one PUT on an object store): the data and its sha256 stay."""
-    from flows.steps import previous_date
-
     meta = read_meta(layout, MODELS, day)
     if not meta or meta.get("source_kind") != "import":
         return None
-    before = previous_date(layout, day)
+    before = layout.date_before(MODELS, day)
     from warehouse.provenance import code_version
 
     said = against(published_counts(layout, day), published_counts(layout, before), before) if before else {}

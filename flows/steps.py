@@ -42,12 +42,6 @@ def _sha(layout: Layout, table: Table, day: dt.date | None) -> str | None:
     return meta["sha256"] if meta else None
 
 
-def previous_date(layout: Layout, day: dt.date) -> dt.date | None:
-    """The latest published `models` date before `day`."""
-    earlier = [d for d in layout.published_dates(MODELS) if d < day]
-    return earlier[-1] if earlier else None
-
-
 def between_basis(layout: Layout, day: dt.date) -> dt.date | None:
     """The date `day`'s `between` window is measured from: the latest date before it that is no stale copy (an
     imported date that repeats the counts of the one before, `same_counts_as`) nor partial snapshot (one that lists
@@ -61,20 +55,21 @@ def between_basis(layout: Layout, day: dt.date) -> dt.date | None:
 
 def _between(layout: Layout, day: dt.date) -> tuple[dt.date | None, str | None]:
     """`between_basis` and, when there is none though a date comes before, why."""
-    earlier = [d for d in layout.published_dates(MODELS) if d < day]
-    if not earlier:
+    basis = layout.date_before(MODELS, day)
+    if basis is None:
         return None, None
     meta = read_meta(layout, MODELS, day) or {}
     if meta.get("same_counts_as"):
         return None, f"none: this date repeats the counts of {meta['same_counts_as']}"
     # From the date before back to the first that is no stale copy nor partial snapshot: most often the date
     # before, one record read.
-    for basis in reversed(earlier):
+    while basis is not None:
         before = read_meta(layout, MODELS, basis) or {}
         if not observed_nothing(before):
             if before.get("scope") != meta.get("scope"):
                 return None, "none: the date before was listed with another scope"
             return basis, None
+        basis = layout.date_before(MODELS, basis)
     return None, "none: every date before is a stale copy or a partial snapshot"
 
 
@@ -113,7 +108,7 @@ def metric_inputs(layout: Layout, day: dt.date) -> dict[str, Any]:
     code that computes them (`code`)."""
     from analytics.attribution import code_hash
 
-    previous = previous_date(layout, day)
+    previous = layout.date_before(MODELS, day)
     inputs = {
         "code": code_hash(METRICS_CODE),
         "models_sha256": _sha(layout, MODELS, day),
@@ -264,7 +259,7 @@ def attribution_basis(layout: Layout, day: dt.date) -> tuple[dt.date, pl.LazyFra
     (checked on the very bytes that are then read, and decoded only if the update keeps rows)."""
     from analytics.attribution import rules_version
 
-    previous = previous_date(layout, day)
+    previous = layout.date_before(MODELS, day)
     meta = read_meta(layout, ATTRIBUTIONS, previous) if previous else None
     if meta is None or meta.get("rules_version") != rules_version():
         return None

@@ -689,3 +689,17 @@ def test_the_provenance_view_has_a_row_per_published_partition_and_version_with_
         record = json.loads(row["record"])
         assert (record["sha256"], record["rows"]) == (row["sha256"], row["rows"]), row["table_name"]
     assert found.filter(table_name="models")["rows"].item() == 2
+
+
+def test_the_date_before_is_the_latest_published_one_whatever_the_date_asked_about(tmp_path) -> None:
+    """The metrics' previous models, the `between` basis, a re-compared import and the kept metadata a day is
+    compared with all take the date before from here."""
+    layout = Layout.at(tmp_path)
+    days = [dt.date(2026, 5, d) for d in (10, 12, 14)]
+    for day in days:
+        publish_frame(layout, MODELS, day, models_frame(["a/b", "c/d"]), {})
+    layout.meta_file(MODELS, days[1]).unlink()  # a replacement stopped part way: 12 May is not published
+    assert layout.date_before(MODELS, days[0]) is None
+    assert layout.date_before(MODELS, days[2]) == days[0]
+    assert layout.date_before(MODELS, dt.date(2026, 5, 13)) == days[0]  # a date not published itself
+    assert layout.date_before(MODELS, dt.date(2026, 6, 1)) == days[2]

@@ -137,6 +137,11 @@ class Layout:
         recorded = _names(self.meta_dir(table))
         return [d for d in self.partition_dates(table) if f"{d.isoformat()}.json" in recorded]
 
+    def date_before(self, table: Table, day: dt.date) -> dt.date | None:
+        """The latest published date of `table` before `day` (published or not itself), or None."""
+        earlier = [d for d in self.published_dates(table) if d < day]
+        return earlier[-1] if earlier else None
+
     def list_afresh(self, tables: Iterable[Table]) -> None:
         """On an object store, forget what was listed before and list every file of `tables` and every `_meta`
         record anew, a request per 1,000 files: looking one up or opening it then needs no request of its

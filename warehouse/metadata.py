@@ -210,9 +210,9 @@ def read_version_meta(layout: Layout, version: int) -> dict[str, Any] | None:
 
 
 def prior_day(layout: Layout, day: dt.date) -> dt.date | None:
-    """The latest published day before `day` whose models point at kept metadata, or None."""
-    earlier = [d for d in layout.published_dates(MODELS) if d < day]
-    return earlier[-1] if earlier and is_split(layout, earlier[-1]) else None
+    """The latest published day before `day`, when its models point at kept metadata; else None."""
+    before = layout.date_before(MODELS, day)
+    return before if before is not None and is_split(layout, before) else None
 
 
 def prior_pointers(layout: Layout, day: dt.date | None) -> pl.DataFrame:
