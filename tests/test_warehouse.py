@@ -703,3 +703,18 @@ def test_the_date_before_is_the_latest_published_one_whatever_the_date_asked_abo
     assert layout.date_before(MODELS, days[2]) == days[0]
     assert layout.date_before(MODELS, dt.date(2026, 5, 13)) == days[0]  # a date not published itself
     assert layout.date_before(MODELS, dt.date(2026, 6, 1)) == days[2]
+
+
+def test_a_file_renamed_into_place_is_another_version_and_a_missing_one_none(tmp_path) -> None:
+    """What `multipolar sql` and `read_models` compare before and after a read, to read again what a replacement
+    overlapped."""
+    from warehouse.layout import file_version
+
+    path, staged = tmp_path / "part.parquet", tmp_path / "staged.parquet"
+    assert file_version(path) is None
+    path.write_bytes(b"one")
+    first = file_version(path)
+    assert first is not None and file_version(path) == first
+    staged.write_bytes(b"one")
+    staged.replace(path)  # the same bytes, another file
+    assert file_version(path) not in (None, first)

@@ -165,6 +165,20 @@ class Layout:
         return [self.partition_file(table, d) for d in self.published_dates(table)]
 
 
+def file_version(path: Any) -> tuple[object, object] | None:
+    """Which file `path` is now: its inode and mtime on local disk, its ETag and time on an object store; None
+    when there is none. A file replaced (renamed into place) is another version, which a reader that opens a
+    file more than once compares before and after, to read again what a replacement overlapped."""
+    try:
+        if isinstance(path, Path):
+            status = path.stat()
+            return status.st_ino, status.st_mtime_ns
+        info = path.fs.info(path.path)
+    except FileNotFoundError:
+        return None
+    return info.get("ETag"), str(info.get("LastModified"))
+
+
 def _names(folder: Any, *, folders: bool = False) -> set[str]:
     """The names in `folder` (only its sub-folders', `folders`), from one listing; empty when it does not
     exist. No path is made per name: on an object store, making one costs about 0.1 ms, a second or two for

@@ -24,7 +24,7 @@ import polars as pl
 import pyarrow.parquet as pq
 from polars.io.plugins import register_io_source
 
-from warehouse.layout import Layout
+from warehouse.layout import Layout, file_version
 from warehouse.provenance import base_provenance
 from warehouse.publish import (
     ROW_GROUP_SIZE,
@@ -126,16 +126,8 @@ def read_models(
 
 
 def _file_identity(layout: Layout, day: dt.date) -> tuple[object, object] | None:
-    """Which file `day`'s `models` partition is now (inode and mtime, or ETag and time); None when there is none."""
-    path = layout.partition_file(MODELS, day)
-    try:
-        if isinstance(path, Path):
-            status = path.stat()
-            return status.st_ino, status.st_mtime_ns
-        info = path.fs.info(path.path)
-    except FileNotFoundError:
-        return None
-    return info.get("ETag"), str(info.get("LastModified"))
+    """Which file `day`'s `models` partition is now; None when there is none."""
+    return file_version(layout.partition_file(MODELS, day))
 
 
 def _read_models(

@@ -19,7 +19,7 @@ import duckdb
 import polars as pl
 import psutil
 
-from warehouse.layout import Layout
+from warehouse.layout import Layout, file_version
 from warehouse.lock import writer_at_work
 from warehouse.metadata import POINTER, is_split
 from warehouse.tables import ATTRIBUTIONS, DAILY_COLUMNS, MODEL_DAYS, MODEL_METADATA, MODELS, TABLES, Table
@@ -631,16 +631,6 @@ def _files_now(layout: Layout, tables: list[Table]) -> list[tuple[str, object, o
         versions = [layout.version_file(MODEL_METADATA, v) for v in layout.published_versions(MODEL_METADATA)]
     for table in tables:
         for path in [*layout.published_files(table), *(versions if table is MODELS else [])]:
-            try:
-                found.append((str(path), *_version(path)))
-            except FileNotFoundError:
-                continue
+            if (version := file_version(path)) is not None:
+                found.append((str(path), *version))
     return found
-
-
-def _version(path) -> tuple[object, object]:
-    if isinstance(path, Path):
-        status = path.stat()
-        return status.st_ino, status.st_mtime_ns
-    info = path.fs.info(path.path)
-    return info.get("ETag"), str(info.get("LastModified"))
