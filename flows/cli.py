@@ -560,7 +560,7 @@ def dashboard(
 ) -> None:
     """Write the dashboard (index.html and one PNG per view) from every published metric."""
     from flows.steps import dashboard_inputs, dashboard_step, draw_dashboard
-    from warehouse.publish import write_json_atomic
+    from warehouse.publish import records_kept, write_json_atomic
     from warehouse.tables import SHARES
 
     layout = published_warehouse(warehouse)
@@ -575,7 +575,7 @@ def dashboard(
         return
     folder = out_dir or layout.dashboard_dir
     # Into the warehouse, as one of its writers: a refresh drawing it at the same time would overwrite it.
-    with warehouse_writer(layout, "dashboard") if out_dir is None else contextlib.nullcontext():
+    with warehouse_writer(layout, "dashboard") if out_dir is None else contextlib.nullcontext(), records_kept():
         make_folder(folder)
         inputs = dashboard_inputs(layout) if out_dir is None else None
         result = draw_dashboard(layout, folder)

@@ -79,6 +79,7 @@ def reproduce(
     from analytics import reproduction
     from analytics.metrics import WINDOWS
     from flows.steps import reproduction_of, write_report
+    from warehouse.publish import records_kept
     from warehouse.tables import SHARES
 
     if format not in REPORT_FORMATS:
@@ -91,7 +92,7 @@ def reproduce(
     target = (out_dir or layout.root / "reports") / f"reproduction.{format}"
     render = reproduction.RENDERERS[format]
     # Into the warehouse, as one of its writers; into a folder of the caller's, without the lock.
-    with warehouse_writer(layout, "reproduce") if out_dir is None else contextlib.nullcontext():
+    with warehouse_writer(layout, "reproduce") if out_dir is None else contextlib.nullcontext(), records_kept():
         report = reproduction_of(layout, window=window)
         if report.timeline.is_empty():
             raise fail(

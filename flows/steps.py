@@ -461,17 +461,19 @@ def draw_dashboard(layout: Layout, folder: Path):
     """Write the dashboard of every published metric partition into a local `folder`."""
     from dashboards.page import write_dashboard
 
-    provenance = dashboard_provenance(layout)
-    # A stale copy (an imported date repeating the counts of the one before) is no observation of its own, and a
-    # partial one (under half the models of the date before) would jump every line: both are left out of the
-    # views and named in the footer.
-    left_out = {*provenance["stale_dates"], *provenance["partial_dates"]}
-    observed = ~pl.col("snapshot_date").is_in([dt.date.fromisoformat(d) for d in left_out])
-    # The crossovers as known on the latest date drawn, which a stale copy after it does not move.
-    crossovers = series(layout, CROSSOVERS).filter(observed)
+    with records_kept():  # the records read for the provenance are not read again for the series
+        provenance = dashboard_provenance(layout)
+        # A stale copy (an imported date repeating the counts of the one before) is no observation of its own, and
+        # a partial one (under half the models of the date before) would jump every line: both are left out of the
+        # views and named in the footer.
+        left_out = {*provenance["stale_dates"], *provenance["partial_dates"]}
+        observed = ~pl.col("snapshot_date").is_in([dt.date.fromisoformat(d) for d in left_out])
+        # The crossovers as known on the latest date drawn, which a stale copy after it does not move.
+        crossovers = series(layout, CROSSOVERS).filter(observed)
+        shares, concentration = shares_series(layout), series(layout, CONCENTRATION)
     return write_dashboard(
-        shares_series(layout).filter(observed),
-        series(layout, CONCENTRATION).filter(observed),
+        shares.filter(observed),
+        concentration.filter(observed),
         crossovers.filter(pl.col("snapshot_date") == pl.col("snapshot_date").max()),
         provenance | drawn_dates(provenance, left_out),
         folder,
@@ -492,9 +494,10 @@ def dashboard_step(layout: Layout, *, force: bool = False) -> dict[str, Any]:
     if not force and dashboard_current(layout):
         return {"status": "already published"}
     began = time.monotonic()
-    inputs = dashboard_inputs(layout)
-    with _local_folder(layout.dashboard_dir) as folder:
-        result = draw_dashboard(layout, folder)
+    with records_kept():  # the metric records, read for the inputs, are not read again to draw from them
+        inputs = dashboard_inputs(layout)
+        with _local_folder(layout.dashboard_dir) as folder:
+            result = draw_dashboard(layout, folder)
     html = layout.dashboard_dir / result.html.name
     write_json_atomic(layout.dashboard_dir / "dashboard.json", {"inputs": inputs, "html": str(html)})
     return {
@@ -533,16 +536,17 @@ def reproduction_step(layout: Layout, *, with_markdown: bool = False) -> dict[st
 
     if not layout.published_dates(SHARES):
         return {"status": "skipped: no metrics published"}
-    # In the window `reproduce --window` last wrote it in; 30d unless told.
-    window = _reports_made(layout).get("reproduction.md", {}).get("window", "30d")
-    report = reproduction_of(layout, window=window)
-    if report.timeline.is_empty() and window != "30d":
-        window, report = "30d", reproduction_of(layout)
-    markdown = to_markdown(report)
-    target = write_report(layout, "reproduction.md", markdown, window=window)
-    outcome = {"status": "published", "report": str(target)}
-    if others := other_reports(layout):
-        outcome["also"] = ", ".join(others)
+    with records_kept():  # each record once, for every report made and what it is made from
+        # In the window `reproduce --window` last wrote it in; 30d unless told.
+        window = _reports_made(layout).get("reproduction.md", {}).get("window", "30d")
+        report = reproduction_of(layout, window=window)
+        if report.timeline.is_empty() and window != "30d":
+            window, report = "30d", reproduction_of(layout)
+        markdown = to_markdown(report)
+        target = write_report(layout, "reproduction.md", markdown, window=window)
+        outcome = {"status": "published", "report": str(target)}
+        if others := other_reports(layout):
+            outcome["also"] = ", ".join(others)
     return outcome | {"markdown": markdown} if with_markdown else outcome
 
 

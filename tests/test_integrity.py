@@ -304,6 +304,30 @@ def test_a_pass_over_every_date_reads_each_record_once_and_a_later_read_sees_wha
     assert steps.out_of_date(warehouse) == {DAYS[0]: ["metrics", "crossovers"]}
 
 
+def test_the_dashboard_and_the_reports_read_each_record_once(
+    warehouse: Layout, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What they are drawn from and what they record as drawn from are the same records, read once (a request
+    each on an object store)."""
+    from collections import Counter
+
+    from warehouse import publish
+
+    reads: Counter[str] = Counter()
+    read_record = publish.read_record
+    monkeypatch.setattr(publish, "read_record", lambda path: reads.update([str(path)]) or read_record(path))
+    for step in (steps.reproduction_step, lambda layout: steps.dashboard_step(layout, force=True)):
+        reads.clear()
+        assert step(warehouse)["status"] == "published"
+        assert reads and max(reads.values()) == 1, reads.most_common(3)
+    for command in ("reproduce", "dashboard"):
+        for out in ([], ["--out", str(warehouse.root.parent / command)]):
+            reads.clear()
+            result = runner.invoke(app, [command, "--warehouse", str(warehouse.root), *out])
+            assert result.exit_code == 0, result.output
+            assert reads and max(reads.values()) == 1, (command, out, reads.most_common(3))
+
+
 def test_metrics_with_nothing_to_do_leave_the_reports_as_they_were(warehouse: Layout) -> None:
     root = str(warehouse.root)
     for options in ([], ["--format", "json"]):

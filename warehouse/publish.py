@@ -141,7 +141,11 @@ _KEPT: ContextVar[dict[tuple[Any, str, dt.date], dict[str, Any] | None] | None] 
 @contextmanager
 def records_kept() -> Iterator[None]:
     """Within it, `read_meta` reads each record once and gives the same one after: for a pass that reads the
-    records of every date for each date, and writes none (`flows.steps.out_of_date`)."""
+    records of every date for each date, and writes none (`flows.steps.out_of_date`). Within another, the
+    records that one keeps."""
+    if _KEPT.get() is not None:
+        yield
+        return
     token = _KEPT.set({})
     try:
         yield
