@@ -327,16 +327,20 @@ def registry_used(layout: Layout, day: dt.date) -> pl.DataFrame | None:
     return None if data is None else pl.read_parquet(io.BytesIO(data))
 
 
-def crossovers_date(layout: Layout, day: dt.date, *, force: bool = False) -> dict[str, Any]:
+def crossovers_date(
+    layout: Layout, day: dt.date, *, force: bool = False, kept: dict[tuple[dt.date, str], pl.DataFrame] | None = None
+) -> dict[str, Any]:
     """Detect crossovers over every shares partition up to `day`, but for the dates that observed nothing of their
-    own (`no_observation`), and publish them as of `day`."""
+    own (`no_observation`), and publish them as of `day`. `kept` holds the shares partitions read before, by date
+    and sha256: a caller finding the crossovers as of each date of a year reads each partition once, not once per
+    later date."""
     from analytics.crossover import MATCHUPS, crossovers
 
     with records_kept():  # the shares records, read for the inputs, are not read again for the series
         inputs = crossover_inputs(layout, day)
         if not force and _current(layout, (CROSSOVERS,), day, inputs):
             return {"status": "already published"}
-        series = shares_series(layout, until=day)
+        series = shares_series(layout, until=day) if kept is None else _kept_series(layout, inputs, kept)
     left_out = [dt.date.fromisoformat(d) for d in inputs.get("left_out", [])]
     frame = pl.concat(
         [crossovers(series, challenger=c, incumbent=i, dimension=d, left_out=left_out) for c, i, d in MATCHUPS],
@@ -352,12 +356,28 @@ def crossovers_date(layout: Layout, day: dt.date, *, force: bool = False) -> dic
     return {"status": "published", "crossed (30d, llm, region)": ", ".join(sorted(crossed["rule"])) or "none"}
 
 
-def series(layout: Layout, table: Table, *, until: dt.date | None = None) -> pl.DataFrame:
-    """Every published partition of `table` (up to `until`), with its `snapshot_date`. A partition written before
-    a column was added to the table has it null (such as `crossovers.observed`), until it is made again. A
-    partition whose record is damaged is refused (`DamagedRecord`, naming it), as `check` names it: its data is
-    not taken on trust by one reader and refused by another."""
-    dates = [d for d in layout.published_dates(table) if until is None or d <= until]
+def _kept_series(layout: Layout, inputs: dict[str, Any], kept: dict[tuple[dt.date, str], pl.DataFrame]) -> pl.DataFrame:
+    """`shares_series` of the dates in the crossovers' `inputs`, each partition read once into `kept` while its
+    sha256 stays the one recorded: the very frame `shares_series` reads, a date's rows in its file's order."""
+    shas = [(dt.date.fromisoformat(d), sha) for d, sha in inputs["shares_sha256"].items()]
+    if unread := [d for d, sha in shas if (d, sha) not in kept]:
+        read = series(layout, SHARES, dates=unread)
+        parts = read.partition_by("snapshot_date", maintain_order=True, as_dict=True)
+        for d, sha in shas:
+            if d in unread:
+                kept[(d, sha)] = parts.get((d,), read.clear())
+    return pl.concat([kept[key] for key in shas], how="vertical") if shas else series(layout, SHARES, dates=[])
+
+
+def series(
+    layout: Layout, table: Table, *, until: dt.date | None = None, dates: list[dt.date] | None = None
+) -> pl.DataFrame:
+    """Every published partition of `table` (up to `until`), or those of `dates`, with its `snapshot_date`. A
+    partition written before a column was added to the table has it null (such as `crossovers.observed`), until it
+    is made again. A partition whose record is damaged is refused (`DamagedRecord`, naming it), as `check` names
+    it: its data is not taken on trust by one reader and refused by another."""
+    if dates is None:
+        dates = [d for d in layout.published_dates(table) if until is None or d <= until]
     for d in dates:
         read_meta(layout, table, d)
     if not dates:

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import polars as pl
@@ -732,6 +733,54 @@ def test_crossovers_leave_out_stale_copies_which_observed_nothing_of_their_own(t
         5,
     )
     assert read_meta(layout, CROSSOVERS, last)["inputs"]["left_out"] == ["2026-03-04"]
+
+
+def test_an_import_reads_each_shares_partition_and_record_once_for_the_crossovers_of_every_date(
+    tmp_path, monkeypatch
+) -> None:
+    """Each date's crossovers are found over every date before it: a year's import reads each date's shares and
+    records once (and again only once written again), not once per later date."""
+    import warehouse.publish as publish
+
+    read: Counter[str] = Counter()
+    scan, record = pl.scan_parquet, publish.read_record
+
+    def counted_scan(source, *args, **kwargs):
+        read.update(str(p) for p in (source if isinstance(source, list) else [source]) if "/metrics/shares/" in str(p))
+        return scan(source, *args, **kwargs)
+
+    def counted_record(path):
+        read.update([str(path)] if "/_meta/shares/" in str(path) else [])
+        return record(path)
+
+    monkeypatch.setattr(pl, "scan_parquet", counted_scan)
+    monkeypatch.setattr(publish, "read_record", counted_record)
+    counts = {d: (900 + 10 * d, 600 + 5 * d) for d in range(1, 10)}
+    assert run_import(write(tmp_path / "s.csv", two_models(counts)), tmp_path / "wh").exit_code == 0
+    partitions = {path: n for path, n in read.items() if "/_meta/" not in path}
+    assert len(partitions) == len(counts) and max(partitions.values()) == 2, partitions  # its metrics, its crossovers
+    assert max(read.values()) <= 3, read.most_common(3)  # the first date's 11 times: once per date after it
+
+
+def test_crossovers_found_while_an_import_measures_earlier_dates_again_are_those_found_afresh(tmp_path) -> None:
+    """A date imported before published ones measures them again: the crossovers of each date are found from the
+    shares published now, as a recompute of that date alone finds them."""
+    warehouse = tmp_path / "wh"
+    later = {d: (900 - 60 * d, 600) for d in range(3, 10)}
+    assert run_import(write(tmp_path / "later.csv", two_models(later)), warehouse).exit_code == 0
+    layout = Layout.at(warehouse)
+    before = {d: read_meta(layout, SHARES, d)["sha256"] for d in published(warehouse, SHARES)}
+    assert (
+        run_import(write(tmp_path / "earlier.csv", two_models({1: (500, 700), 2: (990, 600)})), warehouse).exit_code
+        == 0
+    )
+    assert any(read_meta(layout, SHARES, d)["sha256"] != sha for d, sha in before.items())  # measured again
+    for day in published(warehouse, CROSSOVERS):
+        found = layout.scan(CROSSOVERS, day).collect()
+        inputs = read_meta(layout, CROSSOVERS, day)["inputs"]
+        steps.crossovers_date(layout, day, force=True)
+        assert read_meta(layout, CROSSOVERS, day)["inputs"] == inputs
+        assert layout.scan(CROSSOVERS, day).collect().equals(found), day
 
 
 def test_a_date_after_one_removed_or_imported_is_compared_again_with_the_date_now_before_it(tmp_path) -> None:
