@@ -22,7 +22,7 @@ from typing import Any
 
 import polars as pl
 
-from warehouse.layout import Layout
+from warehouse.layout import Layout, listings_kept
 from warehouse.provenance import code_version, series_source_kind
 from warehouse.publish import (
     publish_frame,
@@ -205,7 +205,9 @@ def out_of_date(layout: Layout, *, after: dt.date | None = None) -> dict[dt.date
     have changed since, with the steps that would make them again: left so by a removal or a replacement that
     stopped part way, or by an edit of the registry after they were attributed."""
     found = {}
-    with records_kept():  # each date's crossovers depend on the records of every date before
+    # Each date's crossovers depend on the records of every date before, and each date asks for the dates
+    # published: both are read once for the pass.
+    with records_kept(), listings_kept():
         for day in layout.published_dates(MODELS):
             if (after is None or day > after) and (pending := pending_steps(layout, day, dashboard=False)):
                 found[day] = pending

@@ -328,6 +328,30 @@ def test_the_dashboard_and_the_reports_read_each_record_once(
             assert reads and max(reads.values()) == 1, (command, out, reads.most_common(3))
 
 
+def test_a_pass_over_every_date_lists_each_table_once_and_a_later_listing_sees_what_was_published_since(
+    warehouse: Layout, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each date asks for the dates of `models` (twice) and `shares`: a pass over a year of dates listed their
+    folders 2,190 times (a request each on an object store)."""
+    from collections import Counter
+
+    from warehouse import layout as listing
+    from warehouse.publish import unpublish
+
+    listed: Counter[str] = Counter()
+    names = listing._names
+    monkeypatch.setattr(listing, "_names", lambda folder, **kw: listed.update([str(folder)]) or names(folder, **kw))
+    assert steps.out_of_date(warehouse) == {}
+    assert listed and max(listed.values()) == 1, listed.most_common(3)
+
+    with listing.listings_kept():
+        assert warehouse.published_dates(SHARES) == list(DAYS)
+        later = publish_a_later_date(warehouse)
+        assert warehouse.published_dates(SHARES) == [*DAYS, later]
+        assert unpublish(warehouse, SHARES, later)
+        assert warehouse.published_dates(SHARES) == list(DAYS)
+
+
 def test_metrics_with_nothing_to_do_leave_the_reports_as_they_were(warehouse: Layout) -> None:
     root = str(warehouse.root)
     for options in ([], ["--format", "json"]):

@@ -11,8 +11,10 @@ import datetime as dt
 import hashlib
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -133,9 +135,16 @@ class Layout:
 
     def published_dates(self, table: Table) -> list[dt.date]:
         """Dates whose partition is complete: data on disk and its `_meta` record written last. The records
-        are listed once, not looked up a date at a time (a request each on an object store)."""
+        are listed once, not looked up a date at a time (a request each on an object store); within
+        `listings_kept`, once for the pass."""
+        kept, key = _LISTED.get(), _listing_key(self, table)
+        if kept is not None and key in kept:
+            return list(kept[key])
         recorded = _names(self.meta_dir(table))
-        return [d for d in self.partition_dates(table) if f"{d.isoformat()}.json" in recorded]
+        dates = [d for d in self.partition_dates(table) if f"{d.isoformat()}.json" in recorded]
+        if kept is not None:
+            kept[key] = tuple(dates)
+        return dates
 
     def date_before(self, table: Table, day: dt.date) -> dt.date | None:
         """The latest published date of `table` before `day` (published or not itself), or None."""
@@ -177,6 +186,31 @@ def file_version(path: Any) -> tuple[object, object] | None:
     except FileNotFoundError:
         return None
     return info.get("ETag"), str(info.get("LastModified"))
+
+
+_LISTED: ContextVar[dict[tuple[str, str], tuple[dt.date, ...]] | None] = ContextVar("listed", default=None)
+
+
+def _listing_key(layout: Layout, table: Table) -> tuple[str, str]:
+    return str(layout.meta_dir(table)), str(layout.table_dir(table))
+
+
+@contextmanager
+def listings_kept() -> Iterator[None]:
+    """Within it, `Layout.published_dates` lists each table once and gives the same dates after, until this
+    process publishes or removes one of its dates (`forget_listing`): for a pass that asks, for each date, for
+    the dates of every table (`flows.steps.out_of_date`)."""
+    token = _LISTED.set({})
+    try:
+        yield
+    finally:
+        _LISTED.reset(token)
+
+
+def forget_listing(layout: Layout, table: Table) -> None:
+    """List `table` afresh next time within `listings_kept`: one of its dates is being published or removed."""
+    if (kept := _LISTED.get()) is not None:
+        kept.pop(_listing_key(layout, table), None)
 
 
 def _names(folder: Any, *, folders: bool = False) -> set[str]:

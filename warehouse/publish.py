@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from warehouse.contract import SchemaViolation, conform, key_hash, key_of
-from warehouse.layout import Layout
+from warehouse.layout import Layout, forget_listing
 from warehouse.provenance import base_provenance
 from warehouse.tables import MODELS, Table
 
@@ -479,9 +479,11 @@ def publish_staged(
     # record vouches for, which readers skip and the next run publishes again, never the old record
     # describing the new file.
     forget_record(layout.meta_file(table, day))
+    forget_listing(layout, table)
     layout.meta_file(table, day).unlink(missing_ok=True)
     place(layout, staged, layout.partition_file(table, day))
     write_json_atomic(layout.meta_file(table, day), meta)
+    forget_listing(layout, table)
     return meta
 
 
@@ -491,8 +493,10 @@ def unpublish(layout: Layout, table: Table, day: dt.date) -> bool:
     record, folder = layout.meta_file(table, day), layout.partition_dir(table, day)
     found = record.exists() or folder.exists()
     forget_record(record)
+    forget_listing(layout, table)
     record.unlink(missing_ok=True)
     remove_folder(layout, folder)
+    forget_listing(layout, table)
     return found
 
 
