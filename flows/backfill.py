@@ -36,7 +36,7 @@ from flows.rows import INT64_MAX, MAX_ID_LENGTH, MAX_TAG_LENGTH, MAX_TAGS, UNKNO
 from warehouse.contract import conform
 from warehouse.layout import Layout
 from warehouse.lock import writer_lock
-from warehouse.publish import is_published, publish_frame, read_meta, sha256_of, write_json_atomic
+from warehouse.publish import is_published, publish_frame, read_meta, records_kept, sha256_of, write_json_atomic
 from warehouse.tables import MODELS
 
 REQUIRED = ("snapshot_date", "model_id", "downloads_30d")
@@ -753,7 +753,12 @@ def import_snapshots(
     files, problems = read_import(import_paths(given))
     if problems:
         raise ImportRejected(problems)
-    with writer_lock(layout, f"import {', '.join(p.name for p in given)}", wait_seconds=wait_seconds) as waited:
+    # Records kept: publishing a date reads the record of every date published (the metadata versions they point
+    # at), each read once for the import, and again only once written again.
+    with (
+        writer_lock(layout, f"import {', '.join(p.name for p in given)}", wait_seconds=wait_seconds) as waited,
+        records_kept(),
+    ):
         if waited >= 1:  # another writer held the lock: its time is not this import's
             report.seconds["waited"] = round(waited, 2)
             began += waited

@@ -762,6 +762,20 @@ def test_an_import_reads_each_shares_partition_and_record_once_for_the_crossover
     assert max(read.values()) <= 3, read.most_common(3)  # the first date's 11 times: once per date after it
 
 
+def test_an_import_reads_each_models_record_once_while_publishing_its_dates(tmp_path, monkeypatch) -> None:
+    """Publishing a date reads the record of every date published (the metadata versions they point at): a
+    year's import read each of them once per later date."""
+    import warehouse.publish as publish
+
+    read: Counter[str] = Counter()
+    record = publish.read_record
+    monkeypatch.setattr(publish, "read_record", lambda path: read.update([str(path)]) or record(path))
+    counts = {d: (900 + 10 * d, 600 + 5 * d) for d in range(1, 10)}
+    assert run_import(write(tmp_path / "s.csv", two_models(counts)), tmp_path / "wh").exit_code == 0
+    models = {path: n for path, n in read.items() if "/_meta/models/" in path}
+    assert len(models) == len(counts) and max(models.values()) <= 2, models  # the first date's 12 times
+
+
 def test_crossovers_found_while_an_import_measures_earlier_dates_again_are_those_found_afresh(tmp_path) -> None:
     """A date imported before published ones measures them again: the crossovers of each date are found from the
     shares published now, as a recompute of that date alone finds them."""
