@@ -107,9 +107,23 @@ def serve(
             try:
                 schedule.serve(deployment)
             finally:
+                _let_go_of_a_stopped_run(deployment.parameters["warehouse"])
                 err.print("stopped serving", highlight=False)
     except schedule.ServerFailed as error:
         raise fail(str(error)) from None
+
+
+def _let_go_of_a_stopped_run(warehouse: str) -> None:
+    """Prefect kills the run serve started as serve stops, before the run lets an object-store lock go: serve
+    removes it, as other hosts' writers would otherwise be refused until the lock's TTL."""
+    from warehouse.layout import Layout
+    from warehouse.lock import let_go_of_gone_runs
+
+    try:
+        if let_go_of_gone_runs(Layout.at(warehouse)):
+            err.print("let go of the writer lock of the run it stopped; the next run resumes it", highlight=False)
+    except Exception as error:  # the store may not answer: serve stops all the same, the lock goes at its TTL
+        err.print(f"could not let go of the writer lock of the run it stopped: {error}", highlight=False)
 
 
 @app.command()

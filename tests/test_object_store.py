@@ -26,7 +26,7 @@ from flows.cli import app
 from flows.standin_hub import StandinHub
 from tests.worlds import world
 from warehouse.layout import Layout
-from warehouse.lock import WarehouseLocked, writer_lock
+from warehouse.lock import WarehouseLocked, let_go_of_gone_runs, writer_lock
 from warehouse.query import QueryRefused, run_sql
 from warehouse.tables import ATTRIBUTIONS, MODELS, SHARES
 
@@ -195,6 +195,34 @@ def test_a_served_run_whose_serve_is_gone_lets_the_object_lock_go_as_it_stops(bu
         time.sleep(0.2)
     layout.lock_file.fs.invalidate_cache()
     assert not layout.lock_file.exists()
+
+
+def test_serve_lets_go_of_the_lock_of_the_run_prefect_killed_as_serve_stopped(bucket: str) -> None:
+    # serve stopped by SIGTERM (a pod replaced): Prefect kills its running refresh outright, which cannot let its
+    # object-store lock go; serve removes it, once the run is gone, and leaves a live one's alone.
+    run = (
+        "import os, sys, time\n"
+        "from warehouse.layout import Layout\n"
+        "from warehouse.lock import writer_lock\n"
+        "with writer_lock(Layout.at(sys.argv[1]), 'refresh'):\n"
+        "    print(os.getpid(), flush=True)\n"
+        "    time.sleep(120)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", run, bucket], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and int(child.stdout.readline()) == child.pid
+        layout = Layout.at(bucket)
+        assert not let_go_of_gone_runs(layout, within=0.5)  # a run still at work is waited for, then left
+        assert layout.lock_file.exists()
+        threading.Timer(1.0, child.kill).start()
+        assert let_go_of_gone_runs(layout)  # killed while waited for: not yet reaped, gone all the same
+        layout.lock_file.fs.invalidate_cache()
+        assert not layout.lock_file.exists()
+    finally:
+        child.kill()
+        child.wait(timeout=30)
+    with writer_lock(layout, "a writer of another host, at once"):
+        pass
 
 
 def test_a_lock_whose_pid_another_process_took_since_is_taken_over(bucket: str) -> None:

@@ -323,6 +323,35 @@ def let_go_before_dying() -> None:
             _remove_if_unchanged(lock, mine)
 
 
+def let_go_of_gone_runs(layout: Layout, *, within: float = 10.0) -> bool:
+    """Remove the object-store lock a process of this host died holding, waiting up to `within` seconds while its
+    holder is a live child of this process: for `serve`, whose running refresh Prefect kills outright as serve
+    stops (a pod replaced), so that the run cannot let the lock go itself and other hosts' writers would be refused
+    until its TTL. A local lock needs nothing: it goes with its process. Whether a lock was removed."""
+    if not layout.remote:
+        return False
+    lock = layout.lock_file
+    deadline = time.monotonic() + within
+    while True:
+        lock.fs.invalidate_cache(lock.path)
+        raw, holder = _read_lock(lock)
+        if raw is None or holder.get("host") != socket.gethostname():
+            return False
+        if _holder_gone(holder):
+            return _remove_if_unchanged(lock, raw)
+        if time.monotonic() >= deadline or not _a_child(holder):
+            return False
+        time.sleep(0.2)
+
+
+def _a_child(holder: dict) -> bool:
+    """Whether the process `holder` names is a child (or a child's child) of this process."""
+    try:
+        return int(holder.get("pid", 0)) in {child.pid for child in psutil.Process().children(recursive=True)}
+    except (ValueError, TypeError, psutil.Error):
+        return False
+
+
 def _held_message(layout: Layout, waited: float) -> str:
     try:
         holder = json.loads(layout.lock_file.read_text() or "{}")
