@@ -19,6 +19,7 @@ from flows import steps
 from flows.refresh import crossovers, dashboard_task, reproduce
 from warehouse.layout import Layout
 from warehouse.lock import writer_lock
+from warehouse.publish import records_kept
 from warehouse.tables import MODELS
 
 RUNNERS = ("threads", "dask", "ray")
@@ -63,8 +64,12 @@ def recompute(
         futures = recompute_date.map(root, days, unmapped(force))
         done: dict[str, Any] = {d.isoformat(): future.result() for d, future in zip(days, futures, strict=True)}
         computed = round(time.monotonic() - began, 2)
-        for d in days:
-            done[d.isoformat()]["crossovers"] = crossovers(root, d, force)
+        # Each date's crossovers read the records and shares of every date before: each is read once, and read
+        # again only once written again.
+        kept: dict = {}
+        with records_kept():
+            for d in days:
+                done[d.isoformat()]["crossovers"] = crossovers(root, d, force, kept)
         report = reproduce(root)
         outcome = dashboard_task(root, force) if dashboard else None
     summary: dict[str, Any] = {"warehouse": root, "dates": done, "seconds_per_date_steps": computed}

@@ -52,9 +52,10 @@ def metrics(warehouse: str, day: dt.date, force: bool) -> dict[str, Any]:
 
 
 @task(name="crossovers", cache_policy=NONE)
-def crossovers(warehouse: str, day: dt.date, force: bool) -> dict[str, Any]:
-    """Crossovers over the series up to the snapshot."""
-    return steps.crossovers_date(Layout.at(warehouse), day, force=force)
+def crossovers(warehouse: str, day: dt.date, force: bool, kept: dict | None = None) -> dict[str, Any]:
+    """Crossovers over the series up to the snapshot (`kept`: the shares partitions read for earlier dates, by
+    `steps.crossovers_date`)."""
+    return steps.crossovers_date(Layout.at(warehouse), day, force=force, kept=kept)
 
 
 @task(name="later-dates", cache_policy=NONE)

@@ -8,6 +8,7 @@ changed since.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import io
 import json
@@ -688,8 +689,11 @@ def update_later_dates(layout: Layout, day: dt.date) -> dict[str, list[str]]:
     redone: dict[str, list[str]] = {}
     if (after := date_after(layout, day)) is not None and (said := compare_again(layout, after)):
         redone["compared again"] = [said]
-    for later in (d for d in layout.published_dates(MODELS) if d > day):
-        for name, step in (("attribute", attribute_date), ("metrics", metrics_date), ("crossovers", crossovers_date)):
-            if step(layout, later).get("status") == "published":
-                redone.setdefault(name, []).append(later.isoformat())
+    # Each later date's crossovers read the records and shares of every date before it: each once.
+    crossovers = functools.partial(crossovers_date, kept={})
+    with records_kept():
+        for later in (d for d in layout.published_dates(MODELS) if d > day):
+            for name, step in (("attribute", attribute_date), ("metrics", metrics_date), ("crossovers", crossovers)):
+                if step(layout, later).get("status") == "published":
+                    redone.setdefault(name, []).append(later.isoformat())
     return redone

@@ -762,6 +762,36 @@ def test_an_import_reads_each_shares_partition_and_record_once_for_the_crossover
     assert max(read.values()) <= 3, read.most_common(3)  # the first date's 11 times: once per date after it
 
 
+def test_recompute_and_a_removal_read_each_shares_partition_once_for_the_crossovers_of_every_date(
+    tmp_path, monkeypatch
+) -> None:
+    """`recompute` finds every date's crossovers, and removing a date finds those of every later date, each over
+    the dates before it: each date's shares and records are read once, not once per later date."""
+    import warehouse.publish as publish
+
+    counts = {d: (900 + 10 * d, 600 + 5 * d) for d in range(1, 10)}
+    warehouse = tmp_path / "wh"
+    assert run_import(write(tmp_path / "s.csv", two_models(counts)), warehouse, "--no-dashboard").exit_code == 0
+    read: Counter[str] = Counter()
+    scan, record = pl.scan_parquet, publish.read_record
+
+    def counted_scan(source, *args, **kwargs):
+        read.update(str(p) for p in (source if isinstance(source, list) else [source]) if "/metrics/shares/" in str(p))
+        return scan(source, *args, **kwargs)
+
+    monkeypatch.setattr(pl, "scan_parquet", counted_scan)
+    monkeypatch.setattr(publish, "read_record", lambda path: read.update([str(path)]) or record(path))
+    recomputed = runner.invoke(app, ["recompute", "--warehouse", str(warehouse), "--force", "--no-dashboard"])
+    assert recomputed.exit_code == 0, recomputed.output
+    shares = {path: n for path, n in read.items() if "/metrics/shares/" in path}
+    assert len(shares) == len(counts) and max(shares.values()) == 2, shares  # the crossovers', the report's: 10
+    assert max(n for path, n in read.items() if "/_meta/shares/" in path) <= 3, read.most_common(3)
+    read.clear()
+    removed = steps.remove_date(Layout.at(warehouse), dt.date(2026, 3, 1))
+    assert removed["updated"]["crossovers"] == [f"2026-03-0{d}" for d in range(2, 10)]
+    assert max(read.values()) <= 3, read.most_common(3)
+
+
 def test_an_import_reads_each_models_record_once_while_publishing_its_dates(tmp_path, monkeypatch) -> None:
     """Publishing a date reads the record of every date published (the metadata versions they point at): a
     year's import read each of them once per later date."""
