@@ -7,6 +7,7 @@ so one spec serves every combination. Charts never see raw metric tables, only `
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 
 import altair as alt
 import polars as pl
@@ -118,7 +119,7 @@ def country_scale(frames: ViewFrames) -> alt.Scale:
     """Fixed colours per country, the same under every switch (a country without downloads under one keeps its
     colour for the next), with China, the United States and Unknown coloured as their regions are."""
     actors = frames.actors("country")
-    others = iter(OTHER_COUNTRY_COLORS)
+    others = itertools.cycle(OTHER_COUNTRY_COLORS)  # as many as TOP_COUNTRIES; more would repeat
     return alt.Scale(domain=actors, range=[COUNTRY_COLORS.get(actor) or next(others) for actor in actors])
 
 
