@@ -7,6 +7,8 @@ date order in the flow itself, and the dashboard is drawn once at the end.
 
 from __future__ import annotations
 
+import concurrent.futures as cf
+import contextlib
 import datetime as dt
 import time
 from typing import Any
@@ -62,7 +64,10 @@ def recompute(
         # in several threads at once ("AST constructor recursion depth mismatch").
         code_versions()
         futures = recompute_date.map(root, days, unmapped(force))
-        done: dict[str, Any] = {d.isoformat(): future.result() for d, future in zip(days, futures, strict=True)}
+        try:
+            done: dict[str, Any] = {d.isoformat(): future.result() for d, future in zip(days, futures, strict=True)}
+        finally:
+            settle(futures)
         computed = round(time.monotonic() - began, 2)
         # Each date's crossovers read the records and shares of every date before: each is read once, and read
         # again only once written again.
@@ -78,6 +83,20 @@ def recompute(
         summary["dashboard"] = outcome
     summary["seconds"] = round(time.monotonic() - began, 2)
     return summary
+
+
+def settle(futures: list[Any]) -> None:
+    """Return once no date's task still runs: those not begun are cancelled, the others waited for. A run stopped
+    (SIGTERM, a failed date) lets the writer lock go only then, not while its threads or workers still publish
+    partitions that another writer, taking the lock, would clear from staging or write over."""
+    threads = [f.wrapped_future for f in futures if isinstance(getattr(f, "wrapped_future", None), cf.Future)]
+    for future in threads:
+        future.cancel()  # a task not begun; one running goes on to its end
+    cf.wait(threads)
+    for future in futures:
+        if not isinstance(getattr(future, "wrapped_future", None), cf.Future):  # a Dask or Ray task
+            with contextlib.suppress(Exception):
+                future.wait()
 
 
 def code_versions() -> tuple[str, ...]:

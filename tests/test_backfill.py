@@ -1065,3 +1065,47 @@ def test_an_import_no_writer_kept_waiting_tells_no_wait_however_long_its_records
     layout = Layout.at(tmp_path / "wh")
     report = import_snapshots(layout, write(tmp_path / "s.csv", TINY_CSV), dashboard=False, wait_seconds=30)
     assert "waited" not in report.seconds, report.seconds
+
+
+def test_a_recompute_stopped_by_sigterm_holds_the_lock_until_no_date_of_it_is_still_written(
+    tmp_path, monkeypatch
+) -> None:
+    """SIGTERM stops a recompute as its dates' threads write: the lock is let go once they stopped, not while they
+    still publish, which another writer, taking the lock, would write over."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from flows import steps
+    from flows.recompute import recompute
+    from warehouse.lock import writer_at_work
+
+    text = HEADER + "".join(f"2026-03-0{d},Qwen/a,{900 + d}\n2026-03-0{d},meta-llama/b,600\n" for d in range(1, 7))
+    warehouse = tmp_path / "wh"
+    assert run_import(write(tmp_path / "s.csv", text), warehouse).exit_code == 0
+    layout = Layout.at(warehouse)
+    stop, held = threading.Lock(), []
+    measure = steps.metrics_date
+
+    def stopped_while_measuring(at: Layout, day: dt.date, **options):
+        with stop:
+            if not held:
+                held.append(True)
+                os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.3)
+        held.append(writer_at_work(layout) is not None)
+        return measure(at, day, **options)
+
+    def exit_143(signum: int, _frame: object) -> None:  # what the signal does once the run let it through
+        raise SystemExit(128 + signum)
+
+    monkeypatch.setattr(steps, "metrics_date", stopped_while_measuring)
+    before = signal.signal(signal.SIGTERM, exit_143)
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            recompute(warehouse=str(warehouse), force=True, dashboard=False)
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert stopped.value.code == 143
+    assert len(held) > 1 and all(held), held
