@@ -231,7 +231,7 @@ def test_a_lock_whose_pid_another_process_took_since_is_taken_over(bucket: str) 
     layout = Layout.at(bucket)
     dead_writer = {
         "pid": os.getpid(),
-        "started": psutil.Process().create_time() - 600,
+        "started_after_boot": psutil.Process().create_time() - psutil.boot_time() - 600,
         "host": socket.gethostname(),
         "purpose": "import panel",
         "since": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -538,3 +538,16 @@ def test_an_object_store_that_cannot_be_read_fails_in_one_line(
     assert "Traceback" not in done.stderr and "all as published" not in done.stdout and not done.stdout.strip()
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and said.format(bucket=name) in errors[0], done.stderr
+
+
+def test_a_live_writer_keeps_its_lock_when_the_clock_is_set_since_it_took_it(bucket: str, monkeypatch) -> None:
+    """A step of the host's clock (NTP setting it, a VM moved) moves the start of every process as a date: a writer
+    of this host still at work is no other process for it, and its lock is not taken over."""
+    layout = Layout.at(bucket)
+    with writer_lock(layout, "refresh 2026-05-12"):
+        booted, started = psutil.boot_time(), psutil.Process.create_time
+        monkeypatch.setattr(psutil, "boot_time", lambda: booted + 5)  # the clock set 5 s ahead since
+        monkeypatch.setattr(psutil.Process, "create_time", lambda self: started(self) + 5)
+        with pytest.raises(WarehouseLocked, match="refresh 2026-05-12"):
+            with writer_lock(layout, "import panel"):
+                pass

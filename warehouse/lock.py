@@ -80,17 +80,23 @@ def _holder_gone(holder: dict) -> bool:
         process = psutil.Process(pid)
         if process.status() == psutil.STATUS_ZOMBIE:
             return True
-        started = holder.get("started")
-        return isinstance(started, int | float) and abs(process.create_time() - started) > STARTED_WITHIN
+        started = holder.get("started_after_boot")
+        return isinstance(started, int | float) and abs(_after_boot(process) - started) > STARTED_WITHIN
     except psutil.NoSuchProcess:
         return True
     except psutil.AccessDenied:
         return False  # alive, another user's
 
 
-# How far apart two readings of one process's start time may be: psutil reckons it from the boot time, which a
-# step of the clock moves. A pid used again by a later process is so much later that its writer had time to
-# take the lock and die.
+def _after_boot(process: psutil.Process) -> float:
+    """How long after the machine booted `process` started, as the kernel keeps it: no step of the clock moves it,
+    where its start as a date (`create_time`, reckoned from a boot time the clock's steps move) would tell a live
+    writer, its host's clock set by a second or more since it took the lock, from the process it is."""
+    return process.create_time() - psutil.boot_time()
+
+
+# How far apart two readings of one process's start may be (the boot time is told in whole seconds). A pid used
+# again by a later process is so much later that its writer had time to take the lock and die.
 STARTED_WITHIN = 1.0
 
 
@@ -174,7 +180,7 @@ def _writer_lock(layout: Layout, purpose: str, *, wait_seconds: float = 0.0) -> 
 def _holder(purpose: str) -> dict[str, object]:
     return {
         "pid": os.getpid(),
-        "started": psutil.Process().create_time(),  # tells this process from a later one given its pid
+        "started_after_boot": _after_boot(psutil.Process()),  # tells this process from a later one given its pid
         "host": socket.gethostname(),
         "purpose": purpose,
         "since": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
