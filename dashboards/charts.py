@@ -54,14 +54,14 @@ MODELS = alt.Tooltip("m:N", title="Models in the snapshot")
 DATE = alt.Tooltip("utcyearmonthdate(date):T", title="Date", format="%Y-%m-%d")
 
 
-def switches(windows: tuple[str, ...] = WINDOWS) -> list[alt.Parameter]:
-    """The population and window switches, bound to radio buttons; the window switch offers `windows`."""
+def switches(windows: tuple[str, ...] = WINDOWS, populations: tuple[str, ...] = POPULATIONS) -> list[alt.Parameter]:
+    """The population and window switches, bound to radio buttons; they offer `populations` and `windows`."""
     return [
         alt.param(
             name=POPULATION,
-            value=POPULATIONS[0],
+            value=populations[0],
             bind=alt.binding_radio(
-                options=list(POPULATIONS), labels=[POPULATION_LABELS[p] for p in POPULATIONS], name="Population "
+                options=list(populations), labels=[POPULATION_LABELS[p] for p in populations], name="Population "
             ),
         ),
         alt.param(

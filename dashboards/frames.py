@@ -61,6 +61,15 @@ class ViewFrames:
         return tuple(window for window in WINDOWS if window in present)
 
     @property
+    def populations(self) -> tuple[str, ...]:
+        """The populations of the switch that some snapshot has downloads of: a warehouse without LLMs (an import
+        of ids and counts alone, a scope of encoders' namespaces) offers all models alone, and draws no view
+        without rows (whose axes Vega warns of as of an infinite extent)."""
+        downloaded = self.series.filter(pl.col("tr").fill_null(0) > 0)  # region totals: every model's downloads
+        present = set(downloaded.get_column("p").unique().to_list())
+        return tuple(population for population in POPULATIONS if population in present) or POPULATIONS[:1]
+
+    @property
     def previous(self) -> date | None:
         return self.dates[-2] if len(self.dates) > 1 else None
 

@@ -98,7 +98,7 @@ def dashboard_chart(frames: ViewFrames) -> alt.VConcatChart:
         row(row(v["lab_share_bars"], v["lab_change_bars"], spacing=6), v["developer_type_areas"]),
         spacing=36,
     )
-    grid = grid.add_params(*charts.switches(frames.windows)).resolve_scale(
+    grid = grid.add_params(*charts.switches(frames.windows, frames.populations)).resolve_scale(
         color="independent", strokeDash="independent"
     )
     # Resized on every switch: one that makes a row taller (a bar's label above its plot) moves the rows below
@@ -369,7 +369,7 @@ def dashboard_html(frames: ViewFrames, provenance: Mapping[str, Any]) -> str:
         STATUS_SCRIPT
         % {
             "views": json.dumps(list(charts.VIEWS)),
-            "switches": json.dumps({charts.POPULATION: list(POPULATIONS), charts.WINDOW: list(frames.windows)}),
+            "switches": json.dumps({charts.POPULATION: list(frames.populations), charts.WINDOW: list(frames.windows)}),
             "div": OUTPUT_DIV,
         },
     )

@@ -118,6 +118,19 @@ def test_a_single_snapshot_logs_no_warning(tmp_path: Path) -> None:
     assert report.console_errors == () and report.page_errors == ()
 
 
+def test_a_warehouse_without_llms_offers_all_models_alone_and_logs_no_warning(tmp_path: Path) -> None:
+    # An import of ids and counts alone, or a scope of encoders' namespaces, has no LLM: no share to draw under
+    # that population, whose views' axes would log "Infinite extent for field share" on every switch to it.
+    metrics = synthetic_metrics(days=3)
+    for name in ("shares", "crossovers"):
+        metrics[name] = metrics[name].filter(pl.col("population") != "llm")
+    result = write_dashboard(**metrics, provenance=provenance(metrics), out_dir=tmp_path)
+    report = check_in_browser(result.html, tmp_path / "screenshot.png", timeout=90)
+    assert report.console_warnings == (), report.console_warnings
+    assert report.ok
+    assert list(report.empty_by_switch) == ["all / 30d", "all / all_time"]
+
+
 WARNING = 'WARN Infinite extent for field "date": [Infinity, -Infinity]'
 
 
