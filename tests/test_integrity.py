@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from flows.cli import app
 from tests.test_warehouse import models_frame
 from warehouse.integrity import check_warehouse
 from warehouse.layout import Layout
-from warehouse.publish import publish_frame
+from warehouse.publish import publish_frame, read_meta, write_json_atomic
 from warehouse.tables import ATTRIBUTIONS, MODEL_METADATA, MODELS, SHARES, TABLES
 
 DAYS = (dt.date(2026, 5, 11), dt.date(2026, 5, 12))
@@ -284,38 +285,33 @@ def test_attributions_made_by_other_rules_are_told_and_made_again_with_what_foll
     assert check(warehouse).exit_code == 0
 
 
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """How many times each record is read from the warehouse (a request each on an object store)."""
+    from warehouse import publish
+
+    counted: Counter[str] = Counter()
+    read_record = publish.read_record
+    monkeypatch.setattr(publish, "read_record", lambda path: counted.update([str(path)]) or read_record(path))
+    return counted
+
+
 def test_a_pass_over_every_date_reads_each_record_once_and_a_later_read_sees_what_was_written_since(
-    warehouse: Layout, monkeypatch: pytest.MonkeyPatch
+    warehouse: Layout, reads: Counter[str]
 ) -> None:
     """Each date's crossovers depend on the records of every date before it: a pass over a year of dates read
     them 66,000 times (a request each on an object store)."""
-    from collections import Counter
-
-    from warehouse import publish
-
-    reads: Counter[str] = Counter()
-    read_record = publish.read_record
-    monkeypatch.setattr(publish, "read_record", lambda path: reads.update([str(path)]) or read_record(path))
     assert steps.out_of_date(warehouse) == {}
     assert reads and max(reads.values()) == 1, reads.most_common(3)
 
-    meta = publish.read_meta(warehouse, SHARES, DAYS[0])
-    publish.write_json_atomic(warehouse.meta_file(SHARES, DAYS[0]), meta | {"inputs": {}})
+    meta = read_meta(warehouse, SHARES, DAYS[0])
+    write_json_atomic(warehouse.meta_file(SHARES, DAYS[0]), meta | {"inputs": {}})
     assert steps.out_of_date(warehouse) == {DAYS[0]: ["metrics", "crossovers"]}
 
 
-def test_the_dashboard_and_the_reports_read_each_record_once(
-    warehouse: Layout, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_dashboard_and_the_reports_read_each_record_once(warehouse: Layout, reads: Counter[str]) -> None:
     """What they are drawn from and what they record as drawn from are the same records, read once (a request
     each on an object store)."""
-    from collections import Counter
-
-    from warehouse import publish
-
-    reads: Counter[str] = Counter()
-    read_record = publish.read_record
-    monkeypatch.setattr(publish, "read_record", lambda path: reads.update([str(path)]) or read_record(path))
     for step in (steps.reproduction_step, lambda layout: steps.dashboard_step(layout, force=True)):
         reads.clear()
         assert step(warehouse)["status"] == "published"
@@ -333,8 +329,6 @@ def test_a_pass_over_every_date_lists_each_table_once_and_a_later_listing_sees_w
 ) -> None:
     """Each date asks for the dates of `models` (twice) and `shares`: a pass over a year of dates listed their
     folders 2,190 times (a request each on an object store)."""
-    from collections import Counter
-
     from warehouse import layout as listing
     from warehouse.publish import unpublish
 
