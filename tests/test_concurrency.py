@@ -7,11 +7,13 @@ import json
 import os
 import re
 import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
 
 import polars as pl
+import psutil
 import pytest
 
 from flows import standin_faults as faults
@@ -43,6 +45,19 @@ def wait_for_crawl(warehouse: Path, pages: int = 1, timeout: float = 120) -> Non
     pytest.fail(f"no crawl checkpoint with {pages} pages in {warehouse}")
 
 
+def wait_for_lock_asked(process: subprocess.Popen, lock_file: Path, timeout: float = 120) -> None:
+    """Until `process` has the lock file open: it is then asking for the lock, and goes on asking until it has it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if any(Path(f.path) == lock_file.resolve() for f in psutil.Process(process.pid).open_files()):
+                return
+        except psutil.Error:
+            pass
+        time.sleep(0.05)
+    pytest.fail(f"process {process.pid} did not ask for the lock {lock_file} (exit code {process.poll()})")
+
+
 def error_lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.startswith("error:")]
 
@@ -53,13 +68,17 @@ def models_of(warehouse: Path) -> pl.DataFrame:
 
 def test_a_second_refresh_at_the_same_time_exits_3_naming_the_holder_or_waits_with_wait(tmp_path, prefect_api) -> None:
     warehouse = tmp_path / "wh"
-    with StandinHub(world(6_000), page_size=100, faults=[faults.latency(0.3)]) as hub:  # a crawl of 18 s or more
+    # A page a second: the first refresh crawls for a minute unless the test lets it go on at full speed, which it
+    # does only once the second has been turned away and the third is waiting, however slowly each of them starts.
+    with StandinHub(world(6_000), page_size=100, faults=[faults.latency(1.0)]) as hub:
         first = refresh_process(hub, warehouse, DAY, prefect_api.url)
         wait_for_crawl(warehouse)
         second = refresh_process(hub, warehouse, DAY, prefect_api.url)
         waiting = refresh_process(hub, warehouse, DAY, prefect_api.url, "--wait", "300")
         out, err = second.communicate(timeout=120)
-        assert first.poll() is None, "the first refresh ended before the second one asked for the lock"
+        wait_for_lock_asked(waiting, Layout.at(warehouse).lock_file)
+        assert first.poll() is None, "the first refresh ended before the others asked for the lock"
+        hub.set_faults()
         first_out, first_err = first.communicate(timeout=300)
         waited_out, waited_err = waiting.communicate(timeout=300)
     assert second.returncode == 3, out + err
