@@ -263,6 +263,9 @@ STYLE = """
     .headline { font-size: 1.05rem; }
     .how { color: #555; }
     #dashboard.vega-embed { flex-direction: column; }
+    /* A window narrower than the drawing shrinks it to fit rather than scroll sideways (Vega's SVG keeps its
+       viewBox, and a mark under the pointer is found from the element itself, so tooltips still match). */
+    #dashboard > svg { max-width: 100%; height: auto; }
     #dashboard .vega-bindings { order: -1; position: sticky; top: 0; z-index: 1; background: #fff;
                                 padding: .4rem 0; border-bottom: 1px solid #ddd; margin-bottom: .8rem; }
     #dashboard .vega-bind { display: inline-block; margin-right: 2rem; }

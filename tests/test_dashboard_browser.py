@@ -78,6 +78,15 @@ def test_a_switch_that_makes_a_row_taller_cuts_nothing_off_below(tmp_path: Path)
     assert not any(report.clipped_by_switch.values()), report.clipped_by_switch
 
 
+def test_a_window_narrower_than_the_drawing_shrinks_it_rather_than_scroll_sideways(tmp_path: Path) -> None:
+    metrics = synthetic_metrics(days=5)
+    result = write_dashboard(**metrics, provenance=provenance(metrics), out_dir=tmp_path)
+    for width in (1024, 1366):
+        report = check_in_browser(result.html, tmp_path / f"screenshot-{width}.png", timeout=90, width=width)
+        assert 0 < report.page_width <= width, (width, report.page_width)
+        assert report.ok, report
+
+
 def test_screenshot_is_written(tmp_path: Path) -> None:
     report = rendered(days=7, out=tmp_path)
     assert report.screenshot is not None
