@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
 
 import altair as alt
 import polars as pl
@@ -101,6 +102,7 @@ def datasets(frames: ViewFrames) -> dict[str, list[dict]]:
         "rules": records(frames.rules),
         "labs": records(frames.labs),
         "sizes": records(frames.sizes),
+        "gaps": records(frames.gaps),
     }
 
 
@@ -121,6 +123,36 @@ def country_scale(frames: ViewFrames) -> alt.Scale:
     actors = frames.actors("country")
     others = itertools.cycle(OTHER_COUNTRY_COLORS)  # as many as TOP_COUNTRIES; more would repeat
     return alt.Scale(domain=actors, range=[COUNTRY_COLORS.get(actor) or next(others) for actor in actors])
+
+
+def setting_domain(frame: pl.DataFrame, column: str, by: tuple[str, ...] = ("population", "time_window")) -> alt.Scale:
+    """A zero-based scale whose domain, per switch setting, spans `column` in `frame`: fixed rather than taken
+    from the rows a setting leaves, so that a setting with none (the latest date records no such window) draws
+    its note on empty axes rather than warn of an infinite extent."""
+    ends = (
+        frame.filter(pl.col(column).is_not_null())
+        .group_by(by)
+        .agg(pl.col(column).min().alias("low"), pl.col(column).max().alias("high"))
+    )
+    table = {}
+    for row in ends.iter_rows(named=True):
+        low, high = min(row["low"], 0.0), max(row["high"], 0.0)
+        table["|".join(row[key] for key in by)] = [low, high] if high > low else [0.0, 1.0]
+    setting = " + '|' + ".join({"population": POPULATION, "time_window": WINDOW}[key] for key in by)
+    return alt.Scale(domain=alt.ExprRef(f"{json.dumps(table)}[{setting}] || [0, 1]"), nice=True)
+
+
+def gap_note(width: int, *, population: str | None = None, text: str | None = None) -> alt.Chart:
+    """Why a view of the latest date is empty under a setting the latest date has no downloads of; `population`
+    fixes the one whose gaps count (for a view the population switch does not apply to), `text` shortens the note
+    (for a narrow view)."""
+    test = switch_filter() if population is None else f"datum.population === {population!r} && " + switch_filter(None)
+    return (
+        alt.Chart(data("gaps"))
+        .transform_filter(test)
+        .mark_text(fontSize=11, color="#555", lineBreak=": ", align="center", baseline="middle")
+        .encode(x=alt.value(width / 2), y=alt.value(HEIGHT / 2), text=alt.value(text) if text else "text:N")
+    )
 
 
 def title(text: str, *subtitle: str) -> alt.Title:
@@ -323,7 +355,12 @@ def rule_comparison_bars(frames: ViewFrames) -> alt.LayerChart:
         .encode(
             x=alt.X("rule:N", title="Attribution rule", sort=list(RULES), axis=alt.Axis(labelAngle=0)),
             xOffset=alt.XOffset("actor:N", sort=["China", "United States"]),
-            y=alt.Y("share:Q", title="Share of downloads", axis=alt.Axis(format="%")),
+            y=alt.Y(
+                "share:Q",
+                title="Share of downloads",
+                axis=alt.Axis(format="%"),
+                scale=setting_domain(frames.rules, "share"),
+            ),
             tooltip=[
                 alt.Tooltip("rule:N", title="Rule"),
                 alt.Tooltip("actor:N", title="Region"),
@@ -336,7 +373,7 @@ def rule_comparison_bars(frames: ViewFrames) -> alt.LayerChart:
     )
     bars = base.mark_bar().encode(color=alt.Color("actor:N", title="Region", scale=region_scale(frames)))
     labels = base.mark_text(baseline="bottom", dy=-2, fontSize=10).encode(text=alt.Text("share:Q", format=".1%"))
-    return alt.layer(bars, labels).properties(
+    return alt.layer(bars, labels, gap_note(WIDTH)).properties(
         name="rule_comparison_bars",
         width=WIDTH,
         height=HEIGHT,
@@ -373,37 +410,45 @@ LAB_TOOLTIP = [
 ]
 
 
-def lab_share_bars(frames: ViewFrames) -> alt.Chart:
+def lab_share_bars(frames: ViewFrames) -> alt.LayerChart:
     """The top labs' shares on the latest date."""
-    return (
+    bars = (
         alt.Chart(data("labs"))
         .transform_filter(switch_filter())
         .mark_bar(color="#4c78a8")
         .encode(
-            x=alt.X("share:Q", title="Share of downloads", axis=alt.Axis(format="%")), y=lab_y(), tooltip=LAB_TOOLTIP
-        )
-        .properties(
-            name="lab_share_bars",
-            width=WIDTH - 170,
-            height=HEIGHT,
-            title=title(
-                f"Top credited labs and accounts on {frames.latest}",
-                f"Share of downloads ({frames.rule} rule). Intermediaries (re-uploaders,",
-                "quantizers) count for what they host; Unknown (no registry row) is left out.",
+            x=alt.X(
+                "share:Q",
+                title="Share of downloads",
+                axis=alt.Axis(format="%"),
+                scale=setting_domain(frames.labs, "share"),
             ),
+            y=lab_y(),
+            tooltip=LAB_TOOLTIP,
         )
+    )
+    return alt.layer(bars, gap_note(WIDTH - 170)).properties(
+        name="lab_share_bars",
+        width=WIDTH - 170,
+        height=HEIGHT,
+        title=title(
+            f"Top credited labs and accounts on {frames.latest}",
+            f"Share of downloads ({frames.rule} rule). Intermediaries (re-uploaders,",
+            "quantizers) count for what they host; Unknown (no registry row) is left out.",
+        ),
     )
 
 
-def lab_change_bars(frames: ViewFrames, labelled: bool = False) -> alt.Chart:
+def lab_change_bars(frames: ViewFrames, labelled: bool = False) -> alt.LayerChart:
     """The top labs' share change since the previous snapshot, in percentage points.
 
     Beside `lab_share_bars` the lab names are not repeated; `labelled` shows them (for a standalone image).
     """
     since = f"since {frames.previous}" if frames.previous else "(no previous snapshot)"
     # With no previous snapshot there is no change to draw, and no rows to take the axis's extent from.
-    scale = alt.Scale(domain=[-1, 1]) if frames.previous is None else alt.Undefined
-    return (
+    scale = alt.Scale(domain=[-1, 1]) if frames.previous is None else setting_domain(frames.labs, "change_pp")
+    width = WIDTH - 170 if labelled else WIDTH - 290
+    bars = (
         alt.Chart(data("labs"))
         .transform_filter(switch_filter())
         .transform_filter("isValid(datum.change_pp)")
@@ -414,12 +459,12 @@ def lab_change_bars(frames: ViewFrames, labelled: bool = False) -> alt.Chart:
             color=alt.when(alt.datum.change_pp >= 0).then(alt.value("#2a9d8f")).otherwise(alt.value("#e76f51")),
             tooltip=LAB_TOOLTIP,
         )
-        .properties(
-            name="lab_change_bars",
-            width=WIDTH - 170 if labelled else WIDTH - 290,
-            height=HEIGHT,
-            title=title("Change", since),
-        )
+    )
+    return alt.layer(bars, gap_note(width, text="none")).properties(
+        name="lab_change_bars",
+        width=width,
+        height=HEIGHT,
+        title=title("Change", since),
     )
 
 
@@ -479,15 +524,22 @@ def developer_type_areas(frames: ViewFrames) -> alt.Chart:
     )
 
 
-def size_class_bars(frames: ViewFrames) -> alt.Chart:
+def size_class_bars(frames: ViewFrames) -> alt.LayerChart:
     """Region shares within each model size class on the latest date."""
-    return (
+    stacks = frames.sizes.group_by("time_window", "size").agg(pl.col("share").sum())
+    bars = (
         alt.Chart(data("sizes"))
         .transform_filter(switch_filter(None))
         .mark_bar()
         .encode(
             x=alt.X("size:N", title="Parameters", sort=list(SIZE_CLASSES), axis=alt.Axis(labelAngle=0)),
-            y=alt.Y("share:Q", title="Share of downloads", stack="zero", axis=alt.Axis(format="%")),
+            y=alt.Y(
+                "share:Q",
+                title="Share of downloads",
+                stack="zero",
+                axis=alt.Axis(format="%"),
+                scale=setting_domain(stacks, "share", by=("time_window",)),
+            ),
             color=alt.Color("actor:N", title="Region", scale=region_scale(frames)),
             tooltip=[
                 alt.Tooltip("size:N", title="Size class"),
@@ -496,14 +548,14 @@ def size_class_bars(frames: ViewFrames) -> alt.Chart:
                 DOWNLOADS,
             ],
         )
-        .properties(
-            name="size_class_bars",
-            width=WIDTH,
-            height=HEIGHT,
-            title=title(
-                f"By model size on {frames.latest}",
-                "Region shares within each size class; the window switch applies, the population switch",
-                "does not (each bar is its own population).",
-            ),
-        )
+    )
+    return alt.layer(bars, gap_note(WIDTH, population=POPULATIONS[0])).properties(
+        name="size_class_bars",
+        width=WIDTH,
+        height=HEIGHT,
+        title=title(
+            f"By model size on {frames.latest}",
+            "Region shares within each size class; the window switch applies, the population switch",
+            "does not (each bar is its own population).",
+        ),
     )

@@ -24,6 +24,7 @@ SIZE_CLASSES = ("<1B", "1-9B", "10-99B", "100B+", "unknown")
 TOP_COUNTRIES = 10
 TOP_LABS = 15
 LABEL_CHARS = 40
+UNRECORDED = {"30d": "downloads of the last 30 days", "all_time": "all-time downloads"}
 
 # Column-key prefix per dimension in the wide `series` frame (short keys keep the page small).
 SERIES_PREFIX = {"region": "r", "country": "c", "developer_type": "k"}
@@ -68,6 +69,36 @@ class ViewFrames:
         downloaded = self.series.filter(pl.col("tr").fill_null(0) > 0)  # region totals: every model's downloads
         present = set(downloaded.get_column("p").unique().to_list())
         return tuple(population for population in POPULATIONS if population in present) or POPULATIONS[:1]
+
+    @property
+    def gaps(self) -> pl.DataFrame:
+        """The switch settings under which the latest date records no downloads while earlier dates do (an import of
+        30-day counts after crawls that had all-time ones): the views of the latest date say so in place of bars."""
+        shown = pl.DataFrame(
+            [{"population": p, "time_window": w} for p in self.populations for w in self.windows],
+            schema={"population": pl.String, "time_window": pl.String},
+        )
+        last = (
+            self.series.filter(pl.col("tr").is_not_null())
+            .group_by(pl.col("p").alias("population"), pl.col("w").alias("time_window"))
+            .agg(pl.col("date").max().alias("last"))
+        )
+        return (
+            shown.join(
+                self.rules.select("population", "time_window").unique(), on=["population", "time_window"], how="anti"
+            )
+            .join(last, on=["population", "time_window"], how="left")
+            .with_columns(
+                pl.format(
+                    "{} records no {}: the views over time show them up to {}",
+                    pl.lit(self.latest.isoformat()),
+                    pl.col("time_window").replace_strict(UNRECORDED),
+                    pl.col("last").fill_null("no date"),
+                ).alias("text")
+            )
+            .select("population", "time_window", "text")
+            .sort("population", "time_window")
+        )
 
     @property
     def previous(self) -> date | None:

@@ -33,7 +33,7 @@ import vl_convert as vlc
 from altair.utils import spec_to_html
 
 from dashboards import charts
-from dashboards.frames import LABEL_CHARS, POPULATIONS, WINDOWS, ViewFrames, models_told, view_frames
+from dashboards.frames import LABEL_CHARS, POPULATIONS, UNRECORDED, WINDOWS, ViewFrames, models_told, view_frames
 from warehouse.provenance import source_label
 from warehouse.publish import write_bytes_atomic, write_text_atomic
 
@@ -238,9 +238,6 @@ def page_header(frames: ViewFrames, provenance: Mapping[str, Any]) -> str:
         f" exact numbers.{unrecorded_note(frames)}</p>\n"
         "</header>\n"
     )
-
-
-UNRECORDED = {"30d": "downloads of the last 30 days", "all_time": "all-time downloads"}
 
 
 def unrecorded_note(frames: ViewFrames) -> str:

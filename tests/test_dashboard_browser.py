@@ -119,6 +119,24 @@ def test_a_switch_that_empties_a_layer_logs_no_warning(tmp_path: Path) -> None:
     assert report.ok
 
 
+def test_a_latest_date_without_a_window_says_so_in_its_views_and_logs_no_warning(tmp_path: Path) -> None:
+    # An import of 30-day counts after crawls that had all-time ones: the latest date has no all-time shares, and the
+    # views of that date would be blank under the All time switch, their axes warning of an infinite extent.
+    metrics = synthetic_metrics(days=5)
+    latest = metrics["shares"]["snapshot_date"].max()
+    for name in ("shares", "concentration", "crossovers"):
+        lacking = (pl.col("snapshot_date") == latest) & (pl.col("time_window") == "all_time")
+        metrics[name] = metrics[name].filter(~lacking)
+    result = write_dashboard(**metrics, provenance=provenance(metrics), out_dir=tmp_path)
+    report = check_in_browser(result.html, tmp_path / "screenshot.png", timeout=90)
+    assert report.console_warnings == (), report.console_warnings
+    assert not any(report.empty_by_switch.values()), report.empty_by_switch
+    assert report.ok
+    before = latest - dt.timedelta(days=1)
+    note = f"{latest} records no all-time downloads: the views over time show them up to {before}"
+    assert note in result.html.read_text()
+
+
 def test_a_single_snapshot_logs_no_warning(tmp_path: Path) -> None:
     # One date has no change since a previous one: that view draws nothing, and says so, without a warning.
     report = rendered(days=1, out=tmp_path)
