@@ -121,7 +121,7 @@ def country_scale(frames: ViewFrames) -> alt.Scale:
     """Fixed colours per country, the same under every switch (a country without downloads under one keeps its
     colour for the next), with China, the United States and Unknown coloured as their regions are."""
     actors = frames.actors("country")
-    others = itertools.cycle(OTHER_COUNTRY_COLORS)  # as many as TOP_COUNTRIES; more would repeat
+    others = itertools.cycle(OTHER_COUNTRY_COLORS)  # past ten other countries over all settings, colours repeat
     return alt.Scale(domain=actors, range=[COUNTRY_COLORS.get(actor) or next(others) for actor in actors])
 
 
@@ -275,25 +275,53 @@ def region_share_lines(frames: ViewFrames) -> alt.LayerChart:
     )
 
 
-def countries_drawn(actors: list[str], latest: object) -> str:
-    """What the country lines are: the top countries, and `Unknown` when it is among the top actors."""
-    named = len([actor for actor in actors if actor != UNKNOWN])
-    unknown = ", and Unknown" if UNKNOWN in actors else ""
-    return f"The {named} countries with the most downloads on {latest}{unknown}."
+def countries_drawn(countries: pl.DataFrame) -> dict[str, list[str]]:
+    """The countries each switch setting draws (by "population|window"), in rank order."""
+    return {
+        f"{population}|{window}": group["actor"].to_list()
+        for (population, window), group in countries.sort("rank").group_by(
+            "population", "time_window", maintain_order=True
+        )
+    }
+
+
+def countries_heading(countries: pl.DataFrame) -> dict[str, str]:
+    """The country view's title under each switch setting: how many countries it draws, of which date."""
+    headings = {}
+    for (population, window), group in countries.group_by("population", "time_window"):
+        named = group.filter(pl.col("actor") != UNKNOWN).height
+        unknown = " and Unknown" if group.height > named else ""
+        headings[f"{population}|{window}"] = f"Share of downloads: top {named} countries{unknown} on {group['date'][0]}"
+    return headings
+
+
+def switched_value(table: dict, default: object) -> alt.ExprRef:
+    """An expression taking the entry of `table` for the switches' setting ("population|window")."""
+    return alt.ExprRef(f"{json.dumps(table, sort_keys=True)}[{POPULATION} + '|' + {WINDOW}] || {json.dumps(default)}")
 
 
 def country_share_lines(frames: ViewFrames) -> alt.LayerChart:
     """Country shares over time for the top countries on the latest date."""
-    color = alt.Color("actor:N", title="Country", scale=country_scale(frames))
-    return alt.layer(share_lines(frames, "country", color), *crossover_layers(frames, "country")).properties(
+    drawn = countries_drawn(frames.countries)
+    color = alt.Color(
+        "actor:N", title="Country", scale=country_scale(frames), legend=alt.Legend(values=switched_value(drawn, []))
+    )
+    # Each setting draws its own top countries: a country that ranks under one setting has no line under another.
+    lines = share_lines(frames, "country", color).transform_filter(
+        f"indexof({json.dumps(drawn, sort_keys=True)}[datum.p + '|' + datum.w] || [], datum.actor) >= 0"
+    )
+    return alt.layer(lines, *crossover_layers(frames, "country")).properties(
         name="country_share_lines",
         width=WIDTH,
         height=HEIGHT,
-        title=title(
-            "Share of downloads by country",
-            countries_drawn(frames.actors("country"), frames.latest),
-            "Countries are ISO 3166 codes; Unknown is downloads credited to no country:",
-            "namespaces the registry does not list, and listed ones without a country (mostly intermediaries).",
+        title=alt.Title(
+            switched_value(countries_heading(frames.countries), "Share of downloads by country"),
+            subtitle=[
+                "The countries with the most downloads on that date, under the population and window shown.",
+                "Countries are ISO 3166 codes; Unknown is downloads credited to no country:",
+                "namespaces the registry does not list, and listed ones without a country (mostly intermediaries).",
+            ],
+            anchor="start",
         ),
     )
 

@@ -49,6 +49,7 @@ class ViewFrames:
     labs: pl.DataFrame  # top labs on the latest date and their change since the previous snapshot
     sizes: pl.DataFrame  # region shares per model size class, latest date
     dates: tuple[date, ...]
+    countries: pl.DataFrame  # population × time_window: the top countries drawn, on the last date of that setting
 
     @property
     def latest(self) -> date:
@@ -148,7 +149,8 @@ def view_frames(
         raise ValueError("the shares table has no snapshot dates: nothing to draw")
     if rule not in RULES:
         raise ValueError(f"unknown rule {rule!r}; known rules: {', '.join(RULES)}")
-    keys = actor_keys(shares, rule, dates[-1])
+    countries = top_countries(shares, rule)
+    keys = actor_keys(shares, rule, dates[-1], countries)
     return ViewFrames(
         rule=rule,
         series=share_series(shares, concentration, keys, rule).with_columns(
@@ -160,6 +162,7 @@ def view_frames(
         labs=lab_changes(shares, rule, dates),
         sizes=size_class_shares(shares, rule, dates[-1]),
         dates=dates,
+        countries=countries,
     )
 
 
@@ -176,8 +179,26 @@ def models_told(rows_by_date: Mapping[str, object], counted_by_date: Mapping[str
     return told
 
 
-def actor_keys(shares: pl.DataFrame, rule: str, latest: date) -> pl.DataFrame:
-    """Short column keys for the actors drawn over time: all regions, top countries, all developer types."""
+def top_countries(shares: pl.DataFrame, rule: str) -> pl.DataFrame:
+    """Per population and window, the countries (`Unknown` among them) with the most downloads on the last date
+    that has any of that population and window, ranked: what the country view draws under each switch setting."""
+    combo = ["population", "time_window"]
+    known = shares.filter(
+        (pl.col("rule") == rule) & (pl.col("dimension") == "country") & switched() & (pl.col("share") > 0)
+    )
+    return (
+        known.filter(pl.col("snapshot_date") == pl.col("snapshot_date").max().over(combo))
+        .sort(["share", "actor"], descending=[True, False])
+        .with_columns(pl.int_range(1, pl.len() + 1).over(combo).alias("rank"))
+        .filter(pl.col("rank") <= TOP_COUNTRIES)
+        .select(*combo, iso("snapshot_date").alias("date"), "actor", "rank")
+        .sort(*combo, "rank")
+    )
+
+
+def actor_keys(shares: pl.DataFrame, rule: str, latest: date, countries: pl.DataFrame) -> pl.DataFrame:
+    """Short column keys for the actors drawn over time: all regions, every setting's top countries (the best
+    ranked first), all developer types."""
     latest_rows = shares.filter((pl.col("snapshot_date") == latest) & (pl.col("rule") == rule) & switched())
     rows: list[dict[str, str]] = []
     for dimension, prefix in SERIES_PREFIX.items():
@@ -191,7 +212,8 @@ def actor_keys(shares: pl.DataFrame, rule: str, latest: date) -> pl.DataFrame:
             others = sorted(set(shares.filter(pl.col("dimension") == "region")["actor"].to_list()) - set(REGIONS))
             actors = list(REGIONS) + others
         elif dimension == "country":
-            actors = ranked[:TOP_COUNTRIES]
+            best = countries.group_by("actor").agg(pl.col("rank").min()).sort(["rank", "actor"])
+            actors = best["actor"].to_list()
         else:
             actors = ranked
         rows += [{"key": f"{prefix}{i}", "dimension": dimension, "actor": a} for i, a in enumerate(actors)]

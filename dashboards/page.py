@@ -123,6 +123,7 @@ def default_frames(frames: ViewFrames) -> ViewFrames:
         rules=frames.rules.filter(default),
         labs=frames.labs.filter(default),
         sizes=frames.sizes.filter(pl.col("time_window") == WINDOWS[0]),
+        countries=frames.countries.filter(default),
     )
 
 

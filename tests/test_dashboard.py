@@ -511,9 +511,35 @@ def test_unknown_is_not_ranked_as_a_lab_nor_counted_as_a_country() -> None:
     assert f"Top lab: {top['actor']} ({top['share']:.1%})" in re.sub(r"<[^>]+>", "", headline(views))
     countries = views.actors("country")
     assert "Unknown" in countries
-    assert charts.countries_drawn(countries, views.latest) == (
-        f"The {len(countries) - 1} countries with the most downloads on {views.latest}, and Unknown."
+    named = len(charts.countries_drawn(views.countries)["all|30d"]) - 1
+    assert charts.countries_heading(views.countries)["all|30d"] == (
+        f"Share of downloads: top {named} countries and Unknown on {views.latest}"
     )
+
+
+def test_the_country_view_draws_the_top_countries_of_the_setting_shown() -> None:
+    # Among LLMs alone, Israel's labs lead Canada's: the two settings' top ten differ.
+    metrics = synthetic_metrics(days=3)
+    israel_llm = (pl.col("population") == "llm") & (pl.col("dimension") == "country") & (pl.col("actor") == "IL")
+    metrics["shares"] = metrics["shares"].with_columns(
+        pl.when(israel_llm).then(pl.col("share") * 50).otherwise(pl.col("share")).alias("share")
+    )
+    views = frames.view_frames(**metrics)
+    latest = metrics["shares"].filter(
+        (pl.col("snapshot_date") == views.latest) & (pl.col("rule") == views.rule) & (pl.col("dimension") == "country")
+    )
+
+    def top(population: str, window: str) -> list[str]:
+        chosen = latest.filter((pl.col("population") == population) & (pl.col("time_window") == window))
+        return chosen.sort(["share", "actor"], descending=[True, False])["actor"].head(frames.TOP_COUNTRIES).to_list()
+
+    drawn = charts.countries_drawn(views.countries)
+    assert drawn == {f"{p}|{w}": top(p, w) for p in frames.POPULATIONS for w in frames.WINDOWS}
+    assert "IL" in drawn["llm|30d"] and "IL" not in drawn["all|30d"]
+    # Every country some setting draws has its column and colour; the view's filter and legend follow the switches.
+    assert set(views.actors("country")) == {actor for actors in drawn.values() for actor in actors}
+    spec = json.dumps(charts.country_share_lines(views).to_dict())
+    assert json.dumps(json.dumps(drawn, sort_keys=True))[1:-1] in spec
 
 
 def test_a_window_no_snapshot_records_is_not_offered_and_the_page_says_so(small: dict) -> None:
