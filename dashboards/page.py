@@ -154,6 +154,9 @@ def headline(frames: ViewFrames) -> str:
     """One sentence with the default view's numbers: China and the United States, and the top lab."""
     default = (pl.col("population") == "all") & (pl.col("time_window") == "30d")
     rules = frames.rules.filter(default & (pl.col("rule") == frames.rule))
+    gap = frames.gaps.filter(default)
+    if not rules.height and gap.height:
+        return f"{html.escape(gap['text'][0])} (all models, {html.escape(frames.rule)} rule)."
     shares = {row["actor"]: row for row in rules.iter_rows(named=True)}
     parts = [f"On {frames.latest} (all models, last 30 days, {html.escape(frames.rule)} rule):"]
     for actor in ("China", "United States"):

@@ -517,6 +517,21 @@ def test_unknown_is_not_ranked_as_a_lab_nor_counted_as_a_country() -> None:
     )
 
 
+def test_a_latest_date_without_30_day_counts_says_so_in_the_headline() -> None:
+    # All-time counts alone on the latest date: the headline's setting (all models, last 30 days) has no share there.
+    metrics = synthetic_metrics(days=3)
+    latest = date(2025, 6, 3)
+    for name in ("shares", "concentration", "crossovers"):
+        lacking = (pl.col("snapshot_date") == latest) & (pl.col("time_window") == "30d")
+        metrics[name] = metrics[name].filter(~lacking)
+    views = frames.view_frames(**metrics)
+    assert views.latest == latest
+    assert headline(views) == (
+        "2025-06-03 records no downloads of the last 30 days: the views over time show them up to 2025-06-02"
+        " (all models, uploader rule)."
+    )
+
+
 def test_the_country_view_draws_the_top_countries_of_the_setting_shown() -> None:
     # Among LLMs alone, Israel's labs lead Canada's: the two settings' top ten differ.
     metrics = synthetic_metrics(days=3)
