@@ -428,14 +428,18 @@ def lab_y() -> alt.Y:
     )
 
 
-LAB_TOOLTIP = [
-    alt.Tooltip("lab:N", title="Lab"),
-    alt.Tooltip("rank:Q", title="Rank"),
-    SHARE,
-    DOWNLOADS,
-    alt.Tooltip("previous_share:Q", title="Previous share", format=".2%"),
-    alt.Tooltip("change_pp:Q", title="Change (pp)", format="+.2f"),
-]
+def lab_tooltip(frames: ViewFrames) -> list[alt.Tooltip]:
+    """A lab's tooltip, naming the dates its share and change are of (the previous snapshot need not be the day
+    before: dates the views leave out, or a panel's gaps, lie between)."""
+    then = f"on {frames.previous}" if frames.previous else "before (no previous snapshot)"
+    return [
+        alt.Tooltip("lab:N", title="Lab"),
+        alt.Tooltip("rank:Q", title=f"Rank on {frames.latest}"),
+        alt.Tooltip("share:Q", title=f"Share on {frames.latest}", format=".2%"),
+        alt.Tooltip("downloads:Q", title=f"Downloads on {frames.latest}", format=",.0f"),
+        alt.Tooltip("previous_share:Q", title=f"Share {then}", format=".2%"),
+        alt.Tooltip("change_pp:Q", title="Change (percentage points)", format="+.2f"),
+    ]
 
 
 def lab_share_bars(frames: ViewFrames) -> alt.LayerChart:
@@ -452,7 +456,7 @@ def lab_share_bars(frames: ViewFrames) -> alt.LayerChart:
                 scale=setting_domain(frames.labs, "share"),
             ),
             y=lab_y(),
-            tooltip=LAB_TOOLTIP,
+            tooltip=lab_tooltip(frames),
         )
     )
     return alt.layer(bars, gap_note(WIDTH - 170)).properties(
@@ -485,7 +489,7 @@ def lab_change_bars(frames: ViewFrames, labelled: bool = False) -> alt.LayerChar
             x=alt.X("change_pp:Q", title="Change (percentage points)", scale=scale),
             y=lab_y() if labelled else lab_y().axis(labels=False, ticks=False, title=None),
             color=alt.when(alt.datum.change_pp >= 0).then(alt.value("#2a9d8f")).otherwise(alt.value("#e76f51")),
-            tooltip=LAB_TOOLTIP,
+            tooltip=lab_tooltip(frames),
         )
     )
     return alt.layer(bars, gap_note(width, text="none")).properties(

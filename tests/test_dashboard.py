@@ -532,6 +532,15 @@ def test_a_latest_date_without_30_day_counts_says_so_in_the_headline() -> None:
     )
 
 
+def test_a_labs_tooltip_names_the_dates_of_its_share_and_of_the_share_before(small: dict) -> None:
+    views = frames.view_frames(**small)
+    for chart in (charts.lab_share_bars(views), charts.lab_change_bars(views)):
+        tooltips = [node["tooltip"] for node in _walk(chart.to_dict()) if isinstance(node.get("tooltip"), list)]
+        titles = {tip["title"]: tip["field"] for tips in tooltips for tip in tips}
+        assert titles[f"Share on {views.latest}"] == "share"
+        assert titles[f"Share on {views.previous}"] == "previous_share"
+
+
 def test_the_country_view_draws_the_top_countries_of_the_setting_shown() -> None:
     # Among LLMs alone, Israel's labs lead Canada's: the two settings' top ten differ.
     metrics = synthetic_metrics(days=3)
