@@ -457,6 +457,10 @@ def _llmfit_rows(raw: pl.DataFrame, source: str, catalogue: Path | None) -> tupl
     # A catalogue commit can repeat an older value: the last commit of a day is that day's value, the last that
     # records a count (a 0 is none: see `zero_as_missing`) when one does, as a commit may list a model twice.
     recorded = (pl.col("hf_downloads").str.strip_chars().cast(pl.Int64, strict=False) != 0).fill_null(False)
+    # The Hub's ids ignore case: a repo the catalogue lists under two spellings (microsoft/Phi-3-mini-4k-instruct
+    # and microsoft/phi-3-mini-4k-instruct, with the same counts) is one model, counted once under one name on
+    # every date, the spelling that sorts first (capitals sort before the letters of a copy in lower case).
+    stamped = stamped.with_columns(pl.col("model_id").min().over(_hub_key(pl.col("model_id"))))
     ordered = stamped.with_columns(
         pl.col("_time").dt.date().cast(pl.String).alias("snapshot_date"), recorded.alias("_recorded")
     ).sort("_recorded", "_time", LINE)
@@ -496,9 +500,20 @@ def _llmfit_rows(raw: pl.DataFrame, source: str, catalogue: Path | None) -> tupl
         }
     }
     absent = pl.when(embedder_named()).then(pl.lit("feature-extraction")).otherwise(pl.lit(TEXT_PIPELINES))
-    return frame.join(_catalogue_fields(catalogue), on="model_id", how="left").with_columns(
-        pl.col("pipeline_tag").fill_null(absent)
-    ).sort(LINE), details
+    catalogued = _catalogue_fields(catalogue).with_columns(_hub_key(pl.col("model_id")).alias("_key"))
+    return (
+        frame.with_columns(_hub_key(pl.col("model_id")).alias("_key"))
+        .join(catalogued.drop("model_id").unique("_key", keep="last"), on="_key", how="left")
+        .drop("_key")
+        .with_columns(pl.col("pipeline_tag").fill_null(absent))
+        .sort(LINE),
+        details,
+    )
+
+
+def _hub_key(model_id: pl.Expr) -> pl.Expr:
+    """A repo id as the Hub matches it: in lower case (its ids are ASCII, their case ignored)."""
+    return model_id.str.strip_chars().str.to_lowercase()
 
 
 def embedder_named() -> pl.Expr:
@@ -635,11 +650,14 @@ def validate_import(frame: pl.DataFrame, source: str, *, unit: str = "line") -> 
         LINE, pl.concat_list([pl.when(bad.fill_null(False)).then(reason) for bad, reason in checks]).alias("reason")
     )
     found = reasons.explode("reason").drop_nulls("reason")
-    key = ["snapshot_date", "model_id"]
+    # The Hub's ids ignore case: two spellings of one id on a date are one repo listed twice.
+    key = ["snapshot_date", "_key"]
+    spelt = pl.col("model_id").sort_by(LINE).first().over(key) != pl.col("model_id")
     duplicated = (
-        frame.select(LINE, *[pl.col(k).str.strip_chars() for k in key])
+        frame.select(LINE, pl.col("snapshot_date").str.strip_chars(), pl.col("model_id").str.strip_chars())
+        .with_columns(_hub_key(pl.col("model_id")).alias("_key"))
         .drop_nulls(key)
-        .with_columns(pl.col(LINE).min().over(key).alias("first"))
+        .with_columns(pl.col(LINE).min().over(key).alias("first"), spelt.alias("spelt"))
         .filter(pl.col(LINE) != pl.col("first"))
         .select(
             LINE,
@@ -648,6 +666,7 @@ def validate_import(frame: pl.DataFrame, source: str, *, unit: str = "line") -> 
                 + pl.lit(unit)
                 + pl.lit(" ")
                 + pl.col("first").cast(pl.String)
+                + pl.when("spelt").then(pl.lit(", spelt in other case")).otherwise(pl.lit(""))
             ).alias("reason"),
         )
     )
@@ -688,11 +707,19 @@ def read_import(paths: Iterable[Path]) -> tuple[list[SnapshotFile], list[ImportP
 def _across_files(files: list[SnapshotFile]) -> list[ImportProblem]:
     """Rows of one (snapshot_date, model_id) found in more than one file."""
     keyed = pl.concat(
-        [f.frame.select(pl.lit(str(f.path)).alias("file"), LINE, "snapshot_date", "model_id") for f in files]
+        [
+            f.frame.select(
+                pl.lit(str(f.path)).alias("file"),
+                LINE,
+                pl.col("snapshot_date").str.strip_chars(),
+                _hub_key(pl.col("model_id")).alias("_key"),
+            )
+            for f in files
+        ]
     )
-    twice = keyed.filter(pl.struct("snapshot_date", "model_id").is_duplicated())
-    first = twice.group_by("snapshot_date", "model_id").agg(pl.col("file").first().alias("first_file"))
-    again = twice.join(first, on=["snapshot_date", "model_id"]).filter(pl.col("file") != pl.col("first_file"))
+    twice = keyed.filter(pl.struct("snapshot_date", "_key").is_duplicated())
+    first = twice.group_by("snapshot_date", "_key", maintain_order=True).agg(pl.col("file").first().alias("first_file"))
+    again = twice.join(first, on=["snapshot_date", "_key"]).filter(pl.col("file") != pl.col("first_file"))
     return [
         ImportProblem(r["file"], r[LINE], f"duplicate (snapshot_date, model_id): also in {r['first_file']}")
         for r in again.head(MAX_PROBLEMS).iter_rows(named=True)

@@ -217,6 +217,11 @@ BAD_FILES = {
         HEADER + "2026-03-01,a/b,1\n2026-03-02,a/b,1\n2026-03-01,a/b,2\n",
         "s.csv:4: duplicate (snapshot_date, model_id) of line 2",
     ),
+    "one repo spelt in two cases": (
+        "s.csv",
+        HEADER + "2026-03-01,microsoft/Phi-3-mini-4k-instruct,7\n2026-03-01,microsoft/phi-3-mini-4k-instruct,7\n",
+        "s.csv:3: duplicate (snapshot_date, model_id) of line 2, spelt in other case",
+    ),
     "bare model id": (
         "s.csv",
         HEADER + "2026-03-01,gpt2,1\n",
@@ -336,6 +341,10 @@ def test_the_same_model_and_date_in_two_files_is_a_duplicate(tmp_path) -> None:
         import_snapshots(Layout.at(tmp_path / "wh"), folder, dashboard=False)
     assert "b.csv:2: duplicate (snapshot_date, model_id): also in" in str(rejected.value.problems[0])
     assert published(tmp_path / "wh") == []
+    write(folder / "b.csv", HEADER + "2026-03-08,qwen/qwen3-8b,3\n")  # the same repo: the Hub ignores case
+    with pytest.raises(ImportRejected) as rejected:
+        import_snapshots(Layout.at(tmp_path / "wh"), folder, dashboard=False)
+    assert "b.csv:2: duplicate (snapshot_date, model_id): also in" in str(rejected.value.problems[0])
 
 
 def test_a_parquet_problem_names_its_row(tmp_path) -> None:
@@ -444,13 +453,13 @@ def test_the_real_llmfit_panel_backfills_every_date_and_china_leads_among_llms(s
         "2026-05-05": "2026-04-29",
         "2026-05-12": "2026-05-10",
     }
-    assert read_meta(layout, MODELS, dt.date(2026, 4, 24))["models_of_date_before"] == 962
+    assert read_meta(layout, MODELS, dt.date(2026, 4, 24))["models_of_date_before"] == 961
     assert (
-        "warning: 2026-05-12 repeats the counts of 2026-05-10 for every model counted on both (1,822 of its 1,852; "
+        "warning: 2026-05-12 repeats the counts of 2026-05-10 for every model counted on both (1,821 of its 1,851; "
         "0 not listed then, 30 without a count on one of the two)" in (result.output)
     )
     report = (warehouse / "reports" / "reproduction.md").read_text()
-    assert "| same counts as 2026-05-10 |" in report and "| partial: 148 of 962 models |" in report
+    assert "| same counts as 2026-05-10 |" in report and "| partial: 148 of 961 models |" in report
     assert "| 30-day counts for 34 of 94 models |" in report  # the panel's early dates are thin
     assert "warning: 2026-02-16: only 34 of its 94 models have a 30-day count" in result.output
     assert "6 dates repeat every count of the date before (2026-03-10, 2026-03-12" in report
@@ -618,6 +627,31 @@ def test_a_llmfit_commit_listing_a_model_twice_keeps_the_count_it_records(tmp_pa
     )
     counts = dict(llmfit_panel_snapshots(panel).select("model_id", "downloads_30d").iter_rows())
     assert counts == {"Qwen/Qwen3-8B": "484455", "BAAI/bge-m3": None}
+
+
+def test_a_llmfit_repo_listed_under_two_spellings_of_its_id_is_counted_once_under_one(tmp_path) -> None:
+    """The real panel lists microsoft/Phi-3-mini-4k-instruct twice, once in lower case, with the same counts:
+    the Hub's ids ignore case, so it is one repo, named alike on every date."""
+    row = "{},Microsoft,2026-02-{}T10:00:00+00:00,c,data/hf_models.json,{},0,2"
+    rows = [
+        PANEL_CSV.splitlines()[0],
+        row.format("microsoft/phi-3-mini-4k-instruct", 15, 7515),
+        row.format("microsoft/Phi-3-mini-4k-instruct", 15, 7515),
+        row.format("microsoft/phi-3-mini-4k-instruct", 16, 7516),
+        "Qwen/Qwen3-8B,Alibaba,2026-02-15T10:00:00+00:00,c,data/hf_models.json,120,0,2",
+    ]
+    (tmp_path / "src").mkdir()
+    panel = write(tmp_path / "src" / "panel.csv", "\n".join(rows) + "\n")
+    write(
+        tmp_path / "src" / "llmfit_hf_models_2026-05-12.csv",
+        CATALOGUE_CSV + "microsoft/phi-3-mini-4k-instruct,Microsoft,3821079552,phi3,text-generation,Chat\n",
+    )
+    frame = llmfit_panel_snapshots(panel)
+    assert frame.select("snapshot_date", "model_id", "downloads_30d", "params_total").sort(pl.all()).rows() == [
+        ("2026-02-15", "Qwen/Qwen3-8B", "120", "8190735360"),
+        ("2026-02-15", "microsoft/Phi-3-mini-4k-instruct", "7515", "3821079552"),
+        ("2026-02-16", "microsoft/Phi-3-mini-4k-instruct", "7516", "3821079552"),
+    ]
 
 
 def test_a_llmfit_model_the_catalogue_does_not_list_is_an_llm_unless_its_name_says_it_embeds(tmp_path) -> None:
