@@ -142,8 +142,34 @@ def _without_own_beside_others(usable: pl.DataFrame) -> pl.DataFrame:
     return kept.filter(~pl.col("own") | (pl.col("others") == 0)).select("node", "parent")
 
 
+def hub_key(names: pl.Expr) -> pl.Expr:
+    """A namespace or repo id as the Hub matches it: in lower case, as it ignores the case of both."""
+    return names.str.to_lowercase()
+
+
 def _known_parents(links: pl.DataFrame, models: pl.DataFrame) -> pl.DataFrame:
-    """`links` with `parent`, the snapshot node of each parent id (null when outside the snapshot)."""
+    """`links` with `parent`, the snapshot node of each parent id, matched as the Hub matches ids, whatever
+    their case (null when outside the snapshot)."""
+    found = _parents_by_id(links, models)
+    unmatched = found.filter(pl.col("parent").is_null()).select(hub_key(pl.col("parent_id")).alias("key")).unique()
+    if unmatched.is_empty():
+        return found
+    # A `base_model:` tag spelt in another case than its repo's id (qwen/qwen3-8b for Qwen/Qwen3-8B) names that repo.
+    nodes = on_every_core(
+        models.lazy()
+        .select(hub_key(pl.col("model_id")).alias("key"), pl.int_range(pl.len(), dtype=NODE).alias("by_key"))
+        .join(unmatched.lazy(), on="key", how="semi")
+    ).unique("key", keep="first", maintain_order=True)
+    if nodes.is_empty():
+        return found
+    by_key = found.select(hub_key(pl.col("parent_id")).alias("key")).join(
+        nodes, on="key", how="left", maintain_order="left"
+    )
+    return found.with_columns(pl.coalesce("parent", by_key.get_column("by_key")).alias("parent"))
+
+
+def _parents_by_id(links: pl.DataFrame, models: pl.DataFrame) -> pl.DataFrame:
+    """`links` with `parent`, the snapshot node of each parent id spelt exactly as its id (null otherwise)."""
     # Joining on a 64-bit hash is twice as fast as on the strings; a collision would show as a matched
     # pair of different ids, and then the exact string join is used instead.
     ids = models.select(pl.col("model_id").hash().alias("key"), pl.int_range(pl.len(), dtype=NODE).alias("parent"))
@@ -335,11 +361,13 @@ def attribution_plan(models: Frame, registry: pl.DataFrame) -> pl.LazyFrame:
     snapshot = snapshot.rechunk()
     graph = graph_of(snapshot)
     table = _registry_table(registry)
-    entries = (
-        graph.namespaces.to_frame("namespace")
-        .join(table.select("namespace", "entry"), on="namespace", how="left", maintain_order="left")
-        .get_column("entry")
+    # The Hub ignores the case of namespaces (qwen is Qwen), and the registry holds each once whatever its case.
+    keys = on_every_core(
+        graph.namespaces.to_frame("namespace").lazy().select(hub_key(pl.col("namespace")).alias("key"))
     )
+    entries = keys.join(
+        table.select(hub_key(pl.col("namespace")).alias("key"), "entry"), on="key", how="left", maintain_order="left"
+    ).get_column("entry")
     n = graph.models
     hosted = pl.DataFrame({"origin": pl.int_range(n, dtype=NODE, eager=True), "entry": entries.slice(0, n)})
     registered = taken(table.get_column("registered"), "entry").fill_null(False)
@@ -629,7 +657,7 @@ def _changes(today: pl.DataFrame, before: pl.DataFrame) -> tuple[pl.Series, pl.S
 
 
 def _id_hash(values: pl.Expr) -> pl.Expr:
-    return values.hash(41)
+    return hub_key(values).hash(41)  # as parents are matched to models: whatever the case
 
 
 def _redo(today: pl.DataFrame, changed: pl.Series) -> tuple[pl.Series, pl.Series]:

@@ -1,6 +1,7 @@
 """The curated attribution registry: HF namespace -> lab, country, region, developer type, evidence.
 
-The registry is `registry.csv` beside this module, keyed by the exact, case-sensitive Hub namespace.
+The registry is `registry.csv` beside this module, keyed by the Hub namespace, whose case the Hub and the
+attribution ignore (`Qwen` and `qwen` are one account): it is written as on the Hub.
 Empty `country` means unknown (never guessed); `region` then stays empty too, unless the namespace is a
 multinational collaboration that sits wholly inside one region (an EU-funded consortium, say).
 
@@ -134,7 +135,7 @@ def _parse(path: Path) -> tuple[list[dict[str, str]], list[RegistryProblem]]:
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     rows: list[dict[str, str]] = []
     problems: list[RegistryProblem] = []
-    seen: dict[str, int] = {}
+    seen: dict[str, tuple[int, str]] = {}
     line = 1
     try:
         header = next(reader, None)
@@ -152,9 +153,11 @@ def _parse(path: Path) -> tuple[list[dict[str, str]], list[RegistryProblem]]:
             else:
                 row = dict(zip(COLUMNS, cells, strict=True))
                 problems += [RegistryProblem(line, reason) for reason in _row_problems(row)]
-                first = seen.setdefault(row["namespace"], line)
+                # The Hub ignores the case of namespaces: Qwen and qwen are one account.
+                first, spelt = seen.setdefault(row["namespace"].lower(), (line, row["namespace"]))
                 if first != line:
-                    reason = f"duplicate namespace {row['namespace']!r} (first at line {first})"
+                    other = f" as {spelt!r}: the Hub ignores case" if spelt != row["namespace"] else ""
+                    reason = f"duplicate namespace {row['namespace']!r} (first at line {first}{other})"
                     problems.append(RegistryProblem(line, reason))
                 rows.append(row)
             line = reader.line_num + 1

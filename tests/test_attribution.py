@@ -289,6 +289,20 @@ def test_a_parent_outside_the_snapshot_is_credited_by_its_namespace() -> None:
     assert "(outside snapshot, finetune)" in credited["evidence"]
 
 
+def test_a_parent_named_in_another_case_is_the_repo_of_that_id_as_on_the_hub() -> None:
+    """The Hub ignores the case of ids and namespaces: qwen/qwen3-8b is Qwen/Qwen3-8B, and qwen is Qwen."""
+    models = snapshot(
+        "Qwen/Qwen3-8B",
+        ("someone/sft", ["qwen/qwen3-8b"], "finetune"),
+        ("someone/gguf", ["QWEN/Qwen9-1B"], "quantized"),  # outside the snapshot
+    )
+    inside = row(models, "lineage", "someone/sft")
+    assert (inside["credited_namespace"], inside["lab"], inside["country"]) == ("Qwen", "Alibaba", "CN")
+    assert inside["lineage_depth"] == 1 and inside["evidence"] == "lineage: Qwen/Qwen3-8B (root, finetune)"
+    outside = row(models, "lineage", "someone/gguf")
+    assert (outside["credited_namespace"], outside["lab"], outside["reviewed"]) == ("QWEN", "Alibaba", True)
+
+
 def test_a_malformed_parent_credits_the_last_valid_model() -> None:
     models = snapshot(("someone/odd", ["not-a-repo-id", ""], "finetune"))
     credited = row(models, "lineage", "someone/odd")

@@ -206,6 +206,20 @@ def test_a_parent_that_leaves_or_enters_the_snapshot_changes_its_childrens_walks
     assert_same_as_full(frame(entered), frame(world))
 
 
+def test_a_parent_named_in_another_case_that_changes_recredits_its_children() -> None:
+    world = {
+        "Qwen/base": ("Qwen/base", [], None),
+        "someone/ft": ("someone/ft", ["qwen/BASE"], "finetune"),  # the Hub ignores the case of ids
+    }
+    world |= {f"else/m{i}": (f"else/m{i}", [], None) for i in range(20)}
+    reparented = world | {"Qwen/base": ("Qwen/base", ["meta-llama/x"], "finetune")}
+    assert_same_as_full(frame(reparented), frame(world))
+    lineage = attribute(frame(reparented), REGISTRY).filter(
+        (pl.col("rule") == "lineage") & (pl.col("model_id") == "someone/ft")
+    )
+    assert lineage.get_column("credited_namespace").to_list() == ["meta-llama"]
+
+
 def test_nothing_changed_keeps_every_row_and_recomputes_nothing() -> None:
     world = random_world(random.Random(99), 300)
     update = assert_same_as_full(frame(world), frame(world))

@@ -154,6 +154,11 @@ def test_each_defect_is_reported_with_its_line(tmp_path: Path) -> None:
     assert any("malformed namespace" in r for r in found[14])
 
 
+def test_a_namespace_listed_again_in_another_case_is_a_duplicate(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD, "qwen,Alibaba,CN,China,industry,again")
+    assert reasons_at(path) == {3: ["duplicate namespace 'qwen' (first at line 2 as 'Qwen': the Hub ignores case)"]}
+
+
 def test_a_country_needs_its_region_and_an_unknown_country_may_stay_empty(tmp_path: Path) -> None:
     path = write(tmp_path, "acme,Acme,DE,,industry,why", "someone,someone,,,intermediary,re-uploads")
     assert reasons_at(path) == {2: ["missing region for country DE (expected 'Europe')"]}
