@@ -78,6 +78,15 @@ def test_the_intermediaries_named_in_the_design_are_intermediaries() -> None:
         assert types[namespace] == "intermediary", namespace
 
 
+def test_every_account_whose_evidence_calls_its_repos_test_fixtures_is_an_intermediary() -> None:
+    """As the registry defines them: tiny random or unit-test models are no one's release, whoever hosts them."""
+    fixtures = load_registry().filter(
+        pl.col("evidence").str.contains(r"(?i)test fixtures|random test|unit-test|tiny test models")
+    )
+    assert fixtures.height >= 10
+    assert fixtures.filter(pl.col("developer_type") != "intermediary").get_column("namespace").to_list() == []
+
+
 def test_every_atom_namespace_is_in_the_registry(shared_data: Path) -> None:
     atom = pl.read_csv(shared_data / "atom" / "organization_regions.csv")
     registry = load_registry()
