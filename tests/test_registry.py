@@ -94,6 +94,40 @@ def test_every_atom_namespace_is_in_the_registry(shared_data: Path) -> None:
     assert missing == set()
 
 
+EPOCH_COUNTRIES = {
+    "United States of America": "US",
+    "China": "CN",
+    "Hong Kong": "HK",
+    "Russia": "RU",
+    "Israel": "IL",
+    "Germany": "DE",
+    "France": "FR",
+    "Spain": "ES",
+    "Belgium": "BE",
+    "Finland": "FI",
+    "United Kingdom of Great Britain and Northern Ireland": "GB",
+    "Canada": "CA",
+    "Japan": "JP",
+    "Korea (Republic of)": "KR",
+    "Taiwan": "TW",
+    "United Arab Emirates": "AE",
+}
+
+
+def test_a_lab_epoch_places_in_a_country_has_that_country(shared_data: Path) -> None:
+    """Epoch AI's organisation table is evidence of a lab's country: a lab it names is not left unknown."""
+    epoch = pl.read_csv(shared_data / "epoch" / "epoch_organizations.csv", infer_schema=False)
+    places = {
+        name.strip().lower(): {EPOCH_COUNTRIES.get(c.strip()) for c in (countries or "").split(",")} - {None}
+        for name, countries in epoch.select("Organization", "Country").iter_rows()
+    }
+    labs = load_registry().filter(pl.col("developer_type").is_in(LAB_TYPES))
+    named = [(ns, lab, country) for ns, lab, country in labs.select("namespace", "lab", "country").iter_rows()]
+    placed = [(ns, country, places[lab.lower()]) for ns, lab, country in named if places.get(lab.lower())]
+    assert len(placed) > 100
+    assert [(ns, country, codes) for ns, country, codes in placed if country not in codes] == []
+
+
 def test_the_official_rule_counts_every_atom_organisation_but_one_community_collective(shared_data: Path) -> None:
     atom = pl.read_csv(shared_data / "atom" / "organization_regions.csv")
     joined = atom.join(load_registry(), left_on="hf_org", right_on="namespace")
