@@ -282,19 +282,38 @@ def lineage_walks(graph: Graph, *, max_depth: int = MAX_DEPTH) -> pl.DataFrame:
         )
         merged = frontier.filter("split")
         if merged.height:
-            collapsed = merged.group_by("origin", "node").agg(
-                # Added in the order of the trails: the same sum to the last bit however the nodes are numbered
-                # (an update numbers only the models it walks again).
-                pl.col("weight").sort_by("trail", "weight").cum_sum().last(),
-                pl.col("depth").first(),
-                # Of equally short paths to one node, the first trail in order: the same however the rows came.
-                pl.col("path", "trail").sort_by("trail").first(),
-                pl.lit(True).alias("split"),
+            # Each origin's walks at one node become one, whose weight is theirs added in the order of their
+            # trails (the same sum to the last bit however the nodes are numbered: an update numbers only the
+            # models it walks again) and whose path is the first trail's: of equally short paths to one node,
+            # the first in order, the same however the rows came. One sort, then the first row of each;
+            # a group-by sorting each group apart took 0.7 s for 260 k walks at 3 M models.
+            merged = merged.sort("origin", "node", "trail", "weight")
+            first = (pl.col("origin") != pl.col("origin").shift()) | (pl.col("node") != pl.col("node").shift())
+            starts = merged.select(first.fill_null(True)).to_series()
+            collapsed = merged.filter(starts).with_columns(
+                weight=sums_in_order(merged.get_column("weight"), starts), split=pl.lit(True)
             )
             frontier = pl.concat([frontier.filter(~pl.col("split")), collapsed.select(frontier.columns)])
     if not frontier.is_empty():
         done.append(frontier.with_columns(status=pl.lit("depth limit")).select(columns))
     return pl.concat(done, rechunk=True)
+
+
+def sums_in_order(values: pl.Series, starts: pl.Series) -> pl.Series:
+    """The sum of each run of `values` that `starts` marks the first row of, added one after another in the
+    rows' order: each the last of the run's `cum_sum`, to the last bit."""
+    value, start = values.to_numpy(), starts.to_numpy()
+    firsts = np.flatnonzero(start)
+    sums = value[firsts].copy()
+    run = np.cumsum(start) - 1
+    place = np.arange(value.size) - firsts[run]  # each row's place in its run
+    later = np.flatnonzero(place)
+    # The second rows of every run added at once, then the third rows, and so on: each run in its order.
+    later = later[np.argsort(place[later], kind="stable")]
+    ends = np.cumsum(np.bincount(place[later])[1:])
+    for rows in np.split(later, ends[:-1]):
+        sums[run[rows]] += value[rows]
+    return pl.Series(values.name, sums)
 
 
 def registry_rows(registry: pl.DataFrame) -> pl.DataFrame:

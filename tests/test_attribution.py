@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 
-from analytics.attribution import MAX_DEPTH, attribute, graph_of, lineage_walks, registry_gaps
+from analytics.attribution import MAX_DEPTH, attribute, graph_of, lineage_walks, registry_gaps, sums_in_order
 from analytics.registry import COLUMNS, load_registry
 from warehouse.contract import conform
 from warehouse.tables import ATTRIBUTIONS, MODELS
@@ -373,3 +374,37 @@ def test_a_small_namespaces_share_of_downloads_is_shown_with_the_digits_that_tel
         "0.0034%",
         "0.000012%",
     ]
+
+
+def test_walks_of_a_merge_meeting_at_one_model_add_their_weights_in_the_order_of_their_trails() -> None:
+    # The merge's four parents reach the quantization with 1/12, 1/16, 1/20 and 1/20 of its credit; added in
+    # another order, the same four give another last bit.
+    widths = {"a": 3, "b": 4, "c": 5, "d": 5}
+    sides = [(f"{p}/side{i}", [], None) for p, width in widths.items() for i in range(1, width)]
+    parents = [
+        (f"{p}/m", ["unsloth/Qwen3-8B-bnb", *[f"{p}/side{i}" for i in range(1, w)]], "merge") for p, w in widths.items()
+    ]
+    models = snapshot(
+        "Qwen/Qwen3-8B",
+        ("unsloth/Qwen3-8B-bnb", ["Qwen/Qwen3-8B"], "quantized"),
+        *sides,
+        *parents,
+        ("someone/merge", [f"{p}/m" for p in widths], "merge"),
+    )
+    rows = attribute(models, REGISTRY).filter(model_id="someone/merge", rule="lineage", credited_namespace="Qwen")
+    in_order = 0.0
+    for width in widths.values():
+        in_order += 1 / 4 / width
+    assert in_order != (1 / 12 + 1 / 20) + (1 / 16 + 1 / 20)
+    assert rows["weight"].to_list() == [in_order]
+    assert rows["evidence"].to_list() == ["lineage: a/m -> unsloth/Qwen3-8B-bnb -> Qwen/Qwen3-8B (root, merge)"]
+
+
+def test_sums_in_order_add_each_run_as_its_cumulative_sum_does() -> None:
+    rng = np.random.default_rng(7)
+    lengths = rng.integers(1, 40, 2_000)
+    runs = pl.DataFrame({"run": np.repeat(np.arange(lengths.size), lengths), "value": rng.random(lengths.sum()) / 7})
+    starts = runs.select(pl.col("run") != pl.col("run").shift()).to_series().fill_null(True)
+    expected = runs.group_by("run", maintain_order=True).agg(pl.col("value").cum_sum().last()).get_column("value")
+    assert sums_in_order(runs.get_column("value"), starts).to_list() == expected.to_list()
+    assert sums_in_order(pl.Series([], dtype=pl.Float64), pl.Series([], dtype=pl.Boolean)).to_list() == []
