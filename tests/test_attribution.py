@@ -408,3 +408,33 @@ def test_sums_in_order_add_each_run_as_its_cumulative_sum_does() -> None:
     expected = runs.group_by("run", maintain_order=True).agg(pl.col("value").cum_sum().last()).get_column("value")
     assert sums_in_order(runs.get_column("value"), starts).to_list() == expected.to_list()
     assert sums_in_order(pl.Series([], dtype=pl.Float64), pl.Series([], dtype=pl.Boolean)).to_list() == []
+
+
+def test_each_models_rows_come_together_in_id_order_uploader_official_then_lineage() -> None:
+    models = snapshot(
+        "Qwen/Qwen3-8B",
+        ("a/merge", ["Qwen/Qwen3-8B", "meta-llama/Llama-3.1-8B", "gone/base"], "merge"),
+        "meta-llama/Llama-3.1-8B",
+        ("unsloth/Qwen3-8B-bnb", ["Qwen/Qwen3-8B"], "quantized"),
+        "z/own",
+    )
+    rows = attribute(models, REGISTRY).select("model_id", "rule", "credited_namespace", "entry", "weight")
+    assert rows.rows() == [
+        ("Qwen/Qwen3-8B", "uploader", "Qwen", 0, 1.0),
+        ("Qwen/Qwen3-8B", "official", "Qwen", 0, 1.0),
+        ("Qwen/Qwen3-8B", "lineage", "Qwen", 0, 1.0),
+        ("a/merge", "uploader", "a", None, 1.0),
+        ("a/merge", "official", "a", None, 0.0),
+        ("a/merge", "lineage", "Qwen", 0, 1 / 3),
+        ("a/merge", "lineage", "gone", None, 1 / 3),
+        ("a/merge", "lineage", "meta-llama", 2, 1 / 3),
+        ("meta-llama/Llama-3.1-8B", "uploader", "meta-llama", 2, 1.0),
+        ("meta-llama/Llama-3.1-8B", "official", "meta-llama", 2, 1.0),
+        ("meta-llama/Llama-3.1-8B", "lineage", "meta-llama", 2, 1.0),
+        ("unsloth/Qwen3-8B-bnb", "uploader", "unsloth", 5, 1.0),
+        ("unsloth/Qwen3-8B-bnb", "official", "unsloth", 5, 0.0),
+        ("unsloth/Qwen3-8B-bnb", "lineage", "Qwen", 0, 1.0),
+        ("z/own", "uploader", "z", None, 1.0),
+        ("z/own", "official", "z", None, 0.0),
+        ("z/own", "lineage", "z", None, 1.0),
+    ]
