@@ -41,9 +41,9 @@ def actor_share(actor: str) -> pl.Expr:
     return pl.when(share.len() == 0).then(0.0).when(share.null_count() < share.len()).then(share.sum())
 
 
-def head_to_head(shares_series: pl.DataFrame, challenger: str, incumbent: str, dimension: str) -> pl.LazyFrame:
-    """Per series and date observed: both actors' shares, whether the challenger is ahead, and the date's
-    position."""
+def observations(shares_series: pl.DataFrame, challenger: str, incumbent: str, dimension: str) -> pl.DataFrame:
+    """Per series and date observed: both actors' shares. A date's rows come from its own shares alone, so those
+    of a series are those of its dates, each found once, put together (`crossovers_of`)."""
     both = [pl.col("challenger_share").is_not_null(), pl.col("incumbent_share").is_not_null()]
     return (
         shares_series.lazy()
@@ -56,6 +56,20 @@ def head_to_head(shares_series: pl.DataFrame, challenger: str, incumbent: str, d
             pl.col("share").is_not_null().any().alias("measured"),
         )
         .filter(pl.all_horizontal("measured", *both))
+        .collect()
+    )
+
+
+def series_of(shares_series: pl.DataFrame, dimension: str) -> pl.DataFrame:
+    """The (time_window, population, rule) series of `dimension` that `shares_series` holds rows of."""
+    return shares_series.lazy().filter(pl.col("dimension") == dimension).select(SERIES).unique().collect()
+
+
+def head_to_head(observed: pl.DataFrame) -> pl.LazyFrame:
+    """The `observations` of each series in date order: whether the challenger is ahead, and the date's
+    position."""
+    return (
+        observed.lazy()
         .sort(*SERIES, "snapshot_date")
         .with_columns(
             (pl.col("challenger_share") > pl.col("incumbent_share")).alias("ahead"),
@@ -104,13 +118,27 @@ def crossovers(
     """One CROSSOVERS row per (time_window, population, rule) of `dimension`: crossed or none, and when. The
     dates `left_out` (stale copies, partial snapshots) are no observation; a series without one date observed
     is `none` over 0 dates."""
+    kept = shares_series.filter(~pl.col("snapshot_date").cast(pl.Date).is_in(list(left_out)))
+    return crossovers_of(
+        observations(kept, challenger, incumbent, dimension),
+        series_of(shares_series, dimension),
+        challenger=challenger,
+        incumbent=incumbent,
+        persistence=persistence,
+    )
+
+
+def crossovers_of(
+    observed: pl.DataFrame, every: pl.DataFrame, *, challenger: str, incumbent: str, persistence: int = 2
+) -> pl.DataFrame:
+    """`crossovers` from the `observations` of the dates kept and the series of every date (`series_of`), which
+    may hold a series more than once."""
     if persistence < 1:
         raise ValueError(f"persistence must be at least 1 snapshot, got {persistence}")
     margin = pl.col("challenger_share") - pl.col("incumbent_share")
     crossing_date = pl.col("snapshot_date").filter(pl.col("crossing")).min()
-    kept = shares_series.filter(~pl.col("snapshot_date").cast(pl.Date).is_in(list(left_out)))
-    observed = (
-        crossover_candidates(head_to_head(kept, challenger, incumbent, dimension), persistence)
+    found = (
+        crossover_candidates(head_to_head(observed), persistence)
         .group_by(SERIES)
         .agg(
             crossing_date.alias("crossover_date"),
@@ -120,9 +148,10 @@ def crossovers(
             pl.col("snapshot_date").max().alias("last_date"),
         )
     )
-    every = shares_series.lazy().filter(pl.col("dimension") == dimension).select(SERIES).unique()
     return (
-        every.join(observed, on=SERIES, how="left")
+        every.lazy()
+        .unique()
+        .join(found, on=SERIES, how="left")
         .with_columns(pl.col("dates").fill_null(0))
         .with_columns(
             pl.lit(challenger).alias("challenger"),

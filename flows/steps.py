@@ -331,24 +331,27 @@ def registry_used(layout: Layout, day: dt.date) -> pl.DataFrame | None:
 
 
 def crossovers_date(
-    layout: Layout, day: dt.date, *, force: bool = False, kept: dict[tuple[dt.date, str], pl.DataFrame] | None = None
+    layout: Layout, day: dt.date, *, force: bool = False, kept: dict[tuple[dt.date, str], list[Any]] | None = None
 ) -> dict[str, Any]:
     """Detect crossovers over every shares partition up to `day`, but for the dates that observed nothing of their
-    own (`no_observation`), and publish them as of `day`. `kept` holds the shares partitions read before, by date
-    and sha256: a caller finding the crossovers as of each date of a year reads each partition once, not once per
-    later date."""
+    own (`no_observation`), and publish them as of `day`. `kept` holds what was found in the shares partitions
+    read before, by date and sha256: a caller finding the crossovers as of each date of a year reads and
+    compares each partition once, not once per later date."""
     from analytics.crossover import MATCHUPS, crossovers
 
     with records_kept():  # the shares records, read for the inputs, are not read again for the series
         inputs = crossover_inputs(layout, day)
         if not force and _current(layout, (CROSSOVERS,), day, inputs):
             return {"status": "already published"}
-        series = shares_series(layout, until=day) if kept is None else _kept_series(layout, inputs, kept)
-    left_out = [dt.date.fromisoformat(d) for d in inputs.get("left_out", [])]
-    frame = pl.concat(
-        [crossovers(series, challenger=c, incumbent=i, dimension=d, left_out=left_out) for c, i, d in MATCHUPS],
-        how="vertical",
-    )
+        left_out = [dt.date.fromisoformat(d) for d in inputs.get("left_out", [])]
+        if kept is None or not inputs["shares_sha256"]:
+            whole = shares_series(layout, until=day)
+            found = [
+                crossovers(whole, challenger=c, incumbent=i, dimension=m, left_out=left_out) for c, i, m in MATCHUPS
+            ]
+        else:
+            found = _kept_crossovers(layout, inputs, kept, left_out)
+    frame = pl.concat(found, how="vertical")
     publish_frame(layout, CROSSOVERS, day, frame, {"inputs": inputs}, force=True)
     crossed = frame.filter(
         (pl.col("status") == "crossed")
@@ -359,17 +362,29 @@ def crossovers_date(
     return {"status": "published", "crossed (30d, llm, region)": ", ".join(sorted(crossed["rule"])) or "none"}
 
 
-def _kept_series(layout: Layout, inputs: dict[str, Any], kept: dict[tuple[dt.date, str], pl.DataFrame]) -> pl.DataFrame:
-    """`shares_series` of the dates in the crossovers' `inputs`, each partition read once into `kept` while its
-    sha256 stays the one recorded: the very frame `shares_series` reads, a date's rows in its file's order."""
+def _kept_crossovers(
+    layout: Layout, inputs: dict[str, Any], kept: dict[tuple[dt.date, str], list[Any]], left_out: list[dt.date]
+) -> list[pl.DataFrame]:
+    """`crossovers` of each matchup over the dates in the crossovers' `inputs`, each partition read once into
+    `kept` while its sha256 stays the one recorded, as each matchup's `observations` and `series_of` it: a date's
+    own, whatever dates come before or after it."""
+    from analytics.crossover import MATCHUPS, crossovers_of, observations, series_of
+
     shas = [(dt.date.fromisoformat(d), sha) for d, sha in inputs["shares_sha256"].items()]
     if unread := [d for d, sha in shas if (d, sha) not in kept]:
         read = series(layout, SHARES, dates=unread)
         parts = read.partition_by("snapshot_date", maintain_order=True, as_dict=True)
         for d, sha in shas:
             if d in unread:
-                kept[(d, sha)] = parts.get((d,), read.clear())
-    return pl.concat([kept[key] for key in shas], how="vertical") if shas else series(layout, SHARES, dates=[])
+                part = parts.get((d,), read.clear())
+                kept[(d, sha)] = [(observations(part, c, i, dim), series_of(part, dim)) for c, i, dim in MATCHUPS]
+    found = []
+    for k, (c, i, _) in enumerate(MATCHUPS):
+        observed = [kept[(d, sha)][k][0] for d, sha in shas if d not in left_out]
+        every = pl.concat([kept[key][k][1] for key in shas], how="vertical")
+        observed_all = pl.concat(observed, how="vertical") if observed else kept[shas[0]][k][0].clear()
+        found.append(crossovers_of(observed_all, every, challenger=c, incumbent=i))
+    return found
 
 
 def series(

@@ -826,6 +826,32 @@ def test_recompute_and_a_removal_read_each_shares_partition_once_for_the_crossov
     assert max(read.values()) <= 3, read.most_common(3)
 
 
+def test_an_import_sums_each_dates_shares_once_for_the_crossovers_of_every_date(tmp_path, monkeypatch) -> None:
+    """Each date's crossovers are found over every date before it: an import sums each date's shares of each
+    matchup once, not once per later date (66,795 times a matchup over a year of daily dates), and finds the very
+    crossovers found afresh from the whole series, a stale copy left out."""
+    import analytics.crossover as crossover
+
+    summed: Counter[dt.date] = Counter()
+    observations = crossover.observations
+
+    def counted(shares: pl.DataFrame, *args):
+        summed.update(shares["snapshot_date"].unique().to_list())
+        return observations(shares, *args)
+
+    monkeypatch.setattr(crossover, "observations", counted)
+    counts = {d: (900 + 10 * d, 600 + 5 * d) for d in range(1, 10)} | {3: (500, 600), 4: (500, 600)}
+    warehouse = tmp_path / "wh"
+    assert run_import(write(tmp_path / "s.csv", two_models(counts)), warehouse).exit_code == 0
+    assert summed == {dt.date(2026, 3, d): len(crossover.MATCHUPS) for d in counts}, summed
+    layout = Layout.at(warehouse)
+    assert read_meta(layout, CROSSOVERS, dt.date(2026, 3, 9))["inputs"]["left_out"] == ["2026-03-04"]
+    for day in published(warehouse, CROSSOVERS):
+        found = layout.scan(CROSSOVERS, day).collect()
+        steps.crossovers_date(layout, day, force=True)
+        assert layout.scan(CROSSOVERS, day).collect().equals(found), day
+
+
 def test_an_import_reads_each_models_record_once_while_publishing_its_dates(tmp_path, monkeypatch) -> None:
     """Publishing a date reads the record of every date published (the metadata versions they point at): a
     year's import read each of them once per later date."""
