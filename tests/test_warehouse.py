@@ -42,6 +42,29 @@ def models_frame(ids: list[str], downloads: list[int | None] | None = None) -> p
     return frame
 
 
+def test_a_record_removed_between_its_check_and_its_read_is_read_as_none(tmp_path, monkeypatch) -> None:
+    """A writer replacing a date removes its record first: a reader (another date's task of a recompute on
+    threads, checking the date before it) that found the record a moment before reads it as not published,
+    not as a FileNotFoundError that stops the run."""
+    from pathlib import Path
+
+    from warehouse.publish import read_meta
+
+    layout = Layout.at(tmp_path / "wh")
+    day = dt.date(2026, 3, 1)
+    publish_frame(layout, MODELS, day, models_frame(["Qwen/a"]), {})
+    record, is_file = layout.meta_file(MODELS, day), Path.is_file
+
+    def replaced_meanwhile(path: Path) -> bool:
+        found = is_file(path)
+        if path == record:
+            path.unlink()
+        return found
+
+    monkeypatch.setattr(Path, "is_file", replaced_meanwhile)
+    assert read_meta(layout, MODELS, day) is None
+
+
 def test_conform_names_the_column_and_count_of_rows_that_cannot_be_cast() -> None:
     frame = models_frame(["a/x", "a/y", "a/z"]).with_columns(pl.Series("downloads_30d", ["1", "many", "lots"]))
     with pytest.raises(SchemaViolation) as caught:

@@ -82,7 +82,11 @@ def read_json_object(path: Path, damaged: Callable[[str], Exception]) -> dict[st
     if not path.is_file():
         return None
     try:
-        record = json.loads(path.read_bytes())
+        data = path.read_bytes()
+    except FileNotFoundError:  # removed since: a writer replacing a date removes its record first
+        return None
+    try:
+        record = json.loads(data)
     except ValueError as error:  # invalid JSON or text
         raise damaged(f"not JSON: {error}") from None
     if not isinstance(record, dict):
