@@ -9,6 +9,7 @@ import logging
 import math
 import os
 import re
+import signal
 import sys
 from collections import Counter
 from pathlib import Path
@@ -677,6 +678,27 @@ def percent_shown(share: float) -> str:
 from flows import cli_backfill, cli_scale, cli_serve, cli_warehouse  # noqa: E402, F401, I001
 
 
+def exit_on_stop_signals() -> None:
+    """Make a SIGTERM (`kill`, a scheduler's timeout, a pod stopped) or a SIGHUP (a closed terminal) exit the command
+    as Ctrl-C does, through `finally` clauses and exit hooks, with code 143 or 129: what it started stops with it
+    (Prefect's temporary server, a stand-in Hub, a browser) rather than run on under pid 1, and the writer lock is
+    let go. A signal the command was started ignoring (`nohup`) stays ignored; a second one while it stops is
+    ignored, so that it is not cut short stopping what it started."""
+
+    def _exit(signum: int, _frame: object) -> None:
+        for stop in stops:
+            signal.signal(stop, signal.SIG_IGN)
+        raise SystemExit(128 + signum)
+
+    stops = [s for s in (signal.SIGTERM, signal.SIGHUP) if signal.getsignal(s) == signal.SIG_DFL]
+    for stop in stops:
+        signal.signal(stop, _exit)
+
+
+# The codes a command stopped by a signal exits with, and the signal's name.
+STOPPED_BY = {128 + signal.SIGINT: "interrupted", 128 + signal.SIGTERM: "SIGTERM", 128 + signal.SIGHUP: "SIGHUP"}
+
+
 def main() -> None:
     global COMMAND_PROCESS
     from analytics.registry import RegistryError
@@ -685,12 +707,14 @@ def main() -> None:
     from warehouse.publish import DamagedRecord
 
     COMMAND_PROCESS = True
+    exit_on_stop_signals()
     try:
         app()
     except SystemExit as done:
-        if done.code == 130 and sys.argv[1:2] != ["serve"]:  # Ctrl-C, as typer exits on it; serve says it stopped
+        if done.code in STOPPED_BY and sys.argv[1:2] != ["serve"]:  # serve says it stopped
+            said = "interrupted" if done.code == 128 + signal.SIGINT else f"stopped by {STOPPED_BY[done.code]}"
             err.print(
-                "interrupted: what was published stays whole; run the command again to finish (a refresh resumes its "
+                f"{said}: what was published stays whole; run the command again to finish (a refresh resumes its "
                 "crawl from the last page it kept)",
                 highlight=False,
                 soft_wrap=True,

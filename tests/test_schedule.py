@@ -10,6 +10,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -30,7 +31,7 @@ from flows.standin_hub import StandinHub
 from flows.synthetic.world import worlds
 from tests.worlds import world
 from warehouse.layout import Layout
-from warehouse.lock import WarehouseLocked, writer_lock
+from warehouse.lock import WarehouseLocked, writer_at_work, writer_lock
 from warehouse.publish import publish_frame, sha256_of
 from warehouse.tables import CONCENTRATION, CROSSOVERS, MODELS, SHARES
 
@@ -313,6 +314,65 @@ def recompute(warehouse: Path, runner_name: str, env: dict[str, str]) -> float:
     done = subprocess.run([*CLI, *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=280)
     assert done.returncode == 0, done.stdout + done.stderr
     return float(re.search(rf"on {runner_name} in ([\d.]+) s", done.stdout).group(1))
+
+
+def temporary_servers(pid: int) -> list[psutil.Process]:
+    """The processes of Prefect's temporary server (`uvicorn … prefect.server.api.server:create_app`) under `pid`."""
+    found = []
+    with contextlib.suppress(psutil.Error):
+        for child in psutil.Process(pid).children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                if "prefect.server.api.server:create_app" in " ".join(child.cmdline()):
+                    found.append(child)
+    return found
+
+
+@pytest.mark.parametrize(
+    ("command", "signum"),
+    [("recompute", signal.SIGTERM), ("recompute", signal.SIGHUP), ("demo", signal.SIGTERM)],
+    ids=["recompute-SIGTERM", "recompute-SIGHUP", "demo-SIGTERM"],
+)
+def test_a_command_stopped_by_a_signal_stops_prefects_temporary_server_with_it(tmp_path, command, signum) -> None:
+    """`kill PID` (a scheduler's timeout, a pod stopped) or a closed terminal: the command exits through its exit
+    hooks, which stop the temporary server it started, rather than leave it running under pid 1."""
+    warehouse = tmp_path / "wh"
+    if command == "recompute":
+        synthetic_warehouse(warehouse, 500, 2)
+        args = ["recompute", "--warehouse", str(warehouse), "--force"]
+    else:
+        args = ["demo", "--days", "2", "--models", "500", "--warehouse", str(warehouse)]
+    env = child_env()
+    env.pop("PREFECT_API_URL", None)
+    # Into a file, not a pipe: a server left running would hold a pipe open, and reading it would wait on it.
+    log = tmp_path / "stderr.txt"
+    with open(log, "w") as sink:
+        proc = subprocess.Popen(
+            [*CLI, *args],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
+            start_new_session=True,  # its own process group: whatever it leaves is killed once the test is done
+        )
+    try:
+        deadline, servers = time.monotonic() + 240, []
+        while not servers and proc.poll() is None and time.monotonic() < deadline:
+            servers = temporary_servers(proc.pid)
+            time.sleep(0.1)
+        assert servers, f"no temporary server was started: {proc.poll()=}"
+        proc.send_signal(signum)  # to the command alone, as `kill PID` sends it
+        proc.wait(timeout=120)
+        stderr = log.read_text()
+        assert proc.returncode == 128 + signum, stderr
+        _, alive = psutil.wait_procs(servers, timeout=60)
+        assert not alive, [p.cmdline() for p in alive]
+        said = [line for line in stderr.splitlines() if line.startswith("stopped by")]
+        assert said and said[0].startswith(f"stopped by {signal.Signals(signum).name}: what was published"), stderr
+        assert "Traceback" not in stderr, stderr
+        assert writer_at_work(Layout.at(warehouse)) is None
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 @pytest.mark.slow
