@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from flows import cli
 from flows.cli import app, fail, out, quiet_prefect
 
 
@@ -42,10 +44,17 @@ def demo(
         highlight=False,
         soft_wrap=True,
     )
+    from flows.schedule import ServerFailed, prefect_api
+
+    # The command's own Prefect server, which dies with it even by SIGKILL (Prefect's temporary one outlives it).
+    server = prefect_api() if cli.COMMAND_PROCESS else contextlib.nullcontext()
     try:
-        result = run_demo(days, models, warehouse, seed, force=force, on_day=progress)
+        with server:
+            result = run_demo(days, models, warehouse, seed, force=force, on_day=progress)
     except DemoRefused as error:
         raise fail(str(error), 2) from None
+    except ServerFailed as error:
+        raise fail(str(error)) from None
     for line in summary_lines(result):
         out.print(line, highlight=False, soft_wrap=True)
     out.print(f"dashboard: {result.dashboard}", highlight=False, soft_wrap=True)

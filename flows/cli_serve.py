@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from flows import cli
 from flows.cli import WarehouseOpt, app, err, fail, out, quiet_prefect, refuse_a_file_warehouse
 
 
@@ -166,6 +167,9 @@ def recompute(
     # Dask and Ray workers are other processes: they need a real server, not Prefect's temporary one.
     if runner_needs_server(runner):
         api = schedule.prefect_api(on_start=_announce)
+    elif cli.COMMAND_PROCESS:
+        # The command's own server, which dies with it even by SIGKILL (Prefect's temporary one outlives it).
+        api = schedule.prefect_api()
     else:
         api = contextlib.nullcontext()
         if configured := schedule.configured_api_url():

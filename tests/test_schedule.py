@@ -316,25 +316,34 @@ def recompute(warehouse: Path, runner_name: str, env: dict[str, str]) -> float:
     return float(re.search(rf"on {runner_name} in ([\d.]+) s", done.stdout).group(1))
 
 
-def temporary_servers(pid: int) -> list[psutil.Process]:
-    """The processes of Prefect's temporary server (`uvicorn … prefect.server.api.server:create_app`) under `pid`."""
+def prefect_servers(pid: int) -> list[psutil.Process]:
+    """The Prefect servers under `pid`: a `prefect server start` of the command's own, or Prefect's temporary server
+    (`uvicorn … prefect.server.api.server:create_app`)."""
     found = []
     with contextlib.suppress(psutil.Error):
         for child in psutil.Process(pid).children(recursive=True):
             with contextlib.suppress(psutil.Error):
-                if "prefect.server.api.server:create_app" in " ".join(child.cmdline()):
+                command = " ".join(child.cmdline())
+                if "prefect server start" in command or "prefect.server.api.server:create_app" in command:
                     found.append(child)
     return found
 
 
 @pytest.mark.parametrize(
     ("command", "signum"),
-    [("recompute", signal.SIGTERM), ("recompute", signal.SIGHUP), ("demo", signal.SIGTERM)],
-    ids=["recompute-SIGTERM", "recompute-SIGHUP", "demo-SIGTERM"],
+    [
+        ("recompute", signal.SIGTERM),
+        ("recompute", signal.SIGHUP),
+        ("recompute", signal.SIGKILL),
+        ("demo", signal.SIGTERM),
+        ("demo", signal.SIGKILL),
+    ],
+    ids=["recompute-SIGTERM", "recompute-SIGHUP", "recompute-SIGKILL", "demo-SIGTERM", "demo-SIGKILL"],
 )
-def test_a_command_stopped_by_a_signal_stops_prefects_temporary_server_with_it(tmp_path, command, signum) -> None:
-    """`kill PID` (a scheduler's timeout, a pod stopped) or a closed terminal: the command exits through its exit
-    hooks, which stop the temporary server it started, rather than leave it running under pid 1."""
+def test_a_command_stopped_by_a_signal_stops_its_prefect_server_with_it(tmp_path, command, signum) -> None:
+    """`kill PID` (a scheduler's timeout, a pod stopped), a closed terminal, or a SIGKILL (the OOM killer, a
+    supervisor's last resort): the Prefect server the command started stops with it, rather than run on under
+    pid 1, one more for every run a scheduler stops."""
     warehouse = tmp_path / "wh"
     if command == "recompute":
         synthetic_warehouse(warehouse, 500, 2)
@@ -357,15 +366,18 @@ def test_a_command_stopped_by_a_signal_stops_prefects_temporary_server_with_it(t
     try:
         deadline, servers = time.monotonic() + 240, []
         while not servers and proc.poll() is None and time.monotonic() < deadline:
-            servers = temporary_servers(proc.pid)
+            servers = prefect_servers(proc.pid)
             time.sleep(0.1)
-        assert servers, f"no temporary server was started: {proc.poll()=}"
+        assert servers, f"no Prefect server was started: {proc.poll()=}"
         proc.send_signal(signum)  # to the command alone, as `kill PID` sends it
         proc.wait(timeout=120)
         stderr = log.read_text()
-        assert proc.returncode == 128 + signum, stderr
         _, alive = psutil.wait_procs(servers, timeout=60)
         assert not alive, [p.cmdline() for p in alive]
+        if signum == signal.SIGKILL:  # nothing of the command runs once killed: it says nothing
+            assert proc.returncode == -signal.SIGKILL
+            return
+        assert proc.returncode == 128 + signum, stderr
         said = [line for line in stderr.splitlines() if line.startswith("stopped by")]
         assert said and said[0].startswith(f"stopped by {signal.Signals(signum).name}: what was published"), stderr
         assert "Traceback" not in stderr, stderr
