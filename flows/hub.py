@@ -375,7 +375,10 @@ def _request(endpoint: str, url: str, params: list | None, headers: dict[str, st
     except HfHubHTTPError as error:
         status = error.response.status_code if error.response is not None else None
         retried = " after retries" if status in RETRIED_STATUSES else ""
-        raise HubError(f"{endpoint} answered HTTP {status or '?'}{retried}: {_reason(error)}", status) from None
+        # The Hub lists public models to anyone: a 401 refuses the token sent, which HF_TOKEN gave.
+        sent = status == 401 and "authorization" in error.response.request.headers
+        mend = "; the HF_TOKEN sent was refused: renew it, or unset HF_TOKEN to crawl without one" if sent else ""
+        raise HubError(f"{endpoint} answered HTTP {status or '?'}{retried}: {_reason(error)}{mend}", status) from None
     except hx.HTTPError as error:
         raise HubError(f"cannot reach {endpoint}: {type(error).__name__}: {_first_line(error)}") from None
     (_, there, there_port), (_, here, here_port) = _origin(str(response.url)), _origin(endpoint)

@@ -655,6 +655,41 @@ def test_a_request_the_hub_refuses_fails_with_the_hubs_own_words() -> None:
     assert _reason(raised.value) == "Invalid token (token)"
 
 
+def test_a_token_the_hub_refuses_fails_in_one_line_naming_hf_token_and_what_to_do() -> None:
+    """The Hub lists public models to anyone, and answers 401 only to a token it does not take: a stale or mistyped
+    HF_TOKEN. Its own words ("Invalid credentials in Authorization header") do not say where the header came from."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from flows.scope import Listing
+
+    class Refusing(BaseHTTPRequestHandler):
+        def log_message(self, *_: object) -> None:
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802
+            token = self.headers.get("authorization")
+            body = b'{"error":"Invalid credentials in Authorization header"}' if token else b"[]"
+            self.send_response(401 if token else 200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(HubError) as failed:
+            list(pages(endpoint, Listing(expand=("author",)), request_headers("hf_garbage", endpoint)))
+        list(pages(endpoint, Listing(expand=("author",)), request_headers(None, endpoint)))  # no token: listed
+    finally:
+        server.shutdown()
+    told = str(failed.value)
+    assert told.startswith(f"{endpoint} answered HTTP 401: Invalid credentials in Authorization header"), told
+    assert "HF_TOKEN sent was refused" in told and "unset HF_TOKEN" in told and "\n" not in told
+    assert "hf_garbage" not in told
+
+
 def test_an_orgs_listing_loses_no_model_whose_trending_score_moves_while_it_is_paged(tmp_path) -> None:
     """The Hub pages a listing by a keyset cursor on its sort key, trending score when none is asked for. A score
     that rises past the cursor while the listing is paged would hide its model from it: an organisation is listed
