@@ -9,7 +9,18 @@ from typing import Annotated
 
 import typer
 
-from flows.cli import WaitOpt, WarehouseOpt, app, err, fail, make_folder, out, published_warehouse, warehouse_writer
+from flows.cli import (
+    WaitOpt,
+    WarehouseOpt,
+    app,
+    err,
+    fail,
+    make_folder,
+    out,
+    published_warehouse,
+    refuse_a_file_warehouse,
+    warehouse_writer,
+)
 
 REPORT_FORMATS = ("md", "html", "json")
 
@@ -31,6 +42,7 @@ def import_(
     from warehouse.layout import Layout
     from warehouse.lock import WarehouseLocked
 
+    refuse_a_file_warehouse(warehouse)
     layout = Layout.at(warehouse)
 
     def say(message: str) -> None:

@@ -30,6 +30,7 @@ def warehouse(tmp_path_factory) -> Path:
     steps.attribute_date(layout, DAY)
     steps.metrics_date(layout, DAY)
     (root / "a-file").write_text("not a folder")
+    (root / "snapshots.csv").write_text("snapshot_date,model_id,downloads_30d\n2026-05-12,Qwen/m0,5\n")
     return root
 
 
@@ -110,17 +111,17 @@ def test_a_prefect_api_url_that_is_no_prefect_api_fails_in_one_line_without_its_
     assert "(its health check answered HTTP 404); does it end in /api?" in error
 
 
-@pytest.mark.parametrize("command", [["refresh"], ["serve"]])
+@pytest.mark.parametrize("command", [["refresh"], ["serve"], ["import", "{root}/snapshots.csv"]])
 def test_a_warehouse_that_is_a_file_fails_at_once_in_one_line(warehouse: Path, command: list[str]) -> None:
-    done = run(*command, "--warehouse", f"{warehouse}/a-file")
+    done = run(*[word.format(root=warehouse) for word in command], "--warehouse", f"{warehouse}/a-file")
     assert done.returncode == 2, done.stdout + done.stderr
     (error,) = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert f"--warehouse {warehouse}/a-file is a file, not a folder" in error
 
 
-@pytest.mark.parametrize("command", [["refresh"], ["serve"]])
+@pytest.mark.parametrize("command", [["refresh"], ["serve"], ["import", "{root}/snapshots.csv"]])
 def test_a_warehouse_set_by_the_environment_that_is_a_file_is_named(warehouse: Path, command: list[str]) -> None:
-    done = run(*command, MULTIPOLAR_WAREHOUSE=f"{warehouse}/a-file")
+    done = run(*[word.format(root=warehouse) for word in command], MULTIPOLAR_WAREHOUSE=f"{warehouse}/a-file")
     assert done.returncode == 2, done.stdout + done.stderr
     (error,) = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert f"--warehouse {warehouse}/a-file is a file, not a folder" in error
