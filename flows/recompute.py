@@ -88,7 +88,23 @@ def recompute(
 def settle(futures: list[Any]) -> None:
     """Return once no date's task still runs: those not begun are cancelled, the others waited for. A run stopped
     (SIGTERM, a failed date) lets the writer lock go only then, not while its threads or workers still publish
-    partitions that another writer, taking the lock, would clear from staging or write over."""
+    partitions that another writer, taking the lock, would clear from staging or write over. A second SIGTERM or
+    Ctrl-C while it waits (Prefect's handler of SIGTERM, and Python's of SIGINT, raise at each one) is raised
+    only once they are done."""
+    from prefect.exceptions import ExternalSignal
+
+    stopped: BaseException | None = None
+    while True:
+        try:
+            _settle(futures)
+            break
+        except (KeyboardInterrupt, SystemExit, ExternalSignal) as signalled:  # waited for all the same, then raised
+            stopped = stopped or signalled
+    if stopped is not None:
+        raise stopped
+
+
+def _settle(futures: list[Any]) -> None:
     threads = [f.wrapped_future for f in futures if isinstance(getattr(f, "wrapped_future", None), cf.Future)]
     for future in threads:
         future.cancel()  # a task not begun; one running goes on to its end

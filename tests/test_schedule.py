@@ -387,6 +387,32 @@ def test_a_command_stopped_by_a_signal_stops_its_prefect_server_with_it(tmp_path
             os.killpg(proc.pid, signal.SIGKILL)
 
 
+def test_a_second_signal_while_a_stopped_recompute_waits_for_its_dates_is_raised_once_they_are_done() -> None:
+    """`kill PID` twice, or Ctrl-C twice: Prefect's handler of SIGTERM (and Python's of SIGINT) raises at each
+    signal, and a second one must not cut short the wait for the dates still running, or the writer lock is let
+    go while their threads still publish."""
+    import concurrent.futures as cf
+
+    from prefect.exceptions import TerminationSignal
+
+    from flows.recompute import settle
+
+    def terminate(signum: int, _frame: object) -> None:
+        raise TerminationSignal(signal.SIGTERM)
+
+    with cf.ThreadPoolExecutor(1) as pool:
+        running = pool.submit(time.sleep, 1.0)
+        previous = signal.signal(signal.SIGALRM, terminate)
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0.2)  # the second SIGTERM, as the stopped run waits
+            with pytest.raises(TerminationSignal):
+                settle([SimpleNamespace(wrapped_future=running)])
+            assert running.done()
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+
 @pytest.mark.slow
 def test_recompute_on_a_local_dask_cluster_equals_threads(tmp_path) -> None:
     pytest.importorskip("prefect_dask", reason="prefect-dask is not installed (the `scale` extra)")
