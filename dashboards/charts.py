@@ -500,7 +500,13 @@ def lab_change_bars(frames: ViewFrames, labelled: bool = False) -> alt.LayerChar
     )
 
 
-def developer_type_areas(frames: ViewFrames) -> alt.Chart:
+def lone_settings(frames: ViewFrames) -> list[str]:
+    """The switch settings (`population|time_window`) whose downloads one date alone records."""
+    dated = frames.series.filter(pl.col("tk").is_not_null()).group_by("p", "w").agg(pl.col("date").n_unique())
+    return sorted(f"{p}|{w}" for p, w, dates in dated.iter_rows() if dates == 1)
+
+
+def developer_type_areas(frames: ViewFrames) -> alt.Chart | alt.LayerChart:
     """The mix of developer types over time, as stacked shares.
 
     Stacked here rather than by Vega-Lite, which would fill a date a type has no known share on with a 0: such a
@@ -522,14 +528,10 @@ def developer_type_areas(frames: ViewFrames) -> alt.Chart:
             low="isValid(datum.share) ? datum.low : null", high="isValid(datum.share) ? datum.high : null"
         )
     )
-    # A single date draws no area: its mix is one stacked bar.
-    if len(frames.dates) == 1:
-        marked = stacked.mark_bar(opacity=0.85, size=40)
-    else:
-        marked = stacked.mark_area(opacity=0.85, invalid="break-paths-show-domains")
-    return marked.encode(
+    encoded = stacked.encode(
         x=date_axis(frames),
-        y=alt.Y("high:Q", title="Share of downloads", axis=alt.Axis(format="%")),
+        # Shares stacked to 100 %, on an axis of its own whichever layer draws them.
+        y=alt.Y("high:Q", title="Share of downloads", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
         y2="low:Q",
         color=alt.Color(
             "actor:N",
@@ -544,7 +546,19 @@ def developer_type_areas(frames: ViewFrames) -> alt.Chart:
             DOWNLOADS,
             MODELS,
         ],
-    ).properties(
+    )
+    # A single date draws no area: its mix is one stacked bar, under every setting when the page has one date,
+    # else under the settings that record one date alone (30-day counts imported, then all-time ones crawled).
+    if len(frames.dates) == 1:
+        marked: alt.Chart | alt.LayerChart = encoded.mark_bar(opacity=0.85, size=40)
+    else:
+        area = encoded.mark_area(opacity=0.85, invalid="break-paths-show-domains")
+        lone = lone_settings(frames)
+        alone = f"indexof({lone!r}, datum.p + '|' + datum.w) >= 0"
+        # Narrow: the date may sit at the plot's edge, beside the legend.
+        bar = encoded.mark_bar(opacity=0.85, size=12).transform_filter(alone)
+        marked = alt.layer(area.transform_filter(f"!({alone})"), bar) if lone else area
+    return marked.properties(
         name="developer_type_areas",
         width=WIDTH,
         height=HEIGHT,

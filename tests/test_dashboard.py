@@ -532,6 +532,24 @@ def test_a_latest_date_without_30_day_counts_says_so_in_the_headline() -> None:
     )
 
 
+def test_a_setting_one_date_alone_records_draws_its_developer_types_as_a_bar() -> None:
+    # 30-day counts on the latest date alone (all-time counts imported, then a crawl): an area of one date is
+    # drawn as nothing, so that setting's mix is a stacked bar, the other settings' still areas.
+    metrics = synthetic_metrics(days=4)
+    latest = date(2025, 6, 4)
+    for name in ("shares", "concentration", "crossovers"):
+        metrics[name] = metrics[name].filter((pl.col("snapshot_date") == latest) | (pl.col("time_window") != "30d"))
+    views = frames.view_frames(**metrics)
+    spec = charts.developer_type_areas(views).to_dict()
+    marks = {
+        (node["mark"]["type"] if isinstance(node["mark"], dict) else node["mark"]): json.dumps(node.get("transform"))
+        for node in _walk(spec)
+        if "mark" in node
+    }
+    assert set(marks) == {"area", "bar"}, marks
+    assert "all|30d" in marks["bar"] and "llm|30d" in marks["bar"] and "all_time" not in marks["bar"]
+
+
 def test_a_labs_tooltip_names_the_dates_of_its_share_and_of_the_share_before(small: dict) -> None:
     views = frames.view_frames(**small)
     for chart in (charts.lab_share_bars(views), charts.lab_change_bars(views)):
