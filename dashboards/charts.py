@@ -492,7 +492,25 @@ def lab_change_bars(frames: ViewFrames, labelled: bool = False) -> alt.LayerChar
             tooltip=lab_tooltip(frames),
         )
     )
-    return alt.layer(bars, gap_note(width, text="none")).properties(
+    # A setting the date before records no downloads of (all-time counts crawled after an import of 30-day ones)
+    # has no change to draw: it says so.
+    combo = ["population", "time_window"]
+    before = frames.labs.group_by(combo).agg(pl.col("previous_share").is_not_null().any().alias("any"))
+    unmeasured = sorted(f"{p}|{w}" for p, w, any_before in before.iter_rows() if not any_before)
+    layers = [bars, gap_note(width, text="none")]
+    if frames.previous is not None and unmeasured:
+        layers.append(
+            alt.Chart(data("labs"))
+            .transform_filter(switch_filter())
+            .transform_filter(
+                f"datum.rank === 1 && indexof({unmeasured!r}, datum.population + '|' + datum.time_window) >= 0"
+            )
+            .mark_text(fontSize=11, color="#555", align="center", baseline="middle")
+            .encode(
+                x=alt.value(width / 2), y=alt.value(HEIGHT / 2), text=alt.value(["none recorded", "the date before"])
+            )
+        )
+    return alt.layer(*layers).properties(
         name="lab_change_bars",
         width=width,
         height=HEIGHT,

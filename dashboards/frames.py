@@ -370,9 +370,24 @@ def lab_changes(shares: pl.DataFrame, rule: str, dates: tuple[date, ...]) -> pl.
         previous = labs.filter(pl.col("snapshot_date") == dates[-2]).select(
             *combo, "actor", pl.col("share").alias("previous_share"), pl.lit(True).alias("listed_before")
         )
+        # The settings the date before records downloads under: all-time counts crawled after an import of
+        # 30-day ones have no share the date before, nor a change.
+        recorded = (
+            shares.filter((pl.col("snapshot_date") == dates[-2]) & (pl.col("rule") == rule) & switched())
+            .select(*combo)
+            .unique()
+            .with_columns(pl.lit(True).alias("recorded_before"))
+        )
         # A lab absent the date before had no share then; one listed with a share not known has no change.
-        latest = latest.join(previous, on=[*combo, "actor"], how="left").with_columns(
-            pl.when(pl.col("listed_before").is_null()).then(0.0).otherwise("previous_share").alias("previous_share")
+        latest = (
+            latest.join(previous, on=[*combo, "actor"], how="left")
+            .join(recorded, on=combo, how="left")
+            .with_columns(
+                pl.when(pl.col("listed_before").is_null() & pl.col("recorded_before").fill_null(False))
+                .then(0.0)
+                .otherwise("previous_share")
+                .alias("previous_share")
+            )
         )
     else:
         latest = latest.with_columns(pl.lit(None, pl.Float64).alias("previous_share"))

@@ -550,6 +550,23 @@ def test_a_setting_one_date_alone_records_draws_its_developer_types_as_a_bar() -
     assert "all|30d" in marks["bar"] and "llm|30d" in marks["bar"] and "all_time" not in marks["bar"]
 
 
+def test_a_setting_the_date_before_records_no_downloads_of_shows_no_change_for_its_labs() -> None:
+    # All-time counts on the latest date alone (a crawl after an import of 30-day counts): the labs had no share
+    # then, so no change, rather than a gain of their whole share.
+    metrics = synthetic_metrics(days=3)
+    latest = date(2025, 6, 3)
+    for name in ("shares", "concentration", "crossovers"):
+        metrics[name] = metrics[name].filter(
+            (pl.col("snapshot_date") == latest) | (pl.col("time_window") != "all_time")
+        )
+    views = frames.view_frames(**metrics)
+    all_time = views.labs.filter(pl.col("time_window") == "all_time")
+    assert all_time.height and all_time["previous_share"].is_null().all() and all_time["change_pp"].is_null().all()
+    assert views.labs.filter(pl.col("time_window") == "30d")["change_pp"].is_not_null().all()
+    spec = json.dumps(charts.lab_change_bars(views).to_dict())
+    assert "none recorded" in spec and "all|all_time" in spec and "llm|all_time" in spec
+
+
 def test_a_labs_tooltip_names_the_dates_of_its_share_and_of_the_share_before(small: dict) -> None:
     views = frames.view_frames(**small)
     for chart in (charts.lab_share_bars(views), charts.lab_change_bars(views)):
