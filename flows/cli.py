@@ -466,12 +466,13 @@ def absent_warehouse(layout) -> str | None:
 
 
 def published_warehouse(warehouse: str | None) -> Layout:
-    """The warehouse given (or set by MULTIPOLAR_WAREHOUSE), or exit 1 saying in one line why there is none."""
+    """The warehouse given (or set by MULTIPOLAR_WAREHOUSE), or exit 2 saying in one line why there is none, as
+    for any argument naming what is not there."""
     from warehouse.layout import Layout
 
     layout = Layout.at(warehouse)
     if (absent := absent_warehouse(layout)) is not None:
-        raise fail(absent)
+        raise fail(absent, 2)
     return layout
 
 

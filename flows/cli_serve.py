@@ -152,7 +152,6 @@ def recompute(
     from flows.recompute import RunnerUnavailable, runner_needs_server, task_runner
     from flows.recompute import recompute as recompute_flow
     from flows.refresh import describe
-    from warehouse.layout import Layout
     from warehouse.lock import WarehouseLocked
     from warehouse.tables import MODELS
 
@@ -160,7 +159,7 @@ def recompute(
         chosen = task_runner(runner, workers, address)
     except RunnerUnavailable as error:
         raise fail(str(error), 2) from None
-    layout = Layout.at(warehouse)
+    layout = cli.published_warehouse(warehouse)
     days = layout.published_dates(MODELS)
     if not days:
         raise fail(f"no snapshot is published in {layout.root}; run `multipolar refresh` first")

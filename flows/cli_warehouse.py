@@ -6,7 +6,17 @@ from typing import Annotated
 
 import typer
 
-from flows.cli import WarehouseOpt, absent_warehouse, app, err, fail, out, parse_day, warehouse_writer
+from flows.cli import (
+    WarehouseOpt,
+    absent_warehouse,
+    app,
+    err,
+    fail,
+    out,
+    parse_day,
+    published_warehouse,
+    warehouse_writer,
+)
 
 
 @app.command()
@@ -180,13 +190,12 @@ def remove(
 
     from flows.steps import dashboard_step, out_of_date, remove_date, reproduction_step
     from warehouse.integrity import check_records
-    from warehouse.layout import Layout
     from warehouse.lock import REMOVAL, unfinished_removal
     from warehouse.publish import write_json_atomic
     from warehouse.tables import TABLES
 
     day = parse_day(date)
-    layout = Layout.at(warehouse)
+    layout = published_warehouse(warehouse)
     check_records(layout)  # before asking: a damaged record would stop the removal part way
     removing = unfinished_removal(layout)
     if removing is not None and removing != day.isoformat():

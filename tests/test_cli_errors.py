@@ -125,3 +125,37 @@ def test_a_warehouse_set_by_the_environment_that_is_a_file_is_named(warehouse: P
     assert done.returncode == 2, done.stdout + done.stderr
     (error,) = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert f"--warehouse {warehouse}/a-file is a file, not a folder" in error
+
+
+def warehouse_commands(group=None, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command of the CLI, sub-commands included, that takes --warehouse."""
+    import typer
+
+    from flows.cli import app
+
+    group = typer.main.get_command(app) if group is None else group
+    found = []
+    for name, command in group.commands.items():
+        if hasattr(command, "commands"):  # a group of commands
+            found += warehouse_commands(command, (*prefix, name))
+        elif any("--warehouse" in param.opts for param in command.params):
+            found.append((*prefix, name))
+    return found
+
+
+# Commands that make the warehouse they are given when it is not there yet.
+MAKE_A_WAREHOUSE = {("refresh",), ("import",), ("serve",), ("demo",)}
+# What a command needs besides --warehouse to get as far as reading it.
+NEEDS = {("sql",): ["SELECT 1"], ("remove",): ["--date", "2026-05-12", "--yes"]}
+
+
+@pytest.mark.parametrize("command", [c for c in warehouse_commands() if c not in MAKE_A_WAREHOUSE], ids=" ".join)
+def test_a_warehouse_that_is_not_there_fails_with_exit_code_2_in_the_same_line(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    done = run(*command, *NEEDS.get(command, []), "--warehouse", f"{tmp_path}/nope")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    (error,) = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert error == f"error: no warehouse at {tmp_path}/nope (no such folder); give --warehouse or MULTIPOLAR_WAREHOUSE"
+    assert not (tmp_path / "nope").exists()

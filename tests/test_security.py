@@ -206,7 +206,7 @@ def test_a_reader_on_a_path_that_is_no_warehouse_fails_in_one_line_and_creates_n
     elif made == "a folder":  # such as the folder above a warehouse
         (path / "data" / "_meta").mkdir(parents=True)
     result = runner.invoke(app, [*command, "--warehouse", str(path)])
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output
     lines = error_lines(result.output)
     assert len(lines) == 1 and f"no warehouse at {path} ({said})" in lines[0], result.output
     assert "Traceback" not in result.output
