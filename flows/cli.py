@@ -488,8 +488,19 @@ def _published_day(warehouse: str | None, date: str | None):
         return layout, dates[-1]
     day = parse_day(date)
     if day not in dates:
-        raise fail(f"no snapshot is published for {day} in {layout.root}")
+        raise fail(unpublished_date(day, layout, dates), 2)
     return layout, day
+
+
+def unpublished_date(day: dt.date, layout: Layout, dates: list[dt.date], then: str = "") -> str:
+    """The line of every command given a `--date` its warehouse does not hold: what is wrong and what to give."""
+    if not dates:
+        choose = "no date is published there yet"
+    elif len(dates) == 1:
+        choose = f"give --date {dates[0]}, the one published"
+    else:
+        choose = f'give a published --date ({dates[0]} … {dates[-1]}; multipolar sql "FROM snapshots" lists them)'
+    return f"nothing is published for {day} in {layout.root}; {choose}{then}"
 
 
 def _print_outcomes(outcomes: dict) -> None:

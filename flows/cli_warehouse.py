@@ -15,6 +15,7 @@ from flows.cli import (
     out,
     parse_day,
     published_warehouse,
+    unpublished_date,
     warehouse_writer,
 )
 
@@ -192,7 +193,7 @@ def remove(
     from warehouse.integrity import check_records
     from warehouse.lock import REMOVAL, unfinished_removal
     from warehouse.publish import write_json_atomic
-    from warehouse.tables import TABLES
+    from warehouse.tables import MODELS, TABLES
 
     day = parse_day(date)
     layout = published_warehouse(warehouse)
@@ -206,7 +207,7 @@ def remove(
         # Never published, or removed: a removal that stopped part way would have left its mark.
         pending = out_of_date(layout, after=day)
         behind = f"; dates after it are to be made again: multipolar recompute ({', '.join(map(str, pending))})"
-        raise fail(f"nothing is published for {day} in {layout.root}{behind if pending else ''}", 2)
+        raise fail(unpublished_date(day, layout, layout.published_dates(MODELS), behind if pending else ""), 2)
     elif not yes:
         # What the Hub served that day cannot be fetched again: keep a copy of the warehouse if in doubt.
         typer.confirm(f"remove {day} from every table of {layout.root}?", abort=True, err=True)

@@ -159,3 +159,36 @@ def test_a_warehouse_that_is_not_there_fails_with_exit_code_2_in_the_same_line(
     (error,) = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert error == f"error: no warehouse at {tmp_path}/nope (no such folder); give --warehouse or MULTIPOLAR_WAREHOUSE"
     assert not (tmp_path / "nope").exists()
+
+
+def date_commands() -> list[tuple[str, ...]]:
+    """Every command that takes --warehouse and --date."""
+    import typer
+
+    from flows.cli import app
+
+    def of(path: tuple[str, ...]):
+        command = typer.main.get_command(app)
+        for name in path:
+            command = command.commands[name]
+        return command
+
+    return [c for c in warehouse_commands() if any("--date" in param.opts for param in of(c).params)]
+
+
+# Commands that publish the --date they are given.
+MAKE_A_DATE = {("refresh",)}
+
+
+@pytest.mark.parametrize("command", [c for c in date_commands() if c not in MAKE_A_DATE], ids=" ".join)
+def test_a_date_not_in_the_warehouse_fails_with_exit_code_2_in_the_same_line(
+    warehouse: Path, command: tuple[str, ...]
+) -> None:
+    asks = ["--yes"] if command == ("remove",) else []  # without it, remove asks first
+    done = run(*command, "--date", "2026-05-01", "--warehouse", f"{warehouse}/wh", *asks)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    (error,) = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    said = f"error: nothing is published for 2026-05-01 in {warehouse}/wh; give --date {DAY}, the one published"
+    assert error.startswith(said), error
+    assert Layout.at(warehouse / "wh").published_dates(MODELS) == [DAY]

@@ -538,7 +538,8 @@ def test_a_date_taken_out_without_its_later_dates_updated_is_told_by_check_and_m
     assert runner.invoke(app, ["recompute", "--warehouse", root]).exit_code == 0
     assert check(warehouse).exit_code == 0
     done = runner.invoke(app, ["remove", "--date", first.isoformat(), "--warehouse", root, "--yes"])
-    assert done.exit_code == 2 and f"nothing is published for {first} in {root}\n" in done.output
+    said = f"nothing is published for {first} in {root}; give --date {last}, the one published\n"
+    assert done.exit_code == 2 and said in done.output, done.output
 
 
 def test_check_tells_of_dates_attributed_with_an_earlier_registry(
