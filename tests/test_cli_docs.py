@@ -49,3 +49,21 @@ def test_a_commands_paragraph_names_only_its_options_or_those_of_a_command_its_s
             others = set().union(*(options(name) for name in names if re.search(rf"\b{name}\b", sentence)))
             stray += [(opening[1], option, sentence) for option in sorted(named - options(opening[1]) - others)]
     assert stray == []
+
+
+def test_every_option_of_every_command_is_named_in_the_readme() -> None:
+    def walk(command, path=()):
+        if hasattr(command, "commands"):  # a group of commands
+            for name, sub in command.commands.items():
+                yield from walk(sub, (*path, name))
+        else:
+            yield path, command
+
+    unnamed = [
+        (" ".join(path), option)
+        for path, command in walk(typer.main.get_command(app))
+        for param in command.params
+        for option in param.opts
+        if option.startswith("--") and option not in README
+    ]
+    assert unnamed == []
