@@ -191,7 +191,7 @@ def remove(
 
     from flows.steps import dashboard_step, out_of_date, remove_date, reproduction_step
     from warehouse.integrity import check_records
-    from warehouse.lock import REMOVAL, unfinished_removal
+    from warehouse.lock import REMOVAL, removal_unfinished_said, unfinished_removal
     from warehouse.publish import write_json_atomic
     from warehouse.tables import MODELS, TABLES
 
@@ -200,7 +200,7 @@ def remove(
     check_records(layout)  # before asking: a damaged record would stop the removal part way
     removing = unfinished_removal(layout)
     if removing is not None and removing != day.isoformat():
-        raise fail(f"a removal of {removing} stopped part way; finish it first: multipolar remove --date {removing}")
+        raise fail(removal_unfinished_said(layout, removing), 3)  # as every other writer is refused
     if removing is not None:
         err.print(f"finishing the removal of {day} that stopped part way", highlight=False)
     elif not any(layout.meta_file(t, day).exists() or layout.partition_dir(t, day).exists() for t in TABLES.values()):
@@ -216,9 +216,7 @@ def remove(
         # asked, say), and its mark, written over, would be lost with the half of that date it has yet to remove.
         removing = unfinished_removal(layout)
         if removing is not None and removing != day.isoformat():
-            raise fail(
-                f"a removal of {removing} stopped part way; finish it first: multipolar remove --date {removing}"
-            )
+            raise fail(removal_unfinished_said(layout, removing), 3)
         # Marked while it runs: a removal stopped part way is told by `check`, and finished by running it again.
         marker = layout.root / REMOVAL
         write_json_atomic(marker, {"date": day.isoformat(), "started_at": dt.datetime.now(dt.UTC).isoformat()})

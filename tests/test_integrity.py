@@ -590,6 +590,8 @@ def test_a_removal_stopped_part_way_is_told_by_check_blocks_other_writers_and_is
     assert f"a removal of {first} stopped part way; finish it: multipolar remove --date {first}" in told.output
     blocked = runner.invoke(app, ["recompute", "--warehouse", root], env={"COLUMNS": "20000"})
     assert blocked.exit_code == 3 and f"finish it first: multipolar remove --date {first}" in blocked.output
+    other = runner.invoke(app, ["remove", "--date", last.isoformat(), "--warehouse", root, "--yes"])
+    assert other.exit_code == 3 and blocked.output.splitlines()[-1] in other.output, other.output
     finished = runner.invoke(app, ["remove", "--date", first.isoformat(), "--warehouse", root])
     assert finished.exit_code == 0, finished.output
     assert f"finishing the removal of {first}" in finished.output
@@ -616,10 +618,9 @@ def test_a_removal_that_finds_another_stopped_part_way_once_it_holds_the_lock_le
 
     monkeypatch.setattr(cli_warehouse, "warehouse_writer", another_removal_stops_first)
     refused = runner.invoke(app, ["remove", "--date", last.isoformat(), "--warehouse", root, "--yes"])
-    assert refused.exit_code == 1
-    assert f"a removal of {first} stopped part way; finish it first: multipolar remove --date {first}" in (
-        refused.output
-    )
+    assert refused.exit_code == 3, refused.output  # as every other writer is refused
+    said = f"a removal of {first} from {root} stopped part way; finish it first: multipolar remove --date {first}"
+    assert said in refused.output
     assert warehouse.published_dates(MODELS) == list(DAYS)
     monkeypatch.undo()
     told = check(warehouse)

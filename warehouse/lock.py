@@ -39,6 +39,14 @@ class RemovalUnfinished(WarehouseLocked):
 REMOVAL = "_meta/removing.json"
 
 
+def removal_unfinished_said(layout: Layout, removing: str) -> str:
+    """The line of every writer refused by a removal of `removing` that stopped part way."""
+    return (
+        f"a removal of {removing} from {layout.root} stopped part way; finish it first: "
+        f"multipolar remove --date {removing}"
+    )
+
+
 def unfinished_removal(layout: Layout) -> str | None:
     """The date of a removal that stopped part way, or None."""
     marker = layout.root / REMOVAL
@@ -113,10 +121,7 @@ def writer_lock(layout: Layout, purpose: str, *, wait_seconds: float = 0.0) -> I
     with _exit_on_stop(), _writer_lock(layout, purpose, wait_seconds=wait_seconds) as waited:
         removing = unfinished_removal(layout)
         if removing is not None and not purpose.startswith("remove "):
-            raise RemovalUnfinished(
-                f"a removal of {removing} from {layout.root} stopped part way; finish it first: "
-                f"multipolar remove --date {removing}"
-            )
+            raise RemovalUnfinished(removal_unfinished_said(layout, removing))
         check_records(layout)
         # Files a writer killed mid-publish left behind: no writer but this one can be using them now.
         clear_publish_staging(layout)
