@@ -43,6 +43,8 @@ def import_(
     from warehouse.lock import WarehouseLocked
 
     refuse_a_file_warehouse(warehouse)
+    if missing := [str(path) for path in paths if not path.exists()]:
+        raise fail(f"no such file or folder: {', '.join(missing)}; nothing was imported", 2)
     layout = Layout.at(warehouse)
 
     def say(message: str) -> None:

@@ -62,6 +62,7 @@ CASES = [
     (["recompute", "--runner", "dask", "--address", "tcp://u:secret@127.0.0.1:9"], 2, "at --address tcp://…@127"),
     (["refresh", "--date", "20260501"], 2, "--date '20260501' is not a date of the form YYYY-MM-DD"),
     (["metrics", "--date", "2026-W18-5"], 2, "--date '2026-W18-5' is not a date of the form YYYY-MM-DD"),
+    (["import", "{root}/no-such.csv"], 2, "no such file or folder: {root}/no-such.csv; nothing was imported"),
 ]
 
 
