@@ -732,8 +732,10 @@ def main() -> None:
                 soft_wrap=True,
             )
         raise
-    except (DamagedRecord, WarehouseRefused, RegistryError) as error:  # from any command: one line, not a traceback
+    except (DamagedRecord, RegistryError) as error:  # from any command: one line, not a traceback
         sys.exit(fail(str(error)).exit_code)
+    except WarehouseRefused as error:  # a --warehouse that cannot be used as given: a mistaken argument
+        sys.exit(fail(str(error), 2).exit_code)
     except WarehouseLocked as error:  # another writer, or a removal stopped part way
         sys.exit(fail(str(error), 3).exit_code)
     except Exception as error:

@@ -193,3 +193,11 @@ def test_a_date_not_in_the_warehouse_fails_with_exit_code_2_in_the_same_line(
     said = f"error: nothing is published for 2026-05-01 in {warehouse}/wh; give --date {DAY}, the one published"
     assert error.startswith(said), error
     assert Layout.at(warehouse / "wh").published_dates(MODELS) == [DAY]
+
+
+@pytest.mark.parametrize("command", [["sql", "SELECT 1"], ["check"], ["refresh"], ["metrics"]], ids=" ".join)
+def test_an_object_store_warehouse_that_cannot_be_used_as_given_fails_with_exit_code_2(command: list[str]) -> None:
+    done = run(*command, "--warehouse", "s3://bucket/wh[1]")
+    assert done.returncode == 2, done.stdout + done.stderr
+    (error,) = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert "an object-store warehouse cannot be at s3://bucket/wh[1]" in error and "choose a prefix" in error
