@@ -698,17 +698,39 @@ def exit_on_stop_signals() -> None:
     ignored, so that it is not cut short stopping what it started."""
 
     def _exit(signum: int, _frame: object) -> None:
+        STOPPED.append(signum)
         for stop in stops:
             signal.signal(stop, signal.SIG_IGN)
         raise SystemExit(128 + signum)
 
+    def _interrupt(signum: int, _frame: object) -> None:
+        STOPPED.append(signum)
+        raise KeyboardInterrupt
+
     stops = [s for s in (signal.SIGTERM, signal.SIGHUP) if signal.getsignal(s) == signal.SIG_DFL]
     for stop in stops:
         signal.signal(stop, _exit)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _interrupt)
+
+
+# The stop signals the command received. A library running native code (DuckDB) turns the exception the signal
+# raised into one of its own ("Query interrupted"): the command still exits as stopped by the signal.
+STOPPED: list[int] = []
 
 
 # The codes a command stopped by a signal exits with, and the signal's name.
 STOPPED_BY = {128 + signal.SIGINT: "interrupted", 128 + signal.SIGTERM: "SIGTERM", 128 + signal.SIGHUP: "SIGHUP"}
+
+
+def _say_stopped(code: int) -> None:
+    said = "interrupted" if code == 128 + signal.SIGINT else f"stopped by {STOPPED_BY[code]}"
+    err.print(
+        f"{said}: what was published stays whole; run the command again to finish (a refresh resumes its "
+        "crawl from the last page it kept)",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def main() -> None:
@@ -724,13 +746,7 @@ def main() -> None:
         app()
     except SystemExit as done:
         if done.code in STOPPED_BY and sys.argv[1:2] != ["serve"]:  # serve says it stopped
-            said = "interrupted" if done.code == 128 + signal.SIGINT else f"stopped by {STOPPED_BY[done.code]}"
-            err.print(
-                f"{said}: what was published stays whole; run the command again to finish (a refresh resumes its "
-                "crawl from the last page it kept)",
-                highlight=False,
-                soft_wrap=True,
-            )
+            _say_stopped(done.code)
         raise
     except (DamagedRecord, RegistryError) as error:  # from any command: one line, not a traceback
         sys.exit(fail(str(error)).exit_code)
@@ -739,6 +755,9 @@ def main() -> None:
     except WarehouseLocked as error:  # another writer, or a removal stopped part way
         sys.exit(fail(str(error), 3).exit_code)
     except Exception as error:
+        if STOPPED:  # a signal's exception turned into another by the code it stopped
+            _say_stopped(128 + STOPPED[0])
+            sys.exit(128 + STOPPED[0])
         from warehouse.layout import Layout
         from warehouse.publish import WriteFailed
 

@@ -201,3 +201,25 @@ def test_an_object_store_warehouse_that_cannot_be_used_as_given_fails_with_exit_
     assert done.returncode == 2, done.stdout + done.stderr
     (error,) = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert "an object-store warehouse cannot be at s3://bucket/wh[1]" in error and "choose a prefix" in error
+
+
+@pytest.mark.parametrize(
+    ("stop", "code", "said"), [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "stopped by SIGTERM")]
+)
+def test_a_query_stopped_by_a_signal_exits_with_its_code_in_one_line(
+    warehouse: Path, stop: str, code: int, said: str
+) -> None:
+    """DuckDB turns the signal's exception into its own `Query interrupted`: the command exits as stopped anyway."""
+    import signal
+    import time
+
+    command = Path(sys.executable).parent / "multipolar"
+    query = "SELECT sum(i * i % 7) FROM range(100000000000) t(i)"
+    running = subprocess.Popen(
+        [str(command), "sql", query, "--warehouse", f"{warehouse}/wh"], stderr=subprocess.PIPE, text=True
+    )
+    time.sleep(4)  # into the query
+    running.send_signal(getattr(signal, stop))
+    _, stderr = running.communicate(timeout=60)
+    assert running.returncode == code, stderr
+    assert "Traceback" not in stderr and stderr.startswith(f"{said}: what was published stays whole"), stderr
