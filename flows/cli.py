@@ -259,7 +259,7 @@ def refresh(
         StagedPageUnreadable,
         OSError,
     ) as error:
-        raise fail(str(error)) from None
+        raise fail(said_of(error)) from None
     from flows.refresh import describe
 
     waited = f" (after {summary['waited']} s waiting for another writer)" if summary.get("waited") else ""
@@ -765,7 +765,7 @@ def main() -> None:
             sys.exit(fail(said).exit_code)
         if isinstance(error, WriteFailed) or (isinstance(error, OSError) and error.errno in WRITE_ERRORS):
             # A disk full or read-only, a write refused: one line naming the file, whatever command wrote.
-            sys.exit(fail(str(error)).exit_code)
+            sys.exit(fail(said_of(error)).exit_code)
         if not read_error(error):
             raise
         # A reader's error seldom names the file it could not read: the check finds which, or it was
@@ -778,6 +778,27 @@ def main() -> None:
 
 # What the system says of a write it refused.
 WRITE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG})
+
+# What to do about a write the system refused, by its errno.
+WRITE_HINTS = {
+    **dict.fromkeys(
+        (errno.ENOSPC, errno.EDQUOT),
+        "free some space there and run the command again: what was published stays whole",
+    ),
+    **dict.fromkeys(
+        (errno.EROFS, errno.EACCES, errno.EPERM),
+        "this user cannot write there: run as one who can, or give a --warehouse it can write to "
+        "(sql and check only read)",
+    ),
+}
+
+
+def said_of(error: BaseException) -> str:
+    """`error` in one line, followed by what to do when it is a write the system refused (a disk full, a folder
+    read-only or not this user's)."""
+    hint = WRITE_HINTS.get(getattr(error, "errno", None))
+    return f"{error}; {hint}" if hint else str(error)
+
 
 # What pyarrow and DuckDB say of bytes that are not (whole) Parquet, or of a file not where it was, besides what
 # polars says (`warehouse.publish.READ_DAMAGE`).

@@ -208,6 +208,7 @@ def test_a_real_full_disk_stops_the_refresh_clearly_and_keeps_day_1(day1: Path, 
     assert result.exit_code == 1, result.output
     lines = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "No space left on device" in lines[0], result.output
+    assert lines[0].endswith("free some space there and run the command again: what was published stays whole")
     assert "Traceback" not in result.output
     assert fingerprint(layout, DAY1) == before
     whole_or_absent(layout, DAY2)

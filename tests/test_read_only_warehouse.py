@@ -132,4 +132,8 @@ def test_a_writer_on_a_read_only_warehouse_stops_in_one_line(tmp_path, monkeypat
     lines = [line for line in told.err.splitlines() if line.strip()]
     assert done.value.code != 0 and "Traceback" not in told.err, told.err
     assert len(lines) == 1 and lines[0].startswith("error: [Errno") and str(layout.root) in lines[0], told.err
+    assert lines[0].endswith(
+        "this user cannot write there: run as one who can, or give a --warehouse it can write to "
+        "(sql and check only read)"
+    ), told.err
     assert layout.published_dates(MODELS) == [DAY]
