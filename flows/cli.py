@@ -725,9 +725,9 @@ STOPPED_BY = {128 + signal.SIGINT: "interrupted", 128 + signal.SIGTERM: "SIGTERM
 
 def _say_stopped(code: int) -> None:
     said = "interrupted" if code == 128 + signal.SIGINT else f"stopped by {STOPPED_BY[code]}"
+    resumes = " (it resumes its crawl from the last page it kept)" if sys.argv[1:2] == ["refresh"] else ""
     err.print(
-        f"{said}: what was published stays whole; run the command again to finish (a refresh resumes its "
-        "crawl from the last page it kept)",
+        f"{said}: what was published stays whole; run the command again to finish{resumes}",
         highlight=False,
         soft_wrap=True,
     )

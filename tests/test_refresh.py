@@ -456,7 +456,10 @@ def test_ctrl_c_stops_a_refresh_saying_so_and_the_next_run_resumes(tmp_path) -> 
         _, stderr = proc.communicate(timeout=60)
         assert proc.returncode == 130, stderr
         assert "Traceback" not in stderr
-        assert stderr.splitlines()[-1].startswith("interrupted: what was published stays whole; run the command again")
+        assert stderr.splitlines()[-1] == (
+            "interrupted: what was published stays whole; run the command again to finish (it resumes its crawl from "
+            "the last page it kept)"
+        ), stderr
         assert Layout.at(tmp_path).published_dates(MODELS) == []
         hub.set_faults()
         again = cli(*args, env=child_env())
