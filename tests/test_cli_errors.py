@@ -213,12 +213,17 @@ def test_a_query_stopped_by_a_signal_exits_with_its_code_in_one_line(
     import signal
     import time
 
+    import psutil
+
     command = Path(sys.executable).parent / "multipolar"
     query = "SELECT sum(i * i % 7) FROM range(100000000000) t(i)"
     running = subprocess.Popen(
         [str(command), "sql", query, "--warehouse", f"{warehouse}/wh"], stderr=subprocess.PIPE, text=True
     )
-    time.sleep(4)  # into the query
+    # Into the query, however slowly the command starts: starting takes under a second of CPU, the query all it gets.
+    spent, deadline = psutil.Process(running.pid), time.monotonic() + 120
+    while sum(spent.cpu_times()[:2]) < 3 and time.monotonic() < deadline and running.poll() is None:
+        time.sleep(0.1)
     running.send_signal(getattr(signal, stop))
     _, stderr = running.communicate(timeout=60)
     assert running.returncode == code, stderr
