@@ -32,6 +32,7 @@ from typing import Any
 
 import polars as pl
 
+from analytics.attribution import hub_key
 from flows.rows import INT64_MAX, MAX_ID_LENGTH, MAX_TAG_LENGTH, MAX_TAGS, UNKNOWN_CREATED_AT, lineage, utf8_text
 from warehouse.contract import conform
 from warehouse.layout import Layout
@@ -512,8 +513,8 @@ def _llmfit_rows(raw: pl.DataFrame, source: str, catalogue: Path | None) -> tupl
 
 
 def _hub_key(model_id: pl.Expr) -> pl.Expr:
-    """A repo id as the Hub matches it: in lower case (its ids are ASCII, their case ignored)."""
-    return model_id.str.strip_chars().str.to_lowercase()
+    """A repo id of an import file as the Hub matches it (`hub_key`), once stripped of the spaces around it."""
+    return hub_key(model_id.str.strip_chars())
 
 
 def embedder_named() -> pl.Expr:
