@@ -226,13 +226,16 @@ def test_a_served_run_tells_its_crawl_and_stops_when_serve_is_killed(tmp_path) -
             pass
         served = len(hub.listing_requests())
         assert 0 < served < 16
-        day = dt.date.fromisoformat(next((warehouse / "_staging" / "crawl").iterdir()).name)
+        (staged,) = (warehouse / "_staging" / "crawl").iterdir()
+        kept = json.loads((staged / "checkpoint.json").read_text())["pages"]
+        assert served - 1 <= kept <= served  # no more than the one page in flight when serve was killed is lost
         hub.reset_log()
         resumed = runner.invoke(
-            app, ["refresh", "--endpoint", hub.url, "--warehouse", str(warehouse), "--date", str(day), "--no-dashboard"]
+            app,
+            ["refresh", "--endpoint", hub.url, "--warehouse", str(warehouse), "--date", staged.name, "--no-dashboard"],
         )
         assert resumed.exit_code == 0, resumed.output
-        assert len(hub.listing_requests()) <= 16 - served + 1  # from the last page it kept
+        assert len(hub.listing_requests()) == 16 - kept  # from the page after the last it kept
     output = logs.read_text()
     assert "View at http" not in output and "Traceback" not in output, output[-3000:]
     server = int(re.search(r"started a Prefect server at \S+ \(pid (\d+)", output).group(1))
