@@ -297,6 +297,7 @@ def pages(
         for attempt in range(BODY_RETRIES + 1):
             next_url = response.links.get("next", {}).get("url")
             if next_url is not None:  # refuse before the page is yielded, so the link is never checkpointed
+                next_url = _on_endpoint(endpoint, next_url)
                 _check_same_origin(endpoint, next_url)
                 if ahead and next_url not in seen:
                     waiting = _Request(endpoint, next_url, headers)
@@ -409,6 +410,20 @@ def parse_body(body: bytes) -> object:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
         return json.loads(body)
+
+
+HUB_LISTING = "/api/models"
+
+
+def _on_endpoint(endpoint: str, url: str) -> str:
+    """A next-page link to ask of `endpoint`. The Hub names itself (`https://huggingface.co`) in its links, and a
+    mirror or proxy of it (hf-mirror.com, say) hands them on unchanged: a link of the Hub's own listing is asked of
+    the endpoint, with its query (the cursor), never of the Hub. Any other link is kept as it is, for
+    `_check_same_origin` to judge."""
+    parts = urlsplit(url)
+    if _origin(url) == _origin(endpoint) or _origin(url) != _origin(DEFAULT_ENDPOINT) or parts.path != HUB_LISTING:
+        return url
+    return f"{endpoint}{HUB_LISTING}" + (f"?{parts.query}" if parts.query else "")
 
 
 def _check_same_origin(endpoint: str, url: str) -> None:

@@ -376,9 +376,13 @@ class StandinHub:
     """The stand-in Hub: `with StandinHub(models) as hub: HfApi(endpoint=hub.url).list_models()`."""
 
     def __init__(self, world: Sequence[Any] | World, *, page_size: int = DEFAULT_PAGE_SIZE,
-                 faults: Faults | Iterable[Fault] | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+                 faults: Faults | Iterable[Fault] | None = None, host: str = "127.0.0.1", port: int = 0,
+                 public_url: str | None = None) -> None:
         self.world = world if isinstance(world, World) else World(world)
         self.page_size = page_size
+        # The origin its next-page links name, as the Hub's name https://huggingface.co (and a mirror of it hands
+        # them on unchanged); None: the stand-in's own address.
+        self.public_url = public_url.rstrip("/") if public_url else None
         self.faults = faults  # the setter wraps a plain iterable of Fault in a Faults
         self.host, self.port = host, port
         self.requests: list[RequestRecord] = []
@@ -633,7 +637,9 @@ class _Handler(BaseHTTPRequestHandler):
             previous, _ = _scan(sequence, cursor["s"], hub.page_size, matches)
             indices = previous[max(0, len(previous) - count):] + indices
         more = end < len(sequence) and take > 0
-        base = f"http://{self.server.server_address[0]}:{self.server.server_address[1]}/api/models"
+        # The Hub names itself in its next-page links (https://huggingface.co), which a mirror hands on unchanged.
+        named = hub.public_url or f"http://{self.server.server_address[0]}:{self.server.server_address[1]}"
+        base = f"{named}/api/models"
         pairs = [(k, v) for k, v in listing.pairs if k != "cursor"]
         link = None
         if more:

@@ -163,6 +163,34 @@ def test_a_next_link_to_another_host_or_back_to_itself_is_refused(tmp_path) -> N
                 crawled(tmp_path / f"loop-{loop.times}", hub)
 
 
+@pytest.mark.parametrize("scope", ["full", "top:25"])
+def test_a_mirror_handing_on_the_hubs_own_next_links_is_crawled_through_the_mirror(tmp_path, scope) -> None:
+    """The Hub names itself (https://huggingface.co) in its next-page links whatever host the request reached, and a
+    mirror of it (hf-mirror.com) hands them on unchanged: each next page is asked of the endpoint, never of the Hub."""
+    models = world(30)
+    with StandinHub(models, page_size=10, public_url="https://huggingface.co") as hub:
+        frame = crawled(tmp_path, hub, scope)
+        asked = [r.page for r in hub.listing_requests()]
+    assert frame.height == (30 if scope == "full" else 25) and asked == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "link", "asked"),
+    [
+        ("http://127.0.0.1:8777", "https://huggingface.co/api/models?c=x", "http://127.0.0.1:8777/api/models?c=x"),
+        ("https://proxy.test/hf", "https://HuggingFace.co:443/api/models?c=x", "https://proxy.test/hf/api/models?c=x"),
+        ("https://huggingface.co", "https://huggingface.co/api/models?c=x", None),
+        ("http://127.0.0.1:8777", "https://huggingface.co/api/spaces?c=x", None),  # not the listing: refused later
+        ("http://127.0.0.1:8777", "http://hub.invalid/api/models?c=x", None),  # not the Hub: refused later
+        ("http://127.0.0.1:8777", "http://huggingface.co/api/models?c=x", None),  # not the Hub's own origin either
+    ],
+)
+def test_only_the_hubs_own_listing_link_is_asked_of_the_endpoint(endpoint, link, asked) -> None:
+    from flows.hub import _on_endpoint
+
+    assert _on_endpoint(endpoint, link) == (asked or link)
+
+
 @pytest.mark.parametrize(
     ("endpoint", "link", "same"),
     [
