@@ -5,6 +5,8 @@ The real `huggingface_hub` client is pointed at it with `HfApi(endpoint=hub.url)
 pagination) and `GET /api/models/<repo_id>`, and injects the faults of `flows.standin_faults` on demand.
 Records are served as given, so hostile worlds (no id, wrong types) reach the client unchanged; a private one
 (`"private": true`) is listed only to a request with a token, as the Hub lists the private repos a token may read.
+With a quota, it counts listing requests in fixed windows as the Hub does, telling what is left on every answer
+(`RateLimit`, `RateLimit-Policy`) and answering 429 past it until the window ends.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import contextlib
 import gc
 import hashlib
 import json
+import math
 import signal
 import socket
 import sys
@@ -53,6 +56,7 @@ HTML_ERROR = (
     b"<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\n"
     b"<body><h1>502 Bad Gateway</h1><p>The upstream server is not responding.</p></body></html>\n"
 )
+RATE_LIMITED = {"error": "You have been rate-limited; you can retry this action later."}
 MALFORMED = b'[{"_id": "650000000000000000000000", "id": "broken/json",, } oops'
 
 
@@ -377,12 +381,17 @@ class StandinHub:
 
     def __init__(self, world: Sequence[Any] | World, *, page_size: int = DEFAULT_PAGE_SIZE,
                  faults: Faults | Iterable[Fault] | None = None, host: str = "127.0.0.1", port: int = 0,
-                 public_url: str | None = None) -> None:
+                 public_url: str | None = None, quota: tuple[int, int] | None = None) -> None:
         self.world = world if isinstance(world, World) else World(world)
         self.page_size = page_size
         # The origin its next-page links name, as the Hub's name https://huggingface.co (and a mirror of it hands
         # them on unchanged); None: the stand-in's own address.
         self.public_url = public_url.rstrip("/") if public_url else None
+        # The Hub's "api" quota: (q requests, w seconds) in fixed windows, every listing answer telling what is left
+        # in `RateLimit` and `RateLimit-Policy`, and one past it answered 429; None: no quota and no such headers.
+        self.quota = quota
+        self._window = (0, 0)  # (the window's number since the stand-in was made, requests counted in it)
+        self._quota_began = time.monotonic()
         self.faults = faults  # the setter wraps a plain iterable of Fault in a Faults
         self.host, self.port = host, port
         self.requests: list[RequestRecord] = []
@@ -468,6 +477,25 @@ class StandinHub:
             self.pages_served = 0
             self.latency_injected = self.stall_injected = 0.0
             self._token_digests = set()
+
+    def _spend(self) -> tuple[list[tuple[str, str]], bool]:
+        """Count one listing request against the quota: the `RateLimit` and `RateLimit-Policy` headers of its answer
+        (`r` the requests left after it, `t` the whole seconds to the window's end), and whether it is past the quota;
+        no headers and never past it without a quota."""
+        if self.quota is None:
+            return [], False
+        q, w = self.quota
+        now = time.monotonic() - self._quota_began
+        with self._lock:
+            number = int(now // w)
+            count = (self._window[1] if self._window[0] == number else 0) + 1
+            self._window = (number, count)
+        reset = math.ceil((number + 1) * w - now)
+        headers = [
+            ("RateLimit", f'"api";r={max(q - count, 0)};t={reset}'),
+            ("RateLimit-Policy", f'"fixed window";"api";q={q};w={w}'),
+        ]
+        return headers, count > q
 
     def _record(self, handler: BaseHTTPRequestHandler, path: str, query: list[tuple[str, str]]) -> RequestRecord:
         headers = {k.lower(): v for k, v in handler.headers.items() if k.lower() not in SECRET_HEADERS}
@@ -578,6 +606,13 @@ class _Handler(BaseHTTPRequestHandler):
         except BadRequest:
             page_number = None
         self.record.page = page_number
+        quota, over = hub._spend()
+        if over:  # answered before the page is built or any fault drawn, as the Hub's limiter stands before it
+            with hub._lock:
+                hub.page_requests[page_number or 0] += 1
+            self.record.faults = ["quota"]
+            self.send_json(429, RATE_LIMITED, quota)
+            return
         plan = hub.faults.plan(page_number)
         self.record.faults = plan.kinds
         with hub._lock:
@@ -593,6 +628,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.replace(plan.replacement)
             return
         headers = [("Link", f'<{link}>; rel="next"')] if link else []
+        headers += quota
         if plan.replacement is not None:  # truncated: a valid start, cut off after its headers
             self.send(200, body[: len(body) // 2], headers=headers)
             return
@@ -610,7 +646,7 @@ class _Handler(BaseHTTPRequestHandler):
                 ("RateLimit", f'"api";r=0;t={fault.reset}'),
                 ("RateLimit-Policy", f'"fixed window";"api";q={fault.quota};w={fault.window}'),
             ] if fault.headers else []
-            self.send_json(429, {"error": "You have been rate-limited; you can retry this action later."}, headers)
+            self.send_json(429, RATE_LIMITED, headers)
         elif fault.kind == "server_error":
             self.send_json(fault.status, {"error": self.responses.get(fault.status, ("Server error",))[0]})
         elif fault.kind == "malformed_json":
@@ -753,7 +789,14 @@ def main(argv: list[str] | None = None) -> None:
                         help='a fault as JSON, e.g. \'{"kind": "rate_limit", "times": 2, "pages": [3]}\' (repeatable)')
     parser.add_argument("--seed", type=int, default=0, help="seed for faults with a probability")
     parser.add_argument("--warm", action="store_true", help="build every index before serving")
+    parser.add_argument("--quota", metavar="Q/W", help="the Hub's quota: Q listing requests per W-second window")
     args = parser.parse_args(argv)
+    try:
+        quota = tuple(int(n) for n in args.quota.split("/")) if args.quota else None
+        if quota is not None and (len(quota) != 2 or min(quota) < 1):
+            raise ValueError
+    except ValueError:
+        parser.error(f"--quota: give Q/W, two whole numbers above 0, not {args.quota!r}")
     try:
         faults = [Fault(**json.loads(spec)) for spec in args.fault]
     except (TypeError, ValueError) as error:
@@ -768,7 +811,7 @@ def main(argv: list[str] | None = None) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopped.set())
     hub = StandinHub(world, page_size=args.page_size, faults=Faults(*faults, seed=args.seed), host=args.host,
-                     port=args.port)
+                     port=args.port, quota=quota)
     with hub:
         print(hub.url, flush=True)
         while not stopped.wait(0.5):

@@ -620,6 +620,21 @@ def test_a_rate_limit_asking_for_a_long_wait_is_told_and_one_past_the_limit_stop
     assert "answered HTTP 429: waiting 0 s as it asks" in caplog.text
 
 
+@pytest.mark.parametrize("overlap", [True, False])
+def test_a_crawl_past_the_hubs_quota_waits_each_window_out_once(tmp_path, overlap) -> None:
+    """The Hub counts requests in fixed windows and refuses those past its quota until the window ends: the crawl
+    waits as `RateLimit` says, one refusal a window spent, and no page is asked twice but the one refused."""
+    with StandinHub(world(70), page_size=10, quota=(3, 1)) as hub:
+        layout = Layout.at(tmp_path / "wh")
+        result = crawl_to_staging(layout, DAY, parse_scope("full"), hub.url, overlap=overlap)
+        _, rows = assemble(layout, DAY, result)
+        answered = [(r.page, r.status) for r in hub.listing_requests()]
+    refused = [page for page, status in answered if status == 429]
+    assert rows == 70 and [page for page, status in answered if status == 200] == list(range(1, 8))
+    # Seven pages, three a window: one or two refusals (as the windows fall), none asked into the same window again.
+    assert 1 <= len(refused) <= 2 and len(set(refused)) == len(refused) and result.state.requests == 7 + len(refused)
+
+
 @pytest.mark.parametrize("status", [503, 429, 408])
 def test_a_long_retry_after_on_any_status_the_client_retries_stops_the_crawl(status: int) -> None:
     """The client sleeps as `Retry-After` says on every status it retries, not only on a 429."""

@@ -269,6 +269,18 @@ def test_a_429_carries_ratelimit_headers_unless_told_not_to() -> None:
     assert bare.status_code == 429 and "RateLimit" not in bare.headers
 
 
+def test_a_quota_tells_what_is_left_on_every_answer_and_refuses_past_it_until_the_window_ends() -> None:
+    """As the Hub's: `RateLimit` on every answer, not only on a 429 (huggingface_hub#3553), in fixed windows."""
+    with StandinHub(LABS, quota=(2, 3)) as hub:
+        answers = [hx.get(f"{hub.url}/api/models") for _ in range(3)]
+        time.sleep(float(answers[-1].headers["RateLimit"].rsplit("t=", 1)[1]))
+        again = hx.get(f"{hub.url}/api/models")
+    assert [a.status_code for a in answers] == [200, 200, 429] and again.status_code == 200
+    assert [a.headers["RateLimit"].split(";t=")[0] for a in answers] == ['"api";r=1', '"api";r=0', '"api";r=0']
+    assert all(a.headers["RateLimit-Policy"] == '"fixed window";"api";q=2;w=3' for a in answers)
+    assert hub.listing_requests()[2].faults == ["quota"]
+
+
 def test_server_errors_answer_each_5xx_and_the_client_retries_them(api_for) -> None:
     with StandinHub(LABS) as hub:
         hub.set_faults(*(faults.server_error(s) for s in (500, 502, 503, 504)))
