@@ -12,7 +12,8 @@ Provenance keys read by the page (all optional; missing ones show as "not record
     partial_dates     imported dates that list under half the models of the date before
     dates             the snapshot dates (ISO strings); taken from the shares when absent
     rows              rows of metric data behind the page
-    registry_version  version of the attribution registry used
+    registry_version  version of the attribution registry used (that of the latest date)
+    other_registry_dates  dates attributed with another registry than the latest date's
     generated_at      when the page was drawn (ISO 8601)
     code_version      the code that drew it
     metrics_code_versions  the code that computed the metrics drawn (every version among their partitions)
@@ -185,7 +186,8 @@ def scope_text(scopes: Mapping[str, int] | None) -> str:
 
 
 def caveats(provenance: Mapping[str, Any]) -> dict[str, str]:
-    """Footer entries for imported dates that are stale copies or partial, when there are any."""
+    """Footer entries for imported dates that are stale copies or partial, and for dates attributed with another
+    registry than the latest date's, when there are any."""
     found = {}
     if stale := provenance.get("stale_dates"):
         found["Stale copies"] = (
@@ -195,6 +197,12 @@ def caveats(provenance: Mapping[str, Any]) -> dict[str, str]:
     if partial := provenance.get("partial_dates"):
         found["Partial snapshots"] = (
             f"{html.escape(', '.join(partial))}: under half the models of the date before, so left out of the views"
+        )
+    if other := provenance.get("other_registry_dates"):
+        found["Other registries"] = (
+            f"{html.escape(', '.join(other))}: attributed with another registry than the latest date's, so a "
+            "namespace added or changed since moves their shares but not the latest's: "
+            "<code>multipolar recompute</code> attributes every date with the registry in use"
         )
     return found
 

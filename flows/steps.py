@@ -457,6 +457,7 @@ def dashboard_provenance(layout: Layout) -> dict[str, Any]:
     latest = read_meta(layout, MODELS, dates[-1]) if dates else None
     latest = latest or {}
     metas = [read_meta(layout, MODELS, d) or {} for d in dates]
+    registries = [_registry_of(layout, d) for d in dates]
     kind = series_source_kind({meta.get("source_kind", "hub") for meta in metas})
     scopes = Counter(meta["scope"] for meta in metas if meta.get("scope"))
     return {
@@ -473,7 +474,9 @@ def dashboard_provenance(layout: Layout) -> dict[str, Any]:
         "counted_by_date": {
             d.isoformat(): meta.get("models_with_30d_count") for d, meta in zip(dates, metas, strict=True)
         },
-        "registry_version": _registry_of(layout, dates[-1]) if dates else None,
+        "registry_version": registries[-1] if dates else None,
+        # The dates whose shares come from attributions made with another registry than the latest date's.
+        "other_registry_dates": [d.isoformat() for d, r in zip(dates, registries, strict=True) if r != registries[-1]],
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "code_version": code_version(),
         "metrics_code_versions": sorted(

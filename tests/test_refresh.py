@@ -430,6 +430,33 @@ def test_a_refresh_after_a_registry_edit_warns_of_the_dates_attributed_with_the_
     )
 
 
+def test_the_dashboard_names_the_dates_attributed_with_another_registry_than_the_latest(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refresh after a registry edit attributes its own date alone: the page drawn then says which of the dates
+    it shows were attributed with the registry before, not only the latest date's registry version."""
+    from analytics import registry
+    from dashboards.page import caveats
+    from flows.steps import dashboard_provenance
+
+    with StandinHub(world(300)) as hub:
+        args = ["refresh", "--endpoint", hub.url, "--warehouse", str(tmp_path), "--no-dashboard"]
+        assert runner.invoke(app, [*args, "--date", "2026-05-11"]).exit_code == 0
+        edited = tmp_path / "registry.csv"
+        edited.write_bytes(registry.REGISTRY_PATH.read_bytes() + b"someone,A New Lab,FR,Europe,industry,test\n")
+        monkeypatch.setattr(registry, "REGISTRY_PATH", edited)
+        assert runner.invoke(app, [*args, "--date", DATE]).exit_code == 0
+    layout = Layout.at(tmp_path)
+    provenance = dashboard_provenance(layout)
+    assert provenance["registry_version"] == registry.registry_version()
+    assert provenance["other_registry_dates"] == ["2026-05-11"]
+    told = caveats(provenance)["Other registries"]
+    assert told.startswith("2026-05-11: attributed with another registry than the latest date's")
+    assert runner.invoke(app, ["recompute", "--warehouse", str(tmp_path), "--no-dashboard"]).exit_code == 0
+    assert dashboard_provenance(layout)["other_registry_dates"] == []
+    assert "Other registries" not in caveats(dashboard_provenance(layout))
+
+
 def test_the_clients_retries_are_told_only_with_verbose(tmp_path) -> None:
     """huggingface_hub logs each retried request in two lines with the page's URL; a retry that then succeeds
     is the crawl working as it should, and says nothing unless asked."""
