@@ -663,12 +663,20 @@ def registry_gaps_cmd(
     layout, day = _published_day(warehouse, date)
     if day not in layout.published_dates(ATTRIBUTIONS):
         raise fail(f"{day} is not attributed yet; run `multipolar attribute --date {day}`")
+    listed, again = _listed_since(layout, day)
     gaps = registry_gaps(
         layout.scan(MODELS, day),
         layout.scan(ATTRIBUTIONS, day),
         rule=rule,
-        top=top,
+        top=top + len(listed),
     )
+    reviewed = gaps["credited_namespace"].str.to_lowercase().is_in(sorted(listed))
+    if again is not None:
+        n = int(reviewed.sum())
+        left_out = f"; {n:,} namespace{'s it lists now are' if n > 1 else ' it lists now is'} left out" if n else ""
+        told = f"{day} was attributed with another registry than the one in use{left_out}: {again}"
+        err.print(f"[bold yellow]warning:[/] {escape(told)}", highlight=False, soft_wrap=True)
+    gaps = gaps.filter(~reviewed).head(top)
     table = RichTable(title=f"Unreviewed namespaces on {day} ({rule})", show_edge=False, header_style="bold")
     for name in ("namespace", "models", "downloads_30d", "share"):
         table.add_column(name, justify="left" if name == "namespace" else "right")
@@ -676,6 +684,23 @@ def registry_gaps_cmd(
         share = "" if row["share"] is None else percent_shown(row["share"])
         table.add_row(row["credited_namespace"], f"{row['models']:,}", f"{row['downloads_30d']:,.0f}", share)
     print_table(table)
+
+
+def _listed_since(layout: Layout, day: dt.date) -> tuple[set[str], str | None]:
+    """When `day` was attributed with another registry than the one in use: the namespaces (lower-cased) the one
+    in use lists, which `registry gaps` leaves out (the curator has reviewed them since), and what to do."""
+    from analytics.registry import RegistryError, load_registry, registry_version
+    from warehouse.publish import read_meta
+    from warehouse.tables import ATTRIBUTIONS
+
+    made_with = (read_meta(layout, ATTRIBUTIONS, day) or {}).get("registry_version")
+    again = f"`multipolar recompute` attributes {day} with the registry in use"
+    try:
+        if made_with in (None, registry_version()):
+            return set(), None
+        return set(load_registry()["namespace"].str.to_lowercase()), again
+    except RegistryError as error:
+        return set(), f"the registry in use is broken ({error.problems[0]}): mend it, then {again}"
 
 
 def percent_shown(share: float) -> str:

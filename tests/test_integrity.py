@@ -559,6 +559,33 @@ def test_check_tells_of_dates_attributed_with_an_earlier_registry(
     assert len([line for line in result.output.splitlines() if "to be made again" in line]) == 1
 
 
+def test_registry_gaps_leaves_out_the_namespaces_reviewed_since_the_date_was_attributed(
+    warehouse: Layout, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A curator who has just added a namespace to the registry is not shown it again as a gap, and is told that
+    the date was attributed with the registry before."""
+    from analytics import registry
+
+    gaps = ["registry", "gaps", "--warehouse", str(warehouse.root)]
+    before = runner.invoke(app, gaps, env={"COLUMNS": "20000"})
+    assert before.exit_code == 0 and "someone" in before.stdout and "warning" not in before.output, before.output
+    edited = tmp_path / "registry.csv"
+    edited.write_bytes(registry.REGISTRY_PATH.read_bytes() + b"Someone,Some Lab,FR,Europe,industry,a test row\n")
+    monkeypatch.setattr(registry, "REGISTRY_PATH", edited)
+    after = runner.invoke(app, gaps, env={"COLUMNS": "20000"})
+    assert after.exit_code == 0, after.output
+    assert "someone" not in after.stdout
+    told = (
+        f"warning: {DAYS[-1]} was attributed with another registry than the one in use; 1 namespace it lists now is "
+        f"left out: `multipolar recompute` attributes {DAYS[-1]} with the registry in use"
+    )
+    assert told in after.stderr
+    edited.write_bytes(registry.REGISTRY_PATH.read_bytes() + b"Someone,Some Lab,XX,Europe,industry,a test row\n")
+    broken = runner.invoke(app, gaps, env={"COLUMNS": "20000"})
+    assert broken.exit_code == 0 and "someone" in broken.stdout, broken.output
+    assert "the registry in use is broken (line " in broken.stderr and "unknown country code 'XX'" in broken.stderr
+
+
 def kill_removal_after(monkeypatch: pytest.MonkeyPatch, step: str) -> None:
     """Make a removal stop, as if killed, once `step` of `flows.steps` is done."""
     from flows import steps as step_module
