@@ -91,12 +91,40 @@ def listed_at(layout: Layout, basis: dt.date) -> dt.datetime | None:
     return started if started.date() == basis else None
 
 
-def attribution_inputs(layout: Layout, day: dt.date) -> dict[str, Any]:
-    """What the attributions of `day` are computed from: its models, the registry, and the rules' code (`code`)."""
+def attribution_inputs(layout: Layout, day: dt.date, registry: str | None = None) -> dict[str, Any]:
+    """What the attributions of `day` are computed from: its models, the registry (version `registry`, else that of
+    the file now), and the rules' code (`code`)."""
     from analytics.attribution import rules_version
     from analytics.registry import registry_version
 
-    return {"code": rules_version(), "models_sha256": _sha(layout, MODELS, day), "registry_version": registry_version()}
+    registry = registry or registry_version()
+    return {"code": rules_version(), "models_sha256": _sha(layout, MODELS, day), "registry_version": registry}
+
+
+# How many times the registry is read again when it changes while it is read (an editor saving it).
+REGISTRY_READS = 3
+
+
+def registry_as_read() -> tuple[pl.DataFrame, str]:
+    """The registry and its version, read so that the one is the other's: its file is read between two readings
+    of its version that agree, so that an editor's save landing meanwhile is not published under the version
+    before it (which would then count as current, the rows made with another registry), nor a file cut short by
+    a save under way refused as broken."""
+    from analytics.registry import REGISTRY_PATH, RegistryError, RegistryProblem, load_registry, registry_version
+
+    for _ in range(REGISTRY_READS):
+        version = registry_version()
+        try:
+            registry = load_registry()
+        except RegistryError:
+            if registry_version() == version:  # broken as saved, not cut short by a save under way
+                raise
+        else:
+            if registry_version() == version:
+                return registry, version
+        time.sleep(0.2)
+    told = f"changed each of the {REGISTRY_READS} times it was read (being written?): run again once it is saved"
+    raise RegistryError(REGISTRY_PATH, [RegistryProblem(None, told)])
 
 
 # The modules whose code computes the metrics, and the crossovers: a partition made by other code is made again.
@@ -232,15 +260,14 @@ def attribute_date(layout: Layout, day: dt.date, *, force: bool = False) -> dict
     which was done under `made`.
     """
     from analytics.attribution import attribution_plan, attribution_update, registry_rows, rules_version
-    from analytics.registry import load_registry
 
-    inputs = attribution_inputs(layout, day)
-    if not force and _current(layout, (REGISTRY, ATTRIBUTIONS), day, inputs):
+    if not force and _current(layout, (REGISTRY, ATTRIBUTIONS), day, attribution_inputs(layout, day)):
         return {"status": "already published"}
     began = time.monotonic()
-    registry = load_registry()
+    registry, version = registry_as_read()
+    inputs = attribution_inputs(layout, day, version)
     models = layout.scan(MODELS, day)
-    basis = attribution_basis(layout, day)
+    basis = attribution_basis(layout, day, version)
     made: dict[str, Any] = {"from": None}
     if basis is None:
         plan = attribution_plan(models, registry)
@@ -256,17 +283,18 @@ def attribute_date(layout: Layout, day: dt.date, *, force: bool = False) -> dict
     return {"status": "published", "rows": meta["rows"], **updated, "seconds": round(time.monotonic() - began, 2)}
 
 
-def attribution_basis(layout: Layout, day: dt.date) -> tuple[dt.date, pl.LazyFrame] | None:
+def attribution_basis(layout: Layout, day: dt.date, registry: str | None = None) -> tuple[dt.date, pl.LazyFrame] | None:
     """The day before `day` and its attributions, when `day`'s can be made by updating them: made by
-    these rules, with the registry in use, from that day's models as published now, and the file intact
-    (checked on the very bytes that are then read, and decoded only if the update keeps rows)."""
+    these rules, with the registry in use (of version `registry`, when told), from that day's models as published
+    now, and the file intact (checked on the very bytes that are then read, and decoded only if the update keeps
+    rows)."""
     from analytics.attribution import rules_version
 
     previous = layout.date_before(MODELS, day)
     meta = read_meta(layout, ATTRIBUTIONS, previous) if previous else None
     if meta is None or meta.get("rules_version") != rules_version():
         return None
-    if meta.get("inputs") != attribution_inputs(layout, previous):
+    if meta.get("inputs") != attribution_inputs(layout, previous, registry):
         return None
     data = _checked_bytes(layout, ATTRIBUTIONS, previous, meta.get("sha256"))
     return None if data is None else (previous, pl.scan_parquet(io.BytesIO(data)))

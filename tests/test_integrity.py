@@ -586,6 +586,46 @@ def test_registry_gaps_leaves_out_the_namespaces_reviewed_since_the_date_was_att
     assert "the registry in use is broken (line " in broken.stderr and "unknown country code 'XX'" in broken.stderr
 
 
+@pytest.mark.parametrize("save", ["lands between the reads", "is under way"])
+def test_a_registry_saved_while_a_date_is_attributed_is_published_under_its_own_version(
+    warehouse: Layout, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, save: str
+) -> None:
+    """An editor saving the registry while `attribute` reads it: the rows published are those of the version their
+    `_meta` records, so that going back to the registry before (an undo) leaves the date to be made again."""
+    from analytics import registry
+
+    path = tmp_path / "registry.csv"
+    before = registry.REGISTRY_PATH.read_bytes()
+    saved = before + b"someone,Some Lab,FR,Europe,industry,saved while the registry was read\n"
+    path.write_bytes(before)
+    monkeypatch.setattr(registry, "REGISTRY_PATH", path)
+    load = registry.load_registry
+    reads = []
+
+    def read_while_saved(*args):
+        reads.append(path.read_bytes())
+        if len(reads) > 1:
+            return load(*args)
+        if save == "lands between the reads":
+            path.write_bytes(saved)
+            return load(*args)
+        path.write_bytes(b"")  # the editor has cut the file and not yet written it again
+        try:
+            return load(*args)
+        finally:
+            path.write_bytes(saved)
+
+    monkeypatch.setattr(registry, "load_registry", read_while_saved)
+    day = DAYS[-1]
+    assert steps.attribute_date(warehouse, day, force=True)["status"] == "published"
+    published = warehouse.scan(TABLES["registry"], day).collect()
+    version = read_meta(warehouse, ATTRIBUTIONS, day)["registry_version"]
+    assert "someone" in published["namespace"].to_list()
+    assert version == registry.registry_version(path) and version.endswith(f"/{published.height} rows")
+    path.write_bytes(before)  # the edit undone
+    assert steps.pending_steps(warehouse, day, dashboard=False)[0] == "attribute"
+
+
 def kill_removal_after(monkeypatch: pytest.MonkeyPatch, step: str) -> None:
     """Make a removal stop, as if killed, once `step` of `flows.steps` is done."""
     from flows import steps as step_module
