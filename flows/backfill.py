@@ -781,6 +781,9 @@ def import_snapshots(
     files, problems = read_import(import_paths(given))
     if problems:
         raise ImportRejected(problems)
+    from analytics.registry import load_registry
+
+    load_registry()  # a broken registry fails now, in one line, not once the dates are published
     # Records kept: publishing a date reads the record of every date published (the metadata versions they point
     # at), each read once for the import, and again only once written again.
     with (

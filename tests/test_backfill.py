@@ -332,6 +332,17 @@ def test_a_bad_file_in_a_folder_stops_the_good_ones_too(tmp_path) -> None:
     assert published(tmp_path / "wh") == []
 
 
+def test_a_broken_registry_fails_the_import_before_any_date_is_published(tmp_path, monkeypatch) -> None:
+    from analytics import registry
+
+    broken = write(tmp_path / "registry.csv", registry.REGISTRY_PATH.read_bytes().replace(b"\nQwen,", b"\nQwen,,"))
+    monkeypatch.setattr(registry, "REGISTRY_PATH", broken)
+    result = run_import(write(tmp_path / "snapshots.csv", TINY_CSV), tmp_path / "wh")
+    assert result.exit_code == 1, result.output
+    assert f"error: registry {broken}, line " in result.output and "7 columns, expected 6" in result.output
+    assert published(tmp_path / "wh") == []
+
+
 def test_the_same_model_and_date_in_two_files_is_a_duplicate(tmp_path) -> None:
     folder = tmp_path / "in"
     folder.mkdir()
