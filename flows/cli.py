@@ -250,10 +250,12 @@ def refresh(
             )
     except WarehouseLocked as error:
         raise fail(str(error), 3) from None
+    except RegistryError as error:  # valid before the crawl, edited since: the snapshot is published
+        told = f"{day}'s snapshot is published; mend the registry, then run the same refresh again (no crawl)"
+        raise fail(f"{error}\n{told}" if len(error.problems) > 1 else f"{error}; {told}") from None
     except (
         hub.HubError,
         SchemaViolation,
-        RegistryError,
         ServerFailed,
         NothingListed,
         StagedPageUnreadable,

@@ -430,6 +430,36 @@ def test_a_refresh_after_a_registry_edit_warns_of_the_dates_attributed_with_the_
     )
 
 
+def test_a_registry_broken_during_the_crawl_fails_saying_the_snapshot_is_kept_and_a_refresh_again_ends_it(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from analytics import registry
+
+    path = tmp_path / "registry.csv"
+    path.write_bytes(registry.REGISTRY_PATH.read_bytes())
+    monkeypatch.setattr(registry, "REGISTRY_PATH", path)
+    load = registry.load_registry
+
+    def broken_once_checked(*args):  # valid when the refresh starts, saved broken while it crawls
+        found = load(*args)
+        path.write_bytes(registry.REGISTRY_PATH.read_bytes().replace(b"\nQwen,", b"\nQwen,,"))
+        return found
+
+    monkeypatch.setattr(registry, "load_registry", broken_once_checked)
+    with StandinHub(world(300)) as hub:
+        args = ["refresh", "--endpoint", hub.url, "--warehouse", str(tmp_path / "wh"), "--date", DATE, "--no-dashboard"]
+        result = runner.invoke(app, args, env={"COLUMNS": "20000"})
+        assert result.exit_code == 1, result.output
+        told = f"error: registry {path}, line "
+        assert told in result.output and "7 columns, expected 6" in result.output, result.output
+        then = f"; {DATE}'s snapshot is published; mend the registry, then run the same refresh again (no crawl)"
+        assert then in result.output, result.output
+        path.write_bytes(path.read_bytes().replace(b"\nQwen,,", b"\nQwen,"))
+        monkeypatch.setattr(registry, "load_registry", load)
+        again = runner.invoke(app, args, env={"COLUMNS": "20000"})
+    assert again.exit_code == 0 and "published already (not crawled again)" in again.output, again.output
+
+
 def test_the_dashboard_names_the_dates_attributed_with_another_registry_than_the_latest(
     tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
