@@ -18,6 +18,7 @@ weights, and the tiny random test fixtures of libraries' CI, which no one releas
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
@@ -192,6 +193,9 @@ def registry_version(path: Path | str | None = None) -> str:
         raw = path.read_bytes()
     except OSError as error:
         raise RegistryError(path, [RegistryProblem(None, f"cannot be read: {error.strerror or error}")]) from None
+    # A byte-order mark and Windows line endings are how an editor or a checkout saves the same rows: they leave the
+    # version as it is, so that two copies differing in them alone do not make every date out of date.
+    raw = raw.removeprefix(codecs.BOM_UTF8).replace(b"\r\n", b"\n")
     # Undecodable bytes only blur the row count here; `load_registry` refuses them, naming their line.
-    rows = sum(1 for _ in csv.reader(io.StringIO(raw.decode("utf-8-sig", errors="replace"), newline=""))) - 1
+    rows = sum(1 for _ in csv.reader(io.StringIO(raw.decode("utf-8", errors="replace"), newline=""))) - 1
     return f"sha256:{hashlib.sha256(raw).hexdigest()[:12]}/{max(rows, 0)} rows"

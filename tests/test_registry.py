@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 from pathlib import Path
 
 import polars as pl
@@ -243,6 +244,19 @@ def test_the_version_names_the_content_hash_and_row_count(tmp_path: Path) -> Non
     two = registry_version(write(tmp_path, GOOD, "acme,Acme,US,United States,industry,why"))
     assert two.endswith("/2 rows") and two.split("/")[0] != one.split("/")[0]
     assert registry_version().endswith(f"/{load_registry().height} rows")
+
+
+def test_a_byte_order_mark_or_windows_line_endings_leave_the_version_as_it_is(tmp_path: Path) -> None:
+    """The same rows saved by another editor or checkout are the same registry: a date attributed with one is not
+    out of date with the other. A change of a row still changes the version."""
+    path = write(tmp_path, GOOD, "acme,Acme,US,United States,industry,why")
+    plain = registry_version(path)
+    text = path.read_text(encoding="utf-8")
+    path.write_bytes(codecs.BOM_UTF8 + text.replace("\n", "\r\n").encode())
+    assert registry_version(path) == plain
+    assert load_registry(path).equals(load_registry(write(tmp_path, GOOD, "acme,Acme,US,United States,industry,why")))
+    path.write_bytes(codecs.BOM_UTF8 + text.replace("\n", "\r\n").replace("why", "because").encode())
+    assert registry_version(path) != plain
 
 
 @pytest.mark.parametrize("kind", ["missing", "a folder", "a header alone"])
