@@ -14,7 +14,7 @@ import altair as alt
 import polars as pl
 
 from analytics.concentration import UNKNOWN
-from dashboards.frames import POPULATIONS, REGIONS, RULES, SIZE_CLASSES, WINDOWS, ViewFrames
+from dashboards.frames import POPULATIONS, REGIONS, RULES, SERIES_PREFIX, SIZE_CLASSES, WINDOWS, ViewFrames
 
 POPULATION = "population"  # parameter names, referenced by every view's filter
 WINDOW = "window"
@@ -125,18 +125,27 @@ def country_scale(frames: ViewFrames) -> alt.Scale:
     return alt.Scale(domain=actors, range=[COUNTRY_COLORS.get(actor) or next(others) for actor in actors])
 
 
-def setting_domain(frame: pl.DataFrame, column: str, by: tuple[str, ...] = ("population", "time_window")) -> alt.Scale:
+def setting_domain(
+    frame: pl.DataFrame,
+    column: str,
+    by: tuple[str, ...] = ("population", "time_window"),
+    *,
+    headroom: float = 1.0,
+    ceiling: float | None = None,
+) -> alt.Scale:
     """A zero-based scale whose domain, per switch setting, spans `column` in `frame`: fixed rather than taken
     from the rows a setting leaves, so that a setting with none (the latest date records no such window) draws
-    its note on empty axes rather than warn of an infinite extent."""
+    its note on empty axes rather than warn of an infinite extent. `headroom` stretches the top above the highest
+    value, up to `ceiling` (never below the highest value itself)."""
     ends = (
-        frame.filter(pl.col(column).is_not_null())
+        frame.filter(pl.col(column).is_not_null() & pl.col(column).is_finite())
         .group_by(by)
         .agg(pl.col(column).min().alias("low"), pl.col(column).max().alias("high"))
     )
     table = {}
     for row in ends.iter_rows(named=True):
-        low, high = min(row["low"], 0.0), max(row["high"], 0.0)
+        top = row["high"] * headroom if ceiling is None else max(min(row["high"] * headroom, ceiling), row["high"])
+        low, high = min(row["low"], 0.0), max(top, 0.0)
         table["|".join(row[key] for key in by)] = [low, high] if high > low else [0.0, 1.0]
     setting = " + '|' + ".join({"population": POPULATION, "time_window": WINDOW}[key] for key in by)
     return alt.Scale(domain=alt.ExprRef(f"{json.dumps(table)}[{setting}] || [0, 1]"), nice=True)
@@ -210,16 +219,39 @@ def observed_points(frames: ViewFrames) -> alt.OverlayMarkDef:
     return alt.OverlayMarkDef(size=size, filled=True, opacity=1 if len(frames.dates) <= DOTTED_DATES else 0)
 
 
+# A crossover's label runs along the top of its view: the share axis reaches this far above the highest line
+# (a label 11 px tall, 4 px below the top of a plot 230 px tall, needs 1 / (1 - 20 / 230) = 1.095), so no line
+# runs through the label.
+LABEL_HEADROOM = 1.12
+
+
+def share_scale(frames: ViewFrames, dimension: str) -> alt.Scale:
+    """The share axis of a view over time: in a view that marks a crossover, reaching above every line under each
+    setting, to leave its label room (but not past 100 % for it)."""
+    keys = frames.series_keys(dimension)
+    if not keys or frames.crossovers.filter(pl.col("dimension") == dimension).is_empty():
+        return alt.Scale()
+    total = pl.col("t" + SERIES_PREFIX[dimension])
+    highest = frames.series.select(
+        pl.col("p").alias("population"),
+        pl.col("w").alias("time_window"),
+        pl.max_horizontal([pl.col(key) / total for key in keys]).alias("share"),
+    )
+    return setting_domain(highest, "share", headroom=LABEL_HEADROOM, ceiling=1.0)
+
+
 def share_lines(frames: ViewFrames, dimension: str, color: alt.Color) -> alt.Chart:
     """Shares over time, one line per actor of `dimension`."""
-    total = "t" + {"region": "r", "country": "c", "developer_type": "k"}[dimension]
+    total = "t" + SERIES_PREFIX[dimension]
     return (
         folded_series(frames, dimension, "downloads")
         .transform_calculate(share=f"datum.downloads / datum.{total}")
         .mark_line(point=observed_points(frames), strokeWidth=2)
         .encode(
             x=date_axis(frames),
-            y=alt.Y("share:Q", title="Share of downloads", axis=alt.Axis(format="%")),
+            y=alt.Y(
+                "share:Q", title="Share of downloads", axis=alt.Axis(format="%"), scale=share_scale(frames, dimension)
+            ),
             color=color,
             tooltip=[
                 DATE,

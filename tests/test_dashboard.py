@@ -345,6 +345,33 @@ def test_crossover_is_marked_with_its_date(small_dashboard: DashboardResult, sma
     assert label in small_dashboard.html.read_text()
 
 
+def view_items(scene: dict, view: str, marktype: str) -> list[dict]:
+    """The items of every data mark of one type in one view of a scenegraph."""
+    group = next(node for node in _walk(scene) if node.get("name") == f"{view}_group")
+    return [
+        item
+        for node in _walk(group)
+        if node.get("marktype") == marktype and node.get("role") == "mark"
+        for item in node["items"]
+    ]
+
+
+def test_no_line_runs_through_the_crossover_label(small: dict) -> None:
+    region = small["crossovers"]
+    country = region.with_columns(
+        pl.lit("country").alias("dimension"), pl.lit("CN").alias("challenger"), pl.lit("US").alias("incumbent")
+    )
+    views = frames.view_frames(small["shares"], small["concentration"], pl.concat([region, country]))
+    scene = vlc.vegalite_to_scenegraph(dashboard_spec(views), vl_version=VL_CONVERT_VERSION)
+    for view, label in (("region_share_lines", "China ahead of United States"), ("country_share_lines", "CN ahead")):
+        (text,) = view_items(scene, view, "text")
+        assert text["text"].startswith(label) and text["baseline"] == "top", text
+        below = text["y"] + text["fontSize"] + 2  # the label's bottom, and a point's radius
+        highest = min(point["y"] for point in view_items(scene, view, "symbol"))
+        # China's line peaks near the top of its axis: the axis reaches above it, leaving the label a band of its own.
+        assert highest > below, (view, highest, below)
+
+
 def test_a_lead_held_from_the_first_date_is_not_marked_as_a_crossing_on_it(small: dict) -> None:
     crossed = pl.col("status") == "crossed"
     led = small["crossovers"].with_columns(
