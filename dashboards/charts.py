@@ -51,6 +51,8 @@ OTHER_COUNTRY_COLORS = (
 SHARE = alt.Tooltip("share:Q", title="Share", format=".2%")
 DOWNLOADS = alt.Tooltip("downloads:Q", title="Downloads", format=",.0f")
 MODELS = alt.Tooltip("m:N", title="Models in the snapshot")
+# Every count is of the window the switch shows; a tooltip names it, as it is read apart from the switches.
+WINDOW_NAME = alt.Tooltip("window_name:N", title="Window")
 # The x axis parses `date` into a time in place, so the tooltip formats it back as the snapshot's UTC day.
 DATE = alt.Tooltip("utcyearmonthdate(date):T", title="Date", format="%Y-%m-%d")
 
@@ -76,6 +78,11 @@ def switches(windows: tuple[str, ...] = WINDOWS, populations: tuple[str, ...] = 
 def fixed_switches() -> list[alt.Parameter]:
     """The switches at their defaults, unbound: for static images."""
     return [alt.param(name=POPULATION, value=POPULATIONS[0]), alt.param(name=WINDOW, value=WINDOWS[0])]
+
+
+def window_named(window: str = "time_window") -> dict[str, str]:
+    """A calculation naming each row's window (in its field `window`) as the switch does, for `WINDOW_NAME`."""
+    return {"window_name": f"{json.dumps(WINDOW_LABELS)}[datum[{window!r}]]"}
 
 
 def switch_filter(population: str | None = "population", window: str = "time_window") -> str:
@@ -173,6 +180,7 @@ def folded_series(frames: ViewFrames, dimension: str, value: str) -> alt.Chart:
     return (
         alt.Chart(data("series"))
         .transform_filter(switch_filter("p", "w"))
+        .transform_calculate(**window_named("w"))
         .transform_fold(frames.series_keys(dimension), as_=["key", value])
         .transform_filter(f"isValid(datum[{value!r}])")
         .transform_lookup(lookup="key", from_=alt.LookupData(data=data("keys"), key="key", fields=["actor"]))
@@ -255,6 +263,7 @@ def share_lines(frames: ViewFrames, dimension: str, color: alt.Color) -> alt.Cha
             color=color,
             tooltip=[
                 DATE,
+                WINDOW_NAME,
                 alt.Tooltip("actor:N", title=dimension.title()),
                 SHARE,
                 DOWNLOADS,
@@ -370,6 +379,7 @@ def concentration_lines(frames: ViewFrames, view: str, measure: str, fmt: str) -
             color=alt.Color("actor:N", title="Over", scale=alt.Scale(range=["#264653", "#e76f51"])),
             tooltip=[
                 DATE,
+                WINDOW_NAME,
                 alt.Tooltip("actor:N", title="Over"),
                 alt.Tooltip("value:Q", title=measure, format=fmt),
                 MODELS,
@@ -411,7 +421,8 @@ def rule_comparison_bars(frames: ViewFrames) -> alt.LayerChart:
     base = (
         alt.Chart(data("rules"))
         .transform_filter(switch_filter())
-        .transform_filter("isValid(datum.share)")  # a share not known has no bar, rather than one of 0
+        .transform_filter("isValid(datum.share)")
+        .transform_calculate(**window_named())  # a share not known has no bar, rather than one of 0
         .encode(
             x=alt.X("rule:N", title="Attribution rule", sort=list(RULES), axis=alt.Axis(labelAngle=0)),
             xOffset=alt.XOffset("actor:N", sort=["China", "United States"]),
@@ -423,6 +434,7 @@ def rule_comparison_bars(frames: ViewFrames) -> alt.LayerChart:
             ),
             tooltip=[
                 alt.Tooltip("rule:N", title="Rule"),
+                WINDOW_NAME,
                 alt.Tooltip("actor:N", title="Region"),
                 SHARE,
                 DOWNLOADS,
@@ -466,6 +478,7 @@ def lab_tooltip(frames: ViewFrames) -> list[alt.Tooltip]:
     then = f"on {frames.previous}" if frames.previous else "before (no previous snapshot)"
     return [
         alt.Tooltip("lab:N", title="Lab"),
+        WINDOW_NAME,
         alt.Tooltip("rank:Q", title=f"Rank on {frames.latest}"),
         alt.Tooltip("share:Q", title=f"Share on {frames.latest}", format=".2%"),
         alt.Tooltip("downloads:Q", title=f"Downloads on {frames.latest}", format=",.0f"),
@@ -479,6 +492,7 @@ def lab_share_bars(frames: ViewFrames) -> alt.LayerChart:
     bars = (
         alt.Chart(data("labs"))
         .transform_filter(switch_filter())
+        .transform_calculate(**window_named())
         .mark_bar(color="#4c78a8")
         .encode(
             x=alt.X(
@@ -516,6 +530,7 @@ def lab_change_bars(frames: ViewFrames, labelled: bool = False) -> alt.LayerChar
         alt.Chart(data("labs"))
         .transform_filter(switch_filter())
         .transform_filter("isValid(datum.change_pp)")
+        .transform_calculate(**window_named())
         .mark_bar()
         .encode(
             x=alt.X("change_pp:Q", title="Change (percentage points)", scale=scale),
@@ -566,6 +581,7 @@ def developer_type_areas(frames: ViewFrames) -> alt.Chart | alt.LayerChart:
     stacked = (
         alt.Chart(data("series"))
         .transform_filter(switch_filter("p", "w"))
+        .transform_calculate(**window_named("w"))
         .transform_fold(keys, as_=["key", "downloads"])
         .transform_lookup(lookup="key", from_=alt.LookupData(data=data("keys"), key="key", fields=["actor"]))
         .transform_calculate(
@@ -591,6 +607,7 @@ def developer_type_areas(frames: ViewFrames) -> alt.Chart | alt.LayerChart:
         ),
         tooltip=[
             DATE,
+            WINDOW_NAME,
             alt.Tooltip("actor:N", title="Developer type"),
             SHARE,
             DOWNLOADS,
@@ -626,6 +643,7 @@ def size_class_bars(frames: ViewFrames) -> alt.LayerChart:
     bars = (
         alt.Chart(data("sizes"))
         .transform_filter(switch_filter(None))
+        .transform_calculate(**window_named())
         .mark_bar()
         .encode(
             x=alt.X("size:N", title="Parameters", sort=list(SIZE_CLASSES), axis=alt.Axis(labelAngle=0)),
@@ -639,6 +657,7 @@ def size_class_bars(frames: ViewFrames) -> alt.LayerChart:
             color=alt.Color("actor:N", title="Region", scale=region_scale(frames)),
             tooltip=[
                 alt.Tooltip("size:N", title="Size class"),
+                WINDOW_NAME,
                 alt.Tooltip("actor:N", title="Region"),
                 SHARE,
                 DOWNLOADS,

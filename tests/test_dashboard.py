@@ -250,6 +250,14 @@ def test_a_hovered_date_reads_as_the_snapshot_day() -> None:
     assert told == {day.isoformat() for day in views.dates}
 
 
+def test_every_hovered_count_names_the_window_it_counts() -> None:
+    views = frames.view_frames(**synthetic_metrics(days=3))
+    told = [text for text in drawn_descriptions(views) if re.search(r"(Downloads|Share|HHI|poles)[^:]*: ", text)]
+    # Lines, areas and bars alike: a tooltip read apart from the switch bar says whose counts it gives.
+    assert len(told) > 100
+    assert [text for text in told if "Window: Last 30 days;" not in text] == []
+
+
 def drawn_items(views: frames.ViewFrames, mark: str) -> list[dict]:
     """The items Vega draws for one mark of the page (default switches)."""
     scene = vlc.vegalite_to_scenegraph(dashboard_spec(views), vl_version=VL_CONVERT_VERSION)
@@ -569,7 +577,9 @@ def test_a_setting_one_date_alone_records_draws_its_developer_types_as_a_bar() -
     views = frames.view_frames(**metrics)
     spec = charts.developer_type_areas(views).to_dict()
     marks = {
-        (node["mark"]["type"] if isinstance(node["mark"], dict) else node["mark"]): json.dumps(node.get("transform"))
+        (node["mark"]["type"] if isinstance(node["mark"], dict) else node["mark"]): json.dumps(
+            [step for step in node.get("transform", []) if "filter" in step]
+        )
         for node in _walk(spec)
         if "mark" in node
     }
