@@ -294,7 +294,7 @@ def crossover_layers(frames: ViewFrames, dimension: str) -> list[alt.Chart]:
     labels = [
         base.transform_filter(f"{'' if late else '!'}datum.late")
         .mark_text(align="right" if late else "left", dx=-4 if late else 4, baseline="top", fontSize=11)
-        .encode(x=date_axis(frames), y=alt.value(4), text="label:N", tooltip=tooltip)
+        .encode(x=date_axis(frames), y=alt.value(4), text="text:N", tooltip=tooltip)
         for late in (False, True)
         if late in marks["late"].to_list()
     ]

@@ -298,11 +298,17 @@ def crossover_marks(crossovers: pl.DataFrame, rule: str, dates: tuple[date, ...]
                 pl.format("{} ahead of {} since the first date, {}", "challenger", "incumbent", iso("crossover_date"))
             )
             .alias("label"),
+            # What the view writes beside its rule, short enough to fit on the side of it with more room (the
+            # incumbent is in the view's subtitle and the full label in the tooltip).
+            pl.when(crossed_within())
+            .then(pl.format("{} ahead from {}", "challenger", iso("crossover_date")))
+            .otherwise(pl.format("{} ahead since the first date, {}", "challenger", iso("crossover_date")))
+            .alias("text"),
             crossed_within().alias("observed"),
             (pl.col("crossover_date") > midpoint).alias("late"),
         )
         .with_columns((pl.col("margin") * 100).round(2).alias("margin_pp"))
-        .select("dimension", "population", "time_window", "date", "label", "margin_pp", "observed", "late")
+        .select("dimension", "population", "time_window", "date", "label", "text", "margin_pp", "observed", "late")
         .sort("dimension", "population", "time_window")
     )
 

@@ -371,13 +371,34 @@ def test_no_line_runs_through_the_crossover_label(small: dict) -> None:
     )
     views = frames.view_frames(small["shares"], small["concentration"], pl.concat([region, country]))
     scene = vlc.vegalite_to_scenegraph(dashboard_spec(views), vl_version=VL_CONVERT_VERSION)
-    for view, label in (("region_share_lines", "China ahead of United States"), ("country_share_lines", "CN ahead")):
+    for view, label in (("region_share_lines", "China ahead"), ("country_share_lines", "CN ahead")):
         (text,) = view_items(scene, view, "text")
         assert text["text"].startswith(label) and text["baseline"] == "top", text
         below = text["y"] + text["fontSize"] + 2  # the label's bottom, and a point's radius
         highest = min(point["y"] for point in view_items(scene, view, "symbol"))
         # China's line peaks near the top of its axis: the axis reaches above it, leaving the label a band of its own.
         assert highest > below, (view, highest, below)
+
+
+def test_the_crossover_label_stays_inside_its_plot_clear_of_the_legend(small: dict) -> None:
+    region = small["crossovers"]
+    country = region.with_columns(
+        pl.lit("country").alias("dimension"), pl.lit("CN").alias("challenger"), pl.lit("US").alias("incumbent")
+    )
+    views = frames.view_frames(small["shares"], small["concentration"], pl.concat([region, country]))
+    scene = vlc.vegalite_to_scenegraph(dashboard_spec(views), vl_version=VL_CONVERT_VERSION)
+    for view, sentence in (
+        ("region_share_lines", "China ahead of United States"),
+        ("country_share_lines", "CN ahead of US"),
+    ):
+        (text,) = view_items(scene, view, "text")
+        # The crossing falls mid-series: the label begins at its rule and runs right, towards the legend.
+        assert 0.3 * charts.WIDTH < text["x"] < 0.7 * charts.WIDTH, text
+        wide = len(text["text"]) * 6.5  # an 11 px sans-serif letter is under 6.5 px wide
+        start = text["x"] + text["dx"] - (wide if text["align"] == "right" else 0)
+        assert start >= 0 and start + wide <= charts.WIDTH, (view, text["text"], start, start + wide)
+        # The whole sentence is the tooltip's.
+        assert f"Crossover: {sentence} from " in text["description"], text["description"]
 
 
 def test_a_lead_held_from_the_first_date_is_not_marked_as_a_crossing_on_it(small: dict) -> None:
