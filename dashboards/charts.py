@@ -126,10 +126,19 @@ def region_scale(frames: ViewFrames) -> alt.Scale:
 
 def country_scale(frames: ViewFrames) -> alt.Scale:
     """Fixed colours per country, the same under every switch (a country without downloads under one keeps its
-    colour for the next), with China, the United States and Unknown coloured as their regions are."""
+    colour for the next), with China, the United States and Unknown coloured as their regions are.
+
+    More countries than colours may be drawn over all settings: each takes the first colour no country drawn beside
+    it under some setting has, so that no two lines of one view share a colour (a view draws at most ten)."""
     actors = frames.actors("country")
-    others = itertools.cycle(OTHER_COUNTRY_COLORS)  # past ten other countries over all settings, colours repeat
-    return alt.Scale(domain=actors, range=[COUNTRY_COLORS.get(actor) or next(others) for actor in actors])
+    settings = list(countries_drawn(frames.countries).values())
+    colours: dict[str, str] = {}
+    spare = itertools.cycle(OTHER_COUNTRY_COLORS)  # only when every colour is taken beside a country
+    for actor in actors:
+        beside = {colours.get(other) for drawn in settings if actor in drawn for other in drawn}
+        free = [colour for colour in OTHER_COUNTRY_COLORS if colour not in beside]
+        colours[actor] = COUNTRY_COLORS.get(actor) or (free[0] if free else next(spare))
+    return alt.Scale(domain=actors, range=[colours[actor] for actor in actors])
 
 
 def setting_domain(

@@ -682,6 +682,29 @@ def test_a_window_no_snapshot_records_is_not_offered_and_the_page_says_so(small:
     assert '"window": ["30d"]' in page  # the browser check tries only the windows offered
 
 
+def test_no_two_countries_of_one_setting_share_a_colour_however_many_all_settings_draw() -> None:
+    codes = ["CN", "US", "FR", "DE", "GB", "CA", "KR", "JP", "AE", "IL", "IN", "SG", "BR", "RU", "ES", "IT", "NL", "SE"]
+    region = {"CN": "China", "US": "United States"}
+    labs = {
+        f"lab-{code}": (code, region.get(code, "Rest of world"), "industry", (len(codes) - i) * 1e6, 1.0)
+        for i, code in enumerate(codes)
+    }
+    metrics = synthetic_metrics(days=2, labs=labs)
+    # Among LLMs the ranking of countries is reversed: the two populations draw eighteen countries between them.
+    reversed_llms = (pl.col("population") == "llm") & (pl.col("dimension") == "country")
+    metrics["shares"] = metrics["shares"].with_columns(
+        pl.when(reversed_llms).then(1 / pl.col("share")).otherwise(pl.col("share")).alias("share")
+    )
+    views = frames.view_frames(**metrics)
+    drawn = charts.countries_drawn(views.countries)
+    assert len({actor for actors in drawn.values() for actor in actors}) == len(codes)
+    scale = charts.country_scale(views)
+    colours = dict(zip(scale.domain, scale.range, strict=True))
+    for setting, actors in drawn.items():
+        assert len(actors) == frames.TOP_COUNTRIES
+        assert len({colours[actor] for actor in actors}) == len(actors), (setting, [colours[a] for a in actors])
+
+
 def test_countries_and_developer_types_keep_their_colours_under_every_switch(small: dict) -> None:
     views = frames.view_frames(**small)
 
