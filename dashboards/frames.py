@@ -233,6 +233,9 @@ def share_totals(shares: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+UNKNOWN_SHARE = -1  # downloads are never negative
+
+
 def share_series(shares: pl.DataFrame, concentration: pl.DataFrame, keys: pl.DataFrame, rule: str) -> pl.DataFrame:
     """One row per date × population × window: downloads per actor key, the share totals, HHI and poles.
 
@@ -242,11 +245,21 @@ def share_series(shares: pl.DataFrame, concentration: pl.DataFrame, keys: pl.Dat
     index = ["snapshot_date", "population", "time_window"]
     actor_columns = keys.filter(pl.col("dimension").is_in(SERIES_PREFIX))["key"].to_list()
     picked = shares.filter((pl.col("rule") == rule) & switched() & pl.col("dimension").is_in(SERIES_PREFIX))
+    # A developer type absent from a date has no model that day, and its 0 keeps the stacked mix whole; other actors
+    # absent have no point on it.
+    types = keys.filter(pl.col("dimension") == "developer_type")["key"].to_list()
     downloads = (
         picked.join(keys, on=["dimension", "actor"], how="inner")
-        # An actor whose share is not known has no point on that date, rather than one at 0.
-        .with_columns(pl.when(pl.col("share").is_not_null()).then(pl.col("downloads").round(0).cast(pl.Int64)))
+        # An actor whose share is not known has no point on that date, rather than one at 0: -1 through the pivot,
+        # which gives an actor absent from the date a null.
+        .with_columns(
+            pl.when(pl.col("share").is_not_null())
+            .then(pl.col("downloads").round(0).cast(pl.Int64))
+            .otherwise(pl.lit(UNKNOWN_SHARE, pl.Int64))
+        )
         .pivot(on="key", index=index, values="downloads", on_columns=actor_columns)
+        .with_columns(pl.col(types).fill_null(0))
+        .with_columns(pl.when(pl.col(actor_columns) != UNKNOWN_SHARE).then(pl.col(actor_columns)).name.keep())
     )
     totals = (
         share_totals(picked)

@@ -284,6 +284,22 @@ def test_a_developer_type_whose_share_is_not_known_has_no_area_on_that_date() ->
     assert all(item["defined"] or item.get("y") is None for item in items)
 
 
+def test_a_developer_type_with_no_model_on_a_date_is_drawn_at_0_there_keeping_the_mix_whole() -> None:
+    metrics = synthetic_metrics(days=3)
+    absent = (
+        (pl.col("snapshot_date") == date(2025, 6, 2))
+        & (pl.col("dimension") == "developer_type")
+        & (pl.col("actor") == "academia")
+    )
+    metrics["shares"] = metrics["shares"].filter(~absent)  # no academic model listed that day: no row
+    views = frames.view_frames(**metrics)
+    items = drawn_items(views, "developer_type_areas_marks")
+    academia = [item for item in items if "Developer type: academia;" in item["description"]]
+    # Its band thins to nothing on that date rather than leave a hole in the stack between its neighbours.
+    assert [item["defined"] for item in academia] == [True, True, True], academia
+    assert "Date: 2025-06-02;" in academia[1]["description"] and "Share: 0.00%;" in academia[1]["description"]
+
+
 def seen_marks(node: dict) -> int:
     """How many marks inside a scenegraph node a reader sees: points and bars that are not transparent, and lines
     and areas through two points or more (one point draws nothing)."""
