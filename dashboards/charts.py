@@ -48,6 +48,8 @@ OTHER_COUNTRY_COLORS = (
     "#bcbd22",
     "#8c564b",
 )
+# ColorBrewer's Set2 without its grey, which Unknown takes among developer types as it does among regions.
+DEVELOPER_TYPE_COLORS = ("#66c2a5", "#fc8d62", "#8da0cb", "#e78ac3", "#a6d854", "#ffd92f", "#e5c494")
 SHARE = alt.Tooltip("share:Q", title="Share", format=".2%")
 DOWNLOADS = alt.Tooltip("downloads:Q", title="Downloads", format=",.0f")
 MODELS = alt.Tooltip("m:N", title="Models in the snapshot")
@@ -139,6 +141,14 @@ def country_scale(frames: ViewFrames) -> alt.Scale:
         free = [colour for colour in OTHER_COUNTRY_COLORS if colour not in beside]
         colours[actor] = COUNTRY_COLORS.get(actor) or (free[0] if free else next(spare))
     return alt.Scale(domain=actors, range=[colours[actor] for actor in actors])
+
+
+def developer_type_scale(frames: ViewFrames) -> alt.Scale:
+    """Fixed colours per developer type, every type in the domain (so that a switch under which one has no
+    downloads recolours none of the rest), with Unknown grey as in the region and country views."""
+    actors = frames.actors("developer_type")
+    others = itertools.cycle(DEVELOPER_TYPE_COLORS)
+    return alt.Scale(domain=actors, range=[REGION_COLORS[4] if actor == UNKNOWN else next(others) for actor in actors])
 
 
 def setting_domain(
@@ -611,8 +621,7 @@ def developer_type_areas(frames: ViewFrames) -> alt.Chart | alt.LayerChart:
         color=alt.Color(
             "actor:N",
             title="Developer type",
-            # Every type in the domain, so that a switch under which one has no downloads recolours none of the rest.
-            scale=alt.Scale(domain=frames.actors("developer_type"), scheme="set2"),
+            scale=developer_type_scale(frames),
         ),
         tooltip=[
             DATE,

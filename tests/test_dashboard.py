@@ -738,3 +738,10 @@ def test_countries_and_developer_types_keep_their_colours_under_every_switch(sma
     assert (colours["CN"], colours["US"]) == (region_colours["China"], region_colours["United States"])
     assert len(set(colours.values())) == len(colours)
     assert colour_scale(charts.developer_type_areas(views))["domain"] == views.actors("developer_type")
+    # Unknown is grey wherever it is drawn, the types each a colour of their own.
+    unlisted = LABS | {"someone": ("Unknown", "Unknown", "Unknown", 3.0e6, 1.0)}
+    types = colour_scale(charts.developer_type_areas(frames.view_frames(**synthetic_metrics(days=2, labs=unlisted))))
+    type_colours = dict(zip(types["domain"], types["range"], strict=True))
+    assert "Unknown" in type_colours and len(type_colours) >= 6
+    assert type_colours["Unknown"] == colours["Unknown"] == region_colours["Unknown"]
+    assert len(set(type_colours.values())) == len(type_colours)
