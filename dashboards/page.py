@@ -96,7 +96,9 @@ def dashboard_chart(frames: ViewFrames) -> alt.VConcatChart:
         row(v["region_share_lines"], v["country_share_lines"]),
         row(v["effective_poles_lines"], v["hhi_lines"]),
         row(v["rule_comparison_bars"], v["size_class_bars"]),
-        row(row(v["lab_share_bars"], v["lab_change_bars"], spacing=6), v["developer_type_areas"]),
+        # The labs on the right: their names' axis, left of their plot, would otherwise push every row's plot right
+        # by its width, widening the drawing (and shrinking it, and its text, in a narrow window) by as much.
+        row(v["developer_type_areas"], row(v["lab_share_bars"], v["lab_change_bars"], spacing=6)),
         spacing=36,
     )
     grid = grid.add_params(*charts.switches(frames.windows, frames.populations)).resolve_scale(

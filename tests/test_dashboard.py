@@ -217,6 +217,15 @@ def test_every_chart_builds_from_fixture_metrics(small: dict[str, pl.DataFrame])
         assert any("tooltip" in d.get("encoding", {}) for d in _walk(view)), name
 
 
+def test_the_drawing_is_narrow_enough_that_a_1024_px_window_shrinks_its_text_by_under_a_tenth(small: dict) -> None:
+    svg = vlc.vegalite_to_svg(dashboard_spec(frames.view_frames(**small)), vl_version=VL_CONVERT_VERSION)
+    width = float(re.search(r'<svg[^>]*\bwidth="([\d.]+)"', svg).group(1))
+    # Every row's plot starts where the widest axis left of a first view ends: the region view's percentages, not the
+    # labs' names, which sit in the last row's second view.
+    available = 1024 - 2 * 16  # the page's margins
+    assert available / width > 0.9, width
+
+
 def test_views_are_not_duplicated_per_switch_combination(small: dict[str, pl.DataFrame]) -> None:
     spec = dashboard_chart(frames.view_frames(**small)).to_dict()
     units = [d for d in _walk(spec) if "mark" in d]
