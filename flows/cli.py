@@ -285,6 +285,16 @@ def refresh(
             highlight=False,
             soft_wrap=True,
         )
+    if summary.get("models_of_date_before"):
+        # A Hub that ended its listing early: what it listed is kept, flagged as an import's partial date is.
+        err.print(
+            f"[bold yellow]warning:[/] {day} lists {summary.get('rows')} models, under half the "
+            f"{summary['models_of_date_before']} of the date before: kept as a partial snapshot, left out of the "
+            "crossovers, the dashboard's views and the next date's between window (refresh it again with --force "
+            "once the Hub lists them all)",
+            highlight=False,
+            soft_wrap=True,
+        )
     for step, outcome in summary.get("steps", {}).items():
         out.print(f"  {step}: {describe(outcome)}", highlight=False)
     from warehouse.layout import Layout

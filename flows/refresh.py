@@ -115,6 +115,15 @@ def refresh(
             meta = publish(str(layout.root), day, scope, force, source_kind)
             summary["models"] = "published"
             summary["empty_listings"] = meta.get("empty_listings") or []
+            if meta.get("models_of_date_before"):
+                summary["models_of_date_before"] = meta["models_of_date_before"]
+                logger.warning(
+                    "models %s: %s listed, under half the %s of the date before: kept as a partial snapshot, left "
+                    "out of the crossovers, the dashboard's views and the next date's between window",
+                    day,
+                    meta["rows"],
+                    meta["models_of_date_before"],
+                )
             resumed = f", resumed {meta['resumed']} time(s)" if meta.get("resumed") else ""
             logger.info(
                 "published models %s: %s rows, %s requests, %s s crawling%s",

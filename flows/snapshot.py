@@ -10,7 +10,7 @@ from flows.crawl import CrawlResult, assemble, crawl_record, crawl_summary, disc
 from flows.hub import loopback
 from flows.scope import EXPAND, Scope
 from warehouse.layout import Layout
-from warehouse.publish import publish_staged
+from warehouse.publish import publish_staged, read_meta
 from warehouse.tables import MODELS
 
 
@@ -30,6 +30,16 @@ def empty_listings(scope: Scope, result: CrawlResult) -> list[str]:
         for index, listing in enumerate(scope.listings)
         if not listed_any(result.staging, index)
     ]
+
+
+def partial_of(layout: Layout, day: dt.date, scope: Scope, rows: int) -> int | None:
+    """The models of the date before `day`, when a crawl of `day` listing `rows` lists under half as many with the
+    same scope (a Hub that ended its listing early): a partial snapshot, as an import's is flagged. None otherwise."""
+    before = layout.date_before(MODELS, day)
+    meta = (read_meta(layout, MODELS, before) or {}) if before else {}
+    if meta.get("scope") != scope.text or not isinstance(meta.get("rows"), int):
+        return None
+    return meta["rows"] if rows * 2 < meta["rows"] else None
 
 
 def publish_models(
@@ -73,6 +83,8 @@ def publish_models(
         "dropped_items": summary["report"]["dropped"],
         "blanked_values": summary["report"]["blanked"],
     }
+    if (before := partial_of(layout, day, scope, rows)) is not None:
+        provenance["models_of_date_before"] = before
     crawled_on = dt.date.fromisoformat(result.state.started_at[:10])
     if crawled_on > day and provenance["source_kind"] == "hub":  # `--backdate`: the Hub as it was when crawled
         provenance["backdated_from"] = crawled_on.isoformat()

@@ -524,3 +524,24 @@ def test_ctrl_c_stops_a_refresh_saying_so_and_the_next_run_resumes(tmp_path) -> 
     assert again.returncode == 0, stderr
     meta = json.loads(Layout.at(tmp_path).meta_file(MODELS, DAY).read_text())
     assert meta["resumed"] == 1 and meta["crawl_code_versions"] == [meta["code_version"]]
+
+
+def test_a_crawl_listing_under_half_the_models_of_the_date_before_is_flagged_partial(tmp_path) -> None:
+    """A Hub that ends its listing early: the day is kept, but flagged as an import's partial day is, so the
+    crossovers, the dashboard and the next day's `between` window do not take it as the whole Hub."""
+    from flows.steps import between_basis, dashboard_provenance
+    from warehouse.publish import read_meta
+
+    layout = Layout.at(tmp_path)
+    with StandinHub(world(400)) as hub:
+        for date, models in (("2026-05-10", 400), ("2026-05-11", 150), ("2026-05-12", 400)):
+            hub.replace_world(world(400)[:models])
+            args = ["refresh", "--date", date, "--endpoint", hub.url, "--warehouse", str(tmp_path), "--no-dashboard"]
+            result = runner.invoke(app, args, env={"COLUMNS": "20000"})
+            assert result.exit_code == 0, result.output
+            if date == "2026-05-11":
+                assert "2026-05-11 lists 150 models, under half the 400 of the date before" in result.output
+    assert read_meta(layout, MODELS, dt.date(2026, 5, 11))["models_of_date_before"] == 400
+    assert "models_of_date_before" not in read_meta(layout, MODELS, DAY)
+    assert between_basis(layout, DAY) == dt.date(2026, 5, 10)
+    assert dashboard_provenance(layout)["partial_dates"] == ["2026-05-11"]
