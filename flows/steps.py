@@ -47,7 +47,8 @@ def between_basis(layout: Layout, day: dt.date) -> dt.date | None:
     """The date `day`'s `between` window is measured from: the latest date before it that is no stale copy (an
     imported date that repeats the counts of the one before, `same_counts_as`) nor partial snapshot (one that lists
     under half the models of the date before, `models_of_date_before`: measured from it, the gains of every model
-    it missed would not be known), when both were listed with the same scope. A model missing from a day crawled
+    it missed would not be known) nor crawl begun after `day`'s (`--backdate`: its counts are later ones), when both
+    were listed with the same scope. A model missing from a day crawled
     with a narrower scope (`top:N`, `orgs:`) is not a new model, and its all-time downloads are no day's gain:
     across a change of scope there is no `between` window. Nor has a stale copy one: it observed no gain of its
     own."""
@@ -66,12 +67,33 @@ def _between(layout: Layout, day: dt.date) -> tuple[dt.date | None, str | None]:
     # before, one record read.
     while basis is not None:
         before = read_meta(layout, MODELS, basis) or {}
-        if not observed_nothing(before):
+        if not observed_nothing(before) and not counted_later(before, meta, day):
             if before.get("scope") != meta.get("scope"):
                 return None, "none: the date before was listed with another scope"
             return basis, None
         basis = layout.date_before(MODELS, basis)
-    return None, "none: every date before is a stale copy or a partial snapshot"
+    return None, "none: every date before is a stale copy, a partial snapshot or crawled after this one (--backdate)"
+
+
+def counted_later(before: dict[str, Any], meta: dict[str, Any], day: dt.date) -> bool:
+    """Whether a date before `day` (its `models` record `before`) holds counts the Hub gave after `day`'s own: a
+    crawl recorded under an earlier date (`--backdate`) begun after `day`'s crawl, or, for a `day` that records no
+    crawl time, on a later day. Measured from it, every model's gain would fall below zero."""
+    if not before.get("backdated_from"):
+        return False
+    began, began_before = _started(meta), _started(before)
+    if began is not None and began_before is not None:
+        return began_before >= began
+    return dt.date.fromisoformat(before["backdated_from"]) > day
+
+
+def _started(meta: dict[str, Any]) -> dt.datetime | None:
+    """When a crawled date's crawl began (its record's `started_at`, with a zone), or None."""
+    try:
+        started = dt.datetime.fromisoformat(meta["started_at"]) if meta.get("source_kind") != "import" else None
+    except (KeyError, TypeError, ValueError):
+        return None
+    return started if started is not None and started.tzinfo is not None else None
 
 
 def listed_at(layout: Layout, basis: dt.date) -> dt.datetime | None:

@@ -545,3 +545,35 @@ def test_a_crawl_listing_under_half_the_models_of_the_date_before_is_flagged_par
     assert "models_of_date_before" not in read_meta(layout, MODELS, DAY)
     assert between_basis(layout, DAY) == dt.date(2026, 5, 10)
     assert dashboard_provenance(layout)["partial_dates"] == ["2026-05-11"]
+
+
+def test_a_date_backdated_after_the_next_one_was_crawled_is_no_start_of_its_between_window(
+    tmp_path, monkeypatch
+) -> None:
+    """A missed day refreshed late with `--backdate` holds counts the Hub gave after the next day's crawl: the next
+    day's `between` window starts at the last date crawled before it, not at that one, where every gain would fall
+    below zero."""
+    import flows.snapshot
+    from flows.steps import between_basis
+    from warehouse.publish import read_meta
+    from warehouse.tables import SHARES
+
+    monkeypatch.setattr(flows.snapshot, "source_kind_of", lambda endpoint: "hub")  # a Hub not on this machine
+    today = dt.datetime.now(dt.UTC).date()
+    layout = Layout.at(tmp_path)
+
+    def grown(by: int) -> list[dict]:
+        return [m | {"downloadsAllTime": m["downloadsAllTime"] + by * (i + 1)} for i, m in enumerate(world(60))]
+
+    with StandinHub(grown(0)) as hub:
+        for day, by in ((today - dt.timedelta(days=2), 0), (today, 1), (today - dt.timedelta(days=1), 2)):
+            hub.replace_world(grown(by))
+            args = ["refresh", "--date", day.isoformat(), "--endpoint", hub.url, "--warehouse", str(tmp_path)]
+            result = runner.invoke(app, [*args, "--no-dashboard", *(["--backdate"] if day < today else [])])
+            assert result.exit_code == 0, result.output
+    assert read_meta(layout, MODELS, today - dt.timedelta(days=1))["backdated_from"] == today.isoformat()
+    assert between_basis(layout, today) == today - dt.timedelta(days=2)
+    assert between_basis(layout, today - dt.timedelta(days=1)) == today - dt.timedelta(days=2)
+    shares = pl.read_parquet(layout.partition_file(SHARES, today)).filter(pl.col("time_window") == "between")
+    assert shares["downloads"].sum() > 0
+    assert read_meta(layout, SHARES, today)["negative_all_time_deltas"]["models"] == 0
