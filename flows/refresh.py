@@ -84,6 +84,18 @@ def reproduce(warehouse: str) -> dict[str, Any]:
     return outcome
 
 
+def run_date() -> dt.date:
+    """The date a run given none crawls: the UTC date its flow run began, the same for each of its retries, so that
+    one retried after midnight resumes that date's crawl rather than starting the next date's; today outside a run."""
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    began = context.flow_run.start_time if context and context.flow_run else None
+    if began is None or began.tzinfo is None:
+        return dt.datetime.now(dt.UTC).date()
+    return began.astimezone(dt.UTC).date()
+
+
 @flow(name="refresh", log_prints=False, validate_parameters=True)
 def refresh(
     day: dt.date | None = None,
@@ -98,7 +110,7 @@ def refresh(
     """Publish one dated snapshot of the Hub and everything derived from it."""
     logger = get_run_logger()
     began = time.monotonic()
-    day = day or dt.datetime.now(dt.UTC).date()
+    day = day or run_date()
     layout = Layout.at(warehouse)
     endpoint = hub.resolve_endpoint(endpoint)
     parse_scope(scope)  # fail before taking the lock on a bad scope

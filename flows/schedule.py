@@ -349,8 +349,9 @@ def drain_prefect_clients(timeout: float = 10.0) -> None:
 def deployment_parameters(
     scope: str, warehouse: str | None, endpoint: str | None, wait_seconds: float = SCHEDULED_WAIT
 ) -> dict[str, Any]:
-    """What every scheduled run is called with. No `day`: each run crawls the date it runs on (UTC). A run
-    that finds another writer at work (an analyst's recompute, a removal) waits for it, up to `wait_seconds`."""
+    """What every scheduled run is called with. No `day`: each run crawls the date it began on (UTC), retries
+    included. A run that finds another writer at work (an analyst's recompute, a removal) waits for it, up to
+    `wait_seconds`."""
     from warehouse.layout import resolve_root
 
     parameters: dict[str, Any] = {

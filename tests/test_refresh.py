@@ -577,3 +577,32 @@ def test_a_date_backdated_after_the_next_one_was_crawled_is_no_start_of_its_betw
     shares = pl.read_parquet(layout.partition_file(SHARES, today)).filter(pl.col("time_window") == "between")
     assert shares["downloads"].sum() > 0
     assert read_meta(layout, SHARES, today)["negative_all_time_deltas"]["models"] == 0
+
+
+def test_a_run_retried_after_midnight_resumes_the_date_it_began_crawling(tmp_path, monkeypatch) -> None:
+    """A scheduled run (no `--date`) that fails just before midnight and is retried just after crawls the date it
+    began on, from its checkpoint, rather than starting the next date's and leaving that one unpublished."""
+    import types
+
+    import flows.refresh as refresh_module
+
+    attempts: list[dt.datetime] = []
+
+    class Clock(dt.datetime):
+        @classmethod
+        def now(cls, tz=None):  # the first attempt's clock, then one ten minutes on, the next day
+            now = dt.datetime.now(dt.UTC) + dt.timedelta(days=1 if attempts else 0)
+            attempts.append(now)
+            return now
+
+    clock = types.SimpleNamespace(date=dt.date, datetime=Clock, timedelta=dt.timedelta, UTC=dt.UTC)
+    monkeypatch.setattr(refresh_module, "dt", clock)
+    layout = Layout.at(tmp_path)
+    with StandinHub(world(300), page_size=100) as hub:
+        hub.set_faults(faults.Fault("foreign_link", faults._when([2]), 1, 1.0))  # the first attempt fails on page 2
+        once_more = refresh_module.refresh.with_options(retries=1, retry_delay_seconds=0)
+        summary = once_more(endpoint=hub.url, warehouse=str(tmp_path), dashboard=False)
+    today = dt.datetime.now(dt.UTC).date()  # the day the run began
+    assert summary["date"] == today.isoformat()
+    assert layout.published_dates(MODELS) == [today]
+    assert not any(layout.staging.joinpath("crawl").iterdir())  # no crawl of the date it began left behind
