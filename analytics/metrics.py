@@ -163,13 +163,19 @@ def model_downloads(models: Frame, previous_models: Frame | None = None) -> pl.L
 
 
 def not_new_since(
-    per_model: pl.DataFrame, models: Frame, previous_date: dt.date, listed_at: dt.datetime | None = None
+    per_model: pl.DataFrame,
+    models: Frame,
+    previous_date: dt.date,
+    listed_at: dt.datetime | None = None,
+    previous_models: Frame | None = None,
 ) -> pl.DataFrame:
     """`per_model` with no `between` gain for the models absent from the previous snapshot though created
     before it was listed (or when is not known): their all-time total is no gain since. `listed_at`, when known,
     is the moment the previous snapshot's crawl began: a model created after it was not there to be listed, so
     its whole total is gained since, even when it was created on the previous date. Without it, a model created
-    on or before the previous date counts as there then. Only those few models' creation dates are read."""
+    on or before the previous date counts as there then. Only those few models' creation dates are read.
+    With `previous_models`, a model listed then under an id that differs only in case (the Hub ignores it) is that
+    model, and gains the change of its count (`case_renamed`)."""
     absent = per_model.filter(~pl.col("listed_before")).get_column("model_id")
     if absent.is_empty():
         return per_model
@@ -185,8 +191,48 @@ def not_new_since(
     )
     if created.is_empty():
         return per_model
+    if previous_models is not None:
+        per_model, renamed = case_renamed(per_model, created, previous_models)
+        created = created.filter(~created.is_in(renamed.implode()))
+        if created.is_empty():
+            return per_model
     old = pl.col("model_id").is_in(created.to_list())
     return per_model.with_columns(pl.when(old).then(None).otherwise(pl.col(c)).alias(c) for c in ("between", "delta"))
+
+
+def case_renamed(per_model: pl.DataFrame, absent: pl.Series, previous_models: Frame) -> tuple[pl.DataFrame, pl.Series]:
+    """`per_model` with the models of `absent` (not listed in the previous snapshot under their id, though there
+    then) that were listed then under an id differing only in case, and gone since, taken as listed then: they gain
+    the change of their count. An id two models share in lower case is left as it is. Also the ids so taken."""
+    lower = pl.col("model_id").str.to_lowercase()
+    keys = absent.str.to_lowercase().unique()
+    candidates = (
+        previous_models.lazy().select("model_id", "downloads_all_time").filter(lower.is_in(keys.implode())).collect()
+    )
+    listed_now = per_model.get_column("model_id").filter(
+        per_model.get_column("model_id").is_in(candidates["model_id"].implode())
+    )
+    then = (
+        candidates.filter(~pl.col("model_id").is_in(listed_now.implode()))
+        .select(lower.alias("key"), pl.col("downloads_all_time").alias("was"))
+        .filter(pl.len().over("key") == 1)
+    )
+    now = pl.DataFrame({"model_id": absent}).with_columns(key=lower).filter(pl.len().over("key") == 1)
+    twins = now.join(then, on="key").select("model_id", "was")
+    if twins.is_empty():
+        return per_model, twins.get_column("model_id")
+    sorted_ids = per_model.get_column("model_id").flags["SORTED_ASC"]
+    matched = per_model.join(twins, on="model_id", how="left", maintain_order="left")
+    twin = pl.col("was").is_not_null()
+    gain = pl.col("all_time") - pl.col("was")
+    per_model = matched.with_columns(
+        pl.when(twin).then(gain.clip(0)).otherwise("between").alias("between"),
+        pl.when(twin).then(gain).otherwise("delta").alias("delta"),
+        (pl.col("listed_before") | twin).alias("listed_before"),
+    ).drop("was")
+    if sorted_ids:
+        per_model = per_model.with_columns(pl.col("model_id").set_sorted())
+    return per_model, twins.get_column("model_id")
 
 
 def unknown_gains(per_model: pl.DataFrame) -> pl.DataFrame:
@@ -209,7 +255,7 @@ def credited_downloads(
     """Downloads credited to each actor, one row per time_window, population, rule, dimension and actor."""
     per_model = model_downloads(models, previous_models)
     if previous_models is not None and previous_date is not None:
-        per_model = not_new_since(per_model.collect(), models, previous_date, listed_at).lazy()
+        per_model = not_new_since(per_model.collect(), models, previous_date, listed_at, previous_models).lazy()
     return credited_from(per_model, attributions, windows(previous_models))
 
 
@@ -389,7 +435,7 @@ def metric_tables(
     if engine == "streaming":  # the join kept the models' order
         per_model = per_model.with_columns(pl.col("model_id").set_sorted())
     if previous_models is not None and previous_date is not None:
-        per_model = not_new_since(per_model, models, previous_date, listed_at)
+        per_model = not_new_since(per_model, models, previous_date, listed_at, previous_models)
     window_names = recorded_windows(per_model, previous_models)
     buckets = buckets_of(per_model, credits, window_names, registry, by_row=by_row).collect(engine=engine)
     credited = credited_by_actor(buckets.lazy(), window_names).collect().lazy()

@@ -244,6 +244,29 @@ def test_a_gain_that_cannot_be_known_counts_nothing_in_the_between_window_and_is
     assert dict(zip(*undated.select("actor", "downloads"), strict=True))["Meta"] == 1_007_000.0
 
 
+def test_a_model_whose_id_changed_only_in_case_gains_the_change_of_its_count_in_the_between_window():
+    """The Hub ignores an id's case: `Qwen/Grows` listed the day before as `qwen/grows` is one model, which gains
+    the change of its count, not nothing (absent then though created long since). An id that two models gone since
+    share in lower case is not known to be either."""
+    before = dt.date(2026, 5, 11)
+    old = {"created_at": dt.datetime.fromisoformat("2025-01-01T00:00:00+00:00")}
+    previous = models_frame(
+        *(
+            model(m, all_time=n) | old
+            for m, n in (("Qwen/Grows", 1_000), ("Meta/A", 10), ("Meta/X", 10), ("Meta/x", 20))
+        )
+    )
+    now = models_frame(
+        *(model(m, all_time=n) | old for m, n in (("Meta/A", 15), ("meta/x", 99), ("qwen/grows", 1_100)))
+    )
+    attributions = attributions_frame(*(credit(m, m.split("/")[0].title()) for m in now["model_id"]))
+    tables = metric_tables(now, attributions, previous, previous_date=before)
+    between = tables["shares"].filter(**ALL_30D_LAB | {"time_window": "between"})
+    assert dict(zip(*between.select("actor", "downloads"), strict=True)) == {"Meta": 5.0, "Qwen": 100.0}
+    assert tables["unknown_gains"].to_dicts() == [{"models": 1, "all_time_downloads": 99}]
+    assert shares(now, attributions, previous_models=previous, previous_date=before).equals(tables["shares"])
+
+
 def test_negative_deltas_are_kept_per_model_and_counted_apart():
     previous = models_frame(model("Qwen/grows", all_time=100), model("Meta/shrinks", all_time=200))
     now = models_frame(
