@@ -9,6 +9,7 @@ import os
 import re
 import socket
 import ssl
+import string
 import threading
 import time
 from collections.abc import Iterator
@@ -463,15 +464,37 @@ def _reason(error: HfHubHTTPError) -> str:
     JSON body, or `X-Error-Message`), with the request's id; else the client's first line, without the page's URL
     (long, and the same for every page but its cursor). The client's first line alone would drop the Hub's words
     for a 400 or 403, which it puts on a later line, and say only the request's id when the Hub sends one."""
+    sent = error.response.request.headers.get("authorization", "") if error.response is not None else ""
+    token = sent.partition(" ")[2].strip()
     server = " ".join((error.server_message or "").split())
     if not server:
-        return _FOR_URL.sub("", _first_line(error))
-    sent = error.response.request.headers.get("authorization", "") if error.response is not None else ""
-    if (token := sent.partition(" ")[2].strip()) and token in server:  # an answer that repeats the token sent
-        server = server.replace(token, "(token)")
+        return without_token(_FOR_URL.sub("", _first_line(error)), token)
     # A long one keeps its end too, which often names what was refused ("…, not 'trendingScor'").
     said = server if len(server) <= MAX_REASON else f"{server[: MAX_REASON // 2]} … {server[-MAX_REASON // 2 :]}"
-    return f"{said} (request id {error.request_id})" if error.request_id else said
+    return without_token(f"{said} (request id {error.request_id})" if error.request_id else said, token)
+
+
+TOKEN_PIECE = 6  # characters of the token in a row that an answer may not repeat
+_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)  # one character for one, unlike str.lower
+
+
+def without_token(text: str, token: str) -> str:
+    """`text` with every part of `token` it repeats, in any case, as `(token)`: a Hub may echo the token sent, or a
+    part of it (`hf_AbCd…`, its last characters), and every such run of `TOKEN_PIECE` characters or more is hidden."""
+    if len(token) < TOKEN_PIECE:
+        return text.replace(token, "(token)") if token else text
+    token, lower, hidden = token.translate(_LOWER), text.translate(_LOWER), [False] * len(text)
+    pieces = {token[i : i + TOKEN_PIECE] for i in range(len(token) - TOKEN_PIECE + 1)}
+    for i in range(len(text) - TOKEN_PIECE + 1):
+        if lower[i : i + TOKEN_PIECE] in pieces:
+            hidden[i : i + TOKEN_PIECE] = [True] * TOKEN_PIECE
+    kept: list[str] = []
+    for n, (char, hide) in enumerate(zip(text, hidden, strict=True)):
+        if not hide:
+            kept.append(char)
+        elif n == 0 or not hidden[n - 1]:
+            kept.append("(token)")
+    return "".join(kept)
 
 
 _FOR_URL = re.compile(r" for url:? ?'?[^' ]+'?")

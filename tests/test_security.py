@@ -65,6 +65,53 @@ def test_a_canary_token_appears_nowhere_when_the_refresh_fails_with_an_http_erro
     assert Layout.at(warehouse).published_dates(MODELS) == []
 
 
+def token_pieces(text: str, token: str = CANARY, least: int = 6) -> list[str]:
+    low = text.lower()
+    return [token[i : i + least] for i in range(len(token) - least + 1) if token[i : i + least].lower() in low]
+
+
+@pytest.mark.usefixtures("hub_online")
+@pytest.mark.parametrize("status", [401, 403])
+@pytest.mark.parametrize(
+    "echo",
+    [
+        lambda token: {"error": f"Invalid credentials in Authorization header: Bearer {token}"},
+        lambda token: {"error": f"Token {token[:12]}... is not valid"},
+        lambda token: {"error": f"the token ending {token[-8:]} may not list models"},
+        lambda token: {"error": f"bad token {token.lower()}"},
+        lambda token: {"error": f"bad token {token.upper()}"},
+    ],
+    ids=["whole", "prefix", "suffix", "lower", "upper"],
+)
+def test_no_part_of_the_token_a_hub_echoes_in_a_refusal_reaches_the_error(tmp_path, status: int, echo) -> None:
+    import http.server
+    import threading
+
+    class Refusing(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+            body = json.dumps(echo(self.headers["Authorization"].partition(" ")[2])).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    refusing = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=refusing.serve_forever, daemon=True).start()
+    endpoint = f"http://127.0.0.1:{refusing.server_address[1]}"
+    try:
+        with pytest.raises(HubError) as raised:
+            crawl_to_staging(Layout.at(tmp_path), DAY, parse_scope("full"), endpoint, token=CANARY)
+    finally:
+        refusing.shutdown()
+    said = str(raised.value)
+    assert f"answered HTTP {status}: " in said and "(token)" in said, said
+    assert token_pieces(said) == [], said
+
+
 # -- multipolar sql ----------------------------------------------------------------------------------
 
 
