@@ -676,6 +676,25 @@ def test_the_code_version_is_this_checkouts_commit_and_never_that_of_a_repositor
         assert said.startswith("multipolar "), (root, said)
 
 
+def test_the_code_version_of_a_checkout_another_user_owns_is_still_its_commit_and_whether_it_is_dirty() -> None:
+    """git refuses to read a repository another user owns unless told it is safe; run from such a checkout, the code
+    would otherwise record the package version, as if installed, even with local changes."""
+    import os
+    import subprocess
+    import sys
+
+    from warehouse.provenance import code_version
+
+    said = subprocess.run(
+        [sys.executable, "-c", "from warehouse.provenance import code_version; print(code_version())"],
+        env={**os.environ, "GIT_TEST_ASSUME_DIFFERENT_OWNER": "1"},  # git's own stand-in for another owner
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert said == code_version()
+
+
 def test_a_short_code_version_keeps_whether_the_tree_had_local_changes(monkeypatch) -> None:
     from warehouse import provenance
 

@@ -75,7 +75,11 @@ def short_code_version() -> str:
 
 
 def _git(here: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["git", "-C", str(here), *args], capture_output=True, text=True, timeout=5)
+    # A checkout another user owns (a shared one a service account runs, one mounted into a container) is one git
+    # refuses to read ("dubious ownership"), which would record a dirty tree as the package version. Its code is
+    # running already, so trusting the checkout's own git config for these reads adds nothing to trust.
+    command = ["git", "-c", f"safe.directory={here}", "-C", str(here), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=5)
 
 
 def _package_version() -> str:
