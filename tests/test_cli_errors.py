@@ -204,6 +204,26 @@ def test_an_object_store_warehouse_that_cannot_be_used_as_given_fails_with_exit_
 
 
 @pytest.mark.parametrize(
+    ("root", "said"),
+    [
+        ("s3://AKIAEXAMPLE:wJalrSecretKey@bucket/wh", "the warehouse URL carries credentials (user:secret@bucket)"),
+        ("s3://bad_bucket!/wh", "an object-store warehouse cannot be at s3://bad_bucket!/wh: an S3 bucket is named"),
+        ("s3://AKIAEXAMPLE@bucket/wh", "an object-store warehouse cannot be at s3://(not shown): an S3 bucket"),
+    ],
+)
+@pytest.mark.parametrize("command", [["sql", "SELECT 1"], ["refresh"]], ids=" ".join)
+def test_an_object_store_warehouse_with_credentials_or_no_bucket_name_fails_in_one_line_not_repeating_them(
+    command: list[str], root: str, said: str
+) -> None:
+    done = run(*command, "--warehouse", root)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    (error,) = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert error.startswith(f"error: {said}"), error
+    assert "wJalrSecretKey" not in done.stdout + done.stderr and "AKIAEXAMPLE" not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
     ("stop", "code", "said"), [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "stopped by SIGTERM")]
 )
 def test_a_query_stopped_by_a_signal_exits_with_its_code_in_one_line(

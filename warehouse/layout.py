@@ -27,6 +27,7 @@ DEFAULT_ROOT = "./data"
 PART_NAME = "part-00000.parquet"
 _DATE_DIR = re.compile(r"^snapshot_date=(\d{4}-\d{2}-\d{2})$")
 _VERSION_DIR = re.compile(r"^version-(\d{6})$")
+_BUCKET = re.compile(r"[a-zA-Z0-9.\-_]{1,255}")  # the names the S3 client accepts
 REQUESTS_AT_ONCE = 16  # small reads sent to an object store at once (`Layout.each`)
 T = TypeVar("T")
 R = TypeVar("R")
@@ -42,6 +43,20 @@ def resolve_root(root: str | os.PathLike[str] | None = None) -> Any:
     if "://" in str(chosen):
         from upath import UPath
 
+        scheme, _, rest = str(chosen).partition("://")
+        bucket = rest.partition("/")[0]
+        if ":" in bucket.rpartition("@")[0]:
+            # Not repeated: it would be printed, and kept in Prefect's database with the flow run's parameters.
+            raise WarehouseRefused(
+                "the warehouse URL carries credentials (user:secret@bucket): give them in the usual variables "
+                "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) instead"
+            )
+        if scheme.lower() in ("s3", "s3a") and not _BUCKET.fullmatch(bucket):
+            shown = chosen if "@" not in bucket else f"{scheme}://(not shown)"
+            raise WarehouseRefused(
+                f"an object-store warehouse cannot be at {shown}: an S3 bucket is named by letters, digits, dots, "
+                "hyphens and underscores alone; give s3://bucket/prefix"
+            )
         if found := sorted(set("*?[") & set(str(chosen))):
             raise WarehouseRefused(
                 f"an object-store warehouse cannot be at {chosen}: its files are read through glob patterns, "
