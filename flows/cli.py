@@ -584,7 +584,7 @@ def dashboard(
     check: Annotated[bool, typer.Option("--check", help="Open it in headless Chromium and screenshot it.")] = False,
 ) -> None:
     """Write the dashboard (index.html and one PNG per view) from every published metric."""
-    from flows.steps import dashboard_inputs, dashboard_step, draw_dashboard
+    from flows.steps import dashboard_inputs, dashboard_step, draw_dashboard, made_by
     from warehouse.publish import records_kept, write_json_atomic
     from warehouse.tables import SHARES
 
@@ -605,7 +605,8 @@ def dashboard(
         inputs = dashboard_inputs(layout) if out_dir is None else None
         result = draw_dashboard(layout, folder)
         if inputs is not None:  # the warehouse's own: recorded as drawn from these metrics, as a refresh records it
-            write_json_atomic(layout.dashboard_dir / "dashboard.json", {"inputs": inputs, "html": str(result.html)})
+            made = {"inputs": inputs, "html": str(result.html)} | made_by()
+            write_json_atomic(layout.dashboard_dir / "dashboard.json", made)
     out.print(f"dashboard: {result.html} ({result.page_bytes:,} bytes, {len(result.pngs)} PNGs)", highlight=False)
     if check:
         from dashboards.browser import check_in_browser

@@ -24,7 +24,7 @@ from typing import Any
 import polars as pl
 
 from warehouse.layout import Layout, listings_kept
-from warehouse.provenance import code_version, series_source_kind
+from warehouse.provenance import base_provenance, code_version, series_source_kind
 from warehouse.publish import (
     publish_frame,
     publish_plan,
@@ -492,6 +492,11 @@ def dashboard_inputs(layout: Layout) -> dict[str, Any]:
     }
 
 
+def made_by() -> dict[str, Any]:
+    """When and by what code a dashboard or report was made, as a `_meta` record says it of a partition."""
+    return {**base_provenance(), "made_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+
+
 def dashboard_current(layout: Layout) -> bool:
     """Whether the published dashboard was drawn from the metric partitions published now."""
     record = layout.dashboard_dir / "dashboard.json"
@@ -590,7 +595,7 @@ def dashboard_step(layout: Layout, *, force: bool = False) -> dict[str, Any]:
         with _local_folder(layout.dashboard_dir) as folder:
             result = draw_dashboard(layout, folder)
     html = layout.dashboard_dir / result.html.name
-    write_json_atomic(layout.dashboard_dir / "dashboard.json", {"inputs": inputs, "html": str(html)})
+    write_json_atomic(layout.dashboard_dir / "dashboard.json", {"inputs": inputs, "html": str(html)} | made_by())
     return {
         "status": "published",
         "html": str(html),
@@ -678,14 +683,15 @@ def report_inputs(layout: Layout) -> dict[str, Any]:
 def write_report(layout: Layout, name: str, text: str, *, window: str, inputs: dict[str, Any] | None = None) -> Any:
     """Write report `name` into `<root>/reports`, whole or not at all, and record in `reports.json` what it was
     made from (`inputs`, read from the records when not given), for `check` to tell a report the data has moved
-    past. Call only while holding the writer lock."""
+    past, and when and by what code. Call only while holding the writer lock."""
     folder = layout.root / "reports"
     made = _reports_made(layout)
     record = {"inputs": report_inputs(layout) if inputs is None else inputs, "window": window}
-    if made.get(name) == record and _bytes_of(folder / name) == text.encode("utf-8"):
+    kept = made.get(name) or {}
+    if {key: kept.get(key) for key in record} == record and _bytes_of(folder / name) == text.encode("utf-8"):
         return folder / name  # as it is: not written again, so its time says when it last changed
     write_text_atomic(folder / name, text)
-    made[name] = record
+    made[name] = record | made_by()
     write_json_atomic(folder / REPORTS_RECORD, made)
     return folder / name
 

@@ -433,6 +433,23 @@ def test_check_tells_of_reports_made_from_other_data_and_the_next_writer_makes_e
     assert json.loads((reports / "reports.json").read_text())["reproduction.md"]["window"] == "all_time"
 
 
+def test_the_reports_and_the_dashboard_record_when_and_by_what_code_they_were_made(warehouse: Layout) -> None:
+    from warehouse.provenance import code_version, library_versions
+
+    assert runner.invoke(app, ["reproduce", "--warehouse", str(warehouse.root)]).exit_code == 0
+    steps.dashboard_step(warehouse, force=True)
+    report = json.loads((warehouse.root / "reports" / "reports.json").read_text())["reproduction.md"]
+    dashboard = json.loads((warehouse.dashboard_dir / "dashboard.json").read_text())
+    for record in (report, dashboard):
+        assert record["code_version"] == code_version() and record["libraries"] == library_versions()
+        assert dt.datetime.fromisoformat(record["made_at"]) <= dt.datetime.now(dt.UTC)
+    made_at = report["made_at"]
+    steps.reproduction_step(warehouse)  # nothing changed: the report and its record stay as they were
+    again = json.loads((warehouse.root / "reports" / "reports.json").read_text())["reproduction.md"]
+    assert again["made_at"] == made_at
+    assert check(warehouse).exit_code == 0
+
+
 def test_name_value_folders_above_the_warehouse_are_no_columns_of_its_series(published: Path, tmp_path: Path) -> None:
     """Only each file's own `snapshot_date=` folder dates it: `/data/rule=official/snapshot_date=1999-01-01/wh`
     is an ordinary place for a warehouse."""
