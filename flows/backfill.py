@@ -859,6 +859,9 @@ def import_snapshots(
 
 
 IMPORTING = "_meta/importing"  # one record per import stopped part way, named by the paths it was given
+# A mark's name (`import_marker`); any other file there, such as the temporary sibling of a mark whose writer was
+# killed before renaming it into place, is no import's.
+MARK_NAME = re.compile(r"[0-9a-f]{16}\.json")
 
 
 def import_marker(layout: Layout, paths: list[str]) -> Any:
@@ -872,6 +875,8 @@ def import_records(layout: Layout) -> list[tuple[Any, dict[str, Any]]]:
     folder = layout.root / IMPORTING
     found = []
     for marker in sorted(folder.iterdir()) if folder.exists() else []:
+        if not MARK_NAME.fullmatch(marker.name):
+            continue
         try:
             record = json.loads(marker.read_text())
         except (OSError, ValueError):

@@ -956,6 +956,40 @@ def test_an_import_stopped_part_way_is_told_by_check_as_one_to_run_again(tmp_pat
     assert not any((warehouse / backfill.IMPORTING).iterdir())
 
 
+def test_an_import_killed_writing_its_mark_leaves_nothing_check_tells_once_run_again(tmp_path) -> None:
+    """Killed (SIGKILL, a power cut) between writing its mark and renaming it into place, an import leaves the
+    mark's temporary sibling, cut short: no import's mark, which `check` does not tell as one stopped part way."""
+    import subprocess
+    import sys
+
+    warehouse = tmp_path / "wh"
+    assert run_import(write(tmp_path / "a.csv", two_models({1: (900, 600)})), warehouse).exit_code == 0
+    source = write(tmp_path / "b.csv", two_models({2: (950, 610)}))
+    killed = (
+        "import os, sys\n"
+        "from pathlib import Path\n"
+        "from flows.backfill import import_snapshots\n"
+        "from warehouse.layout import Layout\n"
+        "replace = os.replace\n"
+        "def dying(src, dst, *args, **kwargs):\n"
+        "    if Path(dst).parent.name == 'importing':\n"
+        "        Path(src).write_bytes(b'')  # its bytes not yet on disk\n"
+        "        os._exit(137)\n"
+        "    return replace(src, dst, *args, **kwargs)\n"
+        "os.replace = dying\n"
+        "import_snapshots(Layout.at(sys.argv[1]), Path(sys.argv[2]), dashboard=False)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", killed, str(warehouse), str(source)], capture_output=True, text=True)
+    assert done.returncode == 137, done.stderr
+    assert [p.name.endswith(".tmp") for p in (warehouse / "_meta" / "importing").iterdir()] == [True]
+    told = runner.invoke(app, ["check", "--warehouse", str(warehouse)])
+    assert told.exit_code == 0 and "stopped part way" not in told.output, told.output
+    assert run_import(source, warehouse).exit_code == 0
+    told = runner.invoke(app, ["check", "--warehouse", str(warehouse)])
+    assert told.exit_code == 0, told.output
+    assert published(warehouse, SHARES) == [dt.date(2026, 3, 1), dt.date(2026, 3, 2)]
+
+
 def test_a_mark_of_an_import_given_up_hides_no_other_mend(tmp_path) -> None:
     """A mark left by an import whose files are gone stays told, with how to give it up; the other dates' mends are
     told beside it."""
