@@ -216,6 +216,47 @@ def test_any_writer_removes_the_staged_files_a_killed_writer_left(tmp_path) -> N
     assert not left.exists()
 
 
+def test_any_writer_removes_the_temporary_files_writers_killed_mid_write_left(tmp_path) -> None:
+    """A writer killed between writing a whole file's temporary sibling and renaming it into place (a record, the
+    dashboard's page, a crawl's checkpoint) leaves that sibling; the next writer to take the lock removes it, so
+    they do not pile up, one per writer killed so, and every file renamed into place stays."""
+    import sys
+
+    from warehouse.lock import writer_lock
+
+    layout = Layout.at(tmp_path)
+    publish_frame(layout, MODELS, DAY, version(0), {"version": 0})
+    targets = [
+        layout.meta_file(MODELS, DAY),
+        layout.root / "_meta" / "removing.json",
+        layout.dashboard_dir / "index.html",
+        layout.root / "reports" / "reports.json",
+        layout.crawl_staging(DAY) / "checkpoint.json",
+    ]
+    killed = (
+        "import os, sys\n"
+        "from pathlib import Path\n"
+        "from warehouse.layout import Layout\n"
+        "from warehouse.lock import writer_lock\n"
+        "from warehouse.publish import write_text_atomic\n"
+        "os.replace = lambda *args, **kwargs: os._exit(137)\n"
+        "with writer_lock(Layout.at(sys.argv[1]), 'test'):\n"
+        "    write_text_atomic(Path(sys.argv[2]), 'x' * 100_000)\n"
+    )
+    for target in targets:
+        done = subprocess.run(
+            [sys.executable, "-c", killed, str(tmp_path), str(target)], capture_output=True, text=True
+        )
+        assert done.returncode == 137, done.stderr
+        # Each killed writer took the lock, so removed what the one before it left: only its own is there.
+        assert [p.parent for p in tmp_path.rglob(".*.tmp")] == [target.parent]
+    record = layout.meta_file(MODELS, DAY).read_bytes()
+    with writer_lock(layout, "test"):
+        pass
+    assert not list(tmp_path.rglob(".*.tmp"))
+    assert layout.meta_file(MODELS, DAY).read_bytes() == record and read_meta(layout, MODELS, DAY)["version"] == 0
+
+
 def test_scan_models_during_forced_publishes_reads_the_old_or_the_new_day_never_a_mix(tmp_path) -> None:
     from warehouse.metadata import scan_models
 

@@ -114,9 +114,9 @@ def writer_lock(layout: Layout, purpose: str, *, wait_seconds: float = 0.0) -> I
     waited for another writer to let it go (not those it then takes reading the records, which a writer spends
     whether or not another held the lock). Every published record is read first: a damaged one (DamagedRecord)
     stops the writer before it writes anything, rather than part way, when it comes to read it. What a killed
-    writer left in `_staging/publish` is removed."""
+    writer left in `_staging/publish`, and the temporary siblings of the files it was writing whole, are removed."""
     from warehouse.integrity import check_records
-    from warehouse.publish import clear_publish_staging
+    from warehouse.publish import clear_publish_staging, clear_write_leftovers
 
     with _exit_on_stop(), _writer_lock(layout, purpose, wait_seconds=wait_seconds) as waited:
         removing = unfinished_removal(layout)
@@ -125,6 +125,7 @@ def writer_lock(layout: Layout, purpose: str, *, wait_seconds: float = 0.0) -> I
         check_records(layout)
         # Files a writer killed mid-publish left behind: no writer but this one can be using them now.
         clear_publish_staging(layout)
+        clear_write_leftovers(layout)  # and the temporary siblings of the files it was writing whole
         yield waited
 
 

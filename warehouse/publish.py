@@ -176,6 +176,40 @@ def clear_publish_staging(layout: Layout) -> int:
     return removed
 
 
+# The temporary sibling `write_bytes_atomic` writes a file through, renamed into place once whole.
+TEMPORARY = re.compile(r"\..+\.[0-9a-f]{32}\.tmp")
+
+
+def clear_write_leftovers(layout: Layout) -> int:
+    """Remove the temporary siblings that writers killed before renaming them into place left in the folders a
+    writer writes whole files into (`_meta` and each folder in it, the dashboard, the reports, each crawl's
+    staging): each is a copy of a record, page or image no one reads, and without this they would pile up, one
+    per writer killed so. Call only while holding the writer lock. How many were removed."""
+    if layout.remote:  # written there in one PUT, with no temporary sibling
+        return 0
+    meta, crawls = layout.root / "_meta", layout.staging / "crawl"
+    folders = [meta, *_folders_in(meta), layout.dashboard_dir, layout.root / "reports", *_folders_in(crawls)]
+    removed = 0
+    for folder in folders:
+        try:
+            with os.scandir(folder) as entries:
+                names = [e.name for e in entries if TEMPORARY.fullmatch(e.name) and e.is_file(follow_symlinks=False)]
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for name in names:
+            (folder / name).unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _folders_in(folder: Path) -> list[Path]:
+    try:
+        with os.scandir(folder) as entries:
+            return [Path(e.path) for e in entries if e.is_dir(follow_symlinks=False)]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
 def staging_file(layout: Layout, table: Table, day: dt.date) -> Path:
     """A fresh file path in `_staging`, outside every reader's glob, on the warehouse's filesystem."""
     folder = layout.staging / "publish"
@@ -543,7 +577,7 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
         path.write_bytes(data)
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")  # a name TEMPORARY matches
     try:
         with tmp.open("wb") as handle:
             handle.write(data)
