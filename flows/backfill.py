@@ -798,6 +798,15 @@ def import_snapshots(
             report.files.append(snapshot.provenance() | {"dates": snapshot.frame["snapshot_date"].n_unique()})
             for (day_text,), rows in snapshot.frame.group_by(["snapshot_date"], maintain_order=True):
                 days.setdefault(dt.date.fromisoformat(str(day_text).strip()), []).append((snapshot, rows))
+        # Marked while it publishes and derives: an import stopped part way (Ctrl-C, a closed terminal) is told by
+        # `check`, which says to run it again, rather than to make the dates it published alone complete.
+        marker = import_marker(layout, named)
+        resumed = marker.exists()  # the same import stopped part way before
+        # One with --force stopped part way goes on replacing its dates: run again without it, it would keep, as
+        # published, the dates it had yet to replace, and finish with the old files' counts beside the new.
+        if resumed and not force and _marked_force(marker):
+            log("finishing an import with --force that stopped part way: its dates are replaced")
+            force = options["force"] = True
         # Conform every date before publishing any, so a schema failure publishes nothing either.
         ready: dict[dt.date, tuple[pl.DataFrame, list[SnapshotFile]]] = {}
         for day in sorted(days):
@@ -812,12 +821,9 @@ def import_snapshots(
         earlier = [d for d in layout.published_dates(MODELS) if last is not None and d < last]
         published = {d: functools.partial(published_counts, layout, d) for d in earlier}
         compared = staleness(days, published)
-        # Marked while it publishes and derives: an import stopped part way (Ctrl-C, a closed terminal) is told by
-        # `check`, which says to run it again, rather than to make the dates it published alone complete.
-        marker = import_marker(layout, named)
-        resumed = marker.exists()  # the same import stopped part way before
         if ready:
-            write_json_atomic(marker, {"paths": named, "dates": [d.isoformat() for d in ready], "started_at": started})
+            dates = [d.isoformat() for d in ready]
+            write_json_atomic(marker, {"paths": named, "dates": dates, "force": force, "started_at": started})
         for day, (frame, sources) in ready.items():
             provenance = _provenance(sources, options, frame, day) | {"started_at": started} | compared.get(day, {})
             if "same_counts_as" in provenance:
@@ -868,6 +874,15 @@ def import_marker(layout: Layout, paths: list[str]) -> Any:
     """Where an import of `paths` (absolute) is marked while it runs."""
     digest = hashlib.sha256("\n".join(sorted(paths)).encode()).hexdigest()[:16]
     return layout.root / IMPORTING / f"{digest}.json"
+
+
+def _marked_force(marker: Any) -> bool:
+    """Whether the import `marker` marks was run with --force (False when its mark cannot be read)."""
+    try:
+        record = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and record.get("force") is True
 
 
 def import_records(layout: Layout) -> list[tuple[Any, dict[str, Any]]]:

@@ -175,7 +175,7 @@ def unfinished_import_lines(layout) -> tuple[list[str], set[str]]:
         lines.append(
             f"an import of {len(dates)} date{'s' if len(dates) != 1 else ''} ({span}) stopped part way, with {done} "
             f"of them published and their tables not all made; run it again: multipolar import {again} "
-            f"--warehouse {shlex.quote(str(layout.root))} {dropped}"
+            f"--warehouse {shlex.quote(str(layout.root))}{' --force' if record.get('force') is True else ''} {dropped}"
         )
     return lines, importing
 

@@ -990,6 +990,41 @@ def test_an_import_killed_writing_its_mark_leaves_nothing_check_tells_once_run_a
     assert published(warehouse, SHARES) == [dt.date(2026, 3, 1), dt.date(2026, 3, 2)]
 
 
+def test_an_import_with_force_stopped_part_way_replaces_every_date_once_run_again(tmp_path, monkeypatch) -> None:
+    """A corrected file imported with --force and stopped after replacing its first date: `check` says to run it
+    again with --force, and run again even without it, the import goes on replacing its dates, rather than keep
+    the old file's counts for the dates it had yet to replace."""
+    from flows import backfill
+
+    def counts(extra: int) -> str:
+        rows = "2026-03-0{d},Qwen/a,{a}\n2026-03-0{d},meta-llama/b,{b}\n"
+        return HEADER + "".join(rows.format(d=d, a=900 + d + extra, b=600 + extra) for d in (1, 2, 3))
+
+    source, warehouse = write(tmp_path / "s.csv", counts(0)), tmp_path / "wh"
+    assert run_import(source, warehouse).exit_code == 0
+    write(source, counts(5000))  # the file corrected
+    publish = backfill.publish_frame
+
+    def stopped_after_one(layout, table, day, *args, **kwargs):
+        if day == dt.date(2026, 3, 2):
+            raise KeyboardInterrupt
+        return publish(layout, table, day, *args, **kwargs)
+
+    monkeypatch.setattr(backfill, "publish_frame", stopped_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        backfill.import_snapshots(Layout.at(warehouse), source, force=True, dashboard=False)
+    monkeypatch.setattr(backfill, "publish_frame", publish)
+    told = runner.invoke(app, ["check", "--warehouse", str(warehouse)])
+    assert f"run it again: multipolar import {source} --warehouse {warehouse} --force (or" in told.output
+    again = run_import(source, warehouse)
+    assert again.exit_code == 0, again.output
+    assert "finishing an import with --force that stopped part way" in again.output
+    found = run_sql(Layout.at(warehouse), "SELECT snapshot_date, model_id, downloads_30d FROM models ORDER BY 1, 2")
+    assert found.get_column("downloads_30d").to_list() == [5901, 5600, 5902, 5600, 5903, 5600]
+    assert runner.invoke(app, ["check", "--warehouse", str(warehouse)]).exit_code == 0
+    assert read_meta(Layout.at(warehouse), MODELS, dt.date(2026, 3, 3))["import_options"]["force"] is True
+
+
 def test_a_mark_of_an_import_given_up_hides_no_other_mend(tmp_path) -> None:
     """A mark left by an import whose files are gone stays told, with how to give it up; the other dates' mends are
     told beside it."""
