@@ -103,10 +103,62 @@ def leftover_lines(layout) -> list[str]:
     for name, window in stale_reports(layout).items():
         remake = "multipolar reproduce" + _report_options(name, window)
         lines.append(f"reports/{name}: not made from the data published now; make it again: {remake}")
+    lines.extend(crawl_leftover_lines(layout))
     referenced = referenced_versions(layout)
     for version in [v for v in layout.published_versions(MODEL_METADATA) if v not in referenced]:
         lines.append(
             f"model_metadata version {version}: no published date points at it; the next refresh or removal removes it"
+        )
+    return lines
+
+
+def crawl_leftover_lines(layout) -> list[str]:
+    """A line for each crawl left in staging by a refresh killed or failed part way and not run again for its date
+    (its pages stay there, to resume, until that date is refreshed: never refreshed again, they would stay for
+    good), and for the pages of a crawl published already that a refresh killed before removing them left."""
+    import datetime as dt
+    import json
+    import shlex
+
+    from flows.crawl import CHECKPOINT
+    from warehouse.publish import DamagedRecord, read_meta
+    from warehouse.tables import MODELS
+
+    folder = layout.staging / "crawl"
+    lines = []
+    for staged in sorted(folder.iterdir()) if folder.is_dir() else []:
+        try:
+            day = dt.date.fromisoformat(staged.name)
+        except ValueError:
+            continue
+        files = [f for f in staged.rglob("*") if f.is_file()]
+        if not files:
+            continue
+        size = f"{len(files)} files, {sum(f.stat().st_size for f in files) / 1e6:,.1f} MB"
+        try:
+            state = json.loads((staged / CHECKPOINT).read_text())
+        except (OSError, ValueError):
+            state = {}
+        state = state if isinstance(state, dict) else {}
+        try:
+            meta = read_meta(layout, MODELS, day)
+        except DamagedRecord:
+            meta = None  # told as damaged
+        crawl = ("started_at", "endpoint", "scope")
+        if meta is not None and state and all(meta.get(key) == state.get(key) for key in crawl):
+            lines.append(
+                f"{staged}: the pages of the crawl published for {day}, left behind ({size}); remove the folder"
+            )
+            continue
+        options = "".join(
+            f" --{name} {shlex.quote(str(state[name]))}" for name in ("scope", "endpoint") if state.get(name)
+        )
+        again = f"multipolar refresh --date {day}{options} --warehouse {shlex.quote(str(layout.root))}"
+        if meta is not None:
+            again += " --force"  # a replacement of the date, stopped before it was published
+        lines.append(
+            f"{staged}: a crawl of {day} stopped part way ({size}); resume it: {again}, or remove the folder to give "
+            "it up"
         )
     return lines
 

@@ -10,6 +10,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -123,3 +124,31 @@ def test_a_finished_crawl_killed_before_its_publish_is_still_published_without_a
     meta = read_meta(layout, MODELS, DAY)
     assert meta["rows"] == 350 and meta["resumed"] == 0
     assert published_ids(layout) == ids_of(world(350))
+
+
+def test_check_tells_a_crawl_left_in_staging_and_the_refresh_that_resumes_it(tmp_path) -> None:
+    """A refresh replacing a date killed once its crawl is staged, and not run again, leaves the pages there for
+    good: `check` names the folder, its size and the refresh that resumes it; once that has run, nothing is left to
+    tell. The pages of a crawl published, left by a refresh killed before removing them, are a folder to remove."""
+    warehouse = tmp_path / "warehouse"
+    layout = Layout.at(warehouse)
+    check = ["check", "--warehouse", str(warehouse)]
+    with StandinHub(world(300), page_size=100) as hub:
+        assert refresh(hub, warehouse).exit_code == 0
+        hub.replace_world(world(350))
+        refresh_killed_at("publish_models", hub, warehouse, tmp_path / "killed.log")
+        told = runner.invoke(app, check, env={"COLUMNS": "20000"})
+        assert told.exit_code == 1, told.output
+        staged = layout.crawl_staging(DAY)
+        resume = f"multipolar refresh --date {DATE} --scope full --endpoint {hub.url} --warehouse {warehouse} --force"
+        assert f"{staged}: a crawl of {DATE} stopped part way (" in told.output
+        assert f"resume it: {resume}, or remove the folder to give it up" in told.output
+        assert refresh(hub, warehouse, "--force").exit_code == 0
+        assert read_meta(layout, MODELS, DAY)["rows"] == 350
+        assert runner.invoke(app, check).exit_code == 0
+        refresh_killed_at("discard", hub, warehouse, tmp_path / "killed-again.log")
+        told = runner.invoke(app, check, env={"COLUMNS": "20000"})
+        assert told.exit_code == 1, told.output
+        assert f"{staged}: the pages of the crawl published for {DATE}, left behind (" in told.output
+        shutil.rmtree(staged)
+        assert str(staged) not in runner.invoke(app, check, env={"COLUMNS": "20000"}).output
