@@ -209,12 +209,22 @@ def caveats(provenance: Mapping[str, Any]) -> dict[str, str]:
     return found
 
 
+def _snapshots(count: int, noun: str = "snapshot") -> str:
+    return f"{count:,} {noun}" + ("" if count == 1 else "s")
+
+
 def provenance_footer(frames: ViewFrames, provenance: Mapping[str, Any]) -> str:
     """The provenance footer: snapshot dates, rows, registry version, data source, generation time."""
     dates = sorted(str(d) for d in provenance.get("dates") or [d.isoformat() for d in frames.dates])
     rows = provenance.get("rows")
     items = {
-        "Snapshots": f"{_text(dates[0])} – {_text(dates[-1])} ({len(dates)} snapshots)" if dates else _text(None),
+        "Snapshots": (
+            f"{_text(dates[0])} – {_text(dates[-1])} ({_snapshots(len(dates))})"
+            if len(dates) > 1
+            else f"{_text(dates[0])} ({_snapshots(1)})"
+            if dates
+            else _text(None)
+        ),
         "Models": f"{rows:,}" + (f" on {_text(provenance['rows_date'])}" if provenance.get("rows_date") else "")
         if isinstance(rows, int)
         else _text(rows),
@@ -246,7 +256,7 @@ def page_header(frames: ViewFrames, provenance: Mapping[str, Any]) -> str:
         "  <h1>Multipolar: whose open models does the world download?</h1>\n"
         f"{banner}"
         "  <p>Shares and concentration of Hugging Face Hub downloads by region, country, lab and developer"
-        f" type, over {len(frames.dates)} dated snapshots.</p>\n"
+        f" type, over {_snapshots(len(frames.dates), 'dated snapshot')}.</p>\n"
         f'  <p class="headline">{headline(frames)}</p>\n'
         '  <p class="how">The switches set the population and window of every view; hover a mark for'
         f" exact numbers.{unrecorded_note(frames)}</p>\n"

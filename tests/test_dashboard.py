@@ -21,6 +21,8 @@ from dashboards.page import (
     dashboard_spec,
     data_label,
     headline,
+    page_header,
+    provenance_footer,
     view_charts,
     write_dashboard,
 )
@@ -339,6 +341,17 @@ def test_a_single_snapshot_is_seen_in_every_view_over_time() -> None:
     assert points and all(math.isclose(item["x"], charts.WIDTH / 2, abs_tol=1) for item in points)
     labels = [item.get("text") for mark in _walk(region) if mark.get("role") == "axis-label" for item in mark["items"]]
     assert "Jun 01" in labels
+
+
+def test_a_single_snapshot_is_counted_as_one_in_the_header_and_the_footer() -> None:
+    metrics = synthetic_metrics(days=1)
+    views = frames.view_frames(**metrics)
+    top, bottom = page_header(views, provenance(metrics)), provenance_footer(views, provenance(metrics))
+    assert "over 1 dated snapshot." in top and "<dd>2025-06-01 (1 snapshot)</dd>" in bottom
+    metrics = synthetic_metrics(days=2)
+    views = frames.view_frames(**metrics)
+    top, bottom = page_header(views, provenance(metrics)), provenance_footer(views, provenance(metrics))
+    assert "over 2 dated snapshots." in top and "<dd>2025-06-01 – 2025-06-02 (2 snapshots)</dd>" in bottom
 
 
 def test_a_line_shows_the_dates_it_joins() -> None:
