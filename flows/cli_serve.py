@@ -147,7 +147,7 @@ def recompute(
         raise fail(f"--runner {runner!r}: use {', '.join(RUNNERS)}", 2)
     if address and runner == "threads":
         raise fail("--address names a Dask scheduler or Ray cluster: give --runner dask or --runner ray with it", 2)
-    from analytics.registry import RegistryError
+    from analytics.registry import RegistryError, load_registry
     from flows import schedule
     from flows.recompute import RunnerUnavailable, runner_needs_server, task_runner
     from flows.recompute import recompute as recompute_flow
@@ -163,6 +163,10 @@ def recompute(
     days = layout.published_dates(MODELS)
     if not days:
         raise fail(f"no snapshot is published in {layout.root}; run `multipolar refresh` first")
+    try:  # refused before a server or a worker starts, as a refresh refuses it before its crawl
+        load_registry()
+    except RegistryError as error:
+        raise fail(str(error)) from None
     # Dask and Ray workers are other processes: they need a real server, not Prefect's temporary one.
     if runner_needs_server(runner):
         api = schedule.prefect_api(on_start=_announce)

@@ -290,7 +290,9 @@ def test_a_registry_missing_unreadable_or_without_rows_is_refused_in_one_line(
     monkeypatch.setattr(registry, "REGISTRY_PATH", path)
     # `check` reads the registry's version only: a header alone has one (0 rows), and the dates it would change
     # are told there as made with another registry.
-    for command in (["attribute", "--date", "2026-05-12"], *([["check"]] if kind != "a header alone" else [])):
+    commands = [["attribute", "--date", "2026-05-12"], ["recompute"]]
+    commands += [["check"]] if kind != "a header alone" else []
+    for command in commands:
         monkeypatch.setattr(sys, "argv", ["multipolar", *command, "--warehouse", str(warehouse)])
         with pytest.raises(SystemExit) as done:
             cli.main()
