@@ -45,14 +45,16 @@ def resolve_root(root: str | os.PathLike[str] | None = None) -> Any:
 
         scheme, _, rest = str(chosen).partition("://")
         bucket = rest.partition("/")[0]
-        if ":" in bucket.rpartition("@")[0]:
+        # Credentials run up to an @, which may come after a slash: an AWS secret key often holds one.
+        userinfo, at, _ = rest.partition("@")
+        if at and ":" in userinfo:
             # Not repeated: it would be printed, and kept in Prefect's database with the flow run's parameters.
             raise WarehouseRefused(
                 "the warehouse URL carries credentials (user:secret@bucket): give them in the usual variables "
                 "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) instead"
             )
         if scheme.lower() in ("s3", "s3a") and not _BUCKET.fullmatch(bucket):
-            shown = chosen if "@" not in bucket else f"{scheme}://(not shown)"
+            shown = chosen if "@" not in rest else f"{scheme}://(not shown)"
             raise WarehouseRefused(
                 f"an object-store warehouse cannot be at {shown}: an S3 bucket is named by letters, digits, dots, "
                 "hyphens and underscores alone; give s3://bucket/prefix"
