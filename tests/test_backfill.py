@@ -922,6 +922,23 @@ def test_a_date_after_one_removed_or_imported_is_compared_again_with_the_date_no
     assert read_meta(layout, SHARES, day)["inputs"]["between"] == "none: this date repeats the counts of 2026-03-02"
 
 
+def import_stopped_at(monkeypatch, warehouse: Path, source: Path, day: dt.date, *, force: bool = False) -> None:
+    """Import `source` into `warehouse`, stopped (as by Ctrl-C) when it comes to publish `day`."""
+    from flows import backfill
+
+    publish = backfill.publish_frame
+
+    def stopped(layout, table, when, *args, **kwargs):
+        if when == day:
+            raise KeyboardInterrupt
+        return publish(layout, table, when, *args, **kwargs)
+
+    monkeypatch.setattr(backfill, "publish_frame", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        backfill.import_snapshots(Layout.at(warehouse), source, force=force, dashboard=False)
+    monkeypatch.setattr(backfill, "publish_frame", publish)
+
+
 def test_an_import_stopped_part_way_is_told_by_check_as_one_to_run_again(tmp_path, monkeypatch) -> None:
     """Stopped after publishing some of its dates' models (Ctrl-C, a closed terminal), an import is not mistaken
     for dates whose tables a `recompute` completes: `check` names the import and the command that finishes it."""
@@ -930,17 +947,7 @@ def test_an_import_stopped_part_way_is_told_by_check_as_one_to_run_again(tmp_pat
     text = HEADER + "".join(f"2026-03-0{d},Qwen/a,{900 + d},\n2026-03-0{d},meta-llama/b,600,\n" for d in (1, 2, 3))
     (tmp_path / "odd [src]").mkdir()
     source, warehouse = write(tmp_path / "odd [src]" / "s.csv", text.replace(",\n", "\n")), tmp_path / "wh"
-    publish = backfill.publish_frame
-
-    def stopped_after_two(layout, table, day, *args, **kwargs):
-        if day == dt.date(2026, 3, 3):
-            raise KeyboardInterrupt
-        return publish(layout, table, day, *args, **kwargs)
-
-    monkeypatch.setattr(backfill, "publish_frame", stopped_after_two)
-    with pytest.raises(KeyboardInterrupt):
-        backfill.import_snapshots(Layout.at(warehouse), source, dashboard=False)
-    monkeypatch.setattr(backfill, "publish_frame", publish)
+    import_stopped_at(monkeypatch, warehouse, source, dt.date(2026, 3, 3))
     told = runner.invoke(app, ["check", "--warehouse", str(warehouse)])
     assert told.exit_code == 1
     assert (
@@ -994,7 +1001,6 @@ def test_an_import_with_force_stopped_part_way_replaces_every_date_once_run_agai
     """A corrected file imported with --force and stopped after replacing its first date: `check` says to run it
     again with --force, and run again even without it, the import goes on replacing its dates, rather than keep
     the old file's counts for the dates it had yet to replace."""
-    from flows import backfill
 
     def counts(extra: int) -> str:
         rows = "2026-03-0{d},Qwen/a,{a}\n2026-03-0{d},meta-llama/b,{b}\n"
@@ -1003,17 +1009,7 @@ def test_an_import_with_force_stopped_part_way_replaces_every_date_once_run_agai
     source, warehouse = write(tmp_path / "s.csv", counts(0)), tmp_path / "wh"
     assert run_import(source, warehouse).exit_code == 0
     write(source, counts(5000))  # the file corrected
-    publish = backfill.publish_frame
-
-    def stopped_after_one(layout, table, day, *args, **kwargs):
-        if day == dt.date(2026, 3, 2):
-            raise KeyboardInterrupt
-        return publish(layout, table, day, *args, **kwargs)
-
-    monkeypatch.setattr(backfill, "publish_frame", stopped_after_one)
-    with pytest.raises(KeyboardInterrupt):
-        backfill.import_snapshots(Layout.at(warehouse), source, force=True, dashboard=False)
-    monkeypatch.setattr(backfill, "publish_frame", publish)
+    import_stopped_at(monkeypatch, warehouse, source, dt.date(2026, 3, 2), force=True)
     told = runner.invoke(app, ["check", "--warehouse", str(warehouse)])
     assert f"run it again: multipolar import {source} --warehouse {warehouse} --force (or" in told.output
     again = run_import(source, warehouse)

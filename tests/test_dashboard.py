@@ -402,13 +402,18 @@ def view_items(scene: dict, view: str, marktype: str) -> list[dict]:
     ]
 
 
-def test_no_line_runs_through_the_crossover_label(small: dict) -> None:
+def scene_crossed_in_both_views(small: dict) -> dict:
+    """The drawn dashboard of `small`, its crossovers marked in the region view and, as CN over US, the country's."""
     region = small["crossovers"]
     country = region.with_columns(
         pl.lit("country").alias("dimension"), pl.lit("CN").alias("challenger"), pl.lit("US").alias("incumbent")
     )
     views = frames.view_frames(small["shares"], small["concentration"], pl.concat([region, country]))
-    scene = vlc.vegalite_to_scenegraph(dashboard_spec(views), vl_version=VL_CONVERT_VERSION)
+    return vlc.vegalite_to_scenegraph(dashboard_spec(views), vl_version=VL_CONVERT_VERSION)
+
+
+def test_no_line_runs_through_the_crossover_label(small: dict) -> None:
+    scene = scene_crossed_in_both_views(small)
     for view, label in (("region_share_lines", "China ahead"), ("country_share_lines", "CN ahead")):
         (text,) = view_items(scene, view, "text")
         assert text["text"].startswith(label) and text["baseline"] == "top", text
@@ -419,12 +424,7 @@ def test_no_line_runs_through_the_crossover_label(small: dict) -> None:
 
 
 def test_the_crossover_label_stays_inside_its_plot_clear_of_the_legend(small: dict) -> None:
-    region = small["crossovers"]
-    country = region.with_columns(
-        pl.lit("country").alias("dimension"), pl.lit("CN").alias("challenger"), pl.lit("US").alias("incumbent")
-    )
-    views = frames.view_frames(small["shares"], small["concentration"], pl.concat([region, country]))
-    scene = vlc.vegalite_to_scenegraph(dashboard_spec(views), vl_version=VL_CONVERT_VERSION)
+    scene = scene_crossed_in_both_views(small)
     for view, sentence in (
         ("region_share_lines", "China ahead of United States"),
         ("country_share_lines", "CN ahead of US"),
